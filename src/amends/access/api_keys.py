@@ -1,0 +1,124 @@
+"""API keys: `amends_<id>_<secret>`. Only the id and a SHA-256 of the secret are stored.
+
+A key's secret is 256 random bits, so a fast hash is the right one (a slow password hash would add
+nothing but latency); comparison is constant-time. Revoked keys stay, for the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+
+from amends.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from amends.store import UnitOfWork, tables
+
+__all__ = ["ApiKey", "Scope", "authenticate", "create_key", "list_keys", "revoke_key"]
+
+_keys = tables.api_keys
+_PREFIX = "amends"
+_KEY = re.compile(rf"^{_PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+
+
+class Scope(StrEnum):
+    """What a key may do. Integrations get only what they need."""
+
+    EVENTS_WRITE = "events:write"
+    CUSTOMERS_READ = "customers:read"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A key as stored: never its secret."""
+
+    id: str
+    name: str
+    scopes: frozenset[Scope]
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def create_key(uow: UnitOfWork, name: str, scopes: Iterable[Scope], *, now: datetime) -> tuple[ApiKey, str]:
+    """Create a key; return it and the full key text, which is shown this once and never again."""
+    if not _NAME.match(name):
+        raise InvalidInput("name", "1-100 letters, digits, spaces, dots, dashes or underscores")
+    chosen = frozenset(scopes)
+    if not chosen:
+        raise InvalidInput("scopes", "a key needs at least one scope")
+    if uow.execute(sa.select(_keys.c.id).where(_keys.c.name == name, _keys.c.revoked_at.is_(None))).first():
+        raise Conflict(f"a key named {name!r} is in use; revoke it first")
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    uow.execute(
+        sa.insert(_keys).values(
+            id=key_id,
+            name=name,
+            key_hash=_digest(secret),
+            scopes=sorted(chosen),
+            created_at=now,
+            revoked_at=None,
+        )
+    )
+    return ApiKey(key_id, name, chosen, now, None), f"{_PREFIX}_{key_id}_{secret}"
+
+
+def list_keys(uow: UnitOfWork) -> list[ApiKey]:
+    """Every key, newest first, revoked ones included."""
+    rows = uow.execute(sa.select(_keys).order_by(_keys.c.created_at.desc())).all()
+    return [_from_row(row) for row in rows]
+
+
+def revoke_key(uow: UnitOfWork, name_or_id: str, *, now: datetime) -> ApiKey:
+    """Revoke the active key with this name or id; requests with it are refused from now on."""
+    row = uow.execute(
+        sa.select(_keys).where(
+            sa.or_(_keys.c.name == name_or_id, _keys.c.id == name_or_id), _keys.c.revoked_at.is_(None)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no active key named {name_or_id!r}")
+    uow.execute(sa.update(_keys).where(_keys.c.id == row.id).values(revoked_at=now))
+    return ApiKey(row.id, row.name, _scopes(row.scopes), row.created_at, now)
+
+
+def authenticate(uow: UnitOfWork, presented: str | None) -> ApiKey:
+    """The active key the caller presented; Unauthorized if it is missing, malformed, unknown or revoked."""
+    if not presented:
+        raise Unauthorized("an API key is required: send `Authorization: Bearer <key>`")
+    match = _KEY.match(presented)
+    row = None
+    if match is not None:
+        row = uow.execute(sa.select(_keys).where(_keys.c.id == match.group(1))).first()
+    # Compare against a dummy digest when the id is unknown, so timing does not tell which ids exist.
+    stored = row.key_hash if row is not None else _digest("")
+    given = _digest(match.group(2)) if match is not None else _digest(presented)
+    if row is None or not hmac.compare_digest(stored, given):
+        raise Unauthorized("the API key is not valid")
+    if row.revoked_at is not None:
+        raise Unauthorized("the API key has been revoked")
+    return _from_row(row)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _scopes(values: Iterable[str]) -> frozenset[Scope]:
+    return frozenset(Scope(v) for v in values)
+
+
+def _from_row(row: sa.Row[Any]) -> ApiKey:
+    return ApiKey(row.id, row.name, _scopes(row.scopes), row.created_at, row.revoked_at)

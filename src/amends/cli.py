@@ -1,0 +1,315 @@
+"""The command line: parse, call one service function, render. `main` is where errors become exit codes.
+
+Exit codes: 0 done; 1 done but not everything could be stored (rows rejected), or a runtime failure
+(the database unreachable); 2 bad invocation, bad settings or bad input that stopped the command.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+import amends
+from amends.access import Scope, create_key, list_keys, revoke_key
+from amends.config import Settings, config_path, load_settings
+from amends.errors import AmendsError, InvalidInput
+from amends.events import ColumnMapping, FileFormat, FileProgress, FileReport, RejectedRow, ingest_file
+from amends.store import Database, head_revision, upgrade
+
+app = typer.Typer(
+    name="amends",
+    help="Proactive service recovery: notice when a customer was let down, and make amends.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="API keys for integrations.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+_SHOWN_REJECTIONS = 20
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@app.command()
+def init() -> None:
+    """Create the database, or upgrade it to the newest schema. Safe to run again."""
+    settings = load_settings()
+    db = Database(settings.database_url)
+    try:
+        upgrade(db)
+    finally:
+        db.dispose()
+    console.print(f"Database ready: {db.url.render_as_string(hide_password=True)} (schema {head_revision()})")
+    if settings.secret_key is None and not config_path().exists():
+        _write_config(config_path())
+        console.print(f"Wrote {config_path()} with a new secret key (keep it private; it is not in git).")
+
+
+def _write_config(path: Path) -> None:
+    secret = secrets.token_urlsafe(48)
+    text = (
+        "# amends settings; every key can also be set as an AMENDS_<KEY> environment variable.\n"
+        f'secret_key = "{secret}"\n'
+        '# database_url = "postgresql://user:password@localhost/amends"\n'
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: the host setting).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: the port setting).")] = None,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs)."""
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = load_settings(**overrides)
+    _serve(settings)
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from amends.web import create_app
+
+    settings.require_secret_key()
+    console.print(
+        f"amends {amends.__version__} is serving at {settings.base_url}  (API docs: {settings.base_url}/docs)"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="A .jsonl/.ndjson, .csv or .parquet file.", dir_okay=False)],
+    file_format: Annotated[
+        FileFormat | None, typer.Option("--format", help="The file's format, when its name does not say.")
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="ATTRIBUTE=COLUMN: read an envelope attribute from a column. Repeatable."),
+    ] = None,
+    event_type: Annotated[str | None, typer.Option("--type", help="The type of every event in the file.")] = None,
+    source: Annotated[str | None, typer.Option(help="The source of every event in the file.")] = None,
+    flat: Annotated[
+        bool,
+        typer.Option(help="JSONL only: read each line as a flat record (like a CSV row), not an envelope."),
+    ] = False,
+    timezone: Annotated[
+        str | None, typer.Option(help="Time zone for times written without one, e.g. America/Sao_Paulo.")
+    ] = None,
+    rejects: Annotated[
+        Path | None, typer.Option(help="Write every rejected row to this file as JSONL.", dir_okay=False)
+    ] = None,
+) -> None:
+    """Load events from a file; rows are committed in batches and counted as they are stored."""
+    settings = load_settings()
+    column_mapping = ColumnMapping.parse(
+        mapping or [], constants={"type": event_type, "source": source}, flat=flat, timezone=timezone
+    )
+    if not path.is_file():
+        raise InvalidInput("PATH", f"no such file: {path}")
+    chosen = file_format or FileFormat.of(path)
+    db = Database(settings.database_url)
+    try:
+        report = _ingest_with_progress(db, settings, path, chosen, column_mapping, rejects)
+    finally:
+        db.dispose()
+    _print_report(report)
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+def _ingest_with_progress(
+    db: Database,
+    settings: Settings,
+    path: Path,
+    file_format: FileFormat,
+    mapping: ColumnMapping,
+    rejects: Path | None,
+) -> FileReport:
+    reject_file = rejects.open("wb") if rejects is not None else None
+
+    def on_rejected(row: RejectedRow) -> None:
+        if reject_file is not None:
+            reject_file.write(orjson.dumps({"line": row.line, "field": row.field, "reason": row.reason}) + b"\n")
+
+    try:
+        if not console.is_terminal:
+            # No live bar in a log or a pipe: one line per commit, each naming what is durably stored.
+            def on_line(p: FileProgress) -> None:
+                console.print(f"stored: {p.accepted} accepted, {p.duplicates} duplicates, {p.rejected} rejected")
+
+            return ingest_file(
+                db,
+                path,
+                received_at=_now(),
+                file_format=file_format,
+                mapping=mapping,
+                commit_rows=settings.ingest_commit_rows,
+                on_progress=on_line,
+                on_rejected=on_rejected,
+            )
+        columns = [TextColumn("{task.description}"), BarColumn()]
+        if file_format is not FileFormat.PARQUET:
+            columns.append(DownloadColumn())
+        else:
+            columns.append(TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows"))
+        columns += [TextColumn("{task.fields[counts]}"), TimeRemainingColumn()]
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task(f"Ingesting {path.name}", total=None, counts="")
+
+            def on_progress(p: FileProgress) -> None:
+                counts = f"{p.accepted:,} accepted · {p.duplicates:,} duplicates · {p.rejected:,} rejected"
+                bar.update(task, completed=p.done, total=p.total, counts=counts)
+
+            return ingest_file(
+                db,
+                path,
+                received_at=_now(),
+                file_format=file_format,
+                mapping=mapping,
+                commit_rows=settings.ingest_commit_rows,
+                on_progress=on_progress,
+                on_rejected=on_rejected,
+            )
+    finally:
+        if reject_file is not None:
+            reject_file.close()
+
+
+def _print_report(report: FileReport) -> None:
+    table = Table(title="Ingest summary", show_header=True)
+    table.add_column("rows", justify="right")
+    table.add_column("accepted", justify="right", style="green")
+    table.add_column("duplicates", justify="right")
+    table.add_column("rejected", justify="right", style="red" if report.rejected else None)
+    table.add_row(f"{report.rows:,}", f"{report.accepted:,}", f"{report.duplicates:,}", f"{report.rejected:,}")
+    console.print(table)
+    if report.rejections:
+        rejected = Table(title="Rejected rows", show_header=True)
+        rejected.add_column("line", justify="right")
+        rejected.add_column("field")
+        rejected.add_column("reason")
+        for row in report.rejections[:_SHOWN_REJECTIONS]:
+            rejected.add_row(str(row.line), row.field, row.reason)
+        console.print(rejected)
+        if report.rejected > _SHOWN_REJECTIONS:
+            console.print(f"… and {report.rejected - _SHOWN_REJECTIONS:,} more (use --rejects FILE to keep them all)")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who the key is for, e.g. 'shop'.")],
+    scope: Annotated[list[Scope] | None, typer.Option(help="What the key may do; repeatable. Default: all.")] = None,
+) -> None:
+    """Create an API key and print it once; only its hash is kept."""
+    db = Database(load_settings().database_url)
+    try:
+        with db.unit_of_work() as uow:
+            key, text = create_key(uow, name, scope or list(Scope), now=_now())
+            uow.commit()
+    finally:
+        db.dispose()
+    err_console.print(f"Created key {key.name!r} (id {key.id}) with scopes {', '.join(sorted(key.scopes))}.")
+    err_console.print("Keep it now; it will not be shown again:")
+    print(text)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (never their secrets)."""
+    db = Database(load_settings().database_url)
+    try:
+        with db.unit_of_work() as uow:
+            keys = list_keys(uow)
+    finally:
+        db.dispose()
+    table = Table(show_header=True)
+    for column in ("id", "name", "scopes", "created", "revoked"):
+        table.add_column(column)
+    for key in keys:
+        revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
+        table.add_row(
+            key.id,
+            key.name,
+            ", ".join(sorted(key.scopes)),
+            key.created_at.isoformat(timespec="seconds"),
+            revoked,
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name or id.")]) -> None:
+    """Revoke an API key: requests with it are refused from now on."""
+    db = Database(load_settings().database_url)
+    try:
+        with db.unit_of_work() as uow:
+            key = revoke_key(uow, name, now=_now())
+            uow.commit()
+    finally:
+        db.dispose()
+    console.print(f"Revoked key {key.name!r} (id {key.id}).")
+
+
+@app.command()
+def demo() -> None:
+    """Set up a database, load the bundled sample events, and serve them."""
+    init()
+    settings = load_settings()
+    db = Database(settings.database_url)
+    try:
+        sample = resources.files("amends") / "samples" / "events.jsonl"
+        with resources.as_file(sample) as path:
+            report = ingest_file(db, path, received_at=_now())
+        console.print(f"Sample events: {report.accepted} stored, {report.duplicates} already there.")
+        with db.unit_of_work() as uow:
+            if any(k.name == "demo" and not k.is_revoked for k in list_keys(uow)):
+                revoke_key(uow, "demo", now=_now())
+            _key, text = create_key(uow, "demo", list(Scope), now=_now())
+            uow.commit()
+    finally:
+        db.dispose()
+    base = settings.base_url
+    console.print(f"\nA demo API key: {text}")
+    console.print("Try:")
+    console.print(f"  curl -H 'Authorization: Bearer {text}' {base}/v1/customers/C-1001/timeline")
+    console.print(f"  open {base}/docs and use the key under 'Authorize'\n")
+    _serve(settings)
+
+
+def main() -> None:
+    """Console entry point: the one place where errors become exit codes."""
+    try:
+        app()
+    except AmendsError as exc:
+        err_console.print(f"[red]Error:[/] {exc}")
+        raise SystemExit(2 if isinstance(exc, InvalidInput) else 1) from None
+
+
+if __name__ == "__main__":
+    main()

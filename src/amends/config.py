@@ -1,0 +1,162 @@
+"""Settings: read once at the edge (each command, the server), then passed down as values.
+
+Sources, strongest first: explicit overrides, `AMENDS_*` environment variables, the TOML file
+(`amends.toml` in the working directory, or the path in `AMENDS_CONFIG`), defaults. A bad value stops
+start-up with one line naming the setting and the reason. Core code never reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from amends.errors import InvalidInput
+
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "config_path", "load_settings"]
+
+ENV_PREFIX = "AMENDS_"
+DEFAULT_CONFIG_FILE = "amends.toml"
+_MIN_SECRET_CHARS = 32
+
+
+class SettingsError(InvalidInput):
+    """A setting that is missing or has a value amends cannot run with."""
+
+
+class Settings(BaseSettings):
+    """Every setting amends reads, typed and bounded."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        default="sqlite:///./amends.db",
+        description="SQLAlchemy URL: sqlite:///PATH (embedded) or postgresql://USER:PASS@HOST/DB.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs links and sessions; at least 32 characters. `amends init` writes one.",
+    )
+    environment: Literal["development", "production"] = "development"
+    host: str = Field(default="127.0.0.1", min_length=1, description="Address `amends serve` binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `amends serve` listens on.")
+    public_url: str | None = Field(
+        default=None, description="Base URL people reach the server at; defaults to http://HOST:PORT."
+    )
+    max_batch_events: int = Field(default=10_000, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    ingest_commit_rows: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Rows `amends ingest` stores per transaction."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError("expected a URL like sqlite:///amends.db or postgresql://user@host/db")
+        driver = scheme.split("+", 1)
+        if driver[0] in ("postgres", "postgresql"):
+            if len(driver) == 2 and driver[1] != "psycopg":
+                raise ValueError(f"PostgreSQL is reached through psycopg 3, not {driver[1]!r}")
+            return f"postgresql+psycopg://{rest}"
+        if driver[0] == "sqlite":
+            if len(driver) == 2 and driver[1] != "pysqlite":
+                raise ValueError(f"SQLite is reached through the standard library, not {driver[1]!r}")
+            return f"sqlite://{rest}"
+        raise ValueError(f"unsupported database {driver[0]!r}; use sqlite or postgresql")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < _MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {_MIN_SECRET_CHARS} characters")
+        return value
+
+    @property
+    def base_url(self) -> str:
+        """The URL people reach the server at."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def require_secret_key(self) -> SecretStr:
+        """Return the secret key, or refuse to go on without one."""
+        if self.secret_key is None:
+            raise SettingsError(
+                f"{ENV_PREFIX}SECRET_KEY",
+                "missing; set it in the environment or as secret_key in amends.toml (`amends init` writes one)",
+            )
+        return self.secret_key
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_path()
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def config_path() -> Path:
+    """The TOML file settings are read from: `AMENDS_CONFIG`, else ./amends.toml."""
+    return Path(os.environ.get(f"{ENV_PREFIX}CONFIG", DEFAULT_CONFIG_FILE))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, or raise SettingsError naming the first bad one and why."""
+    path = config_path()
+    if path.is_file():
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(str(path), f"cannot be read as TOML: {exc}") from exc
+    elif f"{ENV_PREFIX}CONFIG" in os.environ:
+        raise SettingsError(f"{ENV_PREFIX}CONFIG", f"no such file: {path}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        raise SettingsError(_where(name, path), _reason(error)) from exc
+
+
+def _where(name: str, path: Path) -> str:
+    variable = f"{ENV_PREFIX}{name.upper()}"
+    if variable in os.environ or name not in Settings.model_fields:
+        return variable if name in Settings.model_fields else f"{name} in {path}"
+    return f"{variable} (or {name} in {path})"
+
+
+def _reason(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return "unknown setting"
+    if "input" in error and error["type"] != "missing":
+        shown = error["input"]
+        if not isinstance(shown, str | int | float):
+            return message
+        return f"{message} (got {shown!r})"
+    return message

@@ -1,0 +1,48 @@
+"""Events: the ledger of what happened to customers, and every way events come in.
+
+Owns the CloudEvents envelope, validation, idempotent storage (once per source and id), customers
+created on first sight, and ingestion from HTTP batches and files. Knows nothing of detection.
+"""
+
+from amends.events.batches import BatchFormat, BatchReport, Item, Rejected, decode_batch, ingest_items
+from amends.events.customers import Customer, StoredEvent, TimelinePage, get_customer, timeline
+from amends.events.envelope import ENVELOPE_SCHEMA, Event, Violation, validate_event
+from amends.events.errors import BatchTooLarge, EventsError, MalformedJSON
+from amends.events.files import (
+    ColumnMapping,
+    FileFormat,
+    FileProgress,
+    FileReport,
+    RejectedRow,
+    ingest_file,
+)
+from amends.events.ledger import Appended, append_events
+
+__all__ = [
+    "ENVELOPE_SCHEMA",
+    "Appended",
+    "BatchFormat",
+    "BatchReport",
+    "BatchTooLarge",
+    "ColumnMapping",
+    "Customer",
+    "Event",
+    "EventsError",
+    "FileFormat",
+    "FileProgress",
+    "FileReport",
+    "Item",
+    "MalformedJSON",
+    "Rejected",
+    "RejectedRow",
+    "StoredEvent",
+    "TimelinePage",
+    "Violation",
+    "append_events",
+    "decode_batch",
+    "get_customer",
+    "ingest_file",
+    "ingest_items",
+    "timeline",
+    "validate_event",
+]

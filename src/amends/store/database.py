@@ -1,0 +1,208 @@
+"""The database: one engine per process, and the unit of work that is the only place a commit happens.
+
+Database errors are translated here, where they enter: a connection that cannot be made or is lost
+becomes Unavailable (nothing was written), a unique key violated becomes Conflict.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql as pg_sql
+from sqlalchemy import event as sa_event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from amends.errors import Conflict, Unavailable
+
+__all__ = ["Database", "UnitOfWork"]
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class Database:
+    """An engine and what the rest of amends needs of it: units of work and a health check."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = make_url(url)
+        self.dialect = self.url.get_backend_name()
+        if self.dialect == "sqlite":
+            self.engine = _sqlite_engine(url, echo=echo)
+        else:
+            self.engine = sa.create_engine(
+                url,
+                echo=echo,
+                pool_pre_ping=True,
+                json_serializer=_json_text,
+                json_deserializer=orjson.loads,
+                connect_args={"connect_timeout": 5},
+            )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A new unit of work; use it as `with db.unit_of_work() as uow: ...; uow.commit()`."""
+        return UnitOfWork(self.engine)
+
+    def ping(self) -> None:
+        """Raise Unavailable unless the database answers a trivial query."""
+        with translate_errors(), self.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+    def create_sqlite_directory(self) -> None:
+        """Make the folder an SQLite database file is to live in."""
+        if self.is_sqlite and self.url.database not in (None, "", ":memory:"):
+            Path(str(self.url.database)).parent.mkdir(parents=True, exist_ok=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Database({self.url.render_as_string(hide_password=True)!r})"
+
+
+def _sqlite_engine(url: str, *, echo: bool) -> Engine:
+    engine = sa.create_engine(
+        url,
+        echo=echo,
+        json_serializer=_json_text,
+        json_deserializer=orjson.loads,
+        connect_args={"timeout": 30},
+    )
+
+    @sa_event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            # WAL lets readers work beside the one writer; FULL makes every commit survive power loss,
+            # which is what "accepted means durable" needs. Foreign keys are off by default in SQLite.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+        finally:
+            cursor.close()
+
+    return engine
+
+
+_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn the database driver's errors into amends' own, keeping the cause."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise Unavailable(f"database unavailable: {_first_line(exc)}") from exc
+    except sa_exc.IntegrityError as exc:
+        raise Conflict(f"conflicts with stored data: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
+class UnitOfWork:
+    """One transaction. Work is rolled back unless `commit()` is called before the block ends."""
+
+    connection: Connection
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._committed = False
+
+    def __enter__(self) -> Self:
+        with translate_errors():
+            self.connection = self._engine.connect()
+            self._transaction = self.connection.begin()
+        self._committed = False
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._committed and self._transaction.is_active:
+                self._transaction.rollback()
+        except _UNAVAILABLE:
+            # The connection died under us; the server has already discarded the transaction.
+            self.connection.invalidate()
+        finally:
+            self.connection.close()
+        if isinstance(exc, _UNAVAILABLE):
+            raise Unavailable(f"database unavailable: {_first_line(exc)}") from exc
+        if isinstance(exc, sa_exc.IntegrityError):
+            raise Conflict(f"conflicts with stored data: {_first_line(exc)}") from exc
+
+    @property
+    def dialect(self) -> str:
+        return self.connection.dialect.name
+
+    def commit(self) -> None:
+        """Make the work of this unit durable."""
+        with translate_errors():
+            self._transaction.commit()
+        self._committed = True
+
+    def execute(self, statement: sa.Executable, parameters: Any = None) -> sa.CursorResult[Any]:
+        """Run one statement inside this unit of work."""
+        return self.connection.execute(statement, parameters)
+
+    def insert_missing(self, table: sa.TableClause, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert the rows whose unique keys are not stored yet; return how many were inserted.
+
+        Rows that collide with a stored row, or with an earlier row of the same call, are skipped.
+        """
+        if not rows:
+            return 0
+        if self.dialect == "postgresql":
+            return self._copy_missing(table, rows)
+        result = self.connection.execute(sqlite.insert(table).on_conflict_do_nothing(), list(rows))
+        return int(result.rowcount)
+
+    def _copy_missing(self, table: sa.TableClause, rows: Sequence[dict[str, Any]]) -> int:
+        # PostgreSQL's fastest way in is COPY, which cannot skip conflicts: so COPY into a temporary
+        # table shaped like the target, then move the rows across with ON CONFLICT DO NOTHING.
+        columns = list(rows[0])
+        target = pg_sql.Identifier(table.name)
+        stage = pg_sql.Identifier(f"amends_stage_{table.name}")
+        names = pg_sql.SQL(", ").join(pg_sql.Identifier(c) for c in columns)
+        driver = self.connection.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        with translate_errors(), driver.cursor() as cursor:
+            cursor.execute(
+                pg_sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                    stage, names, target
+                )
+            )
+            with cursor.copy(pg_sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)) as copy:
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])
+            cursor.execute(
+                pg_sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+                    target, names, names, stage
+                )
+            )
+            inserted = cursor.rowcount
+            cursor.execute(pg_sql.SQL("DROP TABLE {}").format(stage))
+        return inserted

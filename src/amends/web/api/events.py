@@ -1,0 +1,123 @@
+"""POST /v1/events: one event, a JSON array batch, or NDJSON; each item accepted, duplicate or rejected."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from amends.access import ApiKey, Scope
+from amends.errors import TooLarge
+from amends.events import ENVELOPE_SCHEMA, BatchFormat, BatchReport, decode_batch, ingest_items
+from amends.store import Database
+from amends.web.deps import DB, AppSettings, require
+from amends.web.errors import UnsupportedMediaType
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+_FORMATS = {
+    "application/json": BatchFormat.JSON,
+    "application/cloudevents+json": BatchFormat.EVENT,
+    "application/cloudevents-batch+json": BatchFormat.ARRAY,
+    "application/x-ndjson": BatchFormat.NDJSON,
+    "application/ndjson": BatchFormat.NDJSON,
+    "application/jsonl": BatchFormat.NDJSON,
+}
+
+
+class RejectedItem(BaseModel):
+    index: int = Field(description="Position of the item in the batch, from 0.")
+    line: int | None = Field(default=None, description="Line of the item, for NDJSON bodies.")
+    field: str = Field(description="The attribute at fault, as a dotted path.")
+    reason: str
+
+
+class IngestResult(BaseModel):
+    accepted: int = Field(description="Events stored for the first time; durable when this returns.")
+    duplicates: int = Field(description="Events already stored (same source and id): acknowledged, ignored.")
+    rejected: list[RejectedItem] = Field(description="Items refused; the others were stored all the same.")
+
+
+_array_schema = {"type": "array", "items": ENVELOPE_SCHEMA, "maxItems": 10_000}
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One event (CloudEvents 1.0, structured JSON), an array of them, or NDJSON.",
+        "content": {
+            "application/json": {"schema": {"oneOf": [ENVELOPE_SCHEMA, _array_schema]}},
+            "application/cloudevents+json": {"schema": ENVELOPE_SCHEMA},
+            "application/cloudevents-batch+json": {"schema": _array_schema},
+            "application/x-ndjson": {"schema": {"type": "string", "description": "One event per line."}},
+        },
+    }
+}
+
+
+@router.post(
+    "/events",
+    response_model=IngestResult,
+    openapi_extra=_REQUEST_BODY,
+    summary="Send events",
+    responses={
+        400: {"description": "The body is not JSON; the position where parsing stopped is given."},
+        401: {"description": "No API key, or a revoked one."},
+        413: {"description": "More events than one batch may carry, or a body too large."},
+        415: {"description": "A content type other than JSON, CloudEvents JSON or NDJSON."},
+        422: {
+            "description": "Some items were rejected (listed); the others were stored.",
+            "model": IngestResult,
+        },
+        503: {"description": "The database is unreachable; nothing of the batch was stored."},
+    },
+)
+async def post_events(
+    request: Request,
+    db: DB,
+    settings: AppSettings,
+    _key: Annotated[ApiKey, Depends(require(Scope.EVENTS_WRITE))],
+) -> JSONResponse:
+    """Store events once per (source, id). Answers 200 when every item was stored or known, else 422."""
+    batch_format = _format_of(request.headers.get("content-type", ""))
+    body = await _read_body(request, settings.max_body_bytes)
+    report = await run_in_threadpool(_ingest, db, body, batch_format, settings.max_batch_events)
+    result = IngestResult(
+        accepted=report.accepted,
+        duplicates=report.duplicates,
+        rejected=[RejectedItem(index=r.index, line=r.line, field=r.field, reason=r.reason) for r in report.rejected],
+    )
+    return JSONResponse(result.model_dump(exclude_none=True), status_code=422 if report.rejected else 200)
+
+
+def _ingest(db: Database, body: bytes, batch_format: BatchFormat, max_events: int) -> BatchReport:
+    items = decode_batch(body, batch_format, max_events=max_events)
+    return ingest_items(db, items, received_at=datetime.now(UTC))
+
+
+def _format_of(content_type: str) -> BatchFormat:
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if media not in _FORMATS:
+        shown = media or "none"
+        raise UnsupportedMediaType("Content-Type", f"{shown} is not accepted; send {', '.join(_FORMATS)}")
+    charset = params.strip().lower().removeprefix("charset=").strip('"') if "charset" in params.lower() else ""
+    if charset and charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType("Content-Type", f"charset {charset} is not accepted; send UTF-8")
+    return _FORMATS[media]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge("body", f"{declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge("body", f"more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,70 @@
+"""The one place where amends' errors become HTTP responses: `{"error", "field", "reason"}`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from amends.errors import (
+    AmendsError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
+from amends.events import MalformedJSON
+
+__all__ = ["UnsupportedMediaType", "install_error_handlers"]
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A request body in a format the endpoint does not take."""
+
+
+_STATUS: dict[type[AmendsError], int] = {
+    MalformedJSON: 400,
+    UnsupportedMediaType: 415,
+    TooLarge: 413,
+    InvalidInput: 422,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Unavailable: 503,
+}
+
+
+async def _amends_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AmendsError)
+    status = next((_STATUS[k] for k in type(exc).__mro__ if k in _STATUS), 500)
+    body: dict[str, object] = {
+        "error": type(exc).__name__,
+        "field": getattr(exc, "field", None),
+        "reason": getattr(exc, "reason", str(exc)),
+    }
+    if isinstance(exc, MalformedJSON):
+        body["position"] = {"line": exc.line, "column": exc.column, "offset": exc.position}
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    elif status == 503:
+        headers["Retry-After"] = "5"
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    error = exc.errors()[0]
+    field = ".".join(str(p) for p in error["loc"][1:]) or str(error["loc"][0])
+    body = {"error": "InvalidInput", "field": field, "reason": error["msg"]}
+    return JSONResponse(body, status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the translation of every AmendsError (and FastAPI's own parameter errors)."""
+    app.add_exception_handler(AmendsError, _amends_error)
+    app.add_exception_handler(RequestValidationError, _request_validation_error)
