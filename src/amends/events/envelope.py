@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic import AwareDatetime, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
 __all__ = ["ENVELOPE_SCHEMA", "Event", "Violation", "validate_event"]
@@ -20,6 +20,13 @@ __all__ = ["ENVELOPE_SCHEMA", "Event", "Violation", "validate_event"]
 # CloudEvents 1.0 §3.1.1: extension attribute names are lower-case letters and digits.
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _JSON_MEDIA_TYPE = re.compile(r"^application/([\w.+-]+\+)?json(\s*;.*)?$", re.IGNORECASE)
+
+
+def _no_epoch_numbers(value: Any) -> Any:
+    # Pydantic would read a number as seconds since the epoch; CloudEvents times are RFC 3339 text.
+    if isinstance(value, int | float):
+        raise ValueError("must be an RFC 3339 timestamp such as 2024-05-01T12:00:00Z, not a number")
+    return value
 
 
 @with_config(ConfigDict(extra="allow"))
@@ -30,7 +37,11 @@ class _Envelope(TypedDict):
     id: Annotated[str, Field(min_length=1, max_length=500, description="Unique within its source.")]
     source: Annotated[str, Field(min_length=1, max_length=500, description="The system that sent it.")]
     type: Annotated[str, Field(min_length=1, max_length=200, examples=["order.delivered"])]
-    time: Annotated[AwareDatetime, Field(description="When it happened, RFC 3339 with a time zone.")]
+    time: Annotated[
+        AwareDatetime,
+        BeforeValidator(_no_epoch_numbers),
+        Field(description="When it happened, RFC 3339 with a time zone."),
+    ]
     subject: Annotated[str, Field(min_length=1, max_length=200, description="The customer's id.")]
     data: NotRequired[dict[str, Any]]
     datacontenttype: NotRequired[str]
@@ -126,10 +137,13 @@ def _first_violation(exc: ValidationError) -> Violation:
             reason = "required"
         case "timezone_aware":
             reason = "needs a time zone, e.g. 2024-05-01T12:00:00Z or +02:00"
+        case "datetime_parsing" | "datetime_from_date_parsing" | "datetime_type":
+            detail = str(error["msg"]).rpartition(", ")[2]
+            reason = f"expected an RFC 3339 timestamp such as 2024-05-01T12:00:00Z ({detail})"
         case "literal_error" if field == "specversion":
             reason = "only CloudEvents 1.0 is supported"
         case _:
-            reason = str(error["msg"])
+            reason = str(error["msg"]).removeprefix("Value error, ")
     return Violation(field, reason)
 
 

@@ -34,11 +34,11 @@ def _json_text(value: Any) -> str:
 class Database:
     """An engine and what the rest of amends needs of it: units of work and a health check."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, busy_timeout_seconds: float = 30.0) -> None:
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
         if self.dialect == "sqlite":
-            self.engine = _sqlite_engine(url, echo=echo)
+            self.engine = _sqlite_engine(url, echo=echo, busy_timeout_ms=int(busy_timeout_seconds * 1000))
         else:
             self.engine = sa.create_engine(
                 url,
@@ -74,13 +74,13 @@ class Database:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
 
 
-def _sqlite_engine(url: str, *, echo: bool) -> Engine:
+def _sqlite_engine(url: str, *, echo: bool, busy_timeout_ms: int) -> Engine:
     engine = sa.create_engine(
         url,
         echo=echo,
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
-        connect_args={"timeout": 30},
+        connect_args={"timeout": busy_timeout_ms / 1000},
     )
 
     @sa_event.listens_for(engine, "connect")
@@ -92,14 +92,23 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
         finally:
             cursor.close()
 
     return engine
 
 
-_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
+# Errors that mean the database could not be reached or the connection was lost. psycopg's own appear
+# where the store talks to the driver directly (COPY).
+_UNAVAILABLE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+_CONFLICT = (sa_exc.IntegrityError, psycopg.IntegrityError)
 
 
 @contextmanager
@@ -109,7 +118,7 @@ def translate_errors() -> Iterator[None]:
         yield
     except _UNAVAILABLE as exc:
         raise Unavailable(f"database unavailable: {_first_line(exc)}") from exc
-    except sa_exc.IntegrityError as exc:
+    except _CONFLICT as exc:
         raise Conflict(f"conflicts with stored data: {_first_line(exc)}") from exc
 
 
@@ -151,7 +160,7 @@ class UnitOfWork:
             self.connection.close()
         if isinstance(exc, _UNAVAILABLE):
             raise Unavailable(f"database unavailable: {_first_line(exc)}") from exc
-        if isinstance(exc, sa_exc.IntegrityError):
+        if isinstance(exc, _CONFLICT):
             raise Conflict(f"conflicts with stored data: {_first_line(exc)}") from exc
 
     @property

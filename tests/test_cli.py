@@ -1,0 +1,169 @@
+"""The command line, run as a user runs it: a real process, its output and its exit code."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from amends.store import Database
+from tests.conftest import SECRET, an_event, count_rows
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AMENDS_")}
+    return clean | {"AMENDS_DATABASE_URL": f"sqlite:///{tmp_path / 'amends.db'}", "COLUMNS": "200"}
+
+
+def amends(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "amends.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_init_creates_the_database_and_a_private_config(env: dict[str, str], tmp_path: Path) -> None:
+    done = amends("init", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Database ready" in done.stdout
+    config = tmp_path / "amends.toml"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert "secret_key" in config.read_text()
+    assert amends("init", env=env, cwd=tmp_path).returncode == 0
+
+
+def test_a_bad_setting_stops_with_one_line_naming_it(env: dict[str, str], tmp_path: Path) -> None:
+    done = amends("init", env=env | {"AMENDS_PORT": "99999"}, cwd=tmp_path)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("Error: AMENDS_PORT")
+
+
+def test_serve_without_a_secret_key_refuses_to_start(env: dict[str, str], tmp_path: Path) -> None:
+    done = amends("serve", env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "AMENDS_SECRET_KEY: missing" in done.stderr
+
+
+def test_ingest_reports_rejected_rows_by_line_and_exits_non_zero(env: dict[str, str], tmp_path: Path) -> None:
+    assert amends("init", env=env, cwd=tmp_path).returncode == 0
+    path = tmp_path / "orders.csv"
+    path.write_text("order,customer,at\nO-1,C-1,2026-05-01T10:00:00Z\nO-2,C-2,garbage\nO-3,C-3,2026-05-01T12:00:00Z\n")
+    args = ["ingest", str(path), "--map", "id=order", "--map", "subject=customer", "--map", "time=at"]
+    args += ["--type", "order.placed", "--source", "shop", "--rejects", str(tmp_path / "rejects.jsonl")]
+    done = amends(*args, env=env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Rejected rows" in done.stdout
+    rejected = orjson.loads((tmp_path / "rejects.jsonl").read_bytes())
+    assert (rejected["line"], rejected["field"]) == (3, "time")
+    assert rejected["reason"].startswith("expected an RFC 3339 timestamp")
+    again = amends(*args[:-2], env=env, cwd=tmp_path)
+    assert "│    3 │        0 │          2 │        1 │" in again.stdout
+
+
+def test_ingest_refuses_a_bad_mapping_before_reading(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("a\n1\n")
+    done = amends("ingest", str(path), "--map", "customer=a", env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--map" in done.stderr
+
+
+def test_keys_are_shown_once_listed_without_secrets_and_revocable(env: dict[str, str], tmp_path: Path) -> None:
+    assert amends("init", env=env, cwd=tmp_path).returncode == 0
+    created = amends("keys", "create", "shop", "--scope", "events:write", env=env, cwd=tmp_path)
+    assert created.returncode == 0
+    key = created.stdout.strip()
+    assert key.startswith("amends_")
+    listed = amends("keys", "list", env=env, cwd=tmp_path).stdout
+    assert "shop" in listed
+    assert key.split("_")[-1] not in listed
+    assert amends("keys", "revoke", "shop", env=env, cwd=tmp_path).returncode == 0
+    assert amends("keys", "revoke", "shop", env=env, cwd=tmp_path).returncode == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    port = _free_port()
+    env = env | {"AMENDS_SECRET_KEY": SECRET, "AMENDS_PORT": str(port), "AMENDS_LOG_LEVEL": "warning"}
+    assert amends("init", env=env, cwd=tmp_path).returncode == 0
+    key = amends("keys", "create", "shop", env=env, cwd=tmp_path).stdout.strip()
+    process = subprocess.Popen([sys.executable, "-m", "amends.cli", "serve"], env=env, cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, "amends serve exited"
+            assert time.monotonic() < deadline, "amends serve did not become ready"
+            time.sleep(0.1)
+        yield base, {"Authorization": f"Bearer {key}"}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_serve_answers_over_http(server: tuple[str, dict[str, str]]) -> None:
+    base, headers = server
+    response = httpx.post(f"{base}/v1/events", json=[an_event(n) for n in range(5)], headers=headers)
+    assert response.json() == {"accepted": 5, "duplicates": 0, "rejected": []}
+    timeline = httpx.get(f"{base}/v1/customers/C-1/timeline", headers=headers).json()
+    assert [e["event"]["id"] for e in timeline["events"]] == ["evt-1"]
+
+
+@pytest.mark.slow
+def test_a_killed_ingest_loses_nothing_it_reported_and_a_rerun_stores_no_duplicate(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    rows = 60_000
+    path = tmp_path / "big.jsonl"
+    with path.open("wb") as file:
+        for n in range(rows):
+            file.write(orjson.dumps(an_event(n, subject=f"C-{n % 997}")) + b"\n")
+    env = env | {"AMENDS_INGEST_COMMIT_ROWS": "2000"}
+    assert amends("init", env=env, cwd=tmp_path).returncode == 0
+    process = subprocess.Popen(
+        [sys.executable, "-m", "amends.cli", "ingest", str(path)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    reported = 0
+    for line in process.stdout:
+        if line.startswith("stored:"):
+            reported = int(line.split()[1])
+            if reported >= 10_000:
+                break
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    process.stdout.close()
+    db = Database(env["AMENDS_DATABASE_URL"])
+    try:
+        assert 10_000 <= reported <= count_rows(db, "events") < rows
+        rerun = amends("ingest", str(path), env=env, cwd=tmp_path)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert count_rows(db, "events") == rows
+    finally:
+        db.dispose()
