@@ -92,4 +92,9 @@ def test_the_api_is_documented(client: TestClient) -> None:
     assert {"/v1/events", "/v1/customers/{customer_id}", "/v1/customers/{customer_id}/timeline"} <= set(spec["paths"])
     content = spec["paths"]["/v1/events"]["post"]["requestBody"]["content"]
     assert "application/x-ndjson" in content
-    assert client.get("/docs").status_code == 200
+    page = client.get("/docs")
+    assert page.status_code == 200
+    # The docs page works offline: its script and styles are served by amends itself.
+    assert "/static/swagger-ui/swagger-ui-bundle.js" in page.text
+    assert client.get("/static/swagger-ui/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/static/swagger-ui/swagger-ui.css").status_code == 200

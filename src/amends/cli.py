@@ -295,10 +295,10 @@ def demo() -> None:
     finally:
         db.dispose()
     base = settings.base_url
-    console.print(f"\nA demo API key: {text}")
+    console.print(f"\nA demo API key: {text}", soft_wrap=True)
     console.print("Try:")
-    console.print(f"  curl -H 'Authorization: Bearer {text}' {base}/v1/customers/C-1001/timeline")
-    console.print(f"  open {base}/docs and use the key under 'Authorize'\n")
+    console.print(f"  curl -H 'Authorization: Bearer {text}' {base}/v1/customers/C-1001/timeline", soft_wrap=True)
+    console.print(f"  open {base}/docs and use the key under 'Authorize'\n", soft_wrap=True)
     _serve(settings)
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 import amends
 from amends.config import Settings
@@ -34,6 +38,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         version=amends.__version__,
         summary="Proactive service recovery: notice when a customer was let down, and make amends.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the packaged Swagger UI, not from a CDN
+        redoc_url=None,
     )
     app.state.db = database
     app.state.settings = settings
@@ -41,6 +47,20 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(events.router)
     app.include_router(customers.router)
+
+    # Swagger UI's script and styles come from the swagger-ui-py package, so the docs work offline.
+    swagger_ui = Path(str(resources.files("swagger_ui") / "static"))
+    app.mount("/static/swagger-ui", StaticFiles(directory=swagger_ui), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="amends API",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+        )
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
