@@ -259,7 +259,12 @@ def run_amends(args: list[str], env: dict[str, str], workdir: Path, timeout: flo
         process = subprocess.Popen(
             [str(AMENDS), *args], env=env, cwd=workdir, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink
         )
-        ended = reap(process, timeout)
+        try:
+            ended = reap(process, timeout)
+        except BaseException:  # interrupted: leave no child behind
+            process.kill()
+            process.wait(STOP_SECONDS)
+            raise
         seconds = time.perf_counter() - started
     if ended.timed_out:
         raise BenchError(f"amends {' '.join(args)} took over {timeout:.0f} s and was killed\n{_tail(output)}")
@@ -339,7 +344,10 @@ def post_all(base: str, key: str, path: Path, clients: int, timeout: float) -> t
         return current
 
     def send(body: bytes) -> int:
-        response = client().post("/v1/events", content=body)
+        try:
+            response = client().post("/v1/events", content=body)
+        except httpx.HTTPError as exc:
+            raise BenchError(f"POST /v1/events failed: {exc!r}") from exc
         if response.status_code != 200:
             raise BenchError(f"POST /v1/events answered {response.status_code}: {response.text[:500]}")
         return int(response.json()["accepted"])
@@ -379,6 +387,10 @@ def measure_http(url: str, path: Path, events: int, workdir: Path, clients: int,
         try:
             _wait_ready(server, base, output)
             seconds, accepted = post_all(base, key, path, clients, timeout)
+        except BenchError as exc:
+            if server.poll() is not None:
+                raise BenchError(f"{exc}\namends serve exited with {server.returncode}\n{_tail(output)}") from exc
+            raise
         finally:
             peak = stop(server)
     if accepted != events:
