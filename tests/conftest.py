@@ -147,3 +147,10 @@ def an_event(number: int = 1, **changes: object) -> dict[str, object]:
 def count_rows(db: Database, table: str) -> int:
     with db.engine.connect() as connection:
         return int(connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def unreachable_url(engine: str, tmp_path: Path) -> str:
+    """A database URL on `engine` that cannot be reached."""
+    if engine == "sqlite":
+        return f"sqlite:///{tmp_path}/missing/dir/x.db"
+    return "postgresql+psycopg://amends:amends@127.0.0.1:1/amends"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from amends.access import Scope, revoke_key
 from amends.store import Database
 from amends.web import create_app
-from tests.conftest import NOW, an_event, count_rows, new_key, settings_for
+from tests.conftest import NOW, an_event, count_rows, new_key, settings_for, unreachable_url
 
 
 def post(client: TestClient, body: object, content_type: str = "application/json") -> Any:
@@ -167,13 +168,8 @@ def test_a_key_without_the_scope_is_a_403(db: Database) -> None:
     assert count_rows(db, "events") == 0
 
 
-def test_an_unreachable_database_is_a_503(engine: str, tmp_path: object) -> None:
-    url = (
-        f"sqlite:///{tmp_path}/missing/dir/x.db"
-        if engine == "sqlite"
-        else "postgresql+psycopg://amends:amends@127.0.0.1:1/amends"
-    )
-    db = Database(url)
+def test_an_unreachable_database_is_a_503(engine: str, tmp_path: Path) -> None:
+    db = Database(unreachable_url(engine, tmp_path))
     settings = settings_for(db)
     with TestClient(create_app(settings, db), headers={"Authorization": "Bearer whatever"}) as client:
         response = client.post("/v1/events", json=an_event(1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from amends.errors import Unavailable
 from amends.events import Event, append_events, get_customer, validate_event
 from amends.store import Database, head_revision, pending_revisions, tables, upgrade
-from tests.conftest import NOW, an_event, count_rows
+from tests.conftest import NOW, an_event, count_rows, unreachable_url
 
 
 def events(*numbers: int, **changes: object) -> list[Event]:
@@ -101,13 +102,8 @@ def test_work_not_committed_is_rolled_back(db: Database) -> None:
     assert count_rows(db, "customers") == 0
 
 
-def test_an_unreachable_database_is_unavailable(engine: str, tmp_path: object) -> None:
-    url = (
-        f"sqlite:///{tmp_path}/missing/dir/x.db"
-        if engine == "sqlite"
-        else "postgresql+psycopg://amends:amends@127.0.0.1:1/amends"
-    )
-    db = Database(url)
+def test_an_unreachable_database_is_unavailable(engine: str, tmp_path: Path) -> None:
+    db = Database(unreachable_url(engine, tmp_path))
     with pytest.raises(Unavailable, match="database unavailable"), db.unit_of_work():
         pass
     with pytest.raises(Unavailable):
