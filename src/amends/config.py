@@ -91,10 +91,6 @@ class Settings(BaseSettings):
         host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
     def require_secret_key(self) -> SecretStr:
         """Return the secret key, or refuse to go on without one."""
         if self.secret_key is None:

@@ -11,7 +11,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -91,7 +91,7 @@ def revoke_key(uow: UnitOfWork, name_or_id: str, *, now: datetime) -> ApiKey:
     if row is None:
         raise NotFound(f"no active key named {name_or_id!r}")
     uow.execute(sa.update(_keys).where(_keys.c.id == row.id).values(revoked_at=now))
-    return ApiKey(row.id, row.name, _scopes(row.scopes), row.created_at, now)
+    return replace(_from_row(row), revoked_at=now)
 
 
 def authenticate(uow: UnitOfWork, presented: str | None) -> ApiKey:
