@@ -11,8 +11,8 @@ new file; PostgreSQL: a database created for the run and dropped after it):
   by a few client threads. Bodies are serialised before the clock runs (a chunk of batches at a time, so
   memory stays bounded), every answer must be 200 and the accepted counts must add up to N.
 - floor: the same rows inserted by bare SQLAlchemy Core `executemany` into `amends.store.tables.events`,
-  10,000 rows per transaction, from dicts holding real datetimes and dicts: SQLAlchemy's own type
-  processing, where a hand-written approach would start. Only the inserts are timed.
+  --commit-rows per transaction (as file ingest), from dicts holding real datetimes and dicts:
+  SQLAlchemy's own type processing, where a hand-written approach would start. Only the inserts are timed.
 
 events/s is N divided by the seconds measured. Targets: file ingest >= 100,000 events/s on SQLite, HTTP
 batch ingest >= 20,000 events/s.
@@ -58,6 +58,7 @@ from rich.console import Console
 from rich.table import Table
 
 from amends.access import Scope, create_key
+from amends.events.ledger import dedup_key
 from amends.store import Database, tables, upgrade
 
 T = TypeVar("T")
@@ -67,7 +68,6 @@ DEFAULT_POSTGRES_URL = "postgresql+psycopg://amends:amends@localhost:5432/amends
 SUBJECTS = 50_000
 HTTP_BATCH = 1_000  # events per POST
 HTTP_CHUNK = 50  # batches serialised ahead of the clock at a time
-FLOOR_BATCH = 10_000  # rows per executemany and per commit
 FILE_TARGET = 100_000  # events/s, file ingest on SQLite
 HTTP_TARGET = 20_000  # events/s, HTTP batch ingest
 READY_SECONDS = 60.0
@@ -402,6 +402,7 @@ def measure_http(url: str, path: Path, events: int, workdir: Path, clients: int,
 def _floor_row(line: bytes, received: datetime) -> dict[str, Any]:
     event = orjson.loads(line)
     return {
+        "dedup_key": dedup_key(event["source"], event["id"]),
         "source": event["source"],
         "event_id": event["id"],
         "type": event["type"],
@@ -413,19 +414,19 @@ def _floor_row(line: bytes, received: datetime) -> dict[str, Any]:
     }
 
 
-def measure_floor(url: str, path: Path, events: int) -> Measured:
-    """Bare Core executemany of the same rows; only the inserts and their commits are timed."""
+def measure_floor(url: str, path: Path, events: int, batch: int) -> Measured:
+    """Bare Core executemany of the same rows, `batch` per commit; only the inserts and commits are timed."""
     db = Database(url)  # the same engine set-up (SQLite pragmas, JSON serialiser) amends itself uses
     try:
         upgrade(db)
         received = datetime.now(UTC)
-        subjects = sorted({orjson.loads(line)["subject"] for lines in read_lines(path, FLOOR_BATCH) for line in lines})
+        subjects = sorted({orjson.loads(line)["subject"] for lines in read_lines(path, batch) for line in lines})
         seconds = 0.0
         with db.engine.connect() as connection:
-            for chunk in batched(subjects, FLOOR_BATCH):
+            for chunk in batched(subjects, batch):
                 connection.execute(sa.insert(tables.customers), [{"id": s, "created_at": received} for s in chunk])
                 connection.commit()
-            for lines in read_lines(path, FLOOR_BATCH):
+            for lines in read_lines(path, batch):
                 rows = [_floor_row(line, received) for line in lines]
                 started = time.perf_counter()
                 connection.execute(sa.insert(tables.events), rows)
@@ -545,7 +546,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, help="also write the results as a markdown table to this file")
     parser.add_argument("--clients", type=int, default=2, help="concurrent HTTP client threads (default 2)")
-    parser.add_argument("--commit-rows", type=int, default=10_000, help="AMENDS_INGEST_COMMIT_ROWS (default 10000)")
+    parser.add_argument("--commit-rows", type=int, default=50_000, help="AMENDS_INGEST_COMMIT_ROWS (default 50000)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds any one step may take (default 1800)")
     parser.add_argument("--workdir", type=Path, help="where the temporary directory goes (default: the system's)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the generated events (default 7)")
@@ -575,12 +576,12 @@ def bench_engine(engine: str, args: argparse.Namespace, big: Path, small: Path, 
 
     def floor_run() -> Measured:
         with fresh_database(engine, workdir, pg) as url:
-            return measure_floor(url, big, n)
+            return measure_floor(url, big, n, args.commit_rows)
 
     file_big = _step(f"{engine}: amends ingest, {n:,} events", lambda: file_run(big, n))
     file_small = _step(f"{engine}: amends ingest, {small_n:,} events", lambda: file_run(small, small_n))
     http = _step(f"{engine}: HTTP batches of {HTTP_BATCH:,}, {args.clients} clients", http_run)
-    floor = _step(f"{engine}: floor, Core executemany of {FLOOR_BATCH:,}", floor_run)
+    floor = _step(f"{engine}: floor, Core executemany of {args.commit_rows:,}", floor_run)
     floor_rate = n / floor.seconds
     return [
         Result(engine, "file ingest", n, file_big, floor_rate, FILE_TARGET if engine == "sqlite" else None),

@@ -95,6 +95,22 @@ def test_a_bad_item_is_named_and_the_others_are_stored(client: TestClient, db: D
     assert count_rows(db, "events") == 2
 
 
+def test_a_nul_character_is_refused_by_name_and_the_rest_is_stored_intact(client: TestClient, db: Database) -> None:
+    # Neither engine can keep NUL in text; a string that merely mentions "\\u0000" is fine.
+    batch = [
+        an_event(1, data={"note": {"lines": ["ok", "bad\x00"]}}),
+        an_event(2, id="evt-\x002"),
+        an_event(3, data={"note": "a backslash-u0000: \\u0000", "emoji": "😀", "quote": '"'}),
+    ]
+    response = post(client, batch)
+    assert response.status_code == 422
+    rejected = response.json()["rejected"]
+    assert [(r["index"], r["field"]) for r in rejected] == [(0, "data.note.lines.1"), (1, "id")]
+    assert "NUL" in rejected[0]["reason"]
+    stored = client.get("/v1/customers/C-3/timeline").json()["events"]
+    assert [item["event"]["data"] for item in stored] == [batch[2]["data"]]
+
+
 def test_a_naive_timestamp_is_rejected(client: TestClient, db: Database) -> None:
     response = client.post("/v1/events", json=an_event(1, time="2026-05-01T10:00:00"))
     assert response.status_code == 422

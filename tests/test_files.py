@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from amends.errors import InvalidInput
+from amends.errors import InvalidInput, Unavailable
 from amends.events import ColumnMapping, FileFormat, FileProgress, get_customer, ingest_file
 from amends.store import Database, tables
 from tests.conftest import NOW, an_event, count_rows
@@ -150,3 +150,16 @@ def test_the_format_comes_from_the_file_name() -> None:
     assert FileFormat.of(Path("a.parquet")) is FileFormat.PARQUET
     with pytest.raises(InvalidInput):
         FileFormat.of(Path("a.xlsx"))
+
+
+def test_a_database_failure_while_storing_stops_the_ingest_with_that_error(tmp_path: Path) -> None:
+    # Groups are stored on a second thread; its failure must reach the caller, not be lost or hang it.
+    db = Database(f"sqlite:///{tmp_path / 'never-initialised.db'}")
+    path = write_jsonl(tmp_path / "events.jsonl", [orjson.dumps(an_event(n)) for n in range(1, 101)])
+    seen: list[FileProgress] = []
+    try:
+        with pytest.raises(Unavailable, match="no such table"):
+            ingest_file(db, path, received_at=NOW, commit_rows=10, on_progress=seen.append)
+    finally:
+        db.dispose()
+    assert seen == []  # nothing was reported as stored

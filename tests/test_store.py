@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from amends.errors import Unavailable
 from amends.events import Event, append_events, get_customer, validate_event
+from amends.events.ledger import dedup_key
 from amends.store import Database, head_revision, pending_revisions, tables, upgrade
+from amends.store.migrate import alembic_config
+from amends.store.types import JSONDocument, UTCDateTime
 from tests.conftest import NOW, an_event, count_rows, unreachable_url
 
 
@@ -38,12 +43,52 @@ def test_init_creates_the_schema_from_nothing_and_is_safe_to_repeat(fresh_databa
         db.dispose()
 
 
-def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: object) -> None:
-    db = Database(f"sqlite:///{tmp_path}/x.db")
+def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_the_configured_cache(tmp_path: object) -> None:
+    db = Database(f"sqlite:///{tmp_path}/x.db", sqlite_cache_mib=48)
     with db.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == -48 * 1024
     db.dispose()
+
+
+def test_migration_0002_keys_the_events_stored_before_it(fresh_database_url: str) -> None:
+    # A ledger written under revision 0001 keeps its rows, and they stay unique per (source, id).
+    db = Database(fresh_database_url)
+    try:
+        db.create_sqlite_directory()
+        command.upgrade(alembic_config(db), "0001")
+        customers = sa.table("customers", sa.column("id"), sa.column("created_at", UTCDateTime()))
+        old = sa.table(
+            "events",
+            *(sa.column(name) for name in ("source", "event_id", "type", "subject")),
+            *(sa.column(name, UTCDateTime()) for name in ("time", "received_at")),
+            sa.column("data", JSONDocument),
+        )
+        pairs = (("shop", "evt-1"), ("shop", "evt-2"), ("crm", "evt-1"))
+        row = {"type": "order.placed", "time": NOW, "subject": "C-1", "data": {}, "received_at": NOW}
+        with db.engine.begin() as connection:
+            connection.execute(sa.insert(customers), [{"id": "C-1", "created_at": NOW}])
+            connection.execute(sa.insert(old), [{"source": s, "event_id": e, **row} for s, e in pairs])
+        upgrade(db)
+        with db.engine.connect() as connection:
+            stored = connection.execute(sa.text("SELECT source, event_id, dedup_key FROM events")).all()
+        assert {row.dedup_key for row in stored} == {dedup_key(row.source, row.event_id) for row in stored}
+        assert len(stored) == 3
+        with db.unit_of_work() as uow:
+            again = append_events(uow, events(1, source="shop") + events(3, source="shop"), received_at=NOW)
+            uow.commit()
+        assert (again.accepted, again.duplicates) == (1, 1)
+    finally:
+        db.dispose()
+
+
+def test_the_dedup_key_tells_every_pair_apart() -> None:
+    # The pair is encoded unambiguously: moving characters between source and id changes the key.
+    assert dedup_key("ab", "c") != dedup_key("a", "bc")
+    assert dedup_key("a\x00b", "c") != dedup_key("a", "b\x00c")
+    assert len(dedup_key("shop", "1")) == 22
 
 
 def test_an_event_is_stored_once_per_source_and_id(db: Database) -> None:
@@ -108,3 +153,29 @@ def test_an_unreachable_database_is_unavailable(engine: str, tmp_path: Path) -> 
         pass
     with pytest.raises(Unavailable):
         db.ping()
+
+
+def test_writers_in_one_process_take_turns_instead_of_failing_on_sqlites_lock(tmp_path: Path) -> None:
+    # With no busy timeout at all, SQLite refuses a second writer at once; units that write wait for
+    # each other on the process's own lock instead, so none of them fails.
+    db = Database(f"sqlite:///{tmp_path / 'turns.db'}", busy_timeout_seconds=0)
+    upgrade(db)
+    failures: list[BaseException] = []
+
+    def write(start: int) -> None:
+        try:
+            for n in range(start, start + 200, 20):
+                with db.unit_of_work(writes=True) as uow:
+                    append_events(uow, events(*range(n, n + 20)), received_at=NOW)
+                    uow.commit()
+        except BaseException as exc:  # collected for the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(1000 * t,)) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    db.dispose()
+    assert failures == []
+    assert count_rows(Database(f"sqlite:///{tmp_path / 'turns.db'}"), "events") == 6 * 200

@@ -50,7 +50,7 @@ def _now() -> datetime:
 def init() -> None:
     """Create the database, or upgrade it to the newest schema. Safe to run again."""
     settings = load_settings()
-    db = Database(settings.database_url)
+    db = Database.from_settings(settings)
     try:
         upgrade(db)
     finally:
@@ -133,7 +133,7 @@ def ingest(
     if not path.is_file():
         raise InvalidInput("PATH", f"no such file: {path}")
     chosen = file_format or FileFormat.of(path)
-    db = Database(settings.database_url)
+    db = Database.from_settings(settings)
     try:
         report = _ingest_with_progress(db, settings, path, chosen, column_mapping, rejects)
     finally:
@@ -227,7 +227,7 @@ def keys_create(
     scope: Annotated[list[Scope] | None, typer.Option(help="What the key may do; repeatable. Default: all.")] = None,
 ) -> None:
     """Create an API key and print it once; only its hash is kept."""
-    db = Database(load_settings().database_url)
+    db = Database.from_settings(load_settings())
     try:
         with db.unit_of_work() as uow:
             key, text = create_key(uow, name, scope or list(Scope), now=_now())
@@ -242,7 +242,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List API keys (never their secrets)."""
-    db = Database(load_settings().database_url)
+    db = Database.from_settings(load_settings())
     try:
         with db.unit_of_work() as uow:
             keys = list_keys(uow)
@@ -266,7 +266,7 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name or id.")]) -> None:
     """Revoke an API key: requests with it are refused from now on."""
-    db = Database(load_settings().database_url)
+    db = Database.from_settings(load_settings())
     try:
         with db.unit_of_work() as uow:
             key = revoke_key(uow, name, now=_now())
@@ -281,7 +281,7 @@ def demo() -> None:
     """Set up a database, load the bundled sample events, and serve them."""
     init()
     settings = load_settings()
-    db = Database(settings.database_url)
+    db = Database.from_settings(settings)
     try:
         sample = resources.files("amends") / "samples" / "events.jsonl"
         with resources.as_file(sample) as path:

@@ -22,11 +22,18 @@ from pydantic_settings import (
 
 from amends.errors import InvalidInput
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "config_path", "load_settings"]
+__all__ = ["DEFAULT_SQLITE_CACHE_MIB", "ENV_PREFIX", "Settings", "SettingsError", "config_path", "load_settings"]
 
 ENV_PREFIX = "AMENDS_"
 DEFAULT_CONFIG_FILE = "amends.toml"
 _MIN_SECRET_CHARS = 32
+
+
+# SQLite's page cache per connection (a ceiling, filled as pages are read). Its default, 2 MiB, is far
+# smaller than the ledger's indexes, and every insert touches a random page of the deduplicating index:
+# a cache that holds them is much of the difference between thousands and tens of thousands of events
+# per second (see bench/ingest.py).
+DEFAULT_SQLITE_CACHE_MIB = 256
 
 
 class SettingsError(InvalidInput):
@@ -55,7 +62,13 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(default=10_000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     ingest_commit_rows: int = Field(
-        default=10_000, ge=1, le=1_000_000, description="Rows `amends ingest` stores per transaction."
+        default=50_000, ge=1, le=1_000_000, description="Rows `amends ingest` stores per transaction."
+    )
+    sqlite_cache_mib: int = Field(
+        default=DEFAULT_SQLITE_CACHE_MIB,
+        ge=2,
+        le=1_048_576,
+        description="SQLite page cache per connection, in MiB (a ceiling).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -17,7 +17,7 @@ import orjson
 from amends.errors import InvalidInput
 from amends.events.envelope import Event, Violation, validate_event
 from amends.events.errors import BatchTooLarge, MalformedJSON
-from amends.events.ledger import append_events
+from amends.events.ledger import append_rows, ledger_rows
 from amends.store import Database
 
 __all__ = ["BatchFormat", "BatchReport", "Item", "Rejected", "decode_batch", "ingest_items"]
@@ -111,7 +111,10 @@ def ingest_items(db: Database, items: Sequence[Item], *, received_at: datetime) 
             valid.append(outcome)
         else:
             rejected.append(Rejected(index, outcome.field, outcome.reason, item.line))
-    with db.unit_of_work() as uow:
-        appended = append_events(uow, valid, received_at=received_at)
+    if not valid:
+        return BatchReport(0, 0, tuple(rejected))
+    rows = ledger_rows(valid, dialect=db.dialect, received_at=received_at)  # before taking the write lock
+    with db.unit_of_work(writes=True) as uow:
+        appended = append_rows(uow, rows)
         uow.commit()
     return BatchReport(appended.accepted, appended.duplicates, tuple(rejected))

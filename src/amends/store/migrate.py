@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from typing import TYPE_CHECKING
 
 from amends.store.database import Database, translate_errors
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported where migrations are looked at, not at start-up: every command imports the store,
+# few of them migrate, and the import is large.
 
 __all__ = ["alembic_config", "head_revision", "pending_revisions", "upgrade"]
 
@@ -21,6 +23,8 @@ _SCRIPTS = Path(__file__).with_name("migrations")
 
 def alembic_config(db: Database | None = None) -> Config:
     """The Alembic configuration for amends' migrations, bound to `db` when given."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))
     if db is not None:
@@ -30,6 +34,8 @@ def alembic_config(db: Database | None = None) -> Config:
 
 def head_revision() -> str:
     """The newest revision the code knows."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the migrations folder has no revision"
     return head
@@ -37,6 +43,9 @@ def head_revision() -> str:
 
 def pending_revisions(db: Database) -> list[str]:
     """Revisions not yet applied to the database, oldest first (empty when it is up to date)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     with translate_errors(), db.engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_heads()
@@ -47,6 +56,8 @@ def pending_revisions(db: Database) -> list[str]:
 
 def upgrade(db: Database) -> None:
     """Create the schema, or bring it up to the newest revision."""
+    from alembic import command
+
     db.create_sqlite_directory()
     with translate_errors():
         command.upgrade(alembic_config(db), "head")

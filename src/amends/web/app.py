@@ -25,7 +25,7 @@ __all__ = ["create_app"]
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the app. A database passed in stays the caller's to dispose of."""
     owned = db is None
-    database = db if db is not None else Database(settings.database_url)
+    database = db if db is not None else Database.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
