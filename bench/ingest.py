@@ -183,8 +183,22 @@ def fresh_database(engine: str, workdir: Path, postgres_url: str) -> Iterator[st
     try:
         yield sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
-            connection.execute(pg_sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pg_sql.Identifier(name)))
+        _drop_database(admin, name)
+
+
+def _drop_database(admin: str, name: str) -> None:
+    # After a big load, autovacuum may be working in the database; FORCE cannot end a process of
+    # another role, so wait for it to finish.
+    drop = pg_sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pg_sql.Identifier(name))
+    for attempt in range(60):
+        try:
+            with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
+                connection.execute(drop)
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == 59:
+                raise
+            time.sleep(1)
 
 
 def count_events(url: str) -> int:
