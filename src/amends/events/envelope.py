@@ -127,7 +127,7 @@ def _find_nul(valid: Mapping[str, Any]) -> Violation | None:
     # \u0000, so one search of the serialised event rules it out; only a hit is looked at closely.
     if b"\\u0000" not in orjson.dumps(valid, default=str):
         return None
-    path = _nul_path(dict(valid), ())
+    path = _nul_path(valid, ())  # a plain dict at run time: pydantic returns TypedDicts as dicts
     return None if path is None else Violation(".".join(path), _NUL_REASON)
 
 

@@ -439,10 +439,8 @@ def _csv(path: Path, stream: BinaryIO, progress: ReadProgress) -> Generator[Reco
             start = reader.line_num + 1
 
 
-# Polars is imported where Parquet is read, not at start-up: it is a large import most runs never need.
-
-
 def _check_parquet(path: Path) -> None:
+    # Polars is imported where Parquet is read, not at start-up: a large import most runs never need.
     import polars as pl
 
     try:

@@ -45,8 +45,9 @@ class Database:
     ) -> None:
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
-        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._write_lock: threading.Lock | None = None
         if self.dialect == "sqlite":
+            self._write_lock = threading.Lock()
             self.engine = _sqlite_engine(
                 url, echo=echo, busy_timeout_ms=int(busy_timeout_seconds * 1000), cache_kib=sqlite_cache_mib * 1024
             )
@@ -164,13 +165,11 @@ class UnitOfWork:
     def __init__(self, engine: Engine, write_lock: threading.Lock | None = None) -> None:
         self._engine = engine
         self._write_lock = write_lock
-        self._holding = False
         self._committed = False
 
     def __enter__(self) -> Self:
         if self._write_lock is not None:
             self._write_lock.acquire()
-            self._holding = True
         try:
             with translate_errors():
                 self.connection = self._engine.connect()
@@ -182,8 +181,8 @@ class UnitOfWork:
         return self
 
     def _release(self) -> None:
-        if self._holding and self._write_lock is not None:
-            self._holding = False
+        # Runs once per unit: when __enter__ fails (and __exit__ is not called), or from __exit__.
+        if self._write_lock is not None:
             self._write_lock.release()
 
     def __exit__(
