@@ -16,7 +16,7 @@ from amends.events.files import (
     RejectedRow,
     ingest_file,
 )
-from amends.events.ledger import Appended, append_events
+from amends.events.ledger import Appended, append_events, dedup_key
 
 __all__ = [
     "ENVELOPE_SCHEMA",
@@ -40,6 +40,7 @@ __all__ = [
     "Violation",
     "append_events",
     "decode_batch",
+    "dedup_key",
     "get_customer",
     "ingest_file",
     "ingest_items",

@@ -1,0 +1,548 @@
+"""Rules: declarative detectors in YAML files, checked whole before any of them runs.
+
+A rule file holds `rules:`, a list of rules of four kinds (docs/rules.md has a worked example of each):
+
+- `match`: one event meets a condition (`flight.arrived` with `data.delay_minutes >= 180`);
+- `absence`: an expected event did not come for the same key by a deadline;
+- `count`: at least N events for the same key within a sliding window;
+- `sequence`: an event followed by another for the same key within a window.
+
+The YAML is read into Pydantic models (the file's shape), then compiled into the frozen values the evaluators
+use. Every problem is reported with its file, line and field, and a set of files with any problem loads none.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from amends.detect.conditions import (
+    Condition,
+    ConditionProblem,
+    FieldPath,
+    Predicate,
+    compile_condition,
+    is_number,
+    parse_condition,
+    parse_path,
+)
+from amends.detect.durations import parse_duration
+from amends.detect.errors import RuleProblem, RuleSetError
+from amends.events import Event
+
+__all__ = [
+    "AbsenceRule",
+    "CountRule",
+    "Deadline",
+    "MatchRule",
+    "Rule",
+    "RuleCommon",
+    "RuleSet",
+    "SequenceRule",
+    "Severity",
+    "load_rules",
+    "parse_rules",
+]
+
+SUBJECT = FieldPath("subject", "subject")
+DEFAULT_WATCH_LATE_FOR = timedelta(days=30)
+
+
+# --- the compiled rules the evaluators use -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Severity:
+    """How bad an incident is, 1 (minor) to 5: fixed, or stepped by a number in the event."""
+
+    fixed: int | None = 2
+    by: FieldPath | None = None
+    steps: tuple[tuple[float, int], ...] = ()  # ascending thresholds: value >= threshold gives severity
+    default: int = 1
+
+    def of(self, event: Event) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        assert self.by is not None
+        value = self.by.read(event)
+        if not is_number(value):
+            return self.default
+        chosen = self.default
+        for threshold, severity in self.steps:
+            if value >= threshold:
+                chosen = severity
+        return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When an absence rule's expected event is due: a timestamp field of the start event, or its time,
+    plus an offset (`data.promised_by + 1d`, `5d`)."""
+
+    text: str
+    path: FieldPath | None
+    offset: timedelta
+
+    def at(self, event: Event) -> datetime | None:
+        """The deadline for this start event; None when its field is missing or not an RFC 3339 time."""
+        if self.path is None:
+            return event.time + self.offset
+        value = self.path.read(event)
+        instant = parse_instant(value)
+        return None if instant is None else instant + self.offset
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCommon:
+    """What every kind of rule has."""
+
+    id: str
+    severity: Severity = field(default_factory=Severity)
+    cooldown: timedelta | None = None
+    playbook: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    enabled: bool = True
+    file: Path | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """An event type and an optional condition, compiled."""
+
+    type: str
+    condition: Condition | None = None
+    predicate: Predicate | None = field(default=None, compare=False, repr=False)
+
+    def matches(self, event: Event) -> bool:
+        return event.type == self.type and (self.predicate is None or self.predicate(event) is True)
+
+
+def matcher(event_type: str, condition: Condition | None) -> Matcher:
+    return Matcher(event_type, condition, None if condition is None else compile_condition(condition))
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRule:
+    common: RuleCommon
+    on: Matcher
+    key: FieldPath | None  # None: every matching event is its own incident
+    kind: Literal["match"] = "match"
+
+
+@dataclass(frozen=True, slots=True)
+class AbsenceRule:
+    common: RuleCommon
+    after: Matcher
+    expect: Matcher
+    key: FieldPath
+    deadline: Deadline
+    watch_late_for: timedelta = DEFAULT_WATCH_LATE_FOR
+    kind: Literal["absence"] = "absence"
+
+
+@dataclass(frozen=True, slots=True)
+class CountRule:
+    common: RuleCommon
+    on: Matcher
+    at_least: int
+    within: timedelta
+    key: FieldPath = SUBJECT
+    kind: Literal["count"] = "count"
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceRule:
+    common: RuleCommon
+    first: Matcher
+    then: Matcher
+    within: timedelta
+    key: FieldPath = SUBJECT
+    kind: Literal["sequence"] = "sequence"
+
+
+Rule = MatchRule | AbsenceRule | CountRule | SequenceRule
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """The enabled rules of a set of files, by id, in file order."""
+
+    rules: tuple[Rule, ...] = ()
+    disabled: tuple[Rule, ...] = ()
+
+    def __post_init__(self) -> None:
+        ids = [rule.common.id for rule in (*self.rules, *self.disabled)]
+        assert len(ids) == len(set(ids)), "rule ids are unique"
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def __iter__(self) -> Any:
+        return iter(self.rules)
+
+    def get(self, rule_id: str) -> Rule | None:
+        return next((rule for rule in self.rules if rule.common.id == rule_id), None)
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp with its offset (`2025-03-01T09:00:00+01:00`, `…Z`), else None."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+# Strict RFC 3339 (the batch evaluator applies the same pattern before DuckDB casts, so both read the same).
+RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
+_RFC3339 = re.compile(RFC3339_PATTERN)
+
+
+# --- the file's shape ----------------------------------------------------------------------------------
+
+_ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$", description="Unique across all rule files.")]
+_TYPE = Annotated[str, Field(min_length=1, max_length=200, description="An event type, e.g. order.placed.")]
+
+
+class _Steps(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    by: str
+    steps: list[tuple[float, Annotated[int, Field(ge=1, le=5)]]] = Field(min_length=1)
+    default: Annotated[int, Field(ge=1, le=5)] = 1
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    id: _ID
+    description: str | None = None
+    enabled: bool = True
+    tags: list[str] = []
+    severity: Annotated[int, Field(ge=1, le=5)] | _Steps = 2
+    cooldown: str | None = None
+    playbook: str | None = None
+
+
+class _MatchSpec(_Spec):
+    kind: Literal["match"]
+    on: _TYPE
+    where: dict[str, Any] | None = None
+    key: str | None = None
+
+
+class _AbsenceSpec(_Spec):
+    kind: Literal["absence"]
+    after: _TYPE
+    expect: _TYPE
+    key: str
+    deadline: str
+    where: dict[str, Any] | None = None
+    expect_where: dict[str, Any] | None = None
+    watch_late_for: str = "30d"
+
+
+class _CountSpec(_Spec):
+    kind: Literal["count"]
+    on: _TYPE
+    where: dict[str, Any] | None = None
+    at_least: Annotated[int, Field(ge=2, le=10_000)]
+    within: str
+    key: str = "subject"
+
+
+class _SequenceSpec(_Spec):
+    kind: Literal["sequence"]
+    first: _TYPE
+    then: _TYPE
+    first_where: dict[str, Any] | None = None
+    then_where: dict[str, Any] | None = None
+    within: str
+    key: str = "subject"
+
+
+_KINDS: dict[str, type[_Spec]] = {
+    "match": _MatchSpec,
+    "absence": _AbsenceSpec,
+    "count": _CountSpec,
+    "sequence": _SequenceSpec,
+}
+
+
+class _Problem(Exception):
+    def __init__(self, where: tuple[str | int, ...], reason: str) -> None:
+        super().__init__(reason)
+        self.where = where
+        self.reason = reason
+
+
+def _compile(spec: _Spec, where: tuple[str | int, ...], file: Path | None, line: int | None) -> Rule:
+    def duration(name: str, text: str) -> timedelta:
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            raise _Problem((*where, name), str(exc)) from None
+
+    def path(name: str, text: str) -> FieldPath:
+        try:
+            return parse_path(text)
+        except ValueError as exc:
+            raise _Problem((*where, name), str(exc)) from None
+
+    def condition(name: str, raw: Mapping[str, Any] | None) -> Condition | None:
+        if raw is None:
+            return None
+        try:
+            return parse_condition(raw)
+        except ConditionProblem as exc:
+            raise _Problem((*where, name, *exc.where), exc.reason) from None
+
+    if isinstance(spec.severity, _Steps):
+        thresholds = [threshold for threshold, _ in spec.severity.steps]
+        if thresholds != sorted(thresholds) or len(set(thresholds)) != len(thresholds):
+            raise _Problem((*where, "severity", "steps"), "thresholds must go up, each once: [[180, 2], [360, 3]]")
+        severity = Severity(None, path("severity", spec.severity.by), tuple(spec.severity.steps), spec.severity.default)
+    else:
+        severity = Severity(spec.severity)
+    common = RuleCommon(
+        id=spec.id,
+        severity=severity,
+        cooldown=None if spec.cooldown is None else duration("cooldown", spec.cooldown),
+        playbook=spec.playbook,
+        description=spec.description,
+        tags=tuple(spec.tags),
+        enabled=spec.enabled,
+        file=file,
+        line=line,
+    )
+    if isinstance(spec, _MatchSpec):
+        key = None if spec.key is None else path("key", spec.key)
+        return MatchRule(common, matcher(spec.on, condition("where", spec.where)), key)
+    if isinstance(spec, _AbsenceSpec):
+        return AbsenceRule(
+            common,
+            after=matcher(spec.after, condition("where", spec.where)),
+            expect=matcher(spec.expect, condition("expect_where", spec.expect_where)),
+            key=path("key", spec.key),
+            deadline=_deadline(spec.deadline, (*where, "deadline")),
+            watch_late_for=duration("watch_late_for", spec.watch_late_for),
+        )
+    if isinstance(spec, _CountSpec):
+        return CountRule(
+            common,
+            on=matcher(spec.on, condition("where", spec.where)),
+            at_least=spec.at_least,
+            within=duration("within", spec.within),
+            key=path("key", spec.key),
+        )
+    assert isinstance(spec, _SequenceSpec)
+    return SequenceRule(
+        common,
+        first=matcher(spec.first, condition("first_where", spec.first_where)),
+        then=matcher(spec.then, condition("then_where", spec.then_where)),
+        within=duration("within", spec.within),
+        key=path("key", spec.key),
+    )
+
+
+def _deadline(text: str, where: tuple[str | int, ...]) -> Deadline:
+    """`5d`, `data.promised_by`, `data.promised_by + 1d` or `data.promised_by - 2h`."""
+    head, sign, tail = text.partition("+")
+    if not sign:
+        head, sign, tail = text.partition(" - ")
+        sign = "-" if sign else ""
+    head, tail = head.strip(), tail.strip()
+    try:
+        if not sign:
+            if head.startswith("data."):
+                return Deadline(text, parse_path(head), timedelta())
+            return Deadline(text, None, parse_duration(head))
+        offset = parse_duration(tail)
+        return Deadline(text, parse_path(head), -offset if sign == "-" else offset)
+    except ValueError as exc:
+        raise _Problem(
+            where,
+            f"{exc} (a deadline is a duration after the start event, like '5d', or a timestamp field "
+            "of it with an optional offset, like 'data.promised_by + 1d')",
+        ) from None
+
+
+# --- loading -------------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2's booleans: only true and false. YAML 1.1 would read the key `on:` (and yes, no, off) as a
+    boolean, and the rule language uses `on`."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_rules(paths: Iterable[Path]) -> RuleSet:
+    """Read and check rule files (a directory means its *.yaml and *.yml files, sorted by name).
+
+    Raises RuleSetError listing every problem; on any problem nothing is returned, so a caller keeps
+    running the rule set it had.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()))
+        else:
+            files.append(path)
+    sources: list[tuple[Path | None, str]] = []
+    problems: list[RuleProblem] = []
+    for file in files:
+        try:
+            sources.append((file, file.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(RuleProblem(file, None, "", f"cannot be read: {exc}"))
+    if problems:
+        raise RuleSetError(problems)
+    return parse_rules(sources)
+
+
+def parse_rules(sources: Sequence[tuple[Path | None, str]]) -> RuleSet:
+    """Check rule files given as (file, text); the same contract as `load_rules`."""
+    problems: list[RuleProblem] = []
+    rules: list[Rule] = []
+    seen: dict[str, tuple[Path | None, int | None]] = {}
+    for file, text in sources:
+        for rule in _parse_file(file, text, problems):
+            earlier = seen.get(rule.common.id)
+            if earlier is not None:
+                where = f"{earlier[0] or 'the same text'}:{earlier[1]}"
+                problems.append(
+                    RuleProblem(
+                        file, rule.common.line, "id", f"duplicate rule id {rule.common.id!r} (first defined at {where})"
+                    )
+                )
+                continue
+            seen[rule.common.id] = (file, rule.common.line)
+            rules.append(rule)
+    if problems:
+        raise RuleSetError(problems)
+    return RuleSet(
+        rules=tuple(rule for rule in rules if rule.common.enabled),
+        disabled=tuple(rule for rule in rules if not rule.common.enabled),
+    )
+
+
+def _parse_file(file: Path | None, text: str, problems: list[RuleProblem]) -> list[Rule]:
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+        document = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader: no Python objects)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "problem", None) or str(exc)
+        problems.append(RuleProblem(file, None if mark is None else mark.line + 1, "", f"not valid YAML: {reason}"))
+        return []
+    lines = _Lines(root)
+    problems.extend(RuleProblem(file, line, field, reason) for line, field, reason in lines.duplicates)
+    if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
+        problems.append(RuleProblem(file, 1, "rules", "a rule file is a mapping with a list under 'rules:'"))
+        return []
+    extra = sorted(set(document) - {"rules"})
+    if extra:
+        problems.append(RuleProblem(file, lines.at((extra[0],)), extra[0], "unknown top-level key; only 'rules'"))
+    compiled: list[Rule] = []
+    for index, raw in enumerate(document["rules"]):
+        where: tuple[str | int, ...] = ("rules", index)
+        line = lines.at(where)
+        try:
+            compiled.append(_parse_rule(raw, where, file, line))
+        except _Problem as exc:
+            problems.append(RuleProblem(file, lines.at(exc.where), _dotted(exc.where), exc.reason))
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                at = (*where, *error["loc"])
+                problems.append(RuleProblem(file, lines.at(at), _dotted(at), _reason(error)))
+    return compiled
+
+
+def _parse_rule(raw: Any, where: tuple[str | int, ...], file: Path | None, line: int | None) -> Rule:
+    if not isinstance(raw, dict):
+        raise _Problem(where, "a rule is a mapping with an id and a kind")
+    kind = raw.get("kind")
+    if kind not in _KINDS:
+        known = ", ".join(_KINDS)
+        reason = "missing kind" if kind is None else f"unknown kind {kind!r}"
+        raise _Problem((*where, "kind") if kind is not None else where, f"{reason}; expected one of {known}")
+    spec = _KINDS[kind].model_validate(raw)
+    return _compile(spec, where, file, line)
+
+
+def _reason(error: Any) -> str:
+    kind, message = error["type"], error["msg"]
+    if kind == "missing":
+        return "missing; this kind of rule needs it"
+    if kind == "extra_forbidden":
+        return "unknown field for this kind of rule"
+    if kind == "string_pattern_mismatch":
+        return "must be lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
+    return str(message)
+
+
+def _dotted(where: Sequence[str | int]) -> str:
+    text = ""
+    for part in where:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+class _Lines:
+    """Line numbers of the nodes of one YAML document, found by the path a problem gives."""
+
+    def __init__(self, root: yaml.Node | None) -> None:
+        self.root = root
+        self.duplicates: list[tuple[int, str, str]] = []
+        if root is not None:
+            self._check_duplicates(root, ())
+
+    def at(self, where: Sequence[str | int]) -> int | None:
+        node = self.root
+        line = None if node is None else node.start_mark.line + 1
+        for part in where:
+            child = self._child(node, part)
+            if child is None:
+                break
+            node, line = child, child.start_mark.line + 1
+        return line
+
+    @staticmethod
+    def _child(node: yaml.Node | None, part: str | int) -> yaml.Node | None:
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child: yaml.Node = node.value[part]
+            return child
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    return value if isinstance(value, yaml.Node) else key
+        return None
+
+    def _check_duplicates(self, node: yaml.Node, where: tuple[str | int, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                name = str(key.value)
+                if name in seen:
+                    self.duplicates.append((key.start_mark.line + 1, _dotted((*where, name)), "duplicate key"))
+                seen.add(name)
+                self._check_duplicates(value, (*where, name))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._check_duplicates(item, (*where, index))
