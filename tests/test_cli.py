@@ -167,3 +167,27 @@ def test_a_killed_ingest_loses_nothing_it_reported_and_a_rerun_stores_no_duplica
         assert count_rows(db, "events") == rows
     finally:
         db.dispose()
+
+
+def test_rules_check_lists_good_rules_and_reports_every_problem_with_exit_2(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "shop.yaml").write_text(
+        "rules:\n  - id: long-delay\n    kind: match\n    on: flight.arrived\n    where: {data.delay: {gte: 180}}\n"
+    )
+    done = amends("rules", "check", str(rules), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1 rules ready" in done.stdout
+    assert "long-delay" in done.stdout
+
+    (rules / "bad.yml").write_text("rules:\n  - id: x\n    kind: count\n    on: a\n    at_least: 3\n    within: 7 days\n")
+    done = amends("rules", "check", str(rules), env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"{rules / 'bad.yml'}:6: rules[0].within: expected a duration" in done.stderr
+    assert "no rule was loaded" in done.stderr
+
+    missing = amends("rules", "check", str(tmp_path / "nowhere"), env=env, cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "no such file or directory" in missing.stderr

@@ -36,6 +36,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys for integrations.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+rules_app = typer.Typer(help="Detection rules.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -274,6 +276,47 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name or id."
     finally:
         db.dispose()
     console.print(f"Revoked key {key.name!r} (id {key.id}).")
+
+
+@rules_app.command("check")
+def rules_check(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Rule files, or directories of *.yaml / *.yml files.", show_default=False)
+    ],
+) -> None:
+    """Check rule files without running them: every problem with its file, line and a sentence."""
+    from amends.detect import RuleSetError, load_rules
+
+    missing = [path for path in paths if not path.exists()]
+    if missing:
+        raise InvalidInput("paths", f"no such file or directory: {missing[0]}")
+    try:
+        rules = load_rules(paths)
+    except RuleSetError as exc:
+        for problem in exc.problems:
+            err_console.print(str(problem), soft_wrap=True)
+        err_console.print(f"[red]{len(exc.problems)} problem(s); no rule was loaded.[/]")
+        raise typer.Exit(2) from None
+    table = Table("rule", "kind", "reads", "severity", "playbook", title=f"{len(rules)} rules ready")
+    for rule in rules:
+        common = rule.common
+        by = common.severity.by
+        severity = f"by {by.text}" if by is not None else str(common.severity.fixed)
+        table.add_row(common.id, rule.kind, _reads(rule), severity, common.playbook or "")
+    console.print(table)
+    if rules.disabled:
+        console.print(f"Disabled: {', '.join(rule.common.id for rule in rules.disabled)}")
+
+
+def _reads(rule: object) -> str:
+    from amends.detect.rules import AbsenceRule, CountRule, MatchRule, SequenceRule
+
+    if isinstance(rule, MatchRule | CountRule):
+        return rule.on.type
+    if isinstance(rule, AbsenceRule):
+        return f"{rule.after.type} → {rule.expect.type}"
+    assert isinstance(rule, SequenceRule)
+    return f"{rule.first.type} → {rule.then.type}"
 
 
 @app.command()

@@ -189,7 +189,8 @@ class Evaluator:
         rule_id = rule.common.id
         if rule.after.matches(event):
             key = correlation_key(rule.key, event)
-            deadline = None if key is None else rule.deadline.at(event)
+            due = None if key is None else rule.deadline.at(event)
+            deadline = None if due is None else max(due, event.time)  # due before it started: due at once
             if key is None or deadline is None:
                 self.skipped[rule_id] += 1
             elif (rule_id, key) not in self.expectations:
@@ -234,7 +235,7 @@ class Evaluator:
             return
         key = correlation_key(rule.key, event)
         if key is None:
-            self.skipped[rule_id] += 1
+            self.skipped[rule_id] += is_then + is_first  # once per role the event plays
             return
         pending = self.pending.get((rule_id, key))
         if is_then and pending is not None and not pending.fired and event.time - pending.first.time <= rule.within:
