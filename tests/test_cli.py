@@ -182,7 +182,8 @@ def test_rules_check_lists_good_rules_and_reports_every_problem_with_exit_2(
     assert "1 rules ready" in done.stdout
     assert "long-delay" in done.stdout
 
-    (rules / "bad.yml").write_text("rules:\n  - id: x\n    kind: count\n    on: a\n    at_least: 3\n    within: 7 days\n")
+    bad = "rules:\n  - id: x\n    kind: count\n    on: a\n    at_least: 3\n    within: 7 days\n"
+    (rules / "bad.yml").write_text(bad)
     done = amends("rules", "check", str(rules), env=env, cwd=tmp_path)
     assert done.returncode == 2
     assert f"{rules / 'bad.yml'}:6: rules[0].within: expected a duration" in done.stderr
