@@ -18,7 +18,8 @@ What each kind remembers, per rule and correlation key, and for how long:
 - cooldown: the last time the rule fired for a customer, until the cooldown has passed.
 
 So the state grows with open windows and pending timers, never with history. This module is pure: no
-database and no clock; `detect/runner.py` loads and stores its state and feeds it.
+database and no clock. Storing its state and findings with the events that caused them is the shell's job
+(not built yet: issue 2/10's next slice).
 """
 
 from __future__ import annotations
