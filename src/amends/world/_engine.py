@@ -1,0 +1,133 @@
+"""The simulation engine: one clock, one seeded generator, one queue of scheduled steps.
+
+A step is a function of (time, argument) that may emit one event and schedule further steps. Steps run
+in time order (ties in the order they were scheduled), so events leave the engine in non-decreasing time
+order; a step is never scheduled before the step running now. The queue holds each customer's next visit
+and the next step of each open order, trip or job: memory grows with customers and open work, never
+with the number of events already emitted.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from heapq import heapify, heappop, heappush
+from typing import Any
+
+from amends.world._customers import Customer
+from amends.world._ids import uuid_texts
+from amends.world._satisfaction import gap_factor
+from amends.world._weights import Weights
+from amends.world._zones import DAY_MS, HOUR_MS, Clock
+
+__all__ = ["Engine", "Envelope", "Step"]
+
+Envelope = dict[str, Any]
+Step = Callable[[int, Any], Envelope | None]
+_SEQ_BITS = 40  # a trillion steps per world before sequence numbers could collide
+_BUCKET_MS = HOUR_MS
+
+
+class Engine:
+    """Runs one world's steps in time order between `start` and `end` (UTC milliseconds)."""
+
+    __slots__ = (
+        "_buckets",
+        "_current",
+        "_current_end",
+        "_hours",
+        "_ids",
+        "_seq",
+        "built",
+        "clock",
+        "customers",
+        "end",
+        "now",
+        "rng",
+        "start",
+    )
+
+    def __init__(self, rng: random.Random, ids: random.Random, clock: Clock, start: int, end: int) -> None:
+        self.rng = rng
+        self.clock = clock
+        self.start = start
+        self.end = end
+        self.now = start
+        self.customers: list[Customer] = []
+        self.built = 0
+        # A calendar queue: steps wait in hourly buckets (appending is cheap) and only the current hour's
+        # steps are kept in a heap, which stays small. Entries are (time << 40 | sequence, step, arg).
+        self._current: list[tuple[int, Step, Any]] = []
+        self._current_end = 0
+        self._buckets: dict[int, list[tuple[int, Step, Any]]] = {}
+        self._hours: list[int] = []  # a heap of the buckets' hours
+        self._seq = 0
+        self._ids = uuid_texts(ids).__next__
+
+    @property
+    def pending(self) -> int:
+        """How many steps are scheduled: customers' next visits and open work."""
+        return len(self._current) + sum(map(len, self._buckets.values()))
+
+    def at(self, time: int, step: Step, arg: Any) -> None:
+        """Schedule a step; one due at or after the end of the window is dropped, being unobservable."""
+        if time < self.end:
+            if time < self.now:
+                time = self.now
+            entry = (time << _SEQ_BITS | self._seq, step, arg)
+            self._seq += 1
+            if time < self._current_end:
+                heappush(self._current, entry)
+            else:
+                hour = time // _BUCKET_MS
+                bucket = self._buckets.get(hour)
+                if bucket is None:
+                    self._buckets[hour] = [entry]
+                    heappush(self._hours, hour)
+                else:
+                    bucket.append(entry)
+
+    def run(self) -> Iterator[Envelope]:
+        """Run steps in time order and yield the events they emit; `now` is the time of the last one."""
+        current = self._current
+        while True:
+            while current:
+                key, step, arg = heappop(current)
+                self.now = time = key >> _SEQ_BITS
+                envelope = step(time, arg)
+                if envelope is not None:
+                    yield envelope
+            if not self._hours:
+                return
+            hour = heappop(self._hours)
+            current += self._buckets.pop(hour)
+            heapify(current)
+            self._current_end = (hour + 1) * _BUCKET_MS
+
+    def emit(self, time: int, zone: int, type: str, source: str, customer: Customer, data: Envelope) -> Envelope:
+        """Build the CloudEvents envelope of one event about a customer, stamped in a zone's local offset."""
+        self.built += 1
+        customer.last_activity_at = time
+        return {
+            "specversion": "1.0",
+            "id": self._ids(),
+            "source": source,
+            "type": type,
+            "time": self.clock.stamp(zone, time),
+            "subject": customer.id,
+            "data": data,
+        }
+
+    def next_visit(self, customer: Customer, now: int, satisfaction: float, hours: Weights[int]) -> int:
+        """When the customer will next buy, book or come in: an exponential gap at a usual hour of day."""
+        rng = self.rng
+        clock = self.clock
+        zone = customer.zone
+        gap = rng.expovariate(1.0) * customer.mean_gap_days * gap_factor(satisfaction)
+        day = clock.day(zone, now + int(gap * DAY_MS))
+        time = clock.utc(zone, day, hours.index(rng.random()) * HOUR_MS + int(rng.random() * HOUR_MS))
+        return time if time > now else time + DAY_MS
+
+    def uniform(self, low: int, high: int) -> int:
+        """A uniform whole number of milliseconds in [low, high)."""
+        return low + int(self.rng.random() * (high - low))
