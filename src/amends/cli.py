@@ -286,6 +286,7 @@ def rules_check(
 ) -> None:
     """Check rule files without running them: every problem with its file, line and a sentence."""
     from amends.detect import RuleSetError, load_rules
+    from amends.detect.rules import event_types
 
     missing = [path for path in paths if not path.exists()]
     if missing:
@@ -302,21 +303,10 @@ def rules_check(
         common = rule.common
         by = common.severity.by
         severity = f"by {by.text}" if by is not None else str(common.severity.fixed)
-        table.add_row(common.id, rule.kind, _reads(rule), severity, common.playbook or "")
+        table.add_row(common.id, rule.kind, " → ".join(event_types(rule)), severity, common.playbook or "")
     console.print(table)
     if rules.disabled:
         console.print(f"Disabled: {', '.join(rule.common.id for rule in rules.disabled)}")
-
-
-def _reads(rule: object) -> str:
-    from amends.detect.rules import AbsenceRule, CountRule, MatchRule, SequenceRule
-
-    if isinstance(rule, MatchRule | CountRule):
-        return rule.on.type
-    if isinstance(rule, AbsenceRule):
-        return f"{rule.after.type} → {rule.expect.type}"
-    assert isinstance(rule, SequenceRule)
-    return f"{rule.first.type} → {rule.then.type}"
 
 
 @app.command()

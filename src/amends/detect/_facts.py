@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from amends.detect.conditions import FieldPath, is_number
+from amends.detect.conditions import FieldPath
 from amends.events import Event
 
 __all__ = ["correlation_key", "event_ref", "instant_text"]
@@ -26,6 +26,6 @@ def correlation_key(path: FieldPath, event: Event) -> str | None:
     value = path.read(event)
     if isinstance(value, str):
         return value if value else None
-    if is_number(value) and isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None

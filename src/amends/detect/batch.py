@@ -149,7 +149,7 @@ class _Sql:
         names = [column[0] for column in cursor.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def selected(self, matcher: Matcher, key: FieldPath | None, name: str) -> list[Any]:
+    def selected(self, matcher: Matcher, key: FieldPath | None, name: str) -> None:
         """Create temp table `name` of the events the matcher takes, with their key `k`; count the skipped."""
         params: list[Any] = [matcher.type]
         where = "type = ?"
@@ -162,7 +162,6 @@ class _Sql:
         missing = self.connection.execute(f"SELECT count(*) FROM {name} WHERE k IS NULL").fetchone()
         self.skipped += 0 if missing is None else int(missing[0])
         self.connection.execute(f"DELETE FROM {name} WHERE k IS NULL")
-        return params
 
     def match(self, rule: MatchRule) -> list[_Found]:
         self.selected(rule.on, rule.key, "m")

@@ -14,7 +14,7 @@ use. Every problem is reported with its file, line and field, and a set of files
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,6 +47,7 @@ __all__ = [
     "RuleSet",
     "SequenceRule",
     "Severity",
+    "event_types",
     "load_rules",
     "parse_rules",
 ]
@@ -172,6 +173,15 @@ class SequenceRule:
 Rule = MatchRule | AbsenceRule | CountRule | SequenceRule
 
 
+def event_types(rule: Rule) -> tuple[str, ...]:
+    """The event types a rule reads, in the order it reads them (the start before the expected event)."""
+    if isinstance(rule, MatchRule | CountRule):
+        return (rule.on.type,)
+    if isinstance(rule, AbsenceRule):
+        return (rule.after.type, rule.expect.type)
+    return (rule.first.type, rule.then.type)
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSet:
     """The enabled rules of a set of files, by id, in file order."""
@@ -186,7 +196,7 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Rule]:
         return iter(self.rules)
 
     def get(self, rule_id: str) -> Rule | None:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 from amends.detect._facts import correlation_key, event_ref, instant_text
 from amends.detect.durations import format_duration
 from amends.detect.incidents import Candidate, Finding, LateResolution
-from amends.detect.rules import AbsenceRule, CountRule, MatchRule, Rule, RuleSet, SequenceRule
+from amends.detect.rules import AbsenceRule, CountRule, MatchRule, Rule, RuleSet, SequenceRule, event_types
 from amends.events import Event, dedup_key
 
 __all__ = ["Evaluator"]
@@ -102,10 +102,11 @@ class Evaluator:
         self._buffer: list[_Queued] = []
         self._timers: list[_Timer] = []
         self._expiry: list[tuple[datetime, str, str]] = []  # (instant, rule, key): look at the state then
+        self._cooldowns: list[tuple[datetime, str, str]] = []  # (instant, rule, customer)
         self._by_type: dict[str, list[Rule]] = {}
         self._by_id = {rule.common.id: rule for rule in rules}
         for rule in rules:
-            for event_type in _types_read(rule):
+            for event_type in set(event_types(rule)):
                 self._by_type.setdefault(event_type, []).append(rule)
 
     # --- input ---------------------------------------------------------------------------------------
@@ -294,23 +295,25 @@ class Evaluator:
             if last is not None and failure_at - last < common.cooldown:
                 return
             self.last_fired[common.id, event.subject] = failure_at
-            heapq.heappush(self._expiry, (failure_at + common.cooldown, common.id, f"cooldown:{event.subject}"))
+            heapq.heappush(self._cooldowns, (failure_at + common.cooldown, common.id, event.subject))
         out.append(
             Candidate(common.id, key, event.subject, common.severity.of(event), failure_at, facts, common.playbook)
         )
 
     def _expire(self, watermark: datetime) -> None:
         """Forget windows, pending firsts and cooldowns the watermark has passed."""
+        cooldowns = self._cooldowns
+        while cooldowns and cooldowns[0][0] < watermark:
+            _, rule_id, customer = heapq.heappop(cooldowns)
+            cooldown = self._by_id[rule_id].common.cooldown
+            last = self.last_fired.get((rule_id, customer))
+            if last is not None and cooldown is not None and last + cooldown < watermark:
+                del self.last_fired[rule_id, customer]
         expiry = self._expiry
         while expiry and expiry[0][0] < watermark:
             _, rule_id, key = heapq.heappop(expiry)
             rule = self._by_id[rule_id]
-            if key.startswith("cooldown:"):
-                customer = key.removeprefix("cooldown:")
-                last = self.last_fired.get((rule_id, customer))
-                if last is not None and rule.common.cooldown is not None and last + rule.common.cooldown < watermark:
-                    del self.last_fired[rule_id, customer]
-            elif isinstance(rule, CountRule):
+            if isinstance(rule, CountRule):
                 window = self.windows.get((rule_id, key))
                 if window is not None:
                     seen = window.times[-1:] + ([window.last_fired] if window.last_fired else [])
@@ -320,11 +323,3 @@ class Evaluator:
                 pending = self.pending.get((rule_id, key))
                 if pending is not None and pending.first.time + rule.within < watermark:
                     del self.pending[rule_id, key]
-
-
-def _types_read(rule: Rule) -> set[str]:
-    if isinstance(rule, MatchRule | CountRule):
-        return {rule.on.type}
-    if isinstance(rule, AbsenceRule):
-        return {rule.after.type, rule.expect.type}
-    return {rule.first.type, rule.then.type}

@@ -15,7 +15,6 @@ from amends.world._engine import Engine, Envelope
 from amends.world._ids import booking_ref
 from amends.world._network import AIRPORTS, ZONES, Fate, Flight, Network, Route
 from amends.world._reactions import Problem, Reactions
-from amends.world._satisfaction import churn_probability
 from amends.world._weights import Weights
 from amends.world._zones import HOUR_MS, MINUTE_MS
 
@@ -91,8 +90,7 @@ class Airline:
         self._reactions = Reactions(
             engine,
             key="booking_ref",
-            support=SOURCE + "/support",
-            feedback=SOURCE + "/feedback",
+            source=SOURCE,
             quiet_topics=self.quiet_topics,
         )
 
@@ -109,9 +107,8 @@ class Airline:
     def _visit(self, now: int, customer: Customer) -> Envelope | None:
         engine = self._engine
         rng = engine.rng
-        satisfaction = customer.feel(now)
-        if rng.random() < churn_probability(satisfaction):
-            customer.churned_at = now
+        satisfaction = engine.stays(customer, now)
+        if satisfaction is None:
             return None
         engine.at(engine.next_visit(customer, now, satisfaction, _BOOKING_HOURS), self._visit, customer)
         customer.episodes += 1

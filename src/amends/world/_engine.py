@@ -16,7 +16,7 @@ from typing import Any
 
 from amends.world._customers import Customer
 from amends.world._ids import uuid_texts
-from amends.world._satisfaction import gap_factor
+from amends.world._satisfaction import churn_probability, gap_factor
 from amends.world._weights import Weights
 from amends.world._zones import DAY_MS, HOUR_MS, Clock
 
@@ -117,6 +117,14 @@ class Engine:
             "subject": customer.id,
             "data": data,
         }
+
+    def stays(self, customer: Customer, now: int) -> float | None:
+        """The customer's satisfaction now, or None when they leave now (and are marked as churned)."""
+        satisfaction = customer.feel(now)
+        if self.rng.random() < churn_probability(satisfaction):
+            customer.churned_at = now
+            return None
+        return satisfaction
 
     def next_visit(self, customer: Customer, now: int, satisfaction: float, hours: Weights[int]) -> int:
         """When the customer will next buy, book or come in: an exponential gap at a usual hour of day."""

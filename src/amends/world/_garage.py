@@ -12,7 +12,6 @@ from itertools import count
 from amends.world._customers import Customer
 from amends.world._engine import Engine, Envelope
 from amends.world._reactions import Problem, Reactions
-from amends.world._satisfaction import churn_probability
 from amends.world._weights import Weights
 from amends.world._zones import DAY_MS, HOUR_MS, MINUTE_MS, Zone
 
@@ -83,8 +82,7 @@ class Garage:
         self._reactions = Reactions(
             engine,
             key="job_id",
-            support=SOURCE + "/support",
-            feedback=SOURCE + "/feedback",
+            source=SOURCE,
             quiet_topics=self.quiet_topics,
         )
 
@@ -105,9 +103,8 @@ class Garage:
     def _visit(self, now: int, customer: Customer) -> Envelope | None:
         engine = self._engine
         rng = engine.rng
-        satisfaction = customer.feel(now)
-        if rng.random() < churn_probability(satisfaction):
-            customer.churned_at = now
+        satisfaction = engine.stays(customer, now)
+        if satisfaction is None:
             return None
         engine.at(self._next_visit(customer, now, satisfaction), self._visit, customer)
         vehicle = customer.vehicles[int(rng.random() * len(customer.vehicles))]

@@ -53,12 +53,13 @@ class Reactions:
 
     __slots__ = ("_engine", "_feedback", "_key", "_quiet_topics", "_support", "_tickets")
 
-    def __init__(self, engine: Engine, *, key: str, support: str, feedback: str, quiet_topics: tuple[str, ...]) -> None:
+    def __init__(self, engine: Engine, *, key: str, source: str, quiet_topics: tuple[str, ...]) -> None:
+        """`source` is the business's; contacts come from its /support, ratings and complaints from /feedback."""
         self._engine = engine
         self._tickets = count(1).__next__
         self._key = key
-        self._support = support
-        self._feedback = feedback
+        self._support = source + "/support"
+        self._feedback = source + "/feedback"
         self._quiet_topics = quiet_topics
 
     def after(self, now: int, customer: Customer, key: str, problems: list[Problem]) -> None:

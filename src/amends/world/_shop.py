@@ -12,7 +12,6 @@ from itertools import count
 from amends.world._customers import Customer
 from amends.world._engine import Engine, Envelope
 from amends.world._reactions import Problem, Reactions
-from amends.world._satisfaction import churn_probability
 from amends.world._weights import Weights
 from amends.world._zones import DAY_MS, HOUR_MS, Zone
 
@@ -79,8 +78,7 @@ class Shop:
         self._reactions = Reactions(
             engine,
             key="order_id",
-            support=SOURCE + "/support",
-            feedback=SOURCE + "/feedback",
+            source=SOURCE,
             quiet_topics=self.quiet_topics,
         )
 
@@ -95,9 +93,8 @@ class Shop:
     def _visit(self, now: int, customer: Customer) -> Envelope | None:
         engine = self._engine
         rng = engine.rng
-        satisfaction = customer.feel(now)
-        if rng.random() < churn_probability(satisfaction):
-            customer.churned_at = now
+        satisfaction = engine.stays(customer, now)
+        if satisfaction is None:
             return None
         engine.at(engine.next_visit(customer, now, satisfaction, _ORDER_HOURS), self._visit, customer)
         customer.episodes += 1
