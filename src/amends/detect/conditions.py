@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from operator import attrgetter
 from typing import Any, Final, Literal
 
 from amends.events import Event
@@ -70,25 +72,19 @@ class FieldPath:
     text: str
     root: str
     steps: tuple[str | int, ...] = ()
+    # `read(event)`: the value at this path, or None when it is missing (JSON null reads as missing too).
+    read: Callable[[Event], Any] = field(init=False, repr=False, compare=False)
 
-    def read(self, event: Event) -> Any:
-        """The value at this path, or None when it is missing (JSON null reads as missing too)."""
+    def __post_init__(self) -> None:
+        # The reader is chosen once: most paths are an envelope field or one key of `data`.
+        reader: Callable[[Event], Any]
         if self.root != "data":
-            return getattr(event, self.root)
-        value: Any = event.data
-        for step in self.steps:
-            if isinstance(step, int):
-                if not isinstance(value, list) or step >= len(value):
-                    return None
-            elif not isinstance(value, dict):
-                return None
-            else:
-                value = value.get(step, _MISSING)
-                if value is _MISSING:
-                    return None
-                continue
-            value = value[step]
-        return value
+            reader = attrgetter(self.root)
+        elif len(self.steps) == 1 and isinstance(self.steps[0], str):
+            reader = partial(_read_key, self.steps[0])
+        else:
+            reader = partial(_read_steps, self.steps)
+        object.__setattr__(self, "read", reader)
 
     def json_path(self) -> str:
         """The same path in DuckDB's JSON path syntax (for `data` paths): `$."a"."b"[0]`."""
@@ -96,6 +92,27 @@ class FieldPath:
         for step in self.steps:
             parts.append(f"[{step}]" if isinstance(step, int) else f'."{step}"')
         return "".join(parts)
+
+
+def _read_key(key: str, event: Event) -> Any:
+    return event.data.get(key)
+
+
+def _read_steps(steps: tuple[str | int, ...], event: Event) -> Any:
+    value: Any = event.data
+    for step in steps:
+        if isinstance(step, int):
+            if not isinstance(value, list) or step >= len(value):
+                return None
+        elif not isinstance(value, dict):
+            return None
+        else:
+            value = value.get(step, _MISSING)
+            if value is _MISSING:
+                return None
+            continue
+        value = value[step]
+    return value
 
 
 def parse_path(text: Any) -> FieldPath:

@@ -18,8 +18,9 @@ What each kind remembers, per rule and correlation key, and for how long:
 - cooldown: the last time the rule fired for a customer, until the cooldown has passed.
 
 So the state grows with open windows and pending timers, never with history. This module is pure: no
-database and no clock. Storing its state and findings with the events that caused them is the shell's job
-(not built yet: issue 2/10's next slice).
+database and no clock. It remembers which entries changed since the last `changes()`, and can be rebuilt
+from the entries it gave and a `Checkpoint`: storing those with the events that caused them is the
+runner's job (detect/runner.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -38,9 +39,10 @@ from amends.detect.incidents import Candidate, Finding, LateResolution
 from amends.detect.rules import AbsenceRule, CountRule, MatchRule, Rule, RuleSet, SequenceRule, event_types
 from amends.events import Event, dedup_key
 
-__all__ = ["Evaluator"]
+__all__ = ["Checkpoint", "Evaluator", "StateEntry", "StateKind"]
 
 ExpectationStatus = Literal["open", "satisfied", "fired"]
+StateKind = Literal["expect", "window", "pending", "cooldown"]
 
 
 @dataclass(slots=True)
@@ -69,20 +71,35 @@ class Pending:
     fired: bool = False
 
 
-@dataclass(order=True, slots=True)
-class _Queued:
-    time: datetime
-    order: str
-    event: Event = field(compare=False)
+@dataclass(frozen=True, slots=True)
+class StateEntry:
+    """One piece of the evaluator's state, as it is stored: what kind, for which rule and key, the instant
+    it next needs attention (a deadline, or when it can be forgotten) and its content as JSON values."""
 
-
-@dataclass(order=True, slots=True)
-class _Timer:
-    due: datetime
+    kind: StateKind
     rule_id: str
     key: str
-    start_order: str
-    forget: bool = False  # False: the deadline; True: stop watching for a late resolution
+    due: datetime
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The evaluator's position besides its entries. Events waiting above the watermark are not in it: they
+    are in the ledger, from `low_seq` on (the ledger sequence of the oldest one still waiting)."""
+
+    watermark: datetime | None
+    latest: datetime | None
+    late_events: int
+    skipped: Mapping[str, int]
+    low_seq: int | None
+
+
+# Queued events and timers are tuples, which heapq compares in C. An event's ledger key is unique, so
+# the comparison never reaches the Event. Timer: (due, rule, key, start order, forget?), where forget
+# means "stop watching for a late resolution" rather than "the deadline".
+_Queued = tuple[datetime, str, int, Event]
+_Timer = tuple[datetime, str, str, str, bool]
 
 
 class Evaluator:
@@ -103,6 +120,7 @@ class Evaluator:
         self._timers: list[_Timer] = []
         self._expiry: list[tuple[datetime, str, str]] = []  # (instant, rule, key): look at the state then
         self._cooldowns: list[tuple[datetime, str, str]] = []  # (instant, rule, customer)
+        self._dirty: set[tuple[StateKind, str, str]] = set()
         self._by_type: dict[str, list[Rule]] = {}
         self._by_id = {rule.common.id: rule for rule in rules}
         for rule in rules:
@@ -111,18 +129,32 @@ class Evaluator:
 
     # --- input ---------------------------------------------------------------------------------------
 
-    def observe(self, events: list[Event]) -> list[Finding]:
-        """Take newly stored events (each once). Late ones are evaluated now; the findings are returned."""
+    def observe(
+        self, events: Sequence[Event], *, keys: Sequence[str] | None = None, seqs: Sequence[int] | None = None
+    ) -> list[Finding]:
+        """Take newly stored events (each once). Late ones are evaluated now; the findings are returned.
+
+        `keys` are the events' ledger keys when the caller has them (else they are computed), `seqs` their
+        ledger sequence numbers (kept so a checkpoint can say where the waiting events start).
+        """
         findings: list[Finding] = []
-        for event in events:
-            if self.latest is None or event.time > self.latest:
-                self.latest = event.time
-            queued = _Queued(event.time, dedup_key(event.source, event.id), event)
-            if self.watermark is not None and event.time < self.watermark:
+        watermark, latest, buffer = self.watermark, self.latest, self._buffer
+        for index, event in enumerate(events):
+            time = event.time
+            if latest is None or time > latest:
+                latest = time
+            queued = (
+                time,
+                dedup_key(event.source, event.id) if keys is None else keys[index],
+                0 if seqs is None else seqs[index],
+                event,
+            )
+            if watermark is not None and time < watermark:
                 self.late_events += 1
                 self._evaluate_group([queued], findings)
             else:
-                heapq.heappush(self._buffer, queued)
+                heapq.heappush(buffer, queued)
+        self.latest = latest
         return findings
 
     def advance(self, clock: datetime | None = None) -> list[Finding]:
@@ -138,13 +170,13 @@ class Evaluator:
         findings: list[Finding] = []
         buffer, timers = self._buffer, self._timers
         while True:
-            event_due = buffer[0].time if buffer and buffer[0].time < watermark else None
-            timer_due = timers[0].due if timers and timers[0].due < watermark else None
+            event_due = buffer[0][0] if buffer and buffer[0][0] < watermark else None
+            timer_due = timers[0][0] if timers and timers[0][0] < watermark else None
             if event_due is None and timer_due is None:
                 break
             if event_due is not None and (timer_due is None or event_due <= timer_due):
                 group = [heapq.heappop(buffer)]
-                while buffer and buffer[0].time == event_due:
+                while buffer and buffer[0][0] == event_due:
                     group.append(heapq.heappop(buffer))
                 self._evaluate_group(group, findings)
             else:
@@ -160,34 +192,37 @@ class Evaluator:
 
     def _evaluate_group(self, group: list[_Queued], findings: list[Finding]) -> None:
         """Events of one instant, in ledger-key order; count rules look at the instant as a whole."""
-        touched: dict[tuple[str, str], Event] = {}
-        for queued in group:
-            event = queued.event
-            for rule in self._by_type.get(event.type, ()):
-                if isinstance(rule, MatchRule):
-                    self._on_match(rule, event, findings)
-                elif isinstance(rule, AbsenceRule):
-                    self._on_absence(rule, event, findings)
+        touched: dict[tuple[str, str], Event] | None = None
+        by_type = self._by_type
+        for _, order, _, event in group:
+            for rule in by_type.get(event.type, ()):
+                if isinstance(rule, AbsenceRule):
+                    self._on_absence(rule, event, order, findings)
+                elif isinstance(rule, MatchRule):
+                    self._on_match(rule, event, order, findings)
                 elif isinstance(rule, SequenceRule):
                     self._on_sequence(rule, event, findings)
                 else:
+                    if touched is None:
+                        touched = {}
                     self._on_count(rule, event, touched)
-        for rule_id, key in sorted(touched):
-            rule = self._by_id[rule_id]
-            assert isinstance(rule, CountRule)
-            self._count_fires(rule, key, touched[rule_id, key], findings)
+        if touched:
+            for rule_id, key in sorted(touched):
+                rule = self._by_id[rule_id]
+                assert isinstance(rule, CountRule)
+                self._count_fires(rule, key, touched[rule_id, key], findings)
 
-    def _on_match(self, rule: MatchRule, event: Event, findings: list[Finding]) -> None:
+    def _on_match(self, rule: MatchRule, event: Event, order: str, findings: list[Finding]) -> None:
         if not rule.on.matches(event):
             return
-        key = dedup_key(event.source, event.id) if rule.key is None else correlation_key(rule.key, event)
+        key = order if rule.key is None else correlation_key(rule.key, event)
         if key is None:
             self.skipped[rule.common.id] += 1
             return
         facts = {"event": event_ref(event), "data": event.data}
         self._found(rule, key, event, event.time, facts, findings)
 
-    def _on_absence(self, rule: AbsenceRule, event: Event, findings: list[Finding]) -> None:
+    def _on_absence(self, rule: AbsenceRule, event: Event, order: str, findings: list[Finding]) -> None:
         rule_id = rule.common.id
         if rule.after.matches(event):
             key = correlation_key(rule.key, event)
@@ -196,9 +231,9 @@ class Evaluator:
             if key is None or deadline is None:
                 self.skipped[rule_id] += 1
             elif (rule_id, key) not in self.expectations:
-                order = dedup_key(event.source, event.id)
                 self.expectations[rule_id, key] = Expectation("open", event, order, deadline)
-                heapq.heappush(self._timers, _Timer(deadline, rule_id, key, order))
+                self._dirty.add(("expect", rule_id, key))
+                heapq.heappush(self._timers, (deadline, rule_id, key, order, False))
         if rule.expect.matches(event):
             key = correlation_key(rule.key, event)
             if key is None:
@@ -209,26 +244,30 @@ class Evaluator:
                 return
             if expectation.status == "open":
                 expectation.status = "satisfied"
+                self._dirty.add(("expect", rule_id, key))
             elif expectation.status == "fired":
                 del self.expectations[rule_id, key]  # its forget timer finds nothing
+                self._dirty.add(("expect", rule_id, key))
                 findings.append(LateResolution(rule_id, key, event.time, event_ref(event)))
 
     def _fire(self, timer: _Timer, findings: list[Finding]) -> None:
-        key = (timer.rule_id, timer.key)
-        expectation = self.expectations.get(key)
-        if expectation is None or expectation.start_order != timer.start_order:
+        _, rule_id, key, start_order, forget = timer
+        expectation = self.expectations.get((rule_id, key))
+        if expectation is None or expectation.start_order != start_order:
             return  # the expectation it was set for is gone
-        rule = self._by_id[timer.rule_id]
+        rule = self._by_id[rule_id]
         assert isinstance(rule, AbsenceRule)
-        if timer.forget or expectation.status == "satisfied":
-            del self.expectations[key]
+        if forget or expectation.status == "satisfied":
+            del self.expectations[rule_id, key]
+            self._dirty.add(("expect", rule_id, key))
         elif expectation.status == "open":
             expectation.status = "fired"
+            self._dirty.add(("expect", rule_id, key))
             start = expectation.start
             facts = {"start": event_ref(start), "data": start.data, "deadline": instant_text(expectation.deadline)}
-            self._found(rule, timer.key, start, expectation.deadline, facts, findings)
+            self._found(rule, key, start, expectation.deadline, facts, findings)
             forget_at = expectation.deadline + rule.watch_late_for
-            heapq.heappush(self._timers, _Timer(forget_at, *key, timer.start_order, forget=True))
+            heapq.heappush(self._timers, (forget_at, rule_id, key, start_order, True))
 
     def _on_sequence(self, rule: SequenceRule, event: Event, findings: list[Finding]) -> None:
         rule_id = rule.common.id
@@ -242,6 +281,7 @@ class Evaluator:
         pending = self.pending.get((rule_id, key))
         if is_then and pending is not None and not pending.fired and event.time - pending.first.time <= rule.within:
             pending.fired = True
+            self._dirty.add(("pending", rule_id, key))
             first = pending.first
             facts = {
                 "first": event_ref(first),
@@ -252,6 +292,7 @@ class Evaluator:
             self._found(rule, f"{key}@{instant_text(first.time)}", event, event.time, facts, findings)
         if is_first:
             self.pending[rule_id, key] = Pending(event)
+            self._dirty.add(("pending", rule_id, key))
             heapq.heappush(self._expiry, (event.time + rule.within, rule_id, key))
 
     def _on_count(self, rule: CountRule, event: Event, touched: dict[tuple[str, str], Event]) -> None:
@@ -263,6 +304,7 @@ class Evaluator:
             return
         window = self.windows.setdefault((rule.common.id, key), Window())
         bisect.insort(window.times, event.time)
+        self._dirty.add(("window", rule.common.id, key))
         touched[rule.common.id, key] = event  # the last one of the instant, in ledger-key order
         heapq.heappush(self._expiry, (event.time + rule.within, rule.common.id, key))
 
@@ -295,6 +337,7 @@ class Evaluator:
             if last is not None and failure_at - last < common.cooldown:
                 return
             self.last_fired[common.id, event.subject] = failure_at
+            self._dirty.add(("cooldown", common.id, event.subject))
             heapq.heappush(self._cooldowns, (failure_at + common.cooldown, common.id, event.subject))
         out.append(
             Candidate(common.id, key, event.subject, common.severity.of(event), failure_at, facts, common.playbook)
@@ -302,24 +345,182 @@ class Evaluator:
 
     def _expire(self, watermark: datetime) -> None:
         """Forget windows, pending firsts and cooldowns the watermark has passed."""
-        cooldowns = self._cooldowns
+        cooldowns, dirty = self._cooldowns, self._dirty
         while cooldowns and cooldowns[0][0] < watermark:
             _, rule_id, customer = heapq.heappop(cooldowns)
             cooldown = self._by_id[rule_id].common.cooldown
             last = self.last_fired.get((rule_id, customer))
             if last is not None and cooldown is not None and last + cooldown < watermark:
                 del self.last_fired[rule_id, customer]
+                dirty.add(("cooldown", rule_id, customer))
         expiry = self._expiry
         while expiry and expiry[0][0] < watermark:
             _, rule_id, key = heapq.heappop(expiry)
             rule = self._by_id[rule_id]
             if isinstance(rule, CountRule):
                 window = self.windows.get((rule_id, key))
-                if window is not None:
-                    seen = window.times[-1:] + ([window.last_fired] if window.last_fired else [])
-                    if not seen or max(seen) + rule.within < watermark:
-                        del self.windows[rule_id, key]
+                if window is not None and _window_ends(window, rule) < watermark:
+                    del self.windows[rule_id, key]
+                    dirty.add(("window", rule_id, key))
             elif isinstance(rule, SequenceRule):
                 pending = self.pending.get((rule_id, key))
                 if pending is not None and pending.first.time + rule.within < watermark:
                     del self.pending[rule_id, key]
+                    dirty.add(("pending", rule_id, key))
+
+    # --- durable state ---------------------------------------------------------------------------------
+
+    def changes(self) -> tuple[list[StateEntry], list[tuple[StateKind, str, str]]]:
+        """The entries changed since the last call (to store) and the ones gone (to delete), in key order."""
+        stored: list[StateEntry] = []
+        gone: list[tuple[StateKind, str, str]] = []
+        for kind, rule_id, key in sorted(self._dirty):
+            entry = self._entry(kind, rule_id, key)
+            if entry is None:
+                gone.append((kind, rule_id, key))
+            else:
+                stored.append(entry)
+        self._dirty.clear()
+        return stored, gone
+
+    def checkpoint(self) -> Checkpoint:
+        """Where the evaluator is, besides its entries."""
+        low_seq = min((queued[2] for queued in self._buffer), default=None)
+        return Checkpoint(self.watermark, self.latest, self.late_events, dict(self.skipped), low_seq)
+
+    def entries(self) -> list[StateEntry]:
+        """All the state, as entries (what `changes` has handed out over time, net of deletions)."""
+        found = [self._entry("expect", *k) for k in self.expectations]
+        found += [self._entry("window", *k) for k in self.windows]
+        found += [self._entry("pending", *k) for k in self.pending]
+        found += [self._entry("cooldown", *k) for k in self.last_fired]
+        return [entry for entry in found if entry is not None]
+
+    @classmethod
+    def restore(
+        cls,
+        rules: RuleSet,
+        *,
+        lateness: timedelta,
+        checkpoint: Checkpoint,
+        entries: Iterable[StateEntry],
+        waiting: Iterable[tuple[int, str, Event]] = (),
+    ) -> Evaluator:
+        """An evaluator in the state that `checkpoint` and `entries` describe, with the events that were
+        waiting above the watermark (`(seq, ledger key, event)`) back in its buffer. Entries of rules that
+        are no longer in the set are left out (and reported as gone by the next `changes`)."""
+        evaluator = cls(rules, lateness=lateness)
+        evaluator.watermark = checkpoint.watermark
+        evaluator.latest = checkpoint.latest
+        evaluator.late_events = checkpoint.late_events
+        evaluator.skipped.update(checkpoint.skipped)
+        for entry in entries:
+            rule = evaluator._by_id.get(entry.rule_id)
+            if rule is None or not evaluator._load(rule, entry):
+                evaluator._dirty.add((entry.kind, entry.rule_id, entry.key))
+        for seq, order, event in waiting:
+            heapq.heappush(evaluator._buffer, (event.time, order, seq, event))
+        return evaluator
+
+    def _entry(self, kind: StateKind, rule_id: str, key: str) -> StateEntry | None:
+        rule = self._by_id[rule_id]
+        payload: dict[str, Any]
+        if kind == "expect":
+            expectation = self.expectations.get((rule_id, key))
+            if expectation is None:
+                return None
+            assert isinstance(rule, AbsenceRule)
+            due = expectation.deadline
+            if expectation.status == "fired":
+                due += rule.watch_late_for
+            payload = {
+                "status": expectation.status,
+                "start": _event_json(expectation.start),
+                "start_order": expectation.start_order,
+                "deadline": expectation.deadline.isoformat(),
+            }
+            return StateEntry(kind, rule_id, key, due, payload)
+        if kind == "window":
+            window = self.windows.get((rule_id, key))
+            if window is None:
+                return None
+            assert isinstance(rule, CountRule)
+            payload = {
+                "times": [time.isoformat() for time in window.times],
+                "last_fired": None if window.last_fired is None else window.last_fired.isoformat(),
+            }
+            return StateEntry(kind, rule_id, key, _window_ends(window, rule), payload)
+        if kind == "pending":
+            pending = self.pending.get((rule_id, key))
+            if pending is None:
+                return None
+            assert isinstance(rule, SequenceRule)
+            payload = {"first": _event_json(pending.first), "fired": pending.fired}
+            return StateEntry(kind, rule_id, key, pending.first.time + rule.within, payload)
+        last = self.last_fired.get((rule_id, key))
+        if last is None or rule.common.cooldown is None:
+            return None
+        return StateEntry(kind, rule_id, key, last + rule.common.cooldown, {"last": last.isoformat()})
+
+    def _load(self, rule: Rule, entry: StateEntry) -> bool:
+        """Put one stored entry back; False if it does not fit the rule as it is now."""
+        payload, rule_id, key = entry.payload, entry.rule_id, entry.key
+        if entry.kind == "expect" and isinstance(rule, AbsenceRule):
+            status: ExpectationStatus = payload["status"]
+            deadline = datetime.fromisoformat(payload["deadline"])
+            order = payload["start_order"]
+            self.expectations[rule_id, key] = Expectation(status, _event_from_json(payload["start"]), order, deadline)
+            forget = status == "fired"
+            due = deadline + rule.watch_late_for if forget else deadline
+            heapq.heappush(self._timers, (due, rule_id, key, order, forget))
+            return True
+        if entry.kind == "window" and isinstance(rule, CountRule):
+            last_fired = payload["last_fired"]
+            window = Window(
+                [datetime.fromisoformat(time) for time in payload["times"]],
+                None if last_fired is None else datetime.fromisoformat(last_fired),
+            )
+            self.windows[rule_id, key] = window
+            heapq.heappush(self._expiry, (_window_ends(window, rule), rule_id, key))
+            return True
+        if entry.kind == "pending" and isinstance(rule, SequenceRule):
+            first = _event_from_json(payload["first"])
+            self.pending[rule_id, key] = Pending(first, bool(payload["fired"]))
+            heapq.heappush(self._expiry, (first.time + rule.within, rule_id, key))
+            return True
+        if entry.kind == "cooldown" and rule.common.cooldown is not None:
+            last = datetime.fromisoformat(payload["last"])
+            self.last_fired[rule_id, key] = last
+            heapq.heappush(self._cooldowns, (last + rule.common.cooldown, rule_id, key))
+            return True
+        return False
+
+
+def _window_ends(window: Window, rule: CountRule) -> datetime:
+    """When a count window holds nothing that matters any more: its newest event or firing, plus the window."""
+    seen = window.times[-1:] + ([window.last_fired] if window.last_fired is not None else [])
+    return max(seen) + rule.within
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "time": event.time.isoformat(),
+        "subject": event.subject,
+        "data": event.data,
+        "attributes": event.attributes,
+    }
+
+
+def _event_from_json(value: Mapping[str, Any]) -> Event:
+    return Event(
+        id=value["id"],
+        source=value["source"],
+        type=value["type"],
+        time=datetime.fromisoformat(value["time"]),
+        subject=value["subject"],
+        data=value["data"],
+        attributes=value["attributes"],
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -222,46 +222,140 @@ class UnitOfWork:
     def insert_missing(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
         """Insert the rows whose unique keys are not stored yet; return how many were inserted.
 
-        `rows` hold values in the order of `columns`: on SQLite JSON scalars (text, numbers, None), on
-        PostgreSQL what psycopg's COPY takes (see the ledger).
+        `rows` hold values in the order of `columns`, in the form `bulk_values(dialect)` makes them: on
+        SQLite JSON scalars (text, numbers, None), on PostgreSQL what psycopg's COPY takes.
         Rows that collide with a stored row, or with an earlier row of the same call, are skipped.
         This is the bulk path: it talks to the driver directly, with no per-value processing.
         """
         if not rows:
             return 0
         if self.dialect == "postgresql":
-            return self._copy_missing(table, columns, rows)
-        return self._json_each_missing(table, columns, rows)
+            return len(self._copy_in(table, columns, rows))
+        return len(self._json_each_in(table, columns, rows))
 
-    def _json_each_missing(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
-        # One statement for the whole group: the rows travel as one JSON array that SQLite unpacks with
+    def insert_new(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, returning: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """`insert_missing`, giving back the `returning` columns of each row it inserted (in no set order)."""
+        if not rows:
+            return []
+        if self.dialect == "postgresql":
+            return self._copy_in(table, columns, rows, returning=returning)
+        return self._json_each_in(table, columns, rows, returning=returning)
+
+    def upsert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, key: Sequence[str]) -> None:
+        """Insert the rows, replacing the other columns of a stored row with the same `key` (a unique key).
+        Two rows of one call must not share a key."""
+        if not rows:
+            return
+        update = [c for c in columns if c not in key]
+        if self.dialect == "postgresql":
+            self._copy_in(table, columns, rows, key=key, update=update)
+        else:
+            self._json_each_in(table, columns, rows, key=key, update=update)
+
+    def delete_keys(self, table: str, key: Sequence[str], keys: Sequence[Sequence[str]]) -> int:
+        """Delete the rows whose text `key` columns hold one of `keys`; return how many went."""
+        if not keys:
+            return 0
+        quote = self._quote
+        names = ", ".join(quote(c) for c in key)
+        driver = self.connection.connection.driver_connection
+        deleted = 0
+        with translate_errors():
+            if isinstance(driver, psycopg.Connection):
+                arrays = pg_sql.SQL(", ").join(pg_sql.SQL("%s::text[]") for _ in key)
+                delete = pg_sql.SQL("DELETE FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))").format(
+                    pg_sql.Identifier(table), pg_sql.SQL(", ").join(pg_sql.Identifier(c) for c in key), arrays
+                )
+                columns = [[row[i] for row in keys] for i in range(len(key))]
+                with driver.cursor() as pg_cursor:
+                    pg_cursor.execute(delete, columns)
+                    deleted = pg_cursor.rowcount
+            else:
+                assert isinstance(driver, sqlite3.Connection)
+                values = ", ".join(f"value ->> {i:d}" for i in range(len(key)))
+                # Identifiers are the code's own and quoted; the keys are bound as one parameter.
+                statement = f"DELETE FROM {quote(table)} WHERE ({names}) IN (SELECT {values} FROM json_each(?))"  # noqa: S608
+                for start in range(0, len(keys), _JSON_EACH_ROWS):
+                    cursor = driver.execute(statement, (orjson.dumps(keys[start : start + _JSON_EACH_ROWS]).decode(),))
+                    deleted += cursor.rowcount
+                    cursor.close()
+        return deleted
+
+    @property
+    def _quote(self) -> Callable[[str], str]:
+        return self.connection.dialect.identifier_preparer.quote
+
+    def _json_each_in(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        key: Sequence[str] = (),
+        update: Sequence[str] = (),
+        returning: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
+        # One statement per group of rows: the rows travel as one JSON array that SQLite unpacks with
         # json_each. Besides saving a Python round trip per row, a single statement runs without the
         # GIL from start to end, so another thread (the next group being parsed) works meanwhile.
-        quote = self.connection.dialect.identifier_preparer.quote
+        # Rows whose `key` is stored get their `update` columns replaced, or are skipped if there are none.
+        # Gives back the `returning` columns of the rows written, or one empty tuple per row written.
+        quote = self._quote
         names = ", ".join(quote(c) for c in columns)
         values = ", ".join(f"value ->> {i:d}" for i in range(len(columns)))
         # Identifiers are the code's own and quoted; the rows are bound as one parameter.
         statement = f"INSERT INTO {quote(table)} ({names}) SELECT {values} FROM json_each(?) WHERE true"  # noqa: S608
-        statement += " ON CONFLICT DO NOTHING"
+        if update:
+            keys = ", ".join(quote(c) for c in key)
+            statement += f" ON CONFLICT ({keys}) DO UPDATE SET "
+            statement += ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update)
+        else:
+            statement += " ON CONFLICT DO NOTHING"
+        if returning:
+            statement += f" RETURNING {', '.join(quote(c) for c in returning)}"
         driver = self.connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
-        inserted = 0
+        written: list[tuple[Any, ...]] = []
         with translate_errors():
             for start in range(0, len(rows), _JSON_EACH_ROWS):
                 group = orjson.dumps(rows[start : start + _JSON_EACH_ROWS]).decode()
                 cursor = driver.execute(statement, (group,))
-                inserted += cursor.rowcount
+                if returning:
+                    written += cursor.fetchall()
+                else:
+                    written += [()] * cursor.rowcount
                 cursor.close()
-        return inserted
+        return written
 
-    def _copy_missing(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    def _copy_in(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        key: Sequence[str] = (),
+        update: Sequence[str] = (),
+        returning: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
         # PostgreSQL's fastest way in is COPY, which cannot skip conflicts: so COPY into a temporary
-        # table shaped like the target, then move the rows across with ON CONFLICT DO NOTHING.
+        # table shaped like the target, then move the rows across with the ON CONFLICT clause.
         target = pg_sql.Identifier(table)
         stage = pg_sql.Identifier(f"amends_stage_{table}")
         names = pg_sql.SQL(", ").join(pg_sql.Identifier(c) for c in columns)
         driver = self.connection.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
+        move = pg_sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ").format(target, names, names, stage)
+        if update:
+            move += pg_sql.SQL("({}) DO UPDATE SET {}").format(
+                pg_sql.SQL(", ").join(pg_sql.Identifier(c) for c in key),
+                pg_sql.SQL(", ").join(pg_sql.SQL("{0} = excluded.{0}").format(pg_sql.Identifier(c)) for c in update),
+            )
+        else:
+            move += pg_sql.SQL("DO NOTHING")
+        if returning:
+            move += pg_sql.SQL(" RETURNING {}").format(pg_sql.SQL(", ").join(pg_sql.Identifier(c) for c in returning))
         with translate_errors(), driver.cursor() as cursor:
             cursor.execute(
                 pg_sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
@@ -271,11 +365,7 @@ class UnitOfWork:
             with cursor.copy(pg_sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)) as copy:
                 for row in rows:
                     copy.write_row(row)
-            cursor.execute(
-                pg_sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
-                    target, names, names, stage
-                )
-            )
-            inserted = cursor.rowcount
+            cursor.execute(move)
+            written: list[tuple[Any, ...]] = cursor.fetchall() if returning else [()] * cursor.rowcount
             cursor.execute(pg_sql.SQL("DROP TABLE {}").format(stage))
-        return inserted
+        return written
