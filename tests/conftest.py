@@ -21,7 +21,7 @@ from psycopg import sql as pg_sql
 
 from amends.access import Scope, create_key
 from amends.config import Settings
-from amends.store import Database, upgrade
+from amends.store import Database, tables, upgrade
 from amends.web import create_app
 
 POSTGRES_URL = os.environ.get(
@@ -65,7 +65,8 @@ def postgres_migrated(postgres_server: str) -> Iterator[Database]:
 
 def _empty_tables(db: Database) -> None:
     with db.engine.begin() as connection:
-        connection.execute(sa.text("TRUNCATE api_keys, events, customers RESTART IDENTITY CASCADE"))
+        names = ", ".join(table.name for table in tables.metadata.sorted_tables)
+        connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

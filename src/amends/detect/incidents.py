@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-__all__ = ["Candidate", "Finding", "Incident", "IncidentKey", "LateResolution", "fold"]
+__all__ = ["Candidate", "Finding", "Incident", "IncidentKey", "IncidentStatus", "LateResolution", "fold"]
 
 IncidentStatus = Literal["open", "resolved_late"]
 

@@ -423,7 +423,9 @@ class Evaluator:
         return evaluator
 
     def _entry(self, kind: StateKind, rule_id: str, key: str) -> StateEntry | None:
-        rule = self._by_id[rule_id]
+        rule = self._by_id.get(rule_id)
+        if rule is None:
+            return None  # a rule no longer in the set: its stored entries go
         payload: dict[str, Any]
         if kind == "expect":
             expectation = self.expectations.get((rule_id, key))

@@ -16,7 +16,15 @@ from amends.events.files import (
     RejectedRow,
     ingest_file,
 )
-from amends.events.ledger import Appended, append_events, dedup_key
+from amends.events.ledger import (
+    Appended,
+    LedgerWatcher,
+    Recorded,
+    append_events,
+    dedup_key,
+    last_seq,
+    read_recorded,
+)
 
 __all__ = [
     "ENVELOPE_SCHEMA",
@@ -32,7 +40,9 @@ __all__ = [
     "FileProgress",
     "FileReport",
     "Item",
+    "LedgerWatcher",
     "MalformedJSON",
+    "Recorded",
     "Rejected",
     "RejectedRow",
     "StoredEvent",
@@ -44,6 +54,8 @@ __all__ = [
     "get_customer",
     "ingest_file",
     "ingest_items",
+    "last_seq",
+    "read_recorded",
     "timeline",
     "validate_event",
 ]

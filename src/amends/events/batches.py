@@ -17,7 +17,7 @@ import orjson
 from amends.errors import InvalidInput
 from amends.events.envelope import Event, Violation, validate_event
 from amends.events.errors import BatchTooLarge, MalformedJSON
-from amends.events.ledger import append_rows, ledger_rows
+from amends.events.ledger import LedgerWatcher, append_rows, ledger_rows
 from amends.store import Database
 
 __all__ = ["BatchFormat", "BatchReport", "Item", "Rejected", "decode_batch", "ingest_items"]
@@ -101,8 +101,10 @@ def _decode_ndjson(body: bytes, *, max_events: int) -> list[Item]:
     return items
 
 
-def ingest_items(db: Database, items: Sequence[Item], *, received_at: datetime) -> BatchReport:
-    """Validate the items and store the valid ones in one transaction."""
+def ingest_items(
+    db: Database, items: Sequence[Item], *, received_at: datetime, watcher: LedgerWatcher | None = None
+) -> BatchReport:
+    """Validate the items and store the valid ones in one transaction (which `watcher` sees, if given)."""
     valid: list[Event] = []
     rejected: list[Rejected] = []
     for index, item in enumerate(items):
@@ -115,6 +117,6 @@ def ingest_items(db: Database, items: Sequence[Item], *, received_at: datetime) 
         return BatchReport(0, 0, tuple(rejected))
     rows = ledger_rows(valid, dialect=db.dialect, received_at=received_at)  # before taking the write lock
     with db.unit_of_work(writes=True) as uow:
-        appended = append_rows(uow, rows)
+        appended = append_rows(uow, rows, watcher)
         uow.commit()
     return BatchReport(appended.accepted, appended.duplicates, tuple(rejected))

@@ -27,7 +27,7 @@ import orjson
 
 from amends.errors import InvalidInput
 from amends.events.envelope import Event, Violation, validate_event
-from amends.events.ledger import Appended, LedgerRows, append_rows, ledger_rows
+from amends.events.ledger import Appended, LedgerRows, LedgerWatcher, append_rows, ledger_rows
 from amends.store import Database
 
 __all__ = [
@@ -220,12 +220,14 @@ def ingest_file(
     commit_rows: int = 10_000,
     on_progress: Callable[[FileProgress], None] | None = None,
     on_rejected: Callable[[RejectedRow], None] | None = None,
+    watcher: LedgerWatcher | None = None,
 ) -> FileReport:
     """Store the events of a file, `commit_rows` per transaction; report what became of each row.
 
     Reading and validating run on the calling thread while the previous group of rows is stored on a
     second one (the store's bulk insert runs without the GIL). `on_progress` and `on_rejected` are
-    called on the calling thread; progress counts only what is committed.
+    called on the calling thread; progress counts only what is committed. A `watcher` (detection) sees
+    each group's new events in the transaction that stores them.
     """
     file_format = file_format or FileFormat.of(path)
     mapping = mapping or ColumnMapping()
@@ -243,7 +245,7 @@ def ingest_file(
             if on_progress is not None:
                 on_progress(FileProgress(appended.accepted, appended.duplicates, rejected, done, total))
 
-    with closing(records), _ChunkWriter(db, received_at) as writer, _without_cycle_collection():
+    with closing(records), _ChunkWriter(db, received_at, watcher) as writer, _without_cycle_collection():
         for record in records:
             outcome: Event | Violation
             if record.problem is not None:
@@ -276,9 +278,10 @@ class _ChunkWriter:
     raises the error that stopped the writer, if any. Leaving the block waits for the last group.
     """
 
-    def __init__(self, db: Database, received_at: datetime) -> None:
+    def __init__(self, db: Database, received_at: datetime, watcher: LedgerWatcher | None) -> None:
         self._db = db
         self._received_at = received_at
+        self._watcher = watcher
         self._todo: queue.Queue[tuple[LedgerRows, int] | None] = queue.Queue(maxsize=1)
         self._stored: queue.SimpleQueue[tuple[Appended, int]] = queue.SimpleQueue()
         self._error: BaseException | None = None
@@ -329,7 +332,7 @@ class _ChunkWriter:
             while (item := self._todo.get()) is not None:
                 rows, done = item
                 with self._db.unit_of_work(writes=True) as uow:
-                    appended = append_rows(uow, rows)
+                    appended = append_rows(uow, rows, self._watcher)
                     uow.commit()
                 self._stored.put((appended, done))
         except BaseException as exc:  # handed to the calling thread, which raises it

@@ -5,7 +5,17 @@ commits; everything it calls takes the unit of work and never opens a connection
 """
 
 from amends.store import tables
+from amends.store.bulk import BulkValues, bulk_values
 from amends.store.database import Database, UnitOfWork
 from amends.store.migrate import head_revision, pending_revisions, upgrade
 
-__all__ = ["Database", "UnitOfWork", "head_revision", "pending_revisions", "tables", "upgrade"]
+__all__ = [
+    "BulkValues",
+    "Database",
+    "UnitOfWork",
+    "bulk_values",
+    "head_revision",
+    "pending_revisions",
+    "tables",
+    "upgrade",
+]

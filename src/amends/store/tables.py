@@ -8,17 +8,21 @@ here needs a migration in store/migrations/versions (see docs/operations.md).
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Index,
+    Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
 from amends.store.types import JSONDocument, SerialKey, UTCDateTime
 
-__all__ = ["api_keys", "customers", "events", "metadata"]
+__all__ = ["api_keys", "customers", "detect_cursors", "detect_state", "events", "incidents", "metadata"]
 
 metadata = MetaData(
     naming_convention={
@@ -79,4 +83,59 @@ Index(
     unique=True,
     sqlite_where=api_keys.c.revoked_at.is_(None),
     postgresql_where=api_keys.c.revoked_at.is_(None),
+)
+
+# Incidents: one detected failure for one customer, unique on (rule, correlation key) so that evaluating
+# an event again, or backfilling history the streaming evaluator has seen, never makes a second one.
+# `key` is text: a correlation key is whatever the rule reads from the event (an order id, a vehicle id).
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("rule_id", String(100), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("customer_id", String(200), nullable=False),
+    Column("severity", Integer, nullable=False),
+    Column("playbook", String(100), nullable=True),
+    Column("status", String(20), nullable=False),  # open | resolved_late
+    Column("failure_at", UTCDateTime(), nullable=False),  # when it went wrong (event time)
+    Column("detected_at", UTCDateTime(), nullable=False),  # when amends noticed (wall clock)
+    Column("detected_by", String(20), nullable=False),  # stream | backfill
+    Column("resolved_at", UTCDateTime(), nullable=True),  # the expected event, when it came late
+    Column("facts", JSONDocument, nullable=False),
+    Column("resolution", JSONDocument, nullable=True),  # the late event, by reference
+    UniqueConstraint("rule_id", "key"),
+    Index(None, "customer_id", "failure_at"),
+    Index(None, "failure_at"),
+)
+
+# The streaming evaluator's state, one row per entry (an absence rule's expectation, a count window, a
+# sequence's pending first event, a cooldown), written in the same transaction as the events that changed
+# it. `due` is when the entry next needs attention: an expectation's deadline is its durable timer.
+detect_state = Table(
+    "detect_state",
+    metadata,
+    Column("kind", String(10), nullable=False),
+    Column("rule_id", String(100), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("due", UTCDateTime(), nullable=False),
+    Column("payload", JSONDocument, nullable=False),
+    PrimaryKeyConstraint("kind", "rule_id", "key"),
+)
+
+# Where each streaming evaluator is (one, `main`, in embedded mode): the last ledger `seq` it has taken,
+# the oldest one still waiting above its watermark, the watermark itself, and a version that every
+# evaluation increments, so a process can tell that another one has moved the state on.
+detect_cursors = Table(
+    "detect_cursors",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("low_seq", BigInteger, nullable=True),
+    Column("watermark", UTCDateTime(), nullable=True),
+    Column("latest", UTCDateTime(), nullable=True),
+    Column("late_events", BigInteger, nullable=False),
+    Column("skipped", JSONDocument, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -1,0 +1,306 @@
+"""Detection bound to the database: the streaming evaluator sees every event in the transaction that
+stores it, and what it finds and remembers is written in that same transaction.
+
+A `Detector` is a `LedgerWatcher` (events/ledger.py): ingestion hands it each transaction's new events.
+Before any event is written it takes the detection lock (SQLite's write lock; a PostgreSQL advisory lock
+held to the end of the transaction), so evaluations happen one at a time and in ledger order, in any number
+of threads and processes. Then it makes sure its evaluator holds the stored state: the cursor row carries a
+version token that every evaluation replaces, and an evaluator whose token differs (another process
+evaluated since, or a transaction of ours was rolled back) is rebuilt from the stored entries, with the
+events still waiting above the watermark read back from the ledger.
+
+So nothing is evaluated twice or lost: incidents, state entries (the durable timers among them) and the
+cursor commit or roll back with the events. A process killed at any point leaves the last committed
+state, and the next evaluation (or `sweep`) goes on from there: a timer armed before the kill fires once
+after it. Events stored while no detector watched (its cursor is behind the ledger) are caught up first.
+
+Time: with the `wall` clock the watermark follows the wall clock minus the allowed lateness, and `sweep`
+(run every second by `amends worker` and inside `amends serve`) fires the timers that fall due between
+events. With the `events` clock it follows the latest event time instead: for loading history, and tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from amends.detect.incidents import Candidate, Finding, LateResolution
+from amends.detect.rules import RuleSet
+from amends.detect.streaming import Checkpoint, Evaluator, StateEntry
+from amends.events import Recorded, last_seq, read_recorded
+from amends.store import Database, UnitOfWork, bulk_values, tables
+
+__all__ = ["DetectClock", "Detected", "Detector", "store_findings"]
+
+log = logging.getLogger(__name__)
+
+DetectClock = Literal["wall", "events"]
+
+_CHUNK = 10_000  # events read back from the ledger per query
+_INCIDENT_COLUMNS = (
+    "rule_id",
+    "key",
+    "customer_id",
+    "severity",
+    "playbook",
+    "status",
+    "failure_at",
+    "detected_at",
+    "detected_by",
+    "facts",
+)
+_STATE_COLUMNS = ("kind", "rule_id", "key", "due", "payload")
+_STATE_KEY = ("kind", "rule_id", "key")
+
+
+@dataclass(frozen=True, slots=True)
+class Detected:
+    """What storing a group of findings did: incidents opened, and open ones marked resolved late."""
+
+    opened: int = 0
+    resolved_late: int = 0
+
+    def __add__(self, other: Detected) -> Detected:
+        return Detected(self.opened + other.opened, self.resolved_late + other.resolved_late)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Detector:
+    """The streaming evaluator of one rule set, its state kept in the database under the cursor `name`."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        *,
+        lateness: timedelta = timedelta(),
+        clock: DetectClock = "wall",
+        now: Callable[[], datetime] = _utc_now,
+        name: str = "main",
+    ) -> None:
+        self.lateness = lateness
+        self.clock = clock
+        self.name = name
+        self.detected = Detected()  # by this detector, since it was made
+        self._rules = rules
+        self._now = now
+        self._evaluator: Evaluator | None = None
+        self._version: int | None = None  # the stored version the evaluator holds; None: unknown
+        self._version_before: int | None = None  # the version when the evaluator was last taken to change
+        self._cursor_seq = 0
+        self._lock_key = int.from_bytes(hashlib.blake2b(f"amends.detect.{name}".encode(), digest_size=8).digest())
+        self._lock_key -= 1 << 63  # PostgreSQL's advisory lock keys are signed 64-bit
+
+    @property
+    def rules(self) -> RuleSet:
+        return self._rules
+
+    def use_rules(self, rules: RuleSet) -> None:
+        """Evaluate with `rules` from the next transaction on; the stored state of rules that remain is
+        kept, that of rules that are gone is dropped."""
+        self._rules = rules
+        self._evaluator = None
+        self._version = None
+
+    # --- LedgerWatcher -----------------------------------------------------------------------------------
+
+    def before_append(self, uow: UnitOfWork) -> None:
+        """Take the detection lock and bring the evaluator up to the stored state and the ledger."""
+        self._lock(uow)
+        self._sync(uow)
+
+    def appended(self, uow: UnitOfWork, recorded: Sequence[Recorded]) -> None:
+        """Evaluate this transaction's new events and store what came of them."""
+        evaluator = self._take()
+        findings = evaluator.observe(
+            [entry.event for entry in recorded],
+            keys=[entry.key for entry in recorded],
+            seqs=[entry.seq for entry in recorded],
+        )
+        if recorded:
+            self._cursor_seq = max(self._cursor_seq, recorded[-1].seq)
+        findings += self._advance(evaluator)
+        self._store(uow, evaluator, findings, force=bool(recorded))
+
+    def sweep(self, db: Database) -> Detected:
+        """Move the watermark to the clock and store what that fires (deadlines passed with no event)."""
+        before = self.detected
+        with db.unit_of_work(writes=True) as uow:
+            self.before_append(uow)
+            evaluator = self._take()
+            self._store(uow, evaluator, self._advance(evaluator), force=False)
+            uow.commit()
+        return Detected(self.detected.opened - before.opened, self.detected.resolved_late - before.resolved_late)
+
+    @property
+    def evaluator(self) -> Evaluator | None:
+        """The evaluator as of the last transaction (for metrics: skips, late events, what is buffered)."""
+        return self._evaluator
+
+    # --- inside the transaction --------------------------------------------------------------------------
+
+    def _lock(self, uow: UnitOfWork) -> None:
+        if uow.dialect == "postgresql":
+            uow.execute(sa.select(sa.func.pg_advisory_xact_lock(self._lock_key)))
+        else:
+            # Any write takes SQLite's one write lock, for the rest of the transaction; this one changes
+            # nothing. It must come before the transaction reads, or its snapshot could be stale.
+            cursors = tables.detect_cursors
+            uow.execute(cursors.update().where(cursors.c.name == self.name).values(version=cursors.c.version))
+
+    def _sync(self, uow: UnitOfWork) -> None:
+        cursors = tables.detect_cursors
+        row = uow.execute(sa.select(cursors).where(cursors.c.name == self.name)).one_or_none()
+        if row is None:
+            # A new detector starts at the end of the ledger: history stored before it is for backfill.
+            self._evaluator = Evaluator(self._rules, lateness=self.lateness)
+            self._cursor_seq = last_seq(uow)
+            self._version = None
+            return
+        if self._evaluator is None or self._version != row.version:
+            self._evaluator = self._restore(uow, row)
+            self._version = row.version
+            self._cursor_seq = row.seq
+        self._catch_up(uow)
+
+    def _restore(self, uow: UnitOfWork, row: Any) -> Evaluator:
+        state = tables.detect_state
+        entries = [StateEntry(e.kind, e.rule_id, e.key, e.due, e.payload) for e in uow.execute(sa.select(state))]
+        waiting: list[tuple[int, str, Any]] = []
+        if row.low_seq is not None:
+            after = row.low_seq - 1
+            while chunk := read_recorded(uow, after=after, through=row.seq, not_before=row.watermark, limit=_CHUNK):
+                waiting += [(entry.seq, entry.key, entry.event) for entry in chunk]
+                after = chunk[-1].seq
+        checkpoint = Checkpoint(row.watermark, row.latest, row.late_events, row.skipped, row.low_seq)
+        log.info("detection state restored: %d entries, %d events waiting", len(entries), len(waiting))
+        return Evaluator.restore(
+            self._rules, lateness=self.lateness, checkpoint=checkpoint, entries=entries, waiting=waiting
+        )
+
+    def _catch_up(self, uow: UnitOfWork) -> None:
+        """Evaluate events stored since the cursor without a detector watching (before this transaction's)."""
+        caught_up = 0
+        while chunk := read_recorded(uow, after=self._cursor_seq, limit=_CHUNK):
+            evaluator = self._take()
+            findings = evaluator.observe(
+                [entry.event for entry in chunk], keys=[entry.key for entry in chunk], seqs=[e.seq for e in chunk]
+            )
+            self._cursor_seq = chunk[-1].seq
+            findings += self._advance(evaluator)
+            self._store(uow, evaluator, findings, force=True)
+            caught_up += len(chunk)
+        if caught_up:
+            log.info("detection caught up with %d events stored while no detector watched", caught_up)
+
+    def _take(self) -> Evaluator:
+        """The evaluator, about to change: until its changes are stored, it matches no stored version."""
+        assert self._evaluator is not None, "before_append comes first"
+        self._version_before, self._version = self._version, None
+        return self._evaluator
+
+    def _advance(self, evaluator: Evaluator) -> list[Finding]:
+        return evaluator.advance(self._now() if self.clock == "wall" else None)
+
+    def _store(self, uow: UnitOfWork, evaluator: Evaluator, findings: list[Finding], *, force: bool) -> None:
+        stored, gone = evaluator.changes()
+        if findings:
+            self.detected += store_findings(uow, findings, detected_at=self._now(), detected_by="stream")
+        if stored or gone:
+            instant = bulk_values(uow.dialect).instant
+            document = bulk_values(uow.dialect).document
+            rows = [(e.kind, e.rule_id, e.key, instant(e.due), document(e.payload)) for e in stored]
+            uow.upsert("detect_state", _STATE_COLUMNS, rows, key=_STATE_KEY)
+            uow.delete_keys("detect_state", _STATE_KEY, gone)
+        if not (force or findings or stored or gone):
+            # Only the watermark moved: not worth a write (a restart recomputes it), and the evaluator
+            # still holds what is stored.
+            self._version = self._version_before
+            return
+        checkpoint = evaluator.checkpoint()
+        version = secrets.randbits(62)
+        cursors = tables.detect_cursors
+        values = {
+            "version": version,
+            "seq": self._cursor_seq,
+            "low_seq": checkpoint.low_seq,
+            "watermark": checkpoint.watermark,
+            "latest": checkpoint.latest,
+            "late_events": checkpoint.late_events,
+            "skipped": dict(checkpoint.skipped),
+            "updated_at": self._now(),
+        }
+        updated = uow.execute(cursors.update().where(cursors.c.name == self.name).values(**values))
+        if updated.rowcount == 0:
+            uow.execute(cursors.insert().values(name=self.name, **values))
+        self._version = version
+
+
+def store_findings(
+    uow: UnitOfWork, findings: Sequence[Finding], *, detected_at: datetime, detected_by: str
+) -> Detected:
+    """Write findings as incidents, in order: a candidate opens its incident unless one with its (rule, key)
+    exists; a late resolution marks an open incident `resolved_late`."""
+    values = bulk_values(uow.dialect)
+    detected = Detected()
+    candidates: list[tuple[Any, ...]] = []
+    resolutions: list[LateResolution] = []
+
+    def flush() -> Detected:
+        opened = uow.insert_missing("incidents", _INCIDENT_COLUMNS, candidates)
+        resolved = _resolve_late(uow, resolutions)
+        candidates.clear()
+        resolutions.clear()
+        return Detected(opened, resolved)
+
+    when = values.instant(detected_at)
+    for finding in findings:
+        if isinstance(finding, Candidate):
+            if resolutions:
+                detected += flush()  # a resolution must not come before the candidate it follows
+            candidates.append(
+                (
+                    finding.rule_id,
+                    finding.key,
+                    finding.customer,
+                    finding.severity,
+                    finding.playbook,
+                    "open",
+                    values.instant(finding.failure_at),
+                    when,
+                    detected_by,
+                    values.document(dict(finding.facts)),
+                )
+            )
+        else:
+            resolutions.append(finding)
+    return detected + flush()
+
+
+def _resolve_late(uow: UnitOfWork, resolutions: Sequence[LateResolution]) -> int:
+    if not resolutions:
+        return 0
+    incidents = tables.incidents
+    statement = (
+        incidents.update()
+        .where(
+            incidents.c.rule_id == sa.bindparam("b_rule"),
+            incidents.c.key == sa.bindparam("b_key"),
+            incidents.c.status == "open",
+        )
+        .values(status="resolved_late", resolved_at=sa.bindparam("b_at"), resolution=sa.bindparam("b_event"))
+    )
+    result = uow.execute(
+        statement,
+        [{"b_rule": r.rule_id, "b_key": r.key, "b_at": r.resolved_at, "b_event": dict(r.event)} for r in resolutions],
+    )
+    return max(result.rowcount, 0)
