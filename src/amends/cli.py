@@ -309,6 +309,139 @@ def rules_check(
         console.print(f"Disabled: {', '.join(rule.common.id for rule in rules.disabled)}")
 
 
+# --- amends world: sample worlds (docs/world.md) --------------------------------------------------------
+
+world_app = typer.Typer(help="Sample worlds of a shop, an airline and a car service.", no_args_is_help=True)
+app.add_typer(world_app, name="world")
+
+# The option that carries each parameter a WorldError can name.
+_WORLD_OPTIONS = {
+    "business": "--business",
+    "customers": "--customers",
+    "days": "--days",
+    "seed": "--seed",
+    "start": "--start",
+    "late_share": "--late-share",
+    "max_lateness": "--max-lateness",
+    "duplicate_share": "--duplicate-share",
+}
+
+
+@world_app.command("generate")
+def world_generate(
+    out: Annotated[Path, typer.Argument(help="The events file to write (JSON Lines).", dir_okay=False, metavar="OUT")],
+    business: Annotated[str, typer.Option(help="shop, airline or car-service.", show_default=False)],
+    customers: Annotated[int, typer.Option(min=1, help="How many customers the world has.", show_default=False)],
+    days: Annotated[int, typer.Option(min=1, help="How many days of events to generate.", show_default=False)],
+    seed: Annotated[int, typer.Option(help="The same seed gives the same world, byte for byte.")] = 1,
+    start: Annotated[
+        str, typer.Option(help="The first day (or instant) of the window, e.g. 2025-01-01; UTC unless it says.")
+    ] = "2025-01-01",
+    late_share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of events that arrive late, out of order.")
+    ] = 0.0,
+    max_lateness: Annotated[str, typer.Option(help="How late a late event can be, e.g. 2h or 30m.")] = "2h",
+    duplicate_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of events sent twice.")] = 0.0,
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="Where the ground truth goes (default: OUT.truth.jsonl).", dir_okay=False),
+    ] = None,
+) -> None:
+    """Generate a seeded sample world: its events, and the ground truth of what happened to each customer."""
+    from amends.durations import parse_duration
+    from amends.world import WorldError, parse_business, truth_path_for, write_world
+
+    try:
+        name = parse_business(business)
+    except WorldError as exc:
+        raise typer.BadParameter(exc.reason, param_hint="'--business'") from None
+    window_start = _world_start(start)
+    try:
+        lateness = parse_duration(max_lateness)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--max-lateness'") from None
+    truth_path = truth if truth is not None else truth_path_for(out)
+    _check_writable(out, "'OUT'")
+    _check_writable(truth_path, "'--truth'")
+
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} days · {task.fields[events]:,} events"),
+        TimeRemainingColumn(),
+    ]
+    # A pipe or a log gets no bar, only the summary.
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task(f"Generating {name.replace('_', ' ')}", total=days, events=0)
+
+        def on_progress(events: int, now: datetime) -> None:
+            covered = min(days, max(0.0, (now - window_start).total_seconds() / 86_400))
+            bar.update(task, completed=covered, events=events)
+
+        try:
+            summary = write_world(
+                out,
+                name,
+                customers=customers,
+                days=days,
+                seed=seed,
+                start=window_start,
+                late_share=late_share,
+                max_lateness=lateness,
+                duplicate_share=duplicate_share,
+                truth_path=truth_path,
+                progress=on_progress,
+            )
+        except WorldError as exc:
+            option = _WORLD_OPTIONS.get(exc.field, exc.field)
+            raise typer.BadParameter(exc.reason, param_hint=f"'{option}'") from None
+        except OSError as exc:  # the paths were checked: this is the disk (full, gone) failing mid-way
+            err_console.print(f"[red]Error:[/] could not write {exc.filename or out}: {exc.strerror or exc}")
+            raise typer.Exit(1) from None
+        bar.update(task, completed=days, events=summary.events)
+
+    table = Table("", "", title=f"World written: {summary.business.replace('_', ' ')}", show_header=False)
+    table.add_row("customers", f"{summary.customers:,}")
+    table.add_row("window", f"{summary.start:%Y-%m-%d %H:%M} to {summary.end:%Y-%m-%d %H:%M} UTC ({days} days)")
+    table.add_row("seed", str(summary.seed))
+    table.add_row("events", f"{summary.events:,}")
+    table.add_row("late", f"{summary.late:,}")
+    table.add_row("duplicates", f"{summary.duplicates:,}")
+    table.add_row("churned", f"{summary.churned:,}")
+    table.add_row("complained", f"{summary.complained:,}")
+    console.print(table)
+    by_type = Table("event type", "events", title="Events by type")
+    by_type.columns[1].justify = "right"
+    for event_type, count in summary.events_by_type.items():
+        by_type.add_row(event_type, f"{count:,}")
+    console.print(by_type)
+    console.print(f"Events:       {summary.path}", soft_wrap=True)
+    console.print(f"Ground truth: {summary.truth_path}", soft_wrap=True)
+
+
+def _world_start(text: str) -> datetime:
+    """`2025-01-01` (midnight UTC), or an instant; one without an offset is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected a date like 2025-01-01 or an instant like 2025-01-01T06:00:00+01:00, got {text!r}",
+            param_hint="'--start'",
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _check_writable(path: Path, hint: str) -> None:
+    """Refuse a path that cannot be written before any work is done, naming the option it came from."""
+    parent = path.parent
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a directory; name a file", param_hint=hint)
+    if not parent.is_dir():
+        raise typer.BadParameter(f"no such directory: {parent}", param_hint=hint)
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise typer.BadParameter(f"cannot write {path}: permission denied", param_hint=hint)
+
+
 @app.command()
 def demo() -> None:
     """Set up a database, load the bundled sample events, and serve them."""

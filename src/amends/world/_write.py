@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 from pathlib import Path
 
 import orjson
@@ -15,6 +17,7 @@ from amends.world._stream import DEFAULT_MAX_LATENESS, generate_world
 __all__ = ["WorldSummary", "truth_path_for", "write_world"]
 
 _TRUTH_SUFFIX = ".truth.jsonl"
+_PROGRESS_EVERY = 10_000  # events between two progress calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +60,14 @@ def write_world(
     max_lateness: timedelta = DEFAULT_MAX_LATENESS,
     duplicate_share: float = 0.0,
     truth_path: str | Path | None = None,
+    progress: Callable[[int, datetime], None] | None = None,
 ) -> WorldSummary:
     """Generate a world (see `generate_world`) into a JSON Lines file, and its ground truth beside it.
 
     Both files are replaced if they exist. The ground truth has one JSON object per customer, in id
-    order (the fields of `CustomerTruth`, times in UTC).
+    order (the fields of `CustomerTruth`, times in UTC). `progress`, if given, is called after every
+    10,000 events written and after the last, with the number of events written so far and the
+    simulation's time then (UTC).
     """
     path = Path(path)
     truth = truth_path_for(path) if truth_path is None else Path(truth_path)
@@ -78,11 +84,21 @@ def write_world(
     counts: defaultdict[str, int] = defaultdict(int)  # a Counter costs twice as much per event
     dumps = orjson.dumps
     newline = orjson.OPT_APPEND_NEWLINE
+    events = iter(stream)
+    written = 0
     with path.open("wb") as out:
         write = out.write
-        for envelope in stream:
-            counts[envelope["type"]] += 1
-            write(dumps(envelope, option=newline))
+        while True:
+            # In slices, so that the loop per event stays as tight as it was without progress.
+            for envelope in islice(events, _PROGRESS_EVERY):
+                counts[envelope["type"]] += 1
+                write(dumps(envelope, option=newline))
+            total = sum(counts.values())
+            if total == written:
+                break
+            written = total
+            if progress is not None:
+                progress(written, stream.now)
     churned = complained = 0
     options = orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z
     with truth.open("wb") as out:
