@@ -107,6 +107,7 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path, engine: s
 
 def settings_for(db: Database, **overrides: object) -> Settings:
     url = db.url.render_as_string(hide_password=False)
+    overrides = {"detect_sweep_in_serve": False, **overrides}
     return Settings(database_url=url, secret_key=SECRET, **overrides)  # type: ignore[arg-type]
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from amends.detect import RuleSetError, load_rules, parse_rules
 from amends.detect.conditions import compile_condition, parse_condition
-from amends.detect.durations import format_duration, parse_duration
 from amends.detect.rules import AbsenceRule, CountRule, MatchRule, SequenceRule
+from amends.durations import format_duration, parse_duration
 from amends.events import Event
 
 ISSUE_EXAMPLE = """\

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
+from amends.durations import parse_duration
 from amends.errors import InvalidInput
 
 __all__ = ["DEFAULT_SQLITE_CACHE_MIB", "ENV_PREFIX", "Settings", "SettingsError", "config_path", "load_settings"]
@@ -71,6 +74,37 @@ class Settings(BaseSettings):
         description="SQLite page cache per connection, in MiB (a ceiling).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    detect_enabled: bool = Field(default=True, description="Evaluate the rules on every event stored.")
+    rule_packs: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Shipped rule packs to run: shop, airline, car_service (docs/rules.md)."
+    )
+    rules_dir: Path | None = Field(default=None, description="A directory of rule files (*.yaml) to run.")
+    detect_clock: Literal["wall", "events"] = Field(
+        default="wall",
+        description="What moves detection's watermark: the wall clock (live), or the latest event time "
+        "(loading history; tests).",
+    )
+    detect_allowed_lateness: timedelta = Field(
+        default=timedelta(minutes=5),
+        description="How late an event may arrive and still be evaluated in event-time order, e.g. '5m'.",
+    )
+    detect_sweep_seconds: float = Field(
+        default=1.0, gt=0, le=3600, description="How often the sweeper fires the deadlines that fell due."
+    )
+    detect_sweep_in_serve: bool = Field(
+        default=True, description="Run the sweeper inside `amends serve` (else run `amends worker` beside it)."
+    )
+
+    @field_validator("detect_allowed_lateness", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value, zero=True) if isinstance(value, str) else value
+
+    @field_validator("rule_packs", mode="before")
+    @classmethod
+    def _packs(cls, value: Any) -> Any:
+        # The environment gives one string: `shop,airline`.
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

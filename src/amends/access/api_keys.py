@@ -34,6 +34,7 @@ class Scope(StrEnum):
 
     EVENTS_WRITE = "events:write"
     CUSTOMERS_READ = "customers:read"
+    INCIDENTS_READ = "incidents:read"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ import polars as pl
 
 from amends.detect._facts import event_ref, instant_text
 from amends.detect.conditions import AllOf, AnyOf, Compare, Condition, Exists, FieldPath, Not, Scalar
-from amends.detect.durations import format_duration
+from amends.durations import format_duration
 from amends.detect.incidents import Candidate, Finding, LateResolution
 from amends.detect.rules import RFC3339_PATTERN, AbsenceRule, CountRule, Matcher, MatchRule, Rule, RuleSet, SequenceRule
 from amends.events import Event, dedup_key

@@ -33,8 +33,8 @@ from amends.detect.conditions import (
     parse_condition,
     parse_path,
 )
-from amends.detect.durations import parse_duration
 from amends.detect.errors import RuleProblem, RuleSetError
+from amends.durations import parse_duration
 from amends.events import Event
 
 __all__ = [

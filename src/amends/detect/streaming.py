@@ -34,9 +34,9 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from amends.detect._facts import correlation_key, event_ref, instant_text
-from amends.detect.durations import format_duration
 from amends.detect.incidents import Candidate, Finding, LateResolution
 from amends.detect.rules import AbsenceRule, CountRule, MatchRule, Rule, RuleSet, SequenceRule, event_types
+from amends.durations import format_duration
 from amends.events import Event, dedup_key
 
 __all__ = ["Checkpoint", "Evaluator", "StateEntry", "StateKind"]

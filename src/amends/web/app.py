@@ -14,8 +14,9 @@ from fastapi.staticfiles import StaticFiles
 
 import amends
 from amends.config import Settings
+from amends.detect.service import Detection
 from amends.store import Database
-from amends.web.api import customers, events
+from amends.web.api import customers, events, incidents
 from amends.web.errors import install_error_handlers
 from amends.web.health import router as health_router
 
@@ -23,13 +24,19 @@ __all__ = ["create_app"]
 
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
-    """Build the app. A database passed in stays the caller's to dispose of."""
+    """Build the app. A database passed in stays the caller's to dispose of. Raises RuleSetError when the
+    rules the settings name have problems (the server does not start on a half-loaded rule set)."""
     owned = db is None
     database = db if db is not None else Database.from_settings(settings)
+    detection = Detection.from_settings(database, settings) if settings.detect_enabled else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if detection is not None and settings.detect_sweep_in_serve:
+            detection.start()
         yield
+        if detection is not None:
+            detection.stop()
         if owned:
             database.dispose()
 
@@ -43,10 +50,12 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     )
     app.state.db = database
     app.state.settings = settings
+    app.state.detection = detection
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(events.router)
     app.include_router(customers.router)
+    app.include_router(incidents.router)
 
     # Swagger UI's script and styles come from the swagger-ui-py package, so the docs work offline.
     swagger_ui = Path(str(resources.files("swagger_ui") / "static"))

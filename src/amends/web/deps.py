@@ -11,10 +11,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from amends.access import ApiKey, Scope, authenticate
 from amends.config import Settings
+from amends.detect.service import Detection
 from amends.errors import Forbidden
+from amends.events import LedgerWatcher
 from amends.store import Database
 
-__all__ = ["DB", "AppSettings", "require"]
+__all__ = ["DB", "AppSettings", "Watcher", "require"]
 
 
 def _database(request: Request) -> Database:
@@ -27,7 +29,13 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _watcher(request: Request) -> LedgerWatcher | None:
+    detection: Detection | None = request.app.state.detection
+    return None if detection is None else detection.detector
+
+
 DB = Annotated[Database, Depends(_database)]
+Watcher = Annotated[LedgerWatcher | None, Depends(_watcher)]
 AppSettings = Annotated[Settings, Depends(_settings)]
 _bearer = HTTPBearer(auto_error=False, description="An API key from `amends keys create NAME`.")
 

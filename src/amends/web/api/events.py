@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 
 from amends.access import ApiKey, Scope
 from amends.errors import TooLarge
-from amends.events import ENVELOPE_SCHEMA, BatchFormat, BatchReport, decode_batch, ingest_items
+from amends.events import ENVELOPE_SCHEMA, BatchFormat, BatchReport, LedgerWatcher, decode_batch, ingest_items
 from amends.store import Database
-from amends.web.deps import DB, AppSettings, require
+from amends.web.deps import DB, AppSettings, Watcher, require
 from amends.web.errors import UnsupportedMediaType
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -78,12 +78,13 @@ async def post_events(
     request: Request,
     db: DB,
     settings: AppSettings,
+    watcher: Watcher,
     _key: Annotated[ApiKey, Depends(require(Scope.EVENTS_WRITE))],
 ) -> JSONResponse:
     """Store events once per (source, id). Answers 200 when every item was stored or known, else 422."""
     batch_format = _format_of(request.headers.get("content-type", ""))
     body = await _read_body(request, settings.max_body_bytes)
-    report = await run_in_threadpool(_ingest, db, body, batch_format, settings.max_batch_events)
+    report = await run_in_threadpool(_ingest, db, body, batch_format, settings.max_batch_events, watcher)
     result = IngestResult(
         accepted=report.accepted,
         duplicates=report.duplicates,
@@ -92,9 +93,11 @@ async def post_events(
     return JSONResponse(result.model_dump(exclude_none=True), status_code=422 if report.rejected else 200)
 
 
-def _ingest(db: Database, body: bytes, batch_format: BatchFormat, max_events: int) -> BatchReport:
+def _ingest(
+    db: Database, body: bytes, batch_format: BatchFormat, max_events: int, watcher: LedgerWatcher | None
+) -> BatchReport:
     items = decode_batch(body, batch_format, max_events=max_events)
-    return ingest_items(db, items, received_at=datetime.now(UTC))
+    return ingest_items(db, items, received_at=datetime.now(UTC), watcher=watcher)
 
 
 def _format_of(content_type: str) -> BatchFormat:

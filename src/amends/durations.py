@@ -1,4 +1,4 @@
-"""Durations as rule files write them: `90s`, `15m`, `36h`, `5d`, `2w`, or several at once (`1d12h`)."""
+"""Durations as rule files and settings write them: `90s`, `15m`, `36h`, `5d`, `2w`, or several at once (`1d12h`)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ _PART = re.compile(r"(\d{1,6})([wdhms])")
 _WHOLE = re.compile(r"(?:\d{1,6}[wdhms])+")
 
 
-def parse_duration(text: str) -> timedelta:
-    """`5d` → 5 days. Raises ValueError with a sentence a rule author can act on."""
+def parse_duration(text: str, *, zero: bool = False) -> timedelta:
+    """`5d` → 5 days (`0s` too, with `zero`). Raises ValueError with a sentence a rule author can act on."""
     compact = text.strip()
     if not _WHOLE.fullmatch(compact):
         raise ValueError(f"expected a duration like '30m', '36h', '7d' or '1d12h', got {text!r}")
     total = timedelta()
     for amount, unit in _PART.findall(compact):
         total += int(amount) * _UNITS[unit]
-    if total <= timedelta():
+    if total <= timedelta() and not (zero and total == timedelta()):
         raise ValueError(f"a duration must be longer than zero, got {text!r}")
     return total
 

@@ -1,0 +1,130 @@
+"""Detection as a running part of a process: where the rules come from, and the sweeper.
+
+`RuleSource` reads the shipped packs and the rule directory the settings name. It notices when a file
+changes, and a rule set with any error never replaces the one running: the error is logged and kept
+(`last_error`) and the previous rules go on. `Detection` holds the source, the `Detector` that ingestion
+hands its events to, and the sweeper: a thread that, every `detect_sweep_seconds`, picks up changed rules
+and fires the deadlines that fell due (`amends worker` runs it alone, `amends serve` beside the API).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from amends.config import Settings
+from amends.detect.errors import RuleSetError
+from amends.detect.packs import pack_paths
+from amends.detect.rules import RuleSet, load_rules
+from amends.detect.runner import Detected, Detector
+from amends.errors import AmendsError, InvalidInput
+from amends.store import Database
+
+__all__ = ["Detection", "RuleSource"]
+
+log = logging.getLogger(__name__)
+
+_Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+class RuleSource:
+    """The rule files of the shipped `packs` and of `directory` (its *.yaml and *.yml files)."""
+
+    def __init__(self, packs: Sequence[str] = (), directory: Path | None = None) -> None:
+        self.paths = pack_paths(packs)
+        self.directory = directory
+        self.last_error: RuleSetError | None = None
+        self._seen: _Fingerprint | None = None
+
+    def load(self) -> RuleSet:
+        """Read and check every file now; raises RuleSetError (nothing loaded) on any problem."""
+        if self.directory is not None and not self.directory.is_dir():
+            raise InvalidInput("rules_dir", f"not a directory: {self.directory}")
+        fingerprint = self._fingerprint()
+        try:
+            rules = load_rules([*self.paths, *([self.directory] if self.directory is not None else [])])
+        except RuleSetError as exc:
+            self.last_error = exc
+            self._seen = fingerprint
+            raise
+        self.last_error = None
+        self._seen = fingerprint
+        return rules
+
+    def reload_if_changed(self) -> RuleSet | None:
+        """The new rule set if a file was added, removed or changed since the last load and the new set
+        is valid; None otherwise (an invalid set is logged and kept in `last_error`)."""
+        if self._fingerprint() == self._seen:
+            return None
+        try:
+            return self.load()
+        except (RuleSetError, InvalidInput) as exc:
+            log.error("the changed rules were not loaded; the previous rules keep running: %s", exc)
+            return None
+
+    def _fingerprint(self) -> _Fingerprint:
+        files = list(self.paths)
+        if self.directory is not None and self.directory.is_dir():
+            files += sorted(p for p in self.directory.iterdir() if p.suffix in (".yaml", ".yml"))
+        found = []
+        for file in files:
+            try:
+                stat = file.stat()
+            except OSError:
+                continue
+            found.append((str(file), stat.st_mtime_ns, stat.st_size))
+        return tuple(found)
+
+
+class Detection:
+    """The detector of a process, its rules, and (once started) its sweeper thread."""
+
+    def __init__(self, db: Database, detector: Detector, source: RuleSource, *, sweep_seconds: float = 1.0) -> None:
+        self.db = db
+        self.detector = detector
+        self.source = source
+        self.sweep_seconds = sweep_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, db: Database, settings: Settings) -> Detection:
+        """Detection as the settings describe it. Raises RuleSetError if the rules have problems."""
+        source = RuleSource(settings.rule_packs, settings.rules_dir)
+        detector = Detector(source.load(), lateness=settings.detect_allowed_lateness, clock=settings.detect_clock)
+        return cls(db, detector, source, sweep_seconds=settings.detect_sweep_seconds)
+
+    def tick(self) -> Detected:
+        """Pick up changed rules, then fire what fell due."""
+        rules = self.source.reload_if_changed()
+        if rules is not None:
+            log.info("rules reloaded: %d rules", len(rules))
+            self.detector.use_rules(rules)
+        return self.detector.sweep(self.db)
+
+    def start(self) -> None:
+        """Run `tick` every `sweep_seconds` on a daemon thread until `stop`."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, args=(self._stop,), name="amends-detect-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Run `tick` every `sweep_seconds` on this thread until `stop` is set."""
+        while not stop.wait(self.sweep_seconds):
+            try:
+                detected = self.tick()
+            except AmendsError as exc:  # the database went away, say: try again next time
+                log.warning("detection sweep failed: %s", exc)
+                continue
+            if detected.opened or detected.resolved_late:
+                log.info("sweep: %d incident(s) opened, %d resolved late", detected.opened, detected.resolved_late)
