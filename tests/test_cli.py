@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -192,3 +193,88 @@ def test_rules_check_lists_good_rules_and_reports_every_problem_with_exit_2(
     missing = amends("rules", "check", str(tmp_path / "nowhere"), env=env, cwd=tmp_path)
     assert missing.returncode == 2
     assert "no such file or directory" in missing.stderr
+
+
+_DETECT_RULES = """\
+rules:
+  - id: late-delivery
+    kind: absence
+    after: order.placed
+    expect: order.delivered
+    key: data.order_id
+    deadline: data.promised_by
+  - id: big-order
+    kind: match
+    on: order.placed
+    where: {data.total: {gte: 100}}
+"""
+
+
+def _orders(path: Path, *, promised_in: timedelta) -> Path:
+    # Placed an hour ago, promised `promised_in` from now (by the wall clock).
+    now = datetime.now(UTC)
+    placed, promised = (now - timedelta(hours=1)).isoformat(), (now + promised_in).isoformat()
+    delivered = (now - timedelta(minutes=30)).isoformat()
+    lines = [
+        an_event(1, time=placed, data={"order_id": "O-1", "total": 250, "promised_by": promised}),
+        an_event(2, time=placed, data={"order_id": "O-2", "total": 20, "promised_by": promised}),
+        an_event(3, type="order.delivered", time=delivered, data={"order_id": "O-2"}),
+    ]
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    return path
+
+
+def _incidents(tmp_path: Path) -> list[tuple[str, str]]:
+    db = Database(f"sqlite:///{tmp_path / 'amends.db'}")
+    try:
+        with db.engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT rule_id, key FROM incidents ORDER BY rule_id").all()
+    finally:
+        db.dispose()
+    return [(rule_id, key) for rule_id, key in rows]
+
+
+def test_ingest_evaluates_the_rules_and_the_worker_fires_the_deadlines(env: dict[str, str], tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "shop.yaml").write_text(_DETECT_RULES)
+    env = env | {
+        "AMENDS_RULES_DIR": str(rules),
+        "AMENDS_DETECT_SWEEP_SECONDS": "0.2",
+        "AMENDS_DETECT_ALLOWED_LATENESS": "0s",
+    }
+    assert amends("init", env=env, cwd=tmp_path).returncode == 0
+    orders = _orders(tmp_path / "orders.jsonl", promised_in=timedelta(seconds=8))
+    done = amends("ingest", str(orders), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Detection: 1 incident(s) opened" in done.stdout
+    assert [rule for rule, _ in _incidents(tmp_path)] == ["big-order"]
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "amends.cli", "worker"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while ("late-delivery", "O-1") not in _incidents(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert worker.returncode == 0
+    assert "2 rules" in out
+    assert _incidents(tmp_path) == [("big-order", _incidents(tmp_path)[0][1]), ("late-delivery", "O-1")]
+
+
+def test_ingest_with_broken_rules_stores_nothing_and_exits_2(env: dict[str, str], tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "shop.yaml").write_text(_DETECT_RULES.replace("kind: match", "kind: matches"))
+    env = env | {"AMENDS_RULES_DIR": str(rules)}
+    assert amends("init", env=env, cwd=tmp_path).returncode == 0
+    done = amends("ingest", str(_orders(tmp_path / "orders.jsonl", promised_in=timedelta())), env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "shop.yaml:9" in done.stderr
+    assert "kind" in done.stderr
+    assert count_rows(Database(f"sqlite:///{tmp_path / 'amends.db'}"), "events") == 0

@@ -6,13 +6,17 @@ Exit codes: 0 done; 1 done but not everything could be stored (rows rejected), o
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import secrets
+import signal
 import stat
+import threading
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -24,8 +28,20 @@ import amends
 from amends.access import Scope, create_key, list_keys, revoke_key
 from amends.config import Settings, config_path, load_settings
 from amends.errors import AmendsError, InvalidInput
-from amends.events import ColumnMapping, FileFormat, FileProgress, FileReport, RejectedRow, ingest_file
+from amends.events import (
+    ColumnMapping,
+    FileFormat,
+    FileProgress,
+    FileReport,
+    LedgerWatcher,
+    RejectedRow,
+    ingest_file,
+)
 from amends.store import Database, head_revision, upgrade
+
+if TYPE_CHECKING:
+    from amends.detect import RuleSetError
+    from amends.detect.service import Detection
 
 app = typer.Typer(
     name="amends",
@@ -89,19 +105,51 @@ def serve(
 def _serve(settings: Settings) -> None:
     import uvicorn
 
+    from amends.detect import RuleSetError
     from amends.web import create_app
 
     settings.require_secret_key()
+    try:
+        application = create_app(settings)
+    except RuleSetError as exc:
+        _print_rule_problems(exc)
+        raise typer.Exit(2) from None
     console.print(
         f"amends {amends.__version__} is serving at {settings.base_url}  (API docs: {settings.base_url}/docs)"
     )
     uvicorn.run(
-        create_app(settings),
+        application,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         proxy_headers=False,
     )
+
+
+@app.command()
+def worker() -> None:
+    """Run detection's sweeper: fire the deadlines that fall due and pick up changed rules, every
+    `detect_sweep_seconds`, until Ctrl-C or SIGTERM. Needed when `amends serve` does not sweep."""
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    db = Database.from_settings(settings)
+    try:
+        detection = _detection(db, settings)
+        if detection is None:
+            raise InvalidInput("detect_enabled", "detection is switched off, so a worker has nothing to do")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+        rules = detection.detector.rules
+        console.print(
+            f"amends worker: {len(rules)} rules, sweeping every {settings.detect_sweep_seconds:g} s "
+            f"by the {settings.detect_clock} clock. Ctrl-C stops it."
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            detection.run(stop)
+        detected = detection.detector.detected
+        console.print(f"Stopped: {detected.opened:,} incident(s) opened, {detected.resolved_late:,} resolved late.")
+    finally:
+        db.dispose()
 
 
 @app.command()
@@ -137,12 +185,38 @@ def ingest(
     chosen = file_format or FileFormat.of(path)
     db = Database.from_settings(settings)
     try:
-        report = _ingest_with_progress(db, settings, path, chosen, column_mapping, rejects)
+        detection = _detection(db, settings)
+        watcher = detection.detector if detection is not None else None
+        report = _ingest_with_progress(db, settings, path, chosen, column_mapping, rejects, watcher)
     finally:
         db.dispose()
     _print_report(report)
+    if detection is not None:
+        detected = detection.detector.detected
+        console.print(f"Detection: {detected.opened:,} incident(s) opened, {detected.resolved_late:,} resolved late.")
     if report.rejected:
         raise typer.Exit(1)
+
+
+def _detection(db: Database, settings: Settings) -> Detection | None:
+    """Detection as the settings describe it, or None when it is switched off; rule problems are printed
+    (file, line, sentence) and exit with 2."""
+    from amends.detect import RuleSetError
+    from amends.detect.service import Detection
+
+    if not settings.detect_enabled:
+        return None
+    try:
+        return Detection.from_settings(db, settings)
+    except RuleSetError as exc:
+        _print_rule_problems(exc)
+        raise typer.Exit(2) from None
+
+
+def _print_rule_problems(exc: RuleSetError) -> None:
+    for problem in exc.problems:
+        err_console.print(str(problem), soft_wrap=True)
+    err_console.print(f"[red]{len(exc.problems)} problem(s); no rule was loaded.[/]")
 
 
 def _ingest_with_progress(
@@ -152,6 +226,7 @@ def _ingest_with_progress(
     file_format: FileFormat,
     mapping: ColumnMapping,
     rejects: Path | None,
+    watcher: LedgerWatcher | None,
 ) -> FileReport:
     reject_file = rejects.open("wb") if rejects is not None else None
 
@@ -174,6 +249,7 @@ def _ingest_with_progress(
                 commit_rows=settings.ingest_commit_rows,
                 on_progress=on_line,
                 on_rejected=on_rejected,
+                watcher=watcher,
             )
         columns = [TextColumn("{task.description}"), BarColumn()]
         if file_format is not FileFormat.PARQUET:
@@ -197,6 +273,7 @@ def _ingest_with_progress(
                 commit_rows=settings.ingest_commit_rows,
                 on_progress=on_progress,
                 on_rejected=on_rejected,
+                watcher=watcher,
             )
     finally:
         if reject_file is not None:
@@ -294,9 +371,7 @@ def rules_check(
     try:
         rules = load_rules(paths)
     except RuleSetError as exc:
-        for problem in exc.problems:
-            err_console.print(str(problem), soft_wrap=True)
-        err_console.print(f"[red]{len(exc.problems)} problem(s); no rule was loaded.[/]")
+        _print_rule_problems(exc)
         raise typer.Exit(2) from None
     table = Table("rule", "kind", "reads", "severity", "playbook", title=f"{len(rules)} rules ready")
     for rule in rules:

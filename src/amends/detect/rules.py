@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -97,7 +97,7 @@ class Deadline:
             return event.time + self.offset
         value = self.path.read(event)
         instant = parse_instant(value)
-        return None if instant is None else instant + self.offset
+        return None if instant is None else instant.astimezone(UTC) + self.offset
 
 
 @dataclass(frozen=True, slots=True)
