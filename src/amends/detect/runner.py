@@ -248,26 +248,17 @@ class Detector:
 def store_findings(
     uow: UnitOfWork, findings: Sequence[Finding], *, detected_at: datetime, detected_by: str
 ) -> Detected:
-    """Write findings as incidents, in order: a candidate opens its incident unless one with its (rule, key)
-    exists; a late resolution marks an open incident `resolved_late`."""
+    """Write findings as incidents, with the effect of applying them in order: a candidate opens its
+    incident unless one with its (rule, key) exists; a late resolution marks an open incident
+    `resolved_late`. One insert for the candidates and one update for the resolutions."""
     values = bulk_values(uow.dialect)
-    detected = Detected()
-    candidates: list[tuple[Any, ...]] = []
-    resolutions: list[LateResolution] = []
-
-    def flush() -> Detected:
-        opened = uow.insert_missing("incidents", _INCIDENT_COLUMNS, candidates)
-        resolved = _resolve_late(uow, resolutions)
-        candidates.clear()
-        resolutions.clear()
-        return Detected(opened, resolved)
-
     when = values.instant(detected_at)
-    for finding in findings:
+    rows: list[tuple[Any, ...]] = []
+    first_candidate: dict[tuple[str, str], int] = {}
+    for position, finding in enumerate(findings):
         if isinstance(finding, Candidate):
-            if resolutions:
-                detected += flush()  # a resolution must not come before the candidate it follows
-            candidates.append(
+            first_candidate.setdefault((finding.rule_id, finding.key), position)
+            rows.append(
                 (
                     finding.rule_id,
                     finding.key,
@@ -281,9 +272,17 @@ def store_findings(
                     values.document(dict(finding.facts)),
                 )
             )
-        else:
-            resolutions.append(finding)
-    return detected + flush()
+    opened = uow.insert_new("incidents", _INCIDENT_COLUMNS, rows, returning=("rule_id", "key")) if rows else []
+    created = {(rule_id, key) for rule_id, key in opened}
+    # A resolution that came before the candidate that made its incident in this group resolved nothing
+    # (in order, the incident did not exist yet); every other one applies to the incident if it is open.
+    resolutions = [
+        finding
+        for position, finding in enumerate(findings)
+        if isinstance(finding, LateResolution)
+        and not ((finding.rule_id, finding.key) in created and first_candidate[finding.rule_id, finding.key] > position)
+    ]
+    return Detected(len(opened), _resolve_late(uow, resolutions))
 
 
 def _resolve_late(uow: UnitOfWork, resolutions: Sequence[LateResolution]) -> int:

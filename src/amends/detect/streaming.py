@@ -74,7 +74,8 @@ class Pending:
 @dataclass(frozen=True, slots=True)
 class StateEntry:
     """One piece of the evaluator's state, as it is stored: what kind, for which rule and key, the instant
-    it next needs attention (a deadline, or when it can be forgotten) and its content as JSON values."""
+    it next needs attention (a deadline, or when it can be forgotten) and its content as JSON values,
+    with instants as aware datetimes (written as RFC 3339; read back from text or as datetimes)."""
 
     kind: StateKind
     rule_id: str
@@ -439,7 +440,7 @@ class Evaluator:
                 "status": expectation.status,
                 "start": _event_json(expectation.start),
                 "start_order": expectation.start_order,
-                "deadline": expectation.deadline.isoformat(),
+                "deadline": expectation.deadline,
             }
             return StateEntry(kind, rule_id, key, due, payload)
         if kind == "window":
@@ -448,8 +449,8 @@ class Evaluator:
                 return None
             assert isinstance(rule, CountRule)
             payload = {
-                "times": [time.isoformat() for time in window.times],
-                "last_fired": None if window.last_fired is None else window.last_fired.isoformat(),
+                "times": list(window.times),
+                "last_fired": window.last_fired,
             }
             return StateEntry(kind, rule_id, key, _window_ends(window, rule), payload)
         if kind == "pending":
@@ -462,14 +463,14 @@ class Evaluator:
         last = self.last_fired.get((rule_id, key))
         if last is None or rule.common.cooldown is None:
             return None
-        return StateEntry(kind, rule_id, key, last + rule.common.cooldown, {"last": last.isoformat()})
+        return StateEntry(kind, rule_id, key, last + rule.common.cooldown, {"last": last})
 
     def _load(self, rule: Rule, entry: StateEntry) -> bool:
         """Put one stored entry back; False if it does not fit the rule as it is now."""
         payload, rule_id, key = entry.payload, entry.rule_id, entry.key
         if entry.kind == "expect" and isinstance(rule, AbsenceRule):
             status: ExpectationStatus = payload["status"]
-            deadline = datetime.fromisoformat(payload["deadline"])
+            deadline = _instant(payload["deadline"])
             order = payload["start_order"]
             self.expectations[rule_id, key] = Expectation(status, _event_from_json(payload["start"]), order, deadline)
             forget = status == "fired"
@@ -478,10 +479,8 @@ class Evaluator:
             return True
         if entry.kind == "window" and isinstance(rule, CountRule):
             last_fired = payload["last_fired"]
-            window = Window(
-                [datetime.fromisoformat(time) for time in payload["times"]],
-                None if last_fired is None else datetime.fromisoformat(last_fired),
-            )
+            times = [_instant(time) for time in payload["times"]]
+            window = Window(times, None if last_fired is None else _instant(last_fired))
             self.windows[rule_id, key] = window
             heapq.heappush(self._expiry, (_window_ends(window, rule), rule_id, key))
             return True
@@ -491,11 +490,15 @@ class Evaluator:
             heapq.heappush(self._expiry, (first.time + rule.within, rule_id, key))
             return True
         if entry.kind == "cooldown" and rule.common.cooldown is not None:
-            last = datetime.fromisoformat(payload["last"])
+            last = _instant(payload["last"])
             self.last_fired[rule_id, key] = last
             heapq.heappush(self._cooldowns, (last + rule.common.cooldown, rule_id, key))
             return True
         return False
+
+
+def _instant(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def _window_ends(window: Window, rule: CountRule) -> datetime:
@@ -509,7 +512,7 @@ def _event_json(event: Event) -> dict[str, Any]:
         "id": event.id,
         "source": event.source,
         "type": event.type,
-        "time": event.time.isoformat(),
+        "time": event.time,
         "subject": event.subject,
         "data": event.data,
         "attributes": event.attributes,
@@ -521,7 +524,7 @@ def _event_from_json(value: Mapping[str, Any]) -> Event:
         id=value["id"],
         source=value["source"],
         type=value["type"],
-        time=datetime.fromisoformat(value["time"]),
+        time=_instant(value["time"]),
         subject=value["subject"],
         data=value["data"],
         attributes=value["attributes"],
