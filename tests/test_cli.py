@@ -278,3 +278,42 @@ def test_ingest_with_broken_rules_stores_nothing_and_exits_2(env: dict[str, str]
     assert "shop.yaml:9" in done.stderr
     assert "kind" in done.stderr
     assert count_rows(Database(f"sqlite:///{tmp_path / 'amends.db'}"), "events") == 0
+
+
+@pytest.mark.slow
+def test_the_demo_loads_a_sample_world_through_detection_and_serves_its_incidents(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = env | {"AMENDS_PORT": str(port), "AMENDS_LOG_LEVEL": "warning"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "amends.cli", "demo"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        while not any("serving at" in line for line in lines):
+            line = process.stdout.readline()
+            assert line, f"amends demo exited: {''.join(lines)}"
+            lines.append(line)
+        text = "".join(lines)
+        key = text.split("A demo API key: ")[1].split()[0]
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"{base}/v1/incidents", headers={"Authorization": f"Bearer {key}"}, timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the demo server did not answer"
+                time.sleep(0.2)
+        incidents = response.json()["incidents"]
+        assert incidents
+        assert {incident["rule_id"].split("-")[0] for incident in incidents} <= {"shop", "air", "car"}
+        detected = int(text.split("events stored, ")[1].split()[0].replace(",", ""))
+        assert detected > 0
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()

@@ -14,7 +14,6 @@ import signal
 import stat
 import threading
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -519,15 +518,28 @@ def _check_writable(path: Path, hint: str) -> None:
 
 @app.command()
 def demo() -> None:
-    """Set up a database, load the bundled sample events, and serve them."""
+    """Set up a database, load a small sample world of the three businesses through detection, and serve it."""
+    from amends.detect.packs import PACKS
+    from amends.detect.service import Detection
+    from amends.events import Item, ingest_items
+    from amends.world import generate_world
+
     init()
     settings = load_settings()
+    if not settings.rule_packs and settings.rules_dir is None:
+        settings = load_settings(rule_packs=PACKS)
     db = Database.from_settings(settings)
     try:
-        sample = resources.files("amends") / "samples" / "events.jsonl"
-        with resources.as_file(sample) as path:
-            report = ingest_file(db, path, received_at=_now())
-        console.print(f"Sample events: {report.accepted} stored, {report.duplicates} already there.")
+        # History is loaded by the events' own clock, so that each order meets its delivery first.
+        loading = Detection.from_settings(db, settings.model_copy(update={"detect_clock": "events"}))
+        stored = 0
+        for business in ("shop", "airline", "car_service"):
+            world = generate_world(business, customers=_DEMO_CUSTOMERS, days=_DEMO_DAYS, seed=7)
+            while chunk := [Item(envelope) for envelope, _ in zip(world, range(5_000), strict=False)]:
+                report = ingest_items(db, chunk, received_at=_now(), watcher=loading.detector)
+                stored += report.accepted
+        detected = loading.detector.detected
+        console.print(f"Sample world: {stored:,} events stored, {detected.opened:,} incidents detected.")
         with db.unit_of_work() as uow:
             if any(k.name == "demo" and not k.is_revoked for k in list_keys(uow)):
                 revoke_key(uow, "demo", now=_now())
@@ -538,9 +550,13 @@ def demo() -> None:
     base = settings.base_url
     console.print(f"\nA demo API key: {text}", soft_wrap=True)
     console.print("Try:")
-    console.print(f"  curl -H 'Authorization: Bearer {text}' {base}/v1/customers/C-1001/timeline", soft_wrap=True)
+    console.print(f"  curl -H 'Authorization: Bearer {text}' '{base}/v1/incidents?limit=5'", soft_wrap=True)
     console.print(f"  open {base}/docs and use the key under 'Authorize'\n", soft_wrap=True)
     _serve(settings)
+
+
+_DEMO_CUSTOMERS = 300
+_DEMO_DAYS = 60
 
 
 def main() -> None:
