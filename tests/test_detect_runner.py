@@ -289,3 +289,38 @@ def test_a_process_killed_between_arming_and_firing_fires_once_after_restart(db:
     assert Detector(rules(), clock="wall", now=clock).sweep(db).opened == 0
     (incident,) = incidents(db)
     assert (incident.key, incident.customer_id) == ("O-9", "C-9")
+
+
+def test_threads_storing_at_once_and_a_sweeper_reloading_rules_lose_and_double_nothing(db: Database) -> None:
+    import threading
+
+    # Customers' events interleave far apart in time: with enough allowed lateness none is late, so the
+    # result cannot depend on the order the threads happen to store in.
+    detector = Detector(rules(), clock="events", lateness=timedelta(hours=1_000))
+    errors: list[BaseException] = []
+
+    def customer_contacts(customer: int) -> None:
+        try:
+            for hour in range(6):  # three contacts, then three more a week later: one episode
+                store(db, detector, [ev("support.contact", hour * 50 if hour >= 3 else hour, f"C-{customer}")])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def sweeper(stop: threading.Event) -> None:
+        while not stop.is_set():
+            detector.use_rules(rules())  # the same rules again: state must survive a reload
+            detector.sweep(db)
+
+    stop = threading.Event()
+    sweeping = threading.Thread(target=sweeper, args=(stop,))
+    sweeping.start()
+    workers = [threading.Thread(target=customer_contacts, args=(n,)) for n in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    sweeping.join()
+    store(db, detector, [ev("flight.arrived", 10_000, delay_minutes=1)])  # the watermark passes everything
+    assert errors == []
+    assert by_rule(db) == {"contact-storm": 6}

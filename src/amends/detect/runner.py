@@ -97,19 +97,20 @@ class Detector:
         self._version: int | None = None  # the stored version the evaluator holds; None: unknown
         self._version_before: int | None = None  # the version when the evaluator was last taken to change
         self._cursor_seq = 0
+        self._next_rules: RuleSet | None = None
         self._lock_key = int.from_bytes(hashlib.blake2b(f"amends.detect.{name}".encode(), digest_size=8).digest())
         self._lock_key -= 1 << 63  # PostgreSQL's advisory lock keys are signed 64-bit
 
     @property
     def rules(self) -> RuleSet:
-        return self._rules
+        """The rules evaluated from the next transaction on."""
+        return self._next_rules if self._next_rules is not None else self._rules
 
     def use_rules(self, rules: RuleSet) -> None:
         """Evaluate with `rules` from the next transaction on; the stored state of rules that remain is
-        kept, that of rules that are gone is dropped."""
-        self._rules = rules
-        self._evaluator = None
-        self._version = None
+        kept, that of rules that are gone is dropped. Safe to call while another thread evaluates: the
+        change is made under the detection lock, when the next transaction begins."""
+        self._next_rules = rules
 
     # --- LedgerWatcher -----------------------------------------------------------------------------------
 
@@ -158,6 +159,9 @@ class Detector:
             uow.execute(cursors.update().where(cursors.c.name == self.name).values(version=cursors.c.version))
 
     def _sync(self, uow: UnitOfWork) -> None:
+        if self._next_rules is not None:
+            self._rules, self._next_rules = self._next_rules, None
+            self._evaluator, self._version = None, None  # rebuilt below from the stored state
         cursors = tables.detect_cursors
         row = uow.execute(sa.select(cursors).where(cursors.c.name == self.name)).one_or_none()
         if row is None:
