@@ -317,3 +317,29 @@ def test_the_demo_loads_a_sample_world_through_detection_and_serves_its_incident
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_backfill_finds_in_stored_history_what_was_stored_without_detection(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "shop.yaml").write_text(_DETECT_RULES)
+    env = env | {"AMENDS_RULES_DIR": str(rules)}
+    assert amends("init", env=env, cwd=tmp_path).returncode == 0
+    orders = _orders(tmp_path / "orders.jsonl", promised_in=timedelta(minutes=-10))
+    stored = amends("ingest", str(orders), env=env | {"AMENDS_DETECT_ENABLED": "false"}, cwd=tmp_path)
+    assert stored.returncode == 0, stored.stderr
+    assert _incidents(tmp_path) == []
+
+    done = amends("backfill", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Backfill of 3 events" in done.stdout
+    assert "2 incidents opened" in done.stdout
+    assert sorted(rule for rule, _ in _incidents(tmp_path)) == ["big-order", "late-delivery"]
+    again = amends("backfill", env=env, cwd=tmp_path)
+    assert "0 incidents opened" in again.stdout
+
+    bad = amends("backfill", "--since", "last tuesday", env=env, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "--since" in bad.stderr
