@@ -54,7 +54,7 @@ from amends.events import Event, dedup_key, validate_event
 from amends.events.ledger import append_events
 from amends.store import Database, upgrade
 from amends.world import generate_world
-from ingest import BenchError, _check_postgres, fresh_database, reap
+from ingest import BenchError, _check_postgres, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_VENV = ROOT / "bench" / ".peer-venv"
@@ -273,17 +273,16 @@ class Child:
 def run_child(command: list[str], timeout: float, result: Path | None = None) -> Child:
     """Run a child to its end; its result (with its peak RSS) from stdout or from `result`."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     try:
-        ended = reap(process, timeout)
-    except BaseException:
-        process.kill()
-        raise
+        # Read the pipes while the child runs: a result bigger than a pipe's buffer would block it otherwise.
+        ended = subprocess.run(command, capture_output=True, cwd=ROOT, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"{' '.join(command[:3])} took over {timeout:.0f} s and was killed") from exc
     seconds = time.perf_counter() - started
-    stdout = process.stdout.read() if process.stdout else b""
-    stderr = process.stderr.read() if process.stderr else b""
-    if ended.timed_out or ended.code != 0:
-        raise BenchError(f"{' '.join(command[:3])} failed ({ended.code}):\n{stderr.decode(errors='replace')[-2000:]}")
+    stdout, stderr = ended.stdout, ended.stderr
+    if ended.returncode != 0:
+        failed = stderr.decode(errors="replace")[-2000:]
+        raise BenchError(f"{' '.join(command[:3])} failed ({ended.returncode}):\n{failed}")
     data = json.loads(result.read_text() if result is not None else stdout)
     # The child's own VmHWM: ru_maxrss from wait4 would carry this (large) process's peak across fork and exec.
     return Child(float(data.get("seconds", seconds)), int(data["events"]), int(data["peak_rss_kib"]), data)
@@ -370,6 +369,19 @@ def markdown(title: str, rows: list[list[str]], notes: list[str]) -> str:
     return "\n".join(lines)
 
 
+class _Rows(list[list[str]]):
+    """The table's rows; each is also logged as it comes, so an interrupted run leaves its numbers behind."""
+
+    def append(self, row: list[str]) -> None:
+        log.print("  " + " | ".join(row))
+        super().append(row)
+
+    def __iadd__(self, rows: Any) -> _Rows:  # type: ignore[override]
+        for row in rows:
+            self.append(row)
+        return self
+
+
 def step(what: str) -> None:
     log.print(f"[dim]…[/] {what}")
 
@@ -383,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rules, rules_note = rules_in_use()
     n: int = args.events
     scale: int = args.scale_events or 10 * n
-    rows: list[list[str]] = []
+    rows = _Rows()
     notes = [f"rules: {len(rules)} rules from {rules_note}", f"{os.cpu_count()} CPUs; allowed lateness {LATENESS}"]
     verdicts: list[str] = []
     try:
