@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +11,7 @@ import sqlalchemy as sa
 from amends.detect.incidents import IncidentStatus
 from amends.errors import InvalidInput, NotFound
 from amends.store import UnitOfWork, tables
+from amends.store.paging import decode_cursor, encode_cursor
 
 __all__ = ["IncidentFilter", "IncidentPage", "StoredIncident", "get_incident", "list_incidents"]
 
@@ -81,7 +80,7 @@ def list_incidents(uow: UnitOfWork, where: IncidentFilter, *, limit: int, cursor
     if where.until is not None:
         query = query.where(_incidents.c.failure_at < where.until)
     if cursor is not None:
-        before_time, before_id = _decode_cursor(cursor)
+        before_time, before_id = decode_cursor(cursor)
         query = query.where(
             sa.or_(
                 _incidents.c.failure_at < before_time,
@@ -91,7 +90,7 @@ def list_incidents(uow: UnitOfWork, where: IncidentFilter, *, limit: int, cursor
     order = (_incidents.c.failure_at.desc(), _incidents.c.id.desc())
     rows = uow.execute(query.order_by(*order).limit(limit + 1)).all()
     page = tuple(_incident(row) for row in rows[:limit])
-    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    next_cursor = encode_cursor(page[-1].failure_at, page[-1].id) if len(rows) > limit else None
     return IncidentPage(page, next_cursor)
 
 
@@ -111,20 +110,3 @@ def _incident(row: Any) -> StoredIncident:
         facts=row.facts,
         resolution=row.resolution,
     )
-
-
-def _encode_cursor(incident: StoredIncident) -> str:
-    raw = f"{incident.failure_at.isoformat()}|{incident.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, incident_id = raw.split("|")
-        instant = datetime.fromisoformat(moment)
-        if instant.tzinfo is None:
-            raise ValueError("naive")
-        return instant, int(incident_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor", "not a cursor from a previous page") from exc

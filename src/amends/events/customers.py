@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from amends.errors import InvalidInput, NotFound
+from amends.errors import NotFound
 from amends.events.envelope import Event
 from amends.store import UnitOfWork, tables
+from amends.store.paging import decode_cursor, encode_cursor
 
 __all__ = ["Customer", "StoredEvent", "TimelinePage", "get_customer", "timeline"]
 
@@ -68,7 +67,7 @@ def timeline(uow: UnitOfWork, customer_id: str, *, limit: int, cursor: str | Non
     _require_customer(uow, customer_id)
     query = sa.select(_events).where(_events.c.subject == customer_id)
     if cursor is not None:
-        before_time, before_seq = _decode_cursor(cursor)
+        before_time, before_seq = decode_cursor(cursor)
         query = query.where(
             sa.or_(
                 _events.c.time < before_time,
@@ -92,7 +91,7 @@ def timeline(uow: UnitOfWork, customer_id: str, *, limit: int, cursor: str | Non
         )
         for row in rows[:limit]
     )
-    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    next_cursor = encode_cursor(page[-1].event.time, page[-1].seq) if len(rows) > limit else None
     return TimelinePage(page, next_cursor)
 
 
@@ -100,20 +99,3 @@ def _require_customer(uow: UnitOfWork, customer_id: str) -> None:
     found = uow.execute(sa.select(_customers.c.id).where(_customers.c.id == customer_id)).first()
     if found is None:
         raise NotFound(f"no customer {customer_id!r}")
-
-
-def _encode_cursor(entry: StoredEvent) -> str:
-    raw = f"{entry.event.time.isoformat()}|{entry.seq}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, seq = raw.split("|")
-        instant = datetime.fromisoformat(moment)
-        if instant.tzinfo is None:
-            raise ValueError("naive")
-        return instant, int(seq)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor", "not a cursor from a previous page") from exc
