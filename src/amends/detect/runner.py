@@ -142,11 +142,6 @@ class Detector:
             uow.commit()
         return Detected(self.detected.opened - before.opened, self.detected.resolved_late - before.resolved_late)
 
-    @property
-    def evaluator(self) -> Evaluator | None:
-        """The evaluator as of the last transaction (for metrics: skips, late events, what is buffered)."""
-        return self._evaluator
-
     # --- inside the transaction --------------------------------------------------------------------------
 
     def _lock(self, uow: UnitOfWork) -> None:
@@ -220,9 +215,8 @@ class Detector:
         if findings:
             self.detected += store_findings(uow, findings, detected_at=self._now(), detected_by="stream")
         if stored or gone:
-            instant = bulk_values(uow.dialect).instant
-            document = bulk_values(uow.dialect).document
-            rows = [(e.kind, e.rule_id, e.key, instant(e.due), document(e.payload)) for e in stored]
+            bulk = bulk_values(uow.dialect)
+            rows = [(e.kind, e.rule_id, e.key, bulk.instant(e.due), bulk.document(e.payload)) for e in stored]
             uow.upsert("detect_state", _STATE_COLUMNS, rows, key=_STATE_KEY)
             uow.delete_keys("detect_state", _STATE_KEY, gone)
         if not (force or findings or stored or gone):

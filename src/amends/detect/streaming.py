@@ -389,14 +389,6 @@ class Evaluator:
         low_seq = min((queued[2] for queued in self._buffer), default=None)
         return Checkpoint(self.watermark, self.latest, self.late_events, dict(self.skipped), low_seq)
 
-    def entries(self) -> list[StateEntry]:
-        """All the state, as entries (what `changes` has handed out over time, net of deletions)."""
-        found = [self._entry("expect", *k) for k in self.expectations]
-        found += [self._entry("window", *k) for k in self.windows]
-        found += [self._entry("pending", *k) for k in self.pending]
-        found += [self._entry("cooldown", *k) for k in self.last_fired]
-        return [entry for entry in found if entry is not None]
-
     @classmethod
     def restore(
         cls,
