@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from amends.errors import AmendsError, InvalidInput
+from amends.yamldoc import FileProblem
 
 __all__ = ["DetectError", "RuleError", "RuleProblem", "RuleSetError"]
 
@@ -14,18 +12,7 @@ class DetectError(AmendsError):
     """Base of the detection stage's errors."""
 
 
-@dataclass(frozen=True, slots=True)
-class RuleProblem:
-    """One thing wrong in a rule file: where (file, line, field) and why, in a sentence."""
-
-    file: Path | None
-    line: int | None
-    field: str
-    reason: str
-
-    def __str__(self) -> str:
-        where = "" if self.file is None else f"{self.file}:{self.line or 1}: "
-        return f"{where}{self.field}: {self.reason}" if self.field else f"{where}{self.reason}"
+RuleProblem = FileProblem  # one thing wrong in a rule file: file, line, field and reason
 
 
 class RuleError(DetectError, InvalidInput):

@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from amends.detect.conditions import (
@@ -36,6 +35,7 @@ from amends.detect.conditions import (
 from amends.detect.errors import RuleProblem, RuleSetError
 from amends.durations import parse_duration
 from amends.events import Event
+from amends.yamldoc import dotted, parse_yaml, pydantic_reason, read_sources
 
 __all__ = [
     "AbsenceRule",
@@ -388,39 +388,13 @@ def _deadline(text: str, where: tuple[str | int, ...]) -> Deadline:
 # --- loading -------------------------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2's booleans: only true and false. YAML 1.1 would read the key `on:` (and yes, no, off) as a
-    boolean, and the rule language uses `on`."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
 def load_rules(paths: Iterable[Path]) -> RuleSet:
     """Read and check rule files (a directory means its *.yaml and *.yml files, sorted by name).
 
     Raises RuleSetError listing every problem; on any problem nothing is returned, so a caller keeps
     running the rule set it had.
     """
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()))
-        else:
-            files.append(path)
-    sources: list[tuple[Path | None, str]] = []
-    problems: list[RuleProblem] = []
-    for file in files:
-        try:
-            sources.append((file, file.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(RuleProblem(file, None, "", f"cannot be read: {exc}"))
+    sources, problems = read_sources(paths)
     if problems:
         raise RuleSetError(problems)
     return parse_rules(sources)
@@ -453,16 +427,10 @@ def parse_rules(sources: Sequence[tuple[Path | None, str]]) -> RuleSet:
 
 
 def _parse_file(file: Path | None, text: str, problems: list[RuleProblem]) -> list[Rule]:
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-        document = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader: no Python objects)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        reason = getattr(exc, "problem", None) or str(exc)
-        problems.append(RuleProblem(file, None if mark is None else mark.line + 1, "", f"not valid YAML: {reason}"))
+    parsed = parse_yaml(file, text, problems)
+    if parsed is None:
         return []
-    lines = _Lines(root)
-    problems.extend(RuleProblem(file, line, field, reason) for line, field, reason in lines.duplicates)
+    document, lines = parsed
     if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
         problems.append(RuleProblem(file, 1, "rules", "a rule file is a mapping with a list under 'rules:'"))
         return []
@@ -476,11 +444,11 @@ def _parse_file(file: Path | None, text: str, problems: list[RuleProblem]) -> li
         try:
             compiled.append(_parse_rule(raw, where, file, line))
         except _Problem as exc:
-            problems.append(RuleProblem(file, lines.at(exc.where), _dotted(exc.where), exc.reason))
+            problems.append(RuleProblem(file, lines.at(exc.where), dotted(exc.where), exc.reason))
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 at = (*where, *error["loc"])
-                problems.append(RuleProblem(file, lines.at(at), _dotted(at), _reason(error)))
+                problems.append(RuleProblem(file, lines.at(at), dotted(at), _reason(error)))
     return compiled
 
 
@@ -497,62 +465,4 @@ def _parse_rule(raw: Any, where: tuple[str | int, ...], file: Path | None, line:
 
 
 def _reason(error: Any) -> str:
-    kind, message = error["type"], error["msg"]
-    if kind == "missing":
-        return "missing; this kind of rule needs it"
-    if kind == "extra_forbidden":
-        return "unknown field for this kind of rule"
-    if kind == "string_pattern_mismatch":
-        return "must be lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
-    return str(message)
-
-
-def _dotted(where: Sequence[str | int]) -> str:
-    text = ""
-    for part in where:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-class _Lines:
-    """Line numbers of the nodes of one YAML document, found by the path a problem gives."""
-
-    def __init__(self, root: yaml.Node | None) -> None:
-        self.root = root
-        self.duplicates: list[tuple[int, str, str]] = []
-        if root is not None:
-            self._check_duplicates(root, ())
-
-    def at(self, where: Sequence[str | int]) -> int | None:
-        node = self.root
-        line = None if node is None else node.start_mark.line + 1
-        for part in where:
-            child = self._child(node, part)
-            if child is None:
-                break
-            node, line = child, child.start_mark.line + 1
-        return line
-
-    @staticmethod
-    def _child(node: yaml.Node | None, part: str | int) -> yaml.Node | None:
-        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child: yaml.Node = node.value[part]
-            return child
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                    return value if isinstance(value, yaml.Node) else key
-        return None
-
-    def _check_duplicates(self, node: yaml.Node, where: tuple[str | int, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key, value in node.value:
-                name = str(key.value)
-                if name in seen:
-                    self.duplicates.append((key.start_mark.line + 1, _dotted((*where, name)), "duplicate key"))
-                seen.add(name)
-                self._check_duplicates(value, (*where, name))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self._check_duplicates(item, (*where, index))
+    return pydantic_reason(error, what="this kind of rule")
