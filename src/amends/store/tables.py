@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Index,
     Integer,
@@ -20,9 +21,28 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from amends.store.types import JSONDocument, SerialKey, UTCDateTime
+from amends.store.types import Hundredths, JSONDocument, SerialKey, UTCDateTime
 
-__all__ = ["api_keys", "customers", "detect_cursors", "detect_state", "events", "incidents", "metadata"]
+__all__ = [
+    "api_keys",
+    "approvals",
+    "audit_log",
+    "case_contacts",
+    "case_incidents",
+    "case_steps",
+    "cases",
+    "complaints",
+    "customers",
+    "detect_cursors",
+    "detect_state",
+    "events",
+    "handoffs",
+    "incidents",
+    "ledger",
+    "metadata",
+    "recover_cursors",
+    "staff",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -75,6 +95,7 @@ api_keys = Table(
     Column("scopes", JSONDocument, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("staff_id", String(100), nullable=True),  # a staff member's own key: it acts as them, with their role
 )
 # A name is unique among the keys still in use, so a revoked key's name can be given to its successor.
 Index(
@@ -137,5 +158,216 @@ detect_cursors = Table(
     Column("latest", UTCDateTime(), nullable=True),
     Column("late_events", BigInteger, nullable=False),
     Column("skipped", JSONDocument, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# --- recovery (recover/) ---------------------------------------------------------------------------------
+
+# Staff: the people who work cases. `id` is the company's own staff id (events may name who served a
+# customer by it). `last_assigned_at` makes round-robin assignment fair across processes and restarts.
+staff = Table(
+    "staff",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("role", String(20), nullable=False),  # agent | lead | manager | admin
+    Column("team", String(100), nullable=True),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_assigned_at", UTCDateTime(), nullable=True),
+)
+
+# Cases: the recovery work for one customer. At most one open case per customer (the partial unique
+# index below): a new incident or complaint joins it. `first_contact_at` is our first contact with the
+# customer, `customer_spoke_at` the first time they raised it themselves; which came first is the
+# measure "the customer spoke first".
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("origin", String(10), nullable=False),  # proactive | reactive
+    Column("status", String(10), nullable=False),  # open | resolved | closed
+    Column("playbook", String(100), nullable=False),
+    Column("severity", Integer, nullable=False),
+    Column("fault", String(10), nullable=False),  # company | customer | unknown; never changes the playbook
+    Column("owner_id", String(100), nullable=True),
+    Column("team", String(100), nullable=True),
+    Column("acknowledged_at", UTCDateTime(), nullable=True),  # the current owner took it on
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Column("closed_at", UTCDateTime(), nullable=True),
+    Column("first_contact_at", UTCDateTime(), nullable=True),
+    Column("customer_spoke_at", UTCDateTime(), nullable=True),
+    Column("reopened", Integer, nullable=False),
+    Column("resolution", Text, nullable=True),
+    Index(None, "status", "opened_at"),
+    Index(None, "owner_id", "status"),
+    Index(None, "customer_id", "opened_at"),
+)
+Index(
+    "uq_cases_open_customer",
+    cases.c.customer_id,
+    unique=True,
+    sqlite_where=cases.c.status == "open",
+    postgresql_where=cases.c.status == "open",
+)
+
+# Which case each incident opened or joined: one case per incident.
+case_incidents = Table(
+    "case_incidents",
+    metadata,
+    Column("incident_id", BigInteger, primary_key=True),
+    Column("case_id", BigInteger, nullable=False),
+    Column("joined_at", UTCDateTime(), nullable=False),
+    Index(None, "case_id"),
+)
+
+# The steps of a case's playbook, with their due times (NULL while anchored on a resolution to come).
+case_steps = Table(
+    "case_steps",
+    metadata,
+    Column("case_id", BigInteger, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("due_at", UTCDateTime(), nullable=True),
+    Column("completed_at", UTCDateTime(), nullable=True),
+    Column("completed_by", String(100), nullable=True),
+    Column("draft", Text, nullable=True),  # the apology's draft, for the empathise step
+    Column("outcome", JSONDocument, nullable=True),  # what completed it: a note, the remedy, the answer
+    PrimaryKeyConstraint("case_id", "kind"),
+    Index(None, "completed_at", "due_at"),
+)
+
+# Every change of owner, with its reason: the first assignment has no `from_id`.
+handoffs = Table(
+    "handoffs",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("case_id", BigInteger, nullable=False),
+    Column("from_id", String(100), nullable=True),
+    Column("to_id", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("by_id", String(100), nullable=True),  # NULL: the assignment strategy
+    Column("at", UTCDateTime(), nullable=False),
+    Index(None, "case_id", "at"),
+)
+
+# Contacts with the customer about a case, either way (the apology sent, a call, the customer's email).
+case_contacts = Table(
+    "case_contacts",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("case_id", BigInteger, nullable=False),
+    Column("direction", String(10), nullable=False),  # outbound | inbound
+    Column("channel", String(20), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("by_id", String(100), nullable=True),
+    Column("note", Text, nullable=True),
+    Index(None, "case_id", "at"),
+)
+
+# Complaints: the customer spoke. Unique on (source, external_id) so a retried submission is one complaint.
+complaints = Table(
+    "complaints",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("source", String(500), nullable=False),
+    Column("external_id", String(500), nullable=False),
+    Column("customer_id", String(200), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("reference", String(500), nullable=True),  # what it is about: an order, a booking, a job
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("case_id", BigInteger, nullable=False),
+    Column("incident_id", BigInteger, nullable=True),  # the incident of the open case it is about
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("source", "external_id"),
+    Index(None, "case_id"),
+)
+
+# Requests to grant a remedy above the requester's authority, and the manager's decision. One pending
+# request per (case, slot).
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("case_id", BigInteger, nullable=False),
+    Column("slot", String(100), nullable=False),
+    Column("incident_id", BigInteger, nullable=True),
+    Column("kind", String(50), nullable=False),
+    Column("amount", Hundredths(), nullable=False),
+    Column("cash_value", Hundredths(), nullable=False),
+    Column("policy", String(100), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("status", String(10), nullable=False),  # pending | approved | denied
+    Column("requested_by", String(100), nullable=False),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", UTCDateTime(), nullable=True),
+    Column("reason", Text, nullable=True),
+    Index(None, "status", "requested_at"),
+    Index(None, "case_id"),
+)
+Index(
+    "uq_approvals_pending_slot",
+    approvals.c.case_id,
+    approvals.c.slot,
+    unique=True,
+    sqlite_where=approvals.c.status == "pending",
+    postgresql_where=approvals.c.status == "pending",
+)
+
+# The remedy ledger: append-only (triggers refuse UPDATE and DELETE). `entry_key` is the idempotency key,
+# `case:<id>:<slot>` for a grant and `reverse:<id>` for a correction, so the same grant submitted any number
+# of times, at once or in turn, is one entry. A correction is a reversing entry with the negated amount.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("entry_key", String(200), nullable=False),
+    Column("case_id", BigInteger, nullable=False),
+    Column("slot", String(100), nullable=False),
+    Column("customer_id", String(200), nullable=False),
+    Column("incident_id", BigInteger, nullable=True),
+    Column("kind", String(50), nullable=False),
+    Column("amount", Hundredths(), nullable=False),
+    Column("unit", String(20), nullable=False),
+    Column("cash_value", Hundredths(), nullable=False),
+    Column("policy", String(100), nullable=False),  # the proposal it followed, or `discretion`
+    Column("granted_by", String(100), nullable=False),
+    Column("approval_id", BigInteger, nullable=True),
+    Column("reverses_id", BigInteger, nullable=True),
+    Column("note", Text, nullable=True),
+    Column("at", UTCDateTime(), nullable=False),
+    UniqueConstraint("entry_key"),
+    Index(None, "case_id"),
+    Index(None, "kind", "at"),
+    Index(None, "granted_by", "at"),
+)
+
+# Who did what, when, from where: every decision of the recovery stage. Append-only, like the ledger.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(120), nullable=False),  # staff:<id>, key:<id>, or system
+    Column("action", String(50), nullable=False),
+    Column("target", String(120), nullable=False),  # case:<id>, approval:<id>, ledger:<id>, staff:<id>
+    Column("origin", String(100), nullable=True),  # the client's address, when it came over HTTP
+    Column("details", JSONDocument, nullable=False),
+    Index(None, "target", "at"),
+    Index(None, "at"),
+)
+
+# Where case intake is: the last incident id it has taken.
+recover_cursors = Table(
+    "recover_cursors",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("incident_id", BigInteger, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
