@@ -13,6 +13,7 @@ import secrets
 import signal
 import stat
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -26,6 +27,7 @@ from rich.table import Table
 import amends
 from amends.access import Scope, create_key, list_keys, revoke_key
 from amends.config import Settings, config_path, load_settings
+from amends.durations import format_duration
 from amends.errors import AmendsError, InvalidInput
 from amends.events import (
     ColumnMapping,
@@ -41,6 +43,7 @@ from amends.store import Database, head_revision, upgrade
 if TYPE_CHECKING:
     from amends.detect import RuleSetError
     from amends.detect.service import Detection
+    from amends.recover.service import Recovery
 
 app = typer.Typer(
     name="amends",
@@ -53,6 +56,12 @@ keys_app = typer.Typer(help="API keys for integrations.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 rules_app = typer.Typer(help="Detection rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+playbooks_app = typer.Typer(help="Recovery playbooks.", no_args_is_help=True)
+app.add_typer(playbooks_app, name="playbooks")
+remedies_app = typer.Typer(help="The remedy policy: kinds, authority limits, budgets, proposals.", no_args_is_help=True)
+app.add_typer(remedies_app, name="remedies")
+staff_app = typer.Typer(help="Staff: the people who own cases and grant remedies.", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -127,26 +136,31 @@ def _serve(settings: Settings) -> None:
 
 @app.command()
 def worker() -> None:
-    """Run detection's sweeper: fire the deadlines that fall due and pick up changed rules, every
-    `detect_sweep_seconds`, until Ctrl-C or SIGTERM. Needed when `amends serve` does not sweep."""
+    """Run the background work: fire the detection deadlines that fall due (picking up changed rules) and
+    take new incidents into cases, every `detect_sweep_seconds`, until Ctrl-C or SIGTERM. Needed when
+    `amends serve` does not do it itself."""
+    from amends.background import Background
+
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db = Database.from_settings(settings)
     try:
         detection = _detection(db, settings)
-        if detection is None:
-            raise InvalidInput("detect_enabled", "detection is switched off, so a worker has nothing to do")
+        recovery = _recovery(db, settings)
+        if detection is None and recovery is None:
+            raise InvalidInput("detect_enabled", "detection and recovery are switched off: a worker has nothing to do")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
-        rules = detection.detector.rules
+        rules = "no" if detection is None else len(detection.detector.rules)
         console.print(
-            f"amends worker: {len(rules)} rules, sweeping every {settings.detect_sweep_seconds:g} s "
-            f"by the {settings.detect_clock} clock. Ctrl-C stops it."
+            f"amends worker: {rules} rules, case intake {'on' if recovery else 'off'}, every "
+            f"{settings.detect_sweep_seconds:g} s by the {settings.detect_clock} clock. Ctrl-C stops it."
         )
         with contextlib.suppress(KeyboardInterrupt):
-            detection.run(stop)
-        detected = detection.detector.detected
-        console.print(f"Stopped: {detected.opened:,} incident(s) opened, {detected.resolved_late:,} resolved late.")
+            Background(detection, recovery, seconds=settings.detect_sweep_seconds).run(stop)
+        if detection is not None:
+            detected = detection.detector.detected
+            console.print(f"Stopped: {detected.opened:,} incident(s) opened, {detected.resolved_late:,} resolved late.")
     finally:
         db.dispose()
 
@@ -248,14 +262,18 @@ def ingest(
     db = Database.from_settings(settings)
     try:
         detection = _detection(db, settings)
+        recovery = _recovery(db, settings)
         watcher = detection.detector if detection is not None else None
         report = _ingest_with_progress(db, settings, path, chosen, column_mapping, rejects, watcher)
+        taken = recovery.tick() if recovery is not None else None
     finally:
         db.dispose()
     _print_report(report)
     if detection is not None:
         detected = detection.detector.detected
         console.print(f"Detection: {detected.opened:,} incident(s) opened, {detected.resolved_late:,} resolved late.")
+    if taken is not None and taken.incidents:
+        console.print(f"Recovery: {taken.opened:,} case(s) opened, {taken.joined:,} incident(s) joined an open case.")
     if report.rejected:
         raise typer.Exit(1)
 
@@ -273,6 +291,28 @@ def _detection(db: Database, settings: Settings) -> Detection | None:
     except RuleSetError as exc:
         _print_rule_problems(exc)
         raise typer.Exit(2) from None
+
+
+def _recovery(db: Database, settings: Settings) -> Recovery | None:
+    """Recovery as the settings describe it, or None when it is switched off; problems in the playbooks or
+    the remedy policy are printed (file, line, sentence) and exit with 2."""
+    from amends.recover.playbooks import PlaybookSetError
+    from amends.recover.policy import PolicyError
+    from amends.recover.service import Recovery
+
+    if not settings.recover_enabled:
+        return None
+    try:
+        return Recovery.from_settings(db, settings)
+    except (PlaybookSetError, PolicyError) as exc:
+        _print_problems(exc.problems, "nothing was loaded")
+        raise typer.Exit(2) from None
+
+
+def _print_problems(problems: Sequence[object], outcome: str) -> None:
+    for problem in problems:
+        err_console.print(str(problem), soft_wrap=True)
+    err_console.print(f"[red]{len(problems)} problem(s); {outcome}.[/]")
 
 
 def _print_rule_problems(exc: RuleSetError) -> None:
@@ -444,6 +484,168 @@ def rules_check(
     console.print(table)
     if rules.disabled:
         console.print(f"Disabled: {', '.join(rule.common.id for rule in rules.disabled)}")
+
+
+# --- amends playbooks / remedies / staff: recovery (docs/playbooks.md, docs/remedies.md, docs/recovery.md) ---
+
+
+@playbooks_app.command("check")
+def playbooks_check(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Playbook files or directories; default: the shipped playbooks.", show_default=False),
+    ] = None,
+    rules: Annotated[
+        list[Path] | None, typer.Option(help="Also report rules (files or directories) naming a missing playbook.")
+    ] = None,
+) -> None:
+    """Check playbooks without running them: every problem with its file, line and a sentence."""
+    from amends.detect import RuleSetError, load_rules
+    from amends.recover.packs import PLAYBOOKS_DIR
+    from amends.recover.playbooks import PlaybookSetError, load_playbooks, unknown_playbooks
+
+    chosen = paths or [PLAYBOOKS_DIR]
+    missing = [path for path in [*chosen, *(rules or [])] if not path.exists()]
+    if missing:
+        raise InvalidInput("paths", f"no such file or directory: {missing[0]}")
+    try:
+        playbooks = load_playbooks(chosen)
+    except PlaybookSetError as exc:
+        _print_problems(exc.problems, "no playbook was loaded")
+        raise typer.Exit(2) from None
+    if rules:
+        try:
+            unknown = unknown_playbooks(playbooks, load_rules(rules))
+        except RuleSetError as exc:
+            _print_rule_problems(exc)
+            raise typer.Exit(2) from None
+        if unknown:
+            _print_problems(unknown, "these rules' cases would follow the default playbook")
+            raise typer.Exit(2)
+    table = Table("playbook", "steps (due)", title=f"{len(playbooks)} playbooks ready")
+    for playbook in playbooks:
+        steps = ", ".join(
+            f"{step.kind.value} ({format_duration(step.due)}{' after resolution' if step.anchor == 'resolved' else ''})"
+            for step in playbook.steps
+        )
+        table.add_row(playbook.id, steps)
+    console.print(table)
+
+
+@remedies_app.command("check")
+def remedies_check(
+    path: Annotated[Path | None, typer.Argument(help="A remedy policy file; default: the shipped one.")] = None,
+    rules: Annotated[
+        list[Path] | None, typer.Option(help="Also report proposals naming rules that are not in these files.")
+    ] = None,
+) -> None:
+    """Check a remedy policy: every problem with its file, line and a sentence."""
+    from amends.detect import RuleSetError, load_rules
+    from amends.recover.packs import REMEDY_POLICY_FILE
+    from amends.recover.policy import PolicyError, load_policy, unknown_rules
+
+    chosen = path or REMEDY_POLICY_FILE
+    if not chosen.is_file():
+        raise InvalidInput("path", f"no such file: {chosen}")
+    try:
+        policy = load_policy(chosen)
+    except PolicyError as exc:
+        _print_problems(exc.problems, "the policy was not loaded")
+        raise typer.Exit(2) from None
+    if rules:
+        try:
+            unknown = unknown_rules(policy, load_rules(rules))
+        except RuleSetError as exc:
+            _print_rule_problems(exc)
+            raise typer.Exit(2) from None
+        if unknown:
+            _print_problems(unknown, "those proposal entries would never match")
+            raise typer.Exit(2)
+    table = Table("kind", "unit", "cash per unit", "agent limit (grant / day)", "monthly budget", title="remedy kinds")
+    from amends.recover.roles import Role
+
+    for kind in policy.kinds.values():
+        limit = policy.limit(Role.AGENT, kind.id)
+        budget = policy.monthly_budget(kind.id)
+        table.add_row(
+            kind.id,
+            kind.unit or "—",
+            str(kind.cash_per_unit),
+            f"{_limit_text(limit.per_grant)} / {_limit_text(limit.per_day)}",
+            "—" if budget is None else str(budget),
+        )
+    console.print(table)
+    console.print(f"{len(policy.proposals)} proposal entries; currency {policy.currency}.")
+
+
+def _limit_text(value: object) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+@staff_app.command("add")
+def staff_add(
+    staff_id: Annotated[str, typer.Argument(help="The company's own staff id, e.g. 'ana' or 'E-1042'.")],
+    name: Annotated[str, typer.Option(help="Their name.")],
+    role: Annotated[str, typer.Option(help="agent, lead, manager or admin.")] = "agent",
+    team: Annotated[str | None, typer.Option(help="Their team, e.g. 'airport'.")] = None,
+    email: Annotated[str | None, typer.Option(help="Their email address.")] = None,
+    key: Annotated[bool, typer.Option(help="Also create their API key and print it once.")] = False,
+) -> None:
+    """Add a staff member (and, with --key, their own API key)."""
+    from amends.recover.actors import SYSTEM
+    from amends.recover.audit import audit
+    from amends.recover.staff import add_staff, create_staff_key
+
+    db = Database.from_settings(load_settings())
+    text = None
+    try:
+        with db.unit_of_work() as uow:
+            member = add_staff(uow, staff_id, name=name, role=role, team=team, email=email, now=_now())
+            audit(uow, SYSTEM, "staff.added", f"staff:{member.id}", at=_now(), role=member.role.value, via="cli")
+            if key:
+                _key, text = create_staff_key(uow, member.id, now=_now())
+            uow.commit()
+    finally:
+        db.dispose()
+    err_console.print(
+        f"Added {member.id} ({member.name}), {member.role.value}" + (f" in {member.team}." if member.team else ".")
+    )
+    if text is not None:
+        err_console.print("Their API key; keep it now, it will not be shown again:")
+        print(text)
+
+
+@staff_app.command("key")
+def staff_key(staff_id: Annotated[str, typer.Argument(help="The staff member's id.")]) -> None:
+    """Create an API key that acts as this staff member, with their role's rights; printed once."""
+    from amends.recover.staff import create_staff_key
+
+    db = Database.from_settings(load_settings())
+    try:
+        with db.unit_of_work() as uow:
+            key, text = create_staff_key(uow, staff_id, now=_now())
+            uow.commit()
+    finally:
+        db.dispose()
+    err_console.print(f"Created key {key.id} for {staff_id}. Keep it now; it will not be shown again:")
+    print(text)
+
+
+@staff_app.command("list")
+def staff_list() -> None:
+    """List staff with their roles and teams."""
+    from amends.recover.staff import list_staff
+
+    db = Database.from_settings(load_settings())
+    try:
+        with db.unit_of_work() as uow:
+            members = list_staff(uow)
+    finally:
+        db.dispose()
+    table = Table("id", "name", "role", "team", "active")
+    for member in members:
+        table.add_row(member.id, member.name, member.role.value, member.team or "", "yes" if member.active else "no")
+    console.print(table)
 
 
 # --- amends world: sample worlds (docs/world.md) --------------------------------------------------------

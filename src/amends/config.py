@@ -95,6 +95,34 @@ class Settings(BaseSettings):
         default=True, description="Run the sweeper inside `amends serve` (else run `amends worker` beside it)."
     )
 
+    recover_enabled: bool = Field(
+        default=True, description="Open a case for every new incident (the sweeper's intake) and take complaints."
+    )
+    playbooks_dir: Path | None = Field(
+        default=None, description="A directory of playbook files (*.yaml); default: the shipped playbooks."
+    )
+    remedy_policy_file: Path | None = Field(
+        default=None, description="The remedy policy (YAML); default: the shipped policy of the sample businesses."
+    )
+    assign_served_by: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("data.staff_id", "data.served_by"),
+        description="Paths into an incident's event naming the staff member who served the customer; they "
+        "own its case when they are active staff.",
+    )
+    assign_teams: dict[str, str] = Field(
+        default_factory=dict,
+        description='Rule id patterns to teams, e.g. {"air-*" = "airport"}; cases go round-robin within the team.',
+    )
+    complaint_playbook: str = Field(default="complaint", min_length=1, description="The playbook of reactive cases.")
+    recover_open_backfilled: bool = Field(
+        default=False, description="Also open cases for incidents found by `amends backfill` (history)."
+    )
+
+    @field_validator("assign_served_by", mode="before")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
     @field_validator("detect_allowed_lateness", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:

@@ -35,6 +35,9 @@ class Scope(StrEnum):
     EVENTS_WRITE = "events:write"
     CUSTOMERS_READ = "customers:read"
     INCIDENTS_READ = "incidents:read"
+    CASES_READ = "cases:read"
+    COMPLAINTS_WRITE = "complaints:write"
+    LEDGER_READ = "ledger:read"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +49,28 @@ class ApiKey:
     scopes: frozenset[Scope]
     created_at: datetime
     revoked_at: datetime | None
+    staff_id: str | None = None  # a staff member's own key: it acts as them, with their role's rights
 
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
 
 
-def create_key(uow: UnitOfWork, name: str, scopes: Iterable[Scope], *, now: datetime) -> tuple[ApiKey, str]:
-    """Create a key; return it and the full key text, which is shown this once and never again."""
+def create_key(
+    uow: UnitOfWork, name: str, scopes: Iterable[Scope], *, now: datetime, staff_id: str | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key; return it and the full key text, which is shown this once and never again.
+
+    A key with `staff_id` is that staff member's own: its rights come from their role when it is used, and
+    `scopes` must be empty. An integration key (no `staff_id`) needs at least one scope.
+    """
     if not _NAME.match(name):
         raise InvalidInput("name", "1-100 letters, digits, spaces, dots, dashes or underscores")
     chosen = frozenset(scopes)
-    if not chosen:
+    if staff_id is None and not chosen:
         raise InvalidInput("scopes", "a key needs at least one scope")
+    if staff_id is not None and chosen:
+        raise InvalidInput("scopes", "a staff member's key has the rights of their role, not scopes of its own")
     if uow.execute(sa.select(_keys.c.id).where(_keys.c.name == name, _keys.c.revoked_at.is_(None))).first():
         raise Conflict(f"a key named {name!r} is in use; revoke it first")
     key_id = secrets.token_hex(6)
@@ -71,9 +83,10 @@ def create_key(uow: UnitOfWork, name: str, scopes: Iterable[Scope], *, now: date
             scopes=sorted(chosen),
             created_at=now,
             revoked_at=None,
+            staff_id=staff_id,
         )
     )
-    return ApiKey(key_id, name, chosen, now, None), f"{_PREFIX}_{key_id}_{secret}"
+    return ApiKey(key_id, name, chosen, now, None, staff_id), f"{_PREFIX}_{key_id}_{secret}"
 
 
 def list_keys(uow: UnitOfWork) -> list[ApiKey]:
@@ -122,4 +135,4 @@ def _scopes(values: Iterable[str]) -> frozenset[Scope]:
 
 
 def _from_row(row: sa.Row[Any]) -> ApiKey:
-    return ApiKey(row.id, row.name, _scopes(row.scopes), row.created_at, row.revoked_at)
+    return ApiKey(row.id, row.name, _scopes(row.scopes), row.created_at, row.revoked_at, row.staff_id)

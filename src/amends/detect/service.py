@@ -2,15 +2,14 @@
 
 `RuleSource` reads the shipped packs and the rule directory the settings name. It notices when a file
 changes, and a rule set with any error never replaces the one running: the error is logged and kept
-(`last_error`) and the previous rules go on. `Detection` holds the source, the `Detector` that ingestion
-hands its events to, and the sweeper: a thread that, every `detect_sweep_seconds`, picks up changed rules
-and fires the deadlines that fell due (`amends worker` runs it alone, `amends serve` beside the API).
+(`last_error`) and the previous rules go on. `Detection` holds the source and the `Detector` that ingestion
+hands its events to; its `tick` picks up changed rules and fires the deadlines that fell due (amends'
+background work calls it every `detect_sweep_seconds`: `amends worker` alone, `amends serve` beside the API).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from amends.detect.errors import RuleSetError
 from amends.detect.packs import pack_paths
 from amends.detect.rules import RuleSet, load_rules
 from amends.detect.runner import Detected, Detector
-from amends.errors import AmendsError, InvalidInput
+from amends.errors import InvalidInput
 from amends.store import Database
 
 __all__ = ["Detection", "RuleSource"]
@@ -79,15 +78,13 @@ class RuleSource:
 
 
 class Detection:
-    """The detector of a process, its rules, and (once started) its sweeper thread."""
+    """The detector of a process and its rules."""
 
     def __init__(self, db: Database, detector: Detector, source: RuleSource, *, sweep_seconds: float = 1.0) -> None:
         self.db = db
         self.detector = detector
         self.source = source
         self.sweep_seconds = sweep_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def from_settings(cls, db: Database, settings: Settings) -> Detection:
@@ -103,28 +100,3 @@ class Detection:
             log.info("rules reloaded: %d rules", len(rules))
             self.detector.use_rules(rules)
         return self.detector.sweep(self.db)
-
-    def start(self) -> None:
-        """Run `tick` every `sweep_seconds` on a daemon thread until `stop`."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, args=(self._stop,), name="amends-detect-sweeper", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def run(self, stop: threading.Event) -> None:
-        """Run `tick` every `sweep_seconds` on this thread until `stop` is set."""
-        while not stop.wait(self.sweep_seconds):
-            try:
-                detected = self.tick()
-            except AmendsError as exc:  # the database went away, say: try again next time
-                log.warning("detection sweep failed: %s", exc)
-                continue
-            if detected.opened or detected.resolved_late:
-                log.info("sweep: %d incident(s) opened, %d resolved late", detected.opened, detected.resolved_late)

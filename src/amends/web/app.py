@@ -13,10 +13,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 import amends
+from amends.background import Background
 from amends.config import Settings
 from amends.detect.service import Detection
+from amends.recover.service import Recovery
 from amends.store import Database
-from amends.web.api import customers, events, incidents
+from amends.web.api import approvals, cases, complaints, customers, events, incidents, staff
 from amends.web.errors import install_error_handlers
 from amends.web.health import router as health_router
 
@@ -24,19 +26,23 @@ __all__ = ["create_app"]
 
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
-    """Build the app. A database passed in stays the caller's to dispose of. Raises RuleSetError when the
-    rules the settings name have problems (the server does not start on a half-loaded rule set)."""
+    """Build the app. A database passed in stays the caller's to dispose of. Raises RuleSetError,
+    PlaybookSetError or PolicyError when the rules, playbooks or remedy policy the settings name have
+    problems (the server does not start on a half-loaded set)."""
     owned = db is None
     database = db if db is not None else Database.from_settings(settings)
     detection = Detection.from_settings(database, settings) if settings.detect_enabled else None
+    recovery = Recovery.from_settings(database, settings)
+    background = Background(
+        detection, recovery if settings.recover_enabled else None, seconds=settings.detect_sweep_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if detection is not None and settings.detect_sweep_in_serve:
-            detection.start()
+        if settings.detect_sweep_in_serve:
+            background.start()
         yield
-        if detection is not None:
-            detection.stop()
+        background.stop()
         if owned:
             database.dispose()
 
@@ -51,11 +57,14 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.db = database
     app.state.settings = settings
     app.state.detection = detection
+    app.state.recovery = recovery
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(events.router)
     app.include_router(customers.router)
     app.include_router(incidents.router)
+    for module in (cases, complaints, approvals, staff):
+        app.include_router(module.router)
 
     # Swagger UI's script and styles come from the swagger-ui-py package, so the docs work offline.
     swagger_ui = Path(str(resources.files("swagger_ui") / "static"))

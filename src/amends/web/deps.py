@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from amends.access import ApiKey, Scope, authenticate
+from amends.access import Scope, authenticate
 from amends.config import Settings
 from amends.detect.service import Detection
-from amends.errors import Forbidden
+from amends.errors import Forbidden, NotFound, Unauthorized
 from amends.events import LedgerWatcher
-from amends.store import Database
+from amends.recover.actors import Actor
+from amends.recover.service import Recovery
+from amends.recover.staff import get_staff
+from amends.store import Database, UnitOfWork
 
-__all__ = ["DB", "AppSettings", "Watcher", "require"]
+__all__ = [
+    "DB",
+    "Acting",
+    "AppSettings",
+    "RecoveryState",
+    "Watcher",
+    "in_transaction",
+    "reading",
+    "require",
+]
+
+T = TypeVar("T")
 
 
 def _database(request: Request) -> Database:
@@ -40,19 +54,65 @@ AppSettings = Annotated[Settings, Depends(_settings)]
 _bearer = HTTPBearer(auto_error=False, description="An API key from `amends keys create NAME`.")
 
 
-def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, ApiKey]]:
-    """A dependency that lets the request through only with an active API key holding `scope`."""
+def require(scope: Scope | None = None) -> Callable[..., Coroutine[Any, Any, Actor]]:
+    """A dependency that lets the request through only with an active API key (holding `scope`, if given),
+    and says who is acting: an integration, or the staff member whose key it is (with their role's rights,
+    read now, so a change of role or a deactivation counts at once)."""
 
-    async def _check(db: DB, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+    async def _check(
+        request: Request, db: DB, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> Actor:
         presented = credentials.credentials if credentials is not None else None
-        key = await run_in_threadpool(_authenticate, db, presented)
-        if scope not in key.scopes:
-            raise Forbidden(f"the key {key.name!r} lacks the scope {scope.value!r}")
-        return key
+        origin = request.client.host if request.client is not None else None
+        actor = await run_in_threadpool(_authenticate, db, presented, origin)
+        if scope is not None and scope not in actor.scopes:
+            who = f"{actor.staff.role.value} {actor.staff.id}" if actor.staff is not None else f"key {actor.key_id}"
+            raise Forbidden(f"the {who} lacks the right {scope.value!r}")
+        return actor
 
     return _check
 
 
-def _authenticate(db: Database, presented: str | None) -> ApiKey:
+def _authenticate(db: Database, presented: str | None, origin: str | None) -> Actor:
     with db.unit_of_work() as uow:
-        return authenticate(uow, presented)
+        key = authenticate(uow, presented)
+        if key.staff_id is None:
+            return Actor(key.id, None, key.scopes, origin)
+        try:
+            member = get_staff(uow, key.staff_id)
+        except NotFound:
+            raise Unauthorized("the API key's staff member no longer exists") from None
+        if not member.active:
+            raise Unauthorized(f"staff member {member.id} is deactivated")
+        return Actor(key.id, member, member.scopes, origin)
+
+
+def _recovery(request: Request) -> Recovery:
+    recovery: Recovery = request.app.state.recovery
+    return recovery
+
+
+RecoveryState = Annotated[Recovery, Depends(_recovery)]
+Acting = Annotated[Actor, Depends(require())]
+
+
+async def in_transaction(db: Database, work: Callable[[UnitOfWork], T]) -> T:
+    """Run `work` in one unit of work on a worker thread and commit it; nothing is kept if it raises."""
+
+    def run() -> T:
+        with db.unit_of_work(writes=True) as uow:
+            result = work(uow)
+            uow.commit()
+            return result
+
+    return await run_in_threadpool(run)
+
+
+async def reading(db: Database, work: Callable[[UnitOfWork], T]) -> T:
+    """Run `work` in a read-only unit of work on a worker thread."""
+
+    def run() -> T:
+        with db.unit_of_work() as uow:
+            return work(uow)
+
+    return await run_in_threadpool(run)

@@ -46,6 +46,9 @@ async def _amends_error(request: Request, exc: Exception) -> JSONResponse:
         "field": getattr(exc, "field", None),
         "reason": getattr(exc, "reason", str(exc)),
     }
+    details = getattr(exc, "details", None)
+    if isinstance(details, dict):
+        body.update({key: value for key, value in details.items() if key not in body})
     if isinstance(exc, MalformedJSON):
         body["position"] = {"line": exc.line, "column": exc.column, "offset": exc.position}
     headers: dict[str, str] = {}

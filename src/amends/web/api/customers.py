@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from amends.access import ApiKey, Scope
+from amends.access import Scope
 from amends.events import Customer, TimelinePage, get_customer, timeline
+from amends.recover.actors import Actor
 from amends.store import Database
 from amends.web.deps import DB, require
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
-_Reader = Annotated[ApiKey, Depends(require(Scope.CUSTOMERS_READ))]
+_Reader = Annotated[Actor, Depends(require(Scope.CUSTOMERS_READ))]
 
 
 class CustomerOut(BaseModel):

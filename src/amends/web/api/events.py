@@ -10,9 +10,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from amends.access import ApiKey, Scope
+from amends.access import Scope
 from amends.errors import TooLarge
 from amends.events import ENVELOPE_SCHEMA, BatchFormat, BatchReport, LedgerWatcher, decode_batch, ingest_items
+from amends.recover.actors import Actor
 from amends.store import Database
 from amends.web.deps import DB, AppSettings, Watcher, require
 from amends.web.errors import UnsupportedMediaType
@@ -79,7 +80,7 @@ async def post_events(
     db: DB,
     settings: AppSettings,
     watcher: Watcher,
-    _key: Annotated[ApiKey, Depends(require(Scope.EVENTS_WRITE))],
+    _key: Annotated[Actor, Depends(require(Scope.EVENTS_WRITE))],
 ) -> JSONResponse:
     """Store events once per (source, id). Answers 200 when every item was stored or known, else 422."""
     batch_format = _format_of(request.headers.get("content-type", ""))

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, BaseModel, Field
 
-from amends.access import ApiKey, Scope
+from amends.access import Scope
 from amends.detect import IncidentFilter, IncidentPage, IncidentStatus, StoredIncident, get_incident, list_incidents
+from amends.recover.actors import Actor
 from amends.store import Database
 from amends.web.deps import DB, require
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
-_Reader = Annotated[ApiKey, Depends(require(Scope.INCIDENTS_READ))]
+_Reader = Annotated[Actor, Depends(require(Scope.INCIDENTS_READ))]
 
 
 class IncidentOut(BaseModel):

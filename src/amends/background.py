@@ -1,0 +1,55 @@
+"""The background work of a process: every few seconds, fire the detection deadlines that fell due (and pick
+up changed rules), then take the new incidents into cases. `amends serve` runs it beside the API,
+`amends worker` alone."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from amends.detect.service import Detection
+from amends.errors import AmendsError
+from amends.recover.service import Recovery
+
+__all__ = ["Background"]
+
+log = logging.getLogger(__name__)
+
+
+class Background:
+    def __init__(self, detection: Detection | None, recovery: Recovery | None, *, seconds: float) -> None:
+        self.detection = detection
+        self.recovery = recovery
+        self.seconds = seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> None:
+        if self.detection is not None:
+            detected = self.detection.tick()
+            if detected.opened or detected.resolved_late:
+                log.info("sweep: %d incident(s) opened, %d resolved late", detected.opened, detected.resolved_late)
+        if self.recovery is not None:
+            self.recovery.tick()
+
+    def start(self) -> None:
+        """Run `tick` every `seconds` on a daemon thread until `stop`."""
+        if self._thread is not None or (self.detection is None and self.recovery is None):
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, args=(self._stop,), name="amends-background", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Run `tick` every `seconds` on this thread until `stop` is set."""
+        while not stop.wait(self.seconds):
+            try:
+                self.tick()
+            except AmendsError as exc:  # the database went away, say: try again next time
+                log.warning("background work failed; trying again: %s", exc)

@@ -1,0 +1,277 @@
+"""Case intake: every new incident opens a proactive case for its customer, or joins their open case; every
+complaint opens a reactive case or joins the open one, linked to the incident it is about when the case
+already covers it.
+
+Intake reads incidents in id order from a cursor, under the recovery lock, in the caller's transaction, so
+an incident is taken exactly once whichever process runs it. Incidents found by a backfill of history are
+passed over unless `open_backfilled` is set: a year-old late delivery needs no apology today.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from amends.errors import Conflict, InvalidInput
+from amends.recover.actors import SYSTEM, Actor
+from amends.recover.assign import Assigner
+from amends.recover.audit import audit
+from amends.recover.cases import Case, Origin, load_case, open_case, open_case_of, set_owner
+from amends.recover.lock import recovery_lock
+from amends.recover.playbooks import PlaybookSet
+from amends.store import UnitOfWork, tables
+
+__all__ = ["Complaint", "Intake", "Taken", "complaint_from_row"]
+
+_incidents = tables.incidents
+_links = tables.case_incidents
+_cursors = tables.recover_cursors
+_complaints = tables.complaints
+_cases = tables.cases
+_CURSOR = "main"
+_COMPLAINT_CHANNELS = ("email", "phone", "web", "chat", "letter", "in_person", "social", "review", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    opened: int = 0
+    joined: int = 0
+    passed_over: int = 0
+
+    @property
+    def incidents(self) -> int:
+        return self.opened + self.joined + self.passed_over
+
+
+@dataclass(frozen=True, slots=True)
+class Complaint:
+    id: int
+    source: str
+    external_id: str
+    customer_id: str
+    channel: str
+    text: str
+    reference: str | None
+    received_at: datetime
+    case_id: int
+    incident_id: int | None
+
+
+@dataclass(frozen=True)
+class Intake:
+    playbooks: PlaybookSet
+    assigner: Assigner
+    complaint_playbook: str = "complaint"
+    open_backfilled: bool = False
+
+    def take_incidents(self, uow: UnitOfWork, *, now: datetime, limit: int = 1_000) -> Taken:
+        """Open or join cases for up to `limit` incidents past the cursor; the caller commits."""
+        recovery_lock(uow)
+        cursor = uow.execute(sa.select(_cursors.c.incident_id).where(_cursors.c.name == _CURSOR)).scalar()
+        rows = uow.execute(
+            sa.select(_incidents).where(_incidents.c.id > (cursor or 0)).order_by(_incidents.c.id).limit(limit)
+        ).all()
+        if not rows:
+            return Taken()
+        opened = joined = passed = 0
+        for row in rows:
+            if row.detected_by == "backfill" and not self.open_backfilled:
+                passed += 1
+                continue
+            case = open_case_of(uow, row.customer_id)
+            if case is None:
+                self._open(uow, row, now)
+                opened += 1
+            else:
+                _join(uow, case, row.id, row.severity, now)
+                joined += 1
+        last = rows[-1].id
+        if cursor is None:
+            uow.execute(sa.insert(_cursors).values(name=_CURSOR, incident_id=last, updated_at=now))
+        else:
+            uow.execute(sa.update(_cursors).where(_cursors.c.name == _CURSOR).values(incident_id=last, updated_at=now))
+        return Taken(opened, joined, passed)
+
+    def _open(self, uow: UnitOfWork, row: sa.Row[Any], now: datetime) -> Case:
+        playbook = self.playbooks.get(row.playbook)
+        assignment = self.assigner.choose(uow, rule_id=row.rule_id, facts=row.facts, now=now)
+        case = open_case(
+            uow,
+            customer_id=row.customer_id,
+            origin=Origin.PROACTIVE,
+            playbook=playbook,
+            severity=row.severity,
+            team=assignment.team,
+            now=now,
+        )
+        _join(uow, case, row.id, row.severity, now)
+        if assignment.owner is not None:
+            case = set_owner(uow, case, assignment.owner, reason=assignment.reason, by=SYSTEM, now=now)
+        return case
+
+    def file_complaint(
+        self,
+        uow: UnitOfWork,
+        *,
+        source: str,
+        external_id: str,
+        customer_id: str,
+        channel: str,
+        text: str,
+        reference: str | None,
+        received_at: datetime,
+        actor: Actor,
+        now: datetime,
+    ) -> tuple[Complaint, bool]:
+        """Record what the customer said and put it on their case; (the complaint, whether it is new).
+
+        The same (source, external_id) again returns the stored complaint; with different content it is a
+        Conflict. A complaint about something the open case covers (its `reference` is an incident's key, or
+        a value in the data of an incident's event) is linked to that incident.
+        """
+        fields = _complaint_fields(source, external_id, customer_id, channel, text, reference, received_at, now)
+        recovery_lock(uow)
+        existing = uow.execute(
+            sa.select(_complaints).where(
+                _complaints.c.source == fields["source"], _complaints.c.external_id == fields["external_id"]
+            )
+        ).first()
+        if existing is not None:
+            stored = complaint_from_row(existing)
+            same = all(getattr(stored, name) == value for name, value in fields.items())
+            if not same:
+                raise Conflict(f"complaint {external_id!r} from {source!r} was received before with other content")
+            return stored, False
+        case = open_case_of(uow, customer_id)
+        incident_id = None
+        if case is None:
+            playbook = self.playbooks.get(self.complaint_playbook)
+            assignment = self.assigner.choose(uow, rule_id=None, facts=None, now=now)
+            case = open_case(
+                uow,
+                customer_id=customer_id,
+                origin=Origin.REACTIVE,
+                playbook=playbook,
+                severity=2,
+                team=assignment.team,
+                now=now,
+                customer_spoke_at=received_at,
+                actor=actor,
+            )
+            if assignment.owner is not None:
+                case = set_owner(uow, case, assignment.owner, reason=assignment.reason, by=SYSTEM, now=now)
+        else:
+            if reference is not None:
+                incident_id = _incident_about(uow, case.id, reference)
+            if case.customer_spoke_at is None or received_at < case.customer_spoke_at:
+                uow.execute(sa.update(_cases).where(_cases.c.id == case.id).values(customer_spoke_at=received_at))
+        complaint_id = uow.execute(
+            sa.insert(_complaints)
+            .values(**fields, case_id=case.id, incident_id=incident_id, created_at=now)
+            .returning(_complaints.c.id)
+        ).scalar_one()
+        audit(
+            uow,
+            actor,
+            "complaint.received",
+            f"case:{case.id}",
+            at=now,
+            complaint_id=complaint_id,
+            incident_id=incident_id,
+            spoke_first=load_case(uow, case.id).customer_spoke_first,
+        )
+        row = uow.execute(sa.select(_complaints).where(_complaints.c.id == complaint_id)).one()
+        return complaint_from_row(row), True
+
+
+def _join(uow: UnitOfWork, case: Case, incident_id: int, severity: int, now: datetime) -> None:
+    uow.execute(sa.insert(_links).values(incident_id=incident_id, case_id=case.id, joined_at=now))
+    if severity > case.severity:
+        uow.execute(sa.update(_cases).where(_cases.c.id == case.id).values(severity=severity))
+
+
+def _incident_about(uow: UnitOfWork, case_id: int, reference: str) -> int | None:
+    """The case's incident the reference names: its key (or the key before `@` of a count or sequence), or
+    a value in the data its facts carry (an order id, a booking reference)."""
+    rows = uow.execute(
+        sa.select(_incidents.c.id, _incidents.c.key, _incidents.c.facts)
+        .join(_links, _links.c.incident_id == _incidents.c.id)
+        .where(_links.c.case_id == case_id)
+        .order_by(_incidents.c.id)
+    ).all()
+    for row in rows:
+        if row.key == reference or row.key.split("@", 1)[0] == reference:
+            return int(row.id)
+    for row in rows:
+        if _mentions(row.facts, reference):
+            return int(row.id)
+    return None
+
+
+def _mentions(facts: Mapping[str, Any], reference: str) -> bool:
+    for name in ("data", "first_data", "then_data"):
+        data = facts.get(name)
+        if isinstance(data, Mapping) and any(
+            isinstance(value, str | int) and not isinstance(value, bool) and str(value) == reference
+            for value in data.values()
+        ):
+            return True
+    return False
+
+
+def _complaint_fields(
+    source: str,
+    external_id: str,
+    customer_id: str,
+    channel: str,
+    text: str,
+    reference: str | None,
+    received_at: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    for name, value, limit in (("source", source, 500), ("id", external_id, 500), ("customer", customer_id, 200)):
+        if not value or not value.strip():
+            raise InvalidInput(name, "must not be empty")
+        if len(value) > limit:
+            raise InvalidInput(name, f"at most {limit} characters")
+    if channel not in _COMPLAINT_CHANNELS:
+        raise InvalidInput("channel", f"one of {', '.join(_COMPLAINT_CHANNELS)}")
+    text = text.strip()
+    if not text:
+        raise InvalidInput("text", "must not be empty")
+    if len(text) > 20_000:
+        raise InvalidInput("text", "at most 20000 characters")
+    if reference is not None and not 1 <= len(reference) <= 500:
+        raise InvalidInput("reference", "1-500 characters")
+    if received_at.tzinfo is None:
+        raise InvalidInput("received_at", "needs a time zone")
+    if received_at > now:
+        raise InvalidInput("received_at", "is in the future")
+    return {
+        "source": source,
+        "external_id": external_id,
+        "customer_id": customer_id,
+        "channel": channel,
+        "text": text,
+        "reference": reference,
+        "received_at": received_at,
+    }
+
+
+def complaint_from_row(row: sa.Row[Any]) -> Complaint:
+    return Complaint(
+        row.id,
+        row.source,
+        row.external_id,
+        row.customer_id,
+        row.channel,
+        row.text,
+        row.reference,
+        row.received_at,
+        row.case_id,
+        row.incident_id,
+    )

@@ -1,0 +1,296 @@
+"""Recovery measures (DESIGN §1 B, F): how soon we reached the customer, how soon the case was resolved, how
+many contacts and handoffs it took, whether the first owner resolved it, and what its remedies cost.
+
+Read-only. Counts, sums and durations (in whole microseconds, exact on both engines) are computed in SQL;
+only the medians are taken in Python, from the durations alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+import sqlalchemy as sa
+
+from amends.errors import InvalidInput, NotFound
+from amends.store import UnitOfWork, tables
+
+__all__ = ["CaseMeasures", "MeasuresSummary", "case_measures", "summarise"]
+
+_cases = tables.cases
+_contacts = tables.case_contacts
+_handoffs = tables.handoffs
+_approvals = tables.approvals
+_ledger = tables.ledger
+
+# The values of cases.origin and cases.status these measures read (recover/cases.py writes them).
+_ORIGINS = ("proactive", "reactive")
+_RESOLVED = ("resolved", "closed")
+_CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class CaseMeasures:
+    """The measures of one case.
+
+    `first_contact_resolution` is None while the case is not resolved; else True when it was resolved with no
+    handoff, no approval request and no reopening. `customer_spoke_first` is None while neither we nor the
+    customer have spoken. `remedy_cost` is the net cash value of its ledger entries (reversals subtract).
+    """
+
+    case_id: int
+    origin: str
+    status: str
+    time_to_first_contact: timedelta | None
+    time_to_resolution: timedelta | None
+    contacts: int
+    outbound_contacts: int
+    inbound_contacts: int
+    handoffs: int
+    approvals: int
+    first_contact_resolution: bool | None
+    remedy_cost: Decimal
+    customer_spoke_first: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuresSummary:
+    """The measures of a set of cases.
+
+    Means are over every case of the set, the first-contact resolution rate over its resolved cases, the
+    medians over the cases that have the duration; each is None when there is nothing to take it over.
+    `remedy_cost_per_case` is the net total over every case of the set (with or without a remedy), to the
+    cent. `by_origin` holds the same summary for each origin in the set (`proactive` and `reactive`, or the
+    one asked for); its own summaries have an empty `by_origin`.
+    """
+
+    cases: int
+    proactive: int
+    reactive: int
+    resolved: int
+    customer_spoke_first: int
+    first_contact_resolutions: int
+    median_time_to_first_contact: timedelta | None
+    median_time_to_resolution: timedelta | None
+    mean_contacts: float | None
+    mean_handoffs: float | None
+    first_contact_resolution_rate: float | None
+    remedy_cost_total: Decimal
+    remedy_cost_per_case: Decimal | None
+    by_origin: Mapping[str, MeasuresSummary] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def case_measures(uow: UnitOfWork, case_id: int) -> CaseMeasures:
+    """The measures of one case; NotFound if there is none."""
+    handoffs = _handoffs.c.from_id.is_not(None)  # the first assignment has no from_id: it is not a handoff
+    query = sa.select(
+        _cases,
+        _count_of(_contacts, _contacts.c.direction == "outbound").label("outbound"),
+        _count_of(_contacts, _contacts.c.direction == "inbound").label("inbound"),
+        _count_of(_handoffs, handoffs).label("handoffs"),
+        _count_of(_approvals).label("approvals"),
+        # Summed as the stored whole hundredths (exact); reversals are negative entries and net out.
+        sa.select(sa.func.sum(sa.type_coerce(_ledger.c.cash_value, sa.BigInteger)))
+        .where(_ledger.c.case_id == _cases.c.id)
+        .scalar_subquery()
+        .label("cost"),
+    ).where(_cases.c.id == case_id)
+    row = uow.execute(query).first()
+    if row is None:
+        raise NotFound(f"no case {case_id}")
+    resolved = row.status in _RESOLVED
+    spoke_first: bool | None = None
+    if row.customer_spoke_at is not None:
+        spoke_first = row.first_contact_at is None or row.customer_spoke_at <= row.first_contact_at
+    elif row.first_contact_at is not None:
+        spoke_first = False
+    return CaseMeasures(
+        case_id=row.id,
+        origin=row.origin,
+        status=row.status,
+        time_to_first_contact=_since(row.opened_at, row.first_contact_at),
+        time_to_resolution=_since(row.opened_at, row.resolved_at) if resolved else None,
+        contacts=row.outbound + row.inbound,
+        outbound_contacts=row.outbound,
+        inbound_contacts=row.inbound,
+        handoffs=row.handoffs,
+        approvals=row.approvals,
+        first_contact_resolution=(row.handoffs == row.approvals == row.reopened == 0) if resolved else None,
+        remedy_cost=_money(row.cost),
+        customer_spoke_first=spoke_first,
+    )
+
+
+def summarise(
+    uow: UnitOfWork, *, since: datetime | None = None, until: datetime | None = None, origin: str | None = None
+) -> MeasuresSummary:
+    """The measures of the cases opened in [since, until), of one origin or both."""
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput("since", "must be before until")
+    if origin is not None and origin not in _ORIGINS:
+        raise InvalidInput("origin", f"one of {', '.join(_ORIGINS)}, got {origin!r}")
+    where: list[sa.ColumnElement[bool]] = []
+    if since is not None:
+        where.append(_cases.c.opened_at >= since)
+    if until is not None:
+        where.append(_cases.c.opened_at < until)
+    if origin is not None:
+        where.append(_cases.c.origin == origin)
+
+    # One grouped statement per table, each joined to the chosen cases: a hash join on PostgreSQL, a key
+    # lookup on SQLite, and no per-case subquery (they made a summary of 100k cases take seconds).
+    totals: dict[str, dict[str, int]] = {name: {} for name in _ORIGINS}
+    for statement in _aggregates(where):
+        for row in uow.execute(statement).mappings():
+            measures = totals.setdefault(row["origin"], {})
+            for measure, value in row.items():
+                if measure != "origin":
+                    # PostgreSQL sums integers as numeric (Decimal), SQLite as int: whole numbers either way.
+                    measures[measure] = int(value or 0)
+
+    to_contact: dict[str, list[int]] = {}
+    to_resolve: dict[str, list[int]] = {}
+    resolved = _cases.c.status.in_(_RESOLVED)
+    timed = sa.select(
+        _cases.c.origin,
+        _microseconds(uow.dialect, _cases.c.opened_at, _cases.c.first_contact_at).label("to_contact"),
+        sa.case((resolved, _microseconds(uow.dialect, _cases.c.opened_at, _cases.c.resolved_at))).label("to_resolve"),
+    ).where(*where, sa.or_(_cases.c.first_contact_at.is_not(None), resolved))
+    for row in uow.execute(timed):
+        if row.to_contact is not None:
+            to_contact.setdefault(row.origin, []).append(int(row.to_contact))
+        if row.to_resolve is not None:
+            to_resolve.setdefault(row.origin, []).append(int(row.to_resolve))
+
+    chosen = (origin,) if origin is not None else _ORIGINS
+    parts = {
+        name: _summary({name: totals.get(name, {})}, to_contact.get(name, []), to_resolve.get(name, []), {})
+        for name in chosen
+    }
+    return _summary(
+        totals,
+        [d for durations in to_contact.values() for d in durations],
+        [d for durations in to_resolve.values() for d in durations],
+        parts,
+    )
+
+
+# --- inside ----------------------------------------------------------------------------------------------
+
+
+def _count_of(table: sa.Table, *conditions: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
+    """How many rows of `table` belong to the case of the enclosing query."""
+    return sa.select(sa.func.count()).where(table.c.case_id == _cases.c.id, *conditions).scalar_subquery()
+
+
+def _aggregates(where: list[sa.ColumnElement[bool]]) -> list[sa.Select[Any]]:
+    """Statements giving, per origin of the chosen cases, an `origin` column and one column per measure."""
+    resolved = _cases.c.status.in_(_RESOLVED)
+    # IN over a whole column: hashed once on PostgreSQL, an ephemeral index on SQLite.
+    escalated = sa.or_(
+        _cases.c.id.in_(sa.select(_handoffs.c.case_id).where(_handoffs.c.from_id.is_not(None))),
+        _cases.c.id.in_(sa.select(_approvals.c.case_id)),
+    )
+    first_owner = sa.and_(resolved, _cases.c.reopened == 0, sa.not_(escalated))
+    # Instants compare correctly on both engines: SQLite keeps them as UTC text that sorts in time order.
+    spoke_first = sa.and_(
+        _cases.c.customer_spoke_at.is_not(None),
+        sa.or_(_cases.c.first_contact_at.is_(None), _cases.c.customer_spoke_at <= _cases.c.first_contact_at),
+    )
+
+    def per_origin(table: sa.Table, *conditions: sa.ColumnElement[bool], **measures: Any) -> sa.Select[Any]:
+        joined = _cases if table is _cases else table.join(_cases, _cases.c.id == table.c.case_id)
+        return (
+            sa.select(_cases.c.origin, *(value.label(name) for name, value in measures.items()))
+            .select_from(joined)
+            .where(*where, *conditions)
+            .group_by(_cases.c.origin)
+        )
+
+    def how_many(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+        return sa.func.sum(sa.case((condition, 1), else_=0))
+
+    return [
+        per_origin(
+            _cases,
+            cases=sa.func.count(),
+            resolved=how_many(resolved),
+            first_contact_resolutions=how_many(first_owner),
+            customer_spoke_first=how_many(spoke_first),
+        ),
+        per_origin(_contacts, contacts=sa.func.count()),
+        per_origin(_handoffs, _handoffs.c.from_id.is_not(None), handoffs=sa.func.count()),
+        # Whole hundredths, exact; reversals are negative entries and net out.
+        per_origin(_ledger, cost=sa.func.sum(sa.type_coerce(_ledger.c.cash_value, sa.BigInteger))),
+    ]
+
+
+def _microseconds(dialect: str, start: sa.ColumnElement[Any], end: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """`end - start` in whole microseconds, NULL when `end` is; exact on both engines."""
+    if dialect == "postgresql":
+        return sa.cast(sa.func.round(sa.extract("epoch", end - start) * 1_000_000), sa.BigInteger)
+
+    # SQLite keeps an instant as 'YYYY-MM-DD HH:MM:SS.ffffff', UTC, always with the microseconds (see
+    # store/bulk.py). Its date functions keep milliseconds only, so take the whole seconds and the
+    # microseconds apart.
+    def seconds(instant: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.cast(sa.func.strftime("%s", sa.func.substr(instant, 1, 19)), sa.BigInteger)
+
+    def micros(instant: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.cast(sa.func.substr(instant, 21, 6), sa.BigInteger)
+
+    return (seconds(end) - seconds(start)) * 1_000_000 + micros(end) - micros(start)
+
+
+def _summary(
+    by_origin: Mapping[str, Mapping[str, int]],
+    to_contact: list[int],
+    to_resolve: list[int],
+    parts: Mapping[str, MeasuresSummary],
+) -> MeasuresSummary:
+    """The summary of the cases whose totals, per origin and measure, are `by_origin`."""
+
+    def total(measure: str) -> int:
+        return sum(values.get(measure, 0) for values in by_origin.values())
+
+    cases, resolved, fcr = total("cases"), total("resolved"), total("first_contact_resolutions")
+    cost = _money(total("cost"))
+    return MeasuresSummary(
+        cases=cases,
+        proactive=by_origin.get("proactive", {}).get("cases", 0),
+        reactive=by_origin.get("reactive", {}).get("cases", 0),
+        resolved=resolved,
+        customer_spoke_first=total("customer_spoke_first"),
+        first_contact_resolutions=fcr,
+        median_time_to_first_contact=_median(to_contact),
+        median_time_to_resolution=_median(to_resolve),
+        mean_contacts=total("contacts") / cases if cases else None,
+        mean_handoffs=total("handoffs") / cases if cases else None,
+        first_contact_resolution_rate=fcr / resolved if resolved else None,
+        remedy_cost_total=cost,
+        remedy_cost_per_case=(cost / cases).quantize(_CENT) if cases else None,
+        by_origin=MappingProxyType(dict(parts)),
+    )
+
+
+def _median(microseconds: list[int]) -> timedelta | None:
+    """The middle duration; of an even count, the mean of the middle two (to the microsecond, half to even)."""
+    if not microseconds:
+        return None
+    ordered = sorted(microseconds)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return timedelta(microseconds=ordered[middle])
+    return (timedelta(microseconds=ordered[middle - 1]) + timedelta(microseconds=ordered[middle])) / 2
+
+
+def _since(start: datetime, end: datetime | None) -> timedelta | None:
+    return None if end is None else end - start
+
+
+def _money(hundredths: Any) -> Decimal:
+    return (Decimal(int(hundredths or 0)) / 100).quantize(_CENT)

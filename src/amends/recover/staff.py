@@ -1,0 +1,175 @@
+"""Staff: the people who own cases and grant remedies, each with a role and maybe a team.
+
+A staff member acts through their own API key (`amends staff key ID`): the key carries no rights of its
+own, the role does, so a change of role or a deactivation takes effect on the next request.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from amends.access import ApiKey, Scope, create_key
+from amends.errors import Conflict, InvalidInput, NotFound
+from amends.recover.roles import ROLES, Role
+from amends.store import UnitOfWork, tables
+
+__all__ = ["ROLE_SCOPES", "StaffMember", "add_staff", "create_staff_key", "get_staff", "list_staff", "update_staff"]
+
+_staff = tables.staff
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_TEAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+
+# What each role may read and send through the integration-style endpoints. Working a case, granting,
+# approving and managing staff are checked against the role itself, in recover/.
+_READ = frozenset({Scope.CUSTOMERS_READ, Scope.INCIDENTS_READ, Scope.CASES_READ, Scope.COMPLAINTS_WRITE})
+ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.AGENT: _READ,
+    Role.LEAD: _READ,
+    Role.MANAGER: _READ | {Scope.LEDGER_READ},
+    Role.ADMIN: frozenset(Scope),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StaffMember:
+    id: str
+    name: str
+    email: str | None
+    role: Role
+    team: str | None
+    active: bool
+    created_at: datetime
+
+    @property
+    def scopes(self) -> frozenset[Scope]:
+        return ROLE_SCOPES[self.role]
+
+
+def add_staff(
+    uow: UnitOfWork,
+    staff_id: str,
+    *,
+    name: str,
+    role: Role | str,
+    team: str | None = None,
+    email: str | None = None,
+    now: datetime,
+) -> StaffMember:
+    """Add a staff member; Conflict if the id is taken."""
+    member = StaffMember(
+        _check_id(staff_id), _check_name(name), _check_email(email), _role(role), _team(team), True, now
+    )
+    if uow.execute(sa.select(_staff.c.id).where(_staff.c.id == staff_id)).first() is not None:
+        raise Conflict(f"a staff member with the id {staff_id!r} exists")
+    uow.execute(
+        sa.insert(_staff).values(
+            id=member.id,
+            name=member.name,
+            email=member.email,
+            role=member.role.value,
+            team=member.team,
+            active=True,
+            created_at=now,
+            last_assigned_at=None,
+        )
+    )
+    return member
+
+
+def get_staff(uow: UnitOfWork, staff_id: str) -> StaffMember:
+    row = uow.execute(sa.select(_staff).where(_staff.c.id == staff_id)).first()
+    if row is None:
+        raise NotFound(f"no staff member {staff_id!r}")
+    return _from_row(row)
+
+
+def list_staff(uow: UnitOfWork, *, team: str | None = None, active: bool | None = None) -> list[StaffMember]:
+    query = sa.select(_staff).order_by(_staff.c.id)
+    if team is not None:
+        query = query.where(_staff.c.team == team)
+    if active is not None:
+        query = query.where(_staff.c.active == active)
+    return [_from_row(row) for row in uow.execute(query)]
+
+
+_UNSET: Any = object()
+
+
+def update_staff(
+    uow: UnitOfWork,
+    staff_id: str,
+    *,
+    name: str | None = None,
+    role: Role | str | None = None,
+    team: str | None = _UNSET,
+    email: str | None = _UNSET,
+    active: bool | None = None,
+) -> StaffMember:
+    """Change what is given; `team=None` takes the member out of any team."""
+    current = get_staff(uow, staff_id)
+    values: dict[str, Any] = {}
+    if name is not None:
+        values["name"] = _check_name(name)
+    if role is not None:
+        values["role"] = _role(role).value
+    if team is not _UNSET:
+        values["team"] = _team(team)
+    if email is not _UNSET:
+        values["email"] = _check_email(email)
+    if active is not None:
+        values["active"] = active
+    if values:
+        uow.execute(sa.update(_staff).where(_staff.c.id == current.id).values(**values))
+    return get_staff(uow, staff_id)
+
+
+def create_staff_key(uow: UnitOfWork, staff_id: str, *, now: datetime) -> tuple[ApiKey, str]:
+    """A new API key that acts as this staff member; the text is shown once."""
+    member = get_staff(uow, staff_id)
+    return create_key(uow, f"staff {member.id}", [], now=now, staff_id=member.id)
+
+
+def _check_id(value: str) -> str:
+    if not _ID.match(value):
+        raise InvalidInput("id", "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return value
+
+
+def _check_name(value: str) -> str:
+    value = value.strip()
+    if not 1 <= len(value) <= 200:
+        raise InvalidInput("name", "1-200 characters")
+    return value
+
+
+def _check_email(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not _EMAIL.match(value):
+        raise InvalidInput("email", "not an email address")
+    return value
+
+
+def _team(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not _TEAM.match(value):
+        raise InvalidInput("team", "1-100 letters, digits, spaces, '.', '_' or '-'")
+    return value
+
+
+def _role(value: Role | str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidInput("role", f"unknown role {value!r}; the roles are {', '.join(ROLES)}") from None
+
+
+def _from_row(row: sa.Row[Any]) -> StaffMember:
+    return StaffMember(row.id, row.name, row.email, Role(row.role), row.team, bool(row.active), row.created_at)

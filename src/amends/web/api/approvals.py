@@ -1,0 +1,73 @@
+"""/v1/approvals: the requests to grant above someone's authority, and a manager's decision on each."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from amends.recover import remedies
+from amends.recover.actors import Actor
+from amends.recover.cases import can_see, load_case
+from amends.store import UnitOfWork, tables
+from amends.web.api.cases import _ERRORS, ApprovalOut, LedgerEntryOut
+from amends.web.deps import DB, Acting, RecoveryState, in_transaction, reading
+
+router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=2000, description="Required to deny.")
+
+
+@router.get("", response_model=list[ApprovalOut], responses=_ERRORS)
+async def read_approvals(
+    db: DB,
+    actor: Acting,
+    status: Annotated[Literal["pending", "approved", "denied"], Query()] = "pending",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ApprovalOut]:
+    """The approvals queue, oldest first: a manager sees all, others the requests on cases they can see."""
+    return await reading(db, lambda uow: _queue(uow, actor, status, limit))
+
+
+def _queue(uow: UnitOfWork, actor: Actor, status: str, limit: int) -> list[ApprovalOut]:
+    table = tables.approvals
+    rows = uow.execute(
+        sa.select(table.c.id).where(table.c.status == status).order_by(table.c.requested_at, table.c.id)
+    ).scalars()
+    found: list[ApprovalOut] = []
+    for approval_id in rows:
+        approval = remedies.get_approval_unchecked(uow, approval_id)
+        if can_see(load_case(uow, approval.case_id), actor):
+            found.append(ApprovalOut.model_validate(approval))
+            if len(found) == limit:
+                break
+    return found
+
+
+@router.post("/{approval_id}/approve", response_model=LedgerEntryOut, status_code=201, responses=_ERRORS)
+async def post_approve(
+    approval_id: int, body: DecisionIn, db: DB, actor: Acting, recovery: RecoveryState
+) -> LedgerEntryOut:
+    """Grant the request (managers and admins, within their own limit and the budget)."""
+    entry = await in_transaction(
+        db,
+        lambda uow: remedies.approve(
+            uow, approval_id, reason=body.reason, policy=recovery.policy, actor=actor, now=datetime.now(UTC)
+        ),
+    )
+    return LedgerEntryOut.model_validate(entry)
+
+
+@router.post("/{approval_id}/deny", response_model=ApprovalOut, responses=_ERRORS)
+async def post_deny(approval_id: int, body: DecisionIn, db: DB, actor: Acting) -> ApprovalOut:
+    """Refuse the request, with a reason the requester reads."""
+    approval = await in_transaction(
+        db, lambda uow: remedies.deny(uow, approval_id, reason=body.reason or "", actor=actor, now=datetime.now(UTC))
+    )
+    return ApprovalOut.model_validate(approval)

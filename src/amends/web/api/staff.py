@@ -1,0 +1,111 @@
+"""/v1/staff: the people who work cases (admins manage them; everyone may read the list of their colleagues)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from amends.recover import staff
+from amends.recover.actors import Actor
+from amends.recover.audit import audit
+from amends.recover.roles import Role
+from amends.store import UnitOfWork
+from amends.web.api.cases import _ERRORS
+from amends.web.deps import DB, Acting, in_transaction, reading
+
+router = APIRouter(prefix="/v1/staff", tags=["staff"])
+
+
+class StaffOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    email: str | None
+    role: Role
+    team: str | None
+    active: bool
+    created_at: datetime
+
+
+class StaffIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=100, description="The company's own staff id.")
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
+    team: str | None = Field(default=None, max_length=100)
+    email: str | None = Field(default=None, max_length=320)
+
+
+class StaffChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    role: Role | None = None
+    team: str | None = Field(default=None, max_length=100, description="An empty string takes them out of a team.")
+    active: bool | None = None
+
+
+class StaffKeyOut(BaseModel):
+    key_id: str
+    key: str = Field(description="Shown this once; only its hash is kept.")
+
+
+def _admin(actor: Actor, doing: str) -> None:
+    actor.at_least(Role.ADMIN, doing)
+
+
+@router.get("", response_model=list[StaffOut], responses=_ERRORS)
+async def read_staff(
+    db: DB, actor: Acting, team: Annotated[str | None, Query(max_length=100)] = None
+) -> list[StaffOut]:
+    """Staff, by id (staff keys only: integrations have no business with the staff list)."""
+    actor.person("listing staff")
+    members = await reading(db, lambda uow: staff.list_staff(uow, team=team))
+    return [StaffOut.model_validate(m) for m in members]
+
+
+@router.post("", response_model=StaffOut, status_code=201, responses=_ERRORS)
+async def post_staff(body: StaffIn, db: DB, actor: Acting) -> StaffOut:
+    """Add a staff member (admins)."""
+    _admin(actor, "adding staff")
+
+    def run(uow: UnitOfWork) -> staff.StaffMember:
+        now = datetime.now(UTC)
+        member = staff.add_staff(
+            uow, body.id, name=body.name, role=body.role, team=body.team, email=body.email, now=now
+        )
+        audit(uow, actor, "staff.added", f"staff:{member.id}", at=now, role=member.role.value, team=member.team)
+        return member
+
+    return StaffOut.model_validate(await in_transaction(db, run))
+
+
+@router.patch("/{staff_id}", response_model=StaffOut, responses=_ERRORS)
+async def patch_staff(staff_id: str, body: StaffChange, db: DB, actor: Acting) -> StaffOut:
+    """Change a staff member's name, role, team or whether they are active (admins)."""
+    _admin(actor, "changing staff")
+    changes = body.model_dump(exclude_unset=True)
+
+    def run(uow: UnitOfWork) -> staff.StaffMember:
+        member = staff.update_staff(uow, staff_id, **changes)
+        shown = {k: (v.value if isinstance(v, Role) else v) for k, v in changes.items()}
+        audit(uow, actor, "staff.changed", f"staff:{staff_id}", at=datetime.now(UTC), **shown)
+        return member
+
+    return StaffOut.model_validate(await in_transaction(db, run))
+
+
+@router.post("/{staff_id}/keys", response_model=StaffKeyOut, status_code=201, responses=_ERRORS)
+async def post_staff_key(staff_id: str, db: DB, actor: Acting) -> StaffKeyOut:
+    """A new API key that acts as this staff member (admins); shown once."""
+    _admin(actor, "creating a staff key")
+
+    def run(uow: UnitOfWork) -> StaffKeyOut:
+        now = datetime.now(UTC)
+        key, text = staff.create_staff_key(uow, staff_id, now=now)
+        audit(uow, actor, "staff.key_created", f"staff:{staff_id}", at=now, key_id=key.id)
+        return StaffKeyOut(key_id=key.id, key=text)
+
+    return await in_transaction(db, run)
