@@ -1,0 +1,446 @@
+"""Recovery through the API, on both engines: an incident opens a proactive case with its playbook and an
+owner; staff work it through the steps; remedies are granted within authority or through a manager's
+approval; the ledger pays once, also under concurrency; complaints link to what the case covers; nobody
+reads or changes a case they should not."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from amends.access import Scope
+from amends.errors import Conflict, Forbidden
+from amends.recover import remedies
+from amends.recover.actors import Actor
+from amends.recover.policy import shipped_policy
+from amends.recover.roles import Role
+from amends.recover.service import Recovery
+from amends.recover.staff import add_staff, create_staff_key, get_staff
+from amends.store import Database, tables
+from amends.web import create_app
+from tests.conftest import new_key, settings_for
+
+NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+def booking(number: int, subject: str, fare: float) -> dict[str, object]:
+    return {
+        "specversion": "1.0",
+        "id": f"b-{number}",
+        "source": "https://air.example",
+        "type": "booking.confirmed",
+        "time": f"2026-10-{number:02d}T08:00:00Z",
+        "subject": subject,
+        "data": {"booking_ref": f"BK{number}", "fare": fare, "currency": "EUR"},
+    }
+
+
+def arrival(number: int, subject: str, delay: int, day: int = 20, booking_ref: str = "BK1") -> dict[str, object]:
+    return {
+        "specversion": "1.0",
+        "id": f"f-{number}",
+        "source": "https://air.example",
+        "type": "flight.arrived",
+        "time": f"2026-10-{day:02d}T10:00:00Z",
+        "subject": subject,
+        "data": {"flight_no": f"AA{number}", "booking_ref": booking_ref, "delay_minutes": delay},
+    }
+
+
+@dataclass
+class World:
+    client: TestClient
+    db: Database
+    recovery: Recovery
+    keys: dict[str, str]
+    sent: int = 0
+
+    def as_(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[who]}"}
+
+    def send(self, *events: dict[str, object]) -> None:
+        """Store the events; one more, later, moves detection's watermark past them (the events clock)."""
+        self.sent += 1
+        later = {**arrival(900 + self.sent, "C-0", 0, day=31), "type": "clock.tick"}
+        response = self.client.post("/v1/events", json=[*events, later], headers=self.as_("integration"))
+        assert response.status_code == 200, response.text
+        self.recovery.tick()
+
+    def case_of(self, customer: str) -> dict[str, Any]:
+        listed = self.client.get(f"/v1/cases?customer={customer}", headers=self.as_("boss")).json()["cases"]
+        assert len(listed) == 1
+        detail: dict[str, Any] = self.client.get(f"/v1/cases/{listed[0]['id']}", headers=self.as_("boss")).json()
+        return detail
+
+
+def staff_key(db: Database, staff_id: str, role: Role, team: str | None = None) -> str:
+    with db.unit_of_work() as uow:
+        add_staff(uow, staff_id, name=staff_id.title(), role=role, team=team, now=NOW)
+        _key, text = create_staff_key(uow, staff_id, now=NOW)
+        uow.commit()
+    return text
+
+
+@pytest.fixture
+def world(db: Database) -> Iterator[World]:
+    keys = {
+        "ana": staff_key(db, "ana", Role.AGENT, "air"),
+        "bob": staff_key(db, "bob", Role.AGENT, "shop"),
+        "boss": staff_key(db, "boss", Role.MANAGER, "air"),
+        "integration": new_key(db, "integration", [Scope.EVENTS_WRITE, Scope.COMPLAINTS_WRITE]),
+        "reader": new_key(db, "reader", [Scope.CASES_READ]),
+    }
+    settings = settings_for(
+        db,
+        rule_packs=("airline",),
+        detect_clock="events",
+        detect_allowed_lateness="0s",
+        assign_teams={"air-*": "air"},
+    )
+    app = create_app(settings, db)
+    with TestClient(app) as client:
+        yield World(client, db, app.state.recovery, keys)
+
+
+def count(db: Database, table: str) -> int:
+    with db.unit_of_work() as uow:
+        return int(uow.execute(sa.select(sa.func.count()).select_from(tables.metadata.tables[table])).scalar_one())
+
+
+def test_an_incident_opens_a_proactive_case_with_its_playbook_and_an_owner_and_more_join_it(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    detail = world.case_of("C-1")
+    case = detail["case"]
+    assert case["origin"] == "proactive"
+    assert case["playbook"] == "long-delay"
+    assert case["owner_id"] == "ana"  # round-robin within the team the rule maps to
+    assert case["team"] == "air"
+    assert case["severity"] == 3
+    assert [s["kind"] for s in detail["steps"]] == [
+        "empathise",
+        "take_ownership",
+        "lessen_inconvenience",
+        "extend_experience",
+    ]
+    assert detail["steps"][0]["due_at"] is not None
+    assert detail["steps"][3]["due_at"] is None  # anchored on a resolution still to come
+    assert detail["handoffs"][0]["from_id"] is None
+    assert detail["handoffs"][0]["to_id"] == "ana"
+    # A later, worse delay for the same customer joins the open case and raises its severity.
+    world.send(arrival(2, "C-1", 800, day=22))
+    again = world.case_of("C-1")
+    assert again["case"]["id"] == case["id"]
+    assert len(again["incidents"]) == 2
+    assert again["case"]["severity"] == 4
+    assert count(world.db, "cases") == 1
+
+
+def test_a_case_goes_through_the_five_steps_and_a_grant_is_one_entry_however_often_it_is_sent(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    ana = world.as_("ana")
+    client = world.client
+    assert client.post(f"/v1/cases/{case_id}/acknowledge", headers=ana).status_code == 200
+    assert (
+        client.put(f"/v1/cases/{case_id}/draft", json={"text": "We are sorry about AA1."}, headers=ana).status_code
+        == 200
+    )
+    sent = client.post(f"/v1/cases/{case_id}/steps/empathise/complete", json={"channel": "email"}, headers=ana)
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["case"]["first_contact_at"] is not None
+    assert sent.json()["steps"][0]["outcome"]["text"] == "We are sorry about AA1."
+
+    proposal = client.get(f"/v1/cases/{case_id}/proposal", headers=ana).json()
+    assert (proposal["kind"], Decimal(proposal["amount"])) == ("miles", Decimal(6000))  # gold, 7 hours late
+    assert proposal["within_your_authority"] is True
+    body = {"kind": "miles", "amount": "6000"}
+    first = client.post(f"/v1/cases/{case_id}/remedies", json=body, headers=ana)
+    assert first.status_code == 201, first.text
+    assert first.json()["policy"] == "air-long-delay-frequent-flyer"
+    assert first.json()["granted_by"] == "ana"
+    repeat = client.post(f"/v1/cases/{case_id}/remedies", json=body, headers=ana)
+    assert repeat.status_code == 200
+    assert repeat.json()["id"] == first.json()["id"]
+    other = client.post(f"/v1/cases/{case_id}/remedies", json={"kind": "miles", "amount": "5000"}, headers=ana)
+    assert other.status_code == 409  # the same slot, another remedy: one slot pays once
+    assert count(world.db, "ledger") == 1
+
+    resolved = client.post(f"/v1/cases/{case_id}/resolve", json={"resolution": "6000 miles"}, headers=ana).json()
+    assert resolved["case"]["status"] == "resolved"
+    assert all(step["completed_at"] for step in resolved["steps"][:3])
+    assert resolved["steps"][3]["due_at"] is not None  # the thank-you is due from the resolution
+    done = client.post(
+        f"/v1/cases/{case_id}/steps/extend_experience/complete", json={"what": "invitation"}, headers=ana
+    )
+    assert done.status_code == 200
+    closed = client.post(f"/v1/cases/{case_id}/close", headers=ana).json()
+    assert closed["case"]["status"] == "closed"
+    assert (
+        client.post(
+            f"/v1/cases/{case_id}/remedies", json={"kind": "miles", "amount": "1", "slot": "case"}, headers=ana
+        ).status_code
+        == 409
+    )  # closed
+    reopened = client.post(f"/v1/cases/{case_id}/reopen", json={"reason": "still unhappy"}, headers=ana).json()
+    assert reopened["case"]["status"] == "open"
+    assert reopened["case"]["reopened"] == 1
+    assert count(world.db, "cases") == 1
+    with world.db.unit_of_work() as uow:
+        actions = [row.action for row in uow.execute(sa.select(tables.audit_log).order_by(tables.audit_log.c.id))]
+    assert actions[:3] == ["case.opened", "case.assigned", "case.acknowledged"]
+    assert "remedy.granted" in actions
+    assert "case.reopened" in actions
+
+
+def test_above_the_limit_is_403_naming_it_and_a_manager_approves(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 800))
+    case_id = world.case_of("C-1")["case"]["id"]
+    body = {"kind": "miles", "amount": "10000"}
+    refused = world.client.post(f"/v1/cases/{case_id}/remedies", json=body, headers=world.as_("ana"))
+    assert refused.status_code == 403
+    assert "6000" in refused.json()["reason"]
+    assert "per grant" in refused.json()["reason"]
+    assert Decimal(refused.json()["limit"]) == 6000
+    assert refused.json()["approval"]["path"] == f"/v1/cases/{case_id}/approvals"
+    assert count(world.db, "ledger") == 0
+
+    asked = world.client.post(f"/v1/cases/{case_id}/approvals", json=body, headers=world.as_("ana"))
+    assert asked.status_code == 202
+    approval_id = asked.json()["id"]
+    assert world.client.post(f"/v1/cases/{case_id}/approvals", json=body, headers=world.as_("ana")).status_code == 200
+    queue = world.client.get("/v1/approvals", headers=world.as_("boss")).json()
+    assert [a["id"] for a in queue] == [approval_id]
+    self_approved = world.client.post(f"/v1/approvals/{approval_id}/approve", json={}, headers=world.as_("ana"))
+    assert self_approved.status_code == 403
+    approved = world.client.post(
+        f"/v1/approvals/{approval_id}/approve", json={"reason": "ok"}, headers=world.as_("boss")
+    )
+    assert approved.status_code == 201, approved.text
+    assert approved.json()["granted_by"] == "boss"
+    assert approved.json()["approval_id"] == approval_id
+    again = world.client.post(f"/v1/approvals/{approval_id}/approve", json={}, headers=world.as_("boss"))
+    assert again.status_code == 409
+    assert count(world.db, "ledger") == 1
+    denied = world.client.post(
+        f"/v1/cases/{case_id}/approvals", json={**body, "slot": "case"}, headers=world.as_("ana")
+    ).json()
+    no_reason = world.client.post(f"/v1/approvals/{denied['id']}/deny", json={}, headers=world.as_("boss"))
+    assert no_reason.status_code == 422
+    refused_again = world.client.post(
+        f"/v1/approvals/{denied['id']}/deny", json={"reason": "one remedy is enough"}, headers=world.as_("boss")
+    )
+    assert refused_again.json()["status"] == "denied"
+    assert count(world.db, "ledger") == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"kind": "miles", "amount": "-5"}, 422, "amount"),
+        ({"kind": "gold-bars", "amount": "1"}, 422, "kind"),
+        ({"kind": "miles", "amount": "1.234"}, 422, "amount"),
+        ({"kind": "apology", "amount": "10"}, 422, "amount"),
+        ({"kind": "miles", "amount": "100", "granted_by": "boss"}, 422, "granted_by"),
+        ({"kind": "miles", "amount": "100", "role": "admin"}, 422, "role"),
+        ({"kind": "miles", "amount": "100", "slot": "incident-999"}, 422, "slot"),
+    ],
+)
+def test_bad_or_forged_grants_are_refused_and_write_nothing(
+    world: World, body: dict[str, object], status: int, field: str
+) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    response = world.client.post(f"/v1/cases/{case_id}/remedies", json=body, headers=world.as_("ana"))
+    assert response.status_code == status, response.text
+    assert response.json()["field"] == field
+    assert count(world.db, "ledger") == 0
+
+
+def test_an_integration_key_cannot_grant_and_nobody_reads_a_case_they_should_not(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    body = {"kind": "miles", "amount": "100"}
+    by_integration = world.client.post(f"/v1/cases/{case_id}/remedies", json=body, headers=world.as_("reader"))
+    assert by_integration.status_code == 403
+    assert world.client.get(f"/v1/cases/{case_id}", headers=world.as_("bob")).status_code == 404  # other team
+    assert world.client.get(f"/v1/cases/{case_id}", headers=world.as_("reader")).status_code == 200
+    assert world.client.get("/v1/cases", headers=world.as_("bob")).json()["cases"] == []
+    assert world.client.get(f"/v1/cases/{case_id}", headers=world.as_("integration")).status_code == 403
+    assert world.client.post(f"/v1/cases/{case_id}/remedies", json=body, headers=world.as_("bob")).status_code == 404
+    # A deactivated staff member's key stops working at once.
+    staff_change = world.client.patch("/v1/staff/ana", json={"active": False}, headers=world.as_("boss"))
+    assert staff_change.status_code == 403  # a manager is not an admin
+    with world.db.unit_of_work() as uow:
+        uow.execute(sa.update(tables.staff).where(tables.staff.c.id == "ana").values(active=False))
+        uow.commit()
+    assert world.client.get(f"/v1/cases/{case_id}", headers=world.as_("ana")).status_code == 401
+    assert count(world.db, "ledger") == 0
+
+
+def test_a_complaint_joins_the_open_case_links_its_incident_and_records_who_spoke_first(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420, booking_ref="BK1"))
+    complaint = {
+        "source": "helpdesk",
+        "id": "T-1",
+        "customer": "C-1",
+        "channel": "email",
+        "text": "My flight was seven hours late!",
+        "reference": "BK1",
+        "received_at": "2026-10-20T18:00:00Z",
+    }
+    first = world.client.post("/v1/complaints", json=complaint, headers=world.as_("integration"))
+    assert first.status_code == 201, first.text
+    detail = world.case_of("C-1")
+    assert first.json()["case_id"] == detail["case"]["id"]
+    assert first.json()["incident_id"] == detail["incidents"][0]["id"]
+    assert detail["case"]["customer_spoke_first"] is True
+    assert world.client.post("/v1/complaints", json=complaint, headers=world.as_("integration")).status_code == 200
+    changed = world.client.post("/v1/complaints", json={**complaint, "text": "other"}, headers=world.as_("integration"))
+    assert changed.status_code == 409
+    assert count(world.db, "complaints") == 1
+    # A customer with no open case: the complaint opens a reactive one.
+    reactive = world.client.post(
+        "/v1/complaints",
+        json={**complaint, "id": "T-2", "customer": "C-9", "reference": None},
+        headers=world.as_("integration"),
+    )
+    assert reactive.status_code == 201
+    case = world.case_of("C-9")["case"]
+    assert (case["origin"], case["playbook"], case["customer_spoke_first"]) == ("reactive", "complaint", True)
+
+
+def test_an_agent_passes_a_case_on_only_with_a_reason_and_leads_decide_in_their_team(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    no_reason = world.client.post(f"/v1/cases/{case_id}/assign", json={"to": "boss"}, headers=world.as_("ana"))
+    assert no_reason.status_code == 422
+    moved = world.client.post(
+        f"/v1/cases/{case_id}/assign", json={"to": "boss", "reason": "needs a manager"}, headers=world.as_("ana")
+    )
+    assert moved.status_code == 200
+    handoffs = moved.json()["handoffs"]
+    assert handoffs[-1] == {**handoffs[-1], "from_id": "ana", "to_id": "boss", "reason": "needs a manager"}
+    # ana no longer owns it; in her team she still sees it, but cannot work it.
+    assert world.client.post(f"/v1/cases/{case_id}/acknowledge", headers=world.as_("ana")).status_code == 403
+
+
+def test_the_ledger_refuses_updates_and_deletes_and_a_reversal_is_a_new_entry(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    entry = world.client.post(
+        f"/v1/cases/{case_id}/remedies", json={"kind": "miles", "amount": "3000"}, headers=world.as_("ana")
+    ).json()
+    for statement in (
+        sa.update(tables.ledger).values(note="edited"),
+        sa.delete(tables.ledger),
+    ):
+        with pytest.raises(Exception, match="append-only"), world.db.unit_of_work() as uow:
+            uow.execute(statement)
+    boss = Actor("k", _member(world.db, "boss"))
+    with world.db.unit_of_work() as uow:
+        reversal = remedies.reverse(uow, entry["id"], reason="granted twice by mistake", actor=boss, now=NOW)
+        uow.commit()
+    assert reversal.amount == Decimal("-3000.00")
+    assert reversal.reverses_id == entry["id"]
+    with pytest.raises(Conflict), world.db.unit_of_work() as uow:
+        remedies.reverse(uow, entry["id"], reason="again", actor=boss, now=NOW)
+    with pytest.raises(Forbidden), world.db.unit_of_work() as uow:
+        remedies.reverse(uow, entry["id"], reason="again", actor=Actor("k", _member(world.db, "ana")), now=NOW)
+    assert count(world.db, "ledger") == 2
+
+
+def _member(db: Database, staff_id: str) -> Any:
+    with db.unit_of_work() as uow:
+        return get_staff(uow, staff_id)
+
+
+def _race(db: Database, work: Any, threads: int) -> list[object]:
+    """Run `work(uow)` in `threads` threads at once, each in its own committed unit of work."""
+    start = threading.Barrier(threads)
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        start.wait()
+        try:
+            with db.unit_of_work() as uow:
+                outcome: object = work(uow)
+                uow.commit()
+        except Exception as exc:  # the outcome is what the test checks
+            outcome = exc
+        with lock:
+            results.append(outcome)
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return results
+
+
+def test_twenty_concurrent_grants_of_one_slot_make_exactly_one_entry(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    ana = Actor("k", _member(world.db, "ana"))
+    policy = shipped_policy()
+    grant = remedies.Grant("miles", Decimal(3000))
+    results = _race(
+        world.db, lambda uow: remedies.grant(uow, case_id, grant, policy=policy, actor=ana, now=NOW), threads=20
+    )
+    entries = {r[0].id for r in results if isinstance(r, tuple)}
+    assert len(entries) == 1, results
+    assert all(isinstance(r, tuple) for r in results), [r for r in results if not isinstance(r, tuple)]
+    assert count(world.db, "ledger") == 1
+
+
+def test_concurrent_grants_never_pass_the_daily_limit_together(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    ana = Actor("k", _member(world.db, "ana"))
+    policy = shipped_policy()  # an agent: 25 EUR of credit per grant, 150 per day
+
+    def grant(uow: Any) -> object:
+        slot = f"case-{threading.get_ident()}"
+        return remedies.grant(
+            uow, case_id, remedies.Grant("credit", Decimal(25), slot), policy=policy, actor=ana, now=NOW
+        )
+
+    results = _race(world.db, grant, threads=10)
+    granted = [r for r in results if isinstance(r, tuple)]
+    refused = [r for r in results if isinstance(r, remedies.AboveLimit)]
+    assert (len(granted), len(refused)) == (6, 4), results
+    with world.db.unit_of_work() as uow:
+        total = uow.execute(sa.select(sa.func.sum(tables.ledger.c.amount))).scalar_one()
+    assert total == Decimal(150)
+
+
+def test_a_monthly_budget_overrun_is_a_conflict_and_writes_nothing(world: World, tmp_path: Path) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    text = Path(str(shipped_policy().file)).read_text().replace("  credit: 20000", "  credit: 30")
+    policy = remedies_policy(tmp_path, text)
+    ana = Actor("k", _member(world.db, "ana"))
+    with world.db.unit_of_work() as uow:
+        remedies.grant(uow, case_id, remedies.Grant("credit", Decimal(20), "case"), policy=policy, actor=ana, now=NOW)
+        uow.commit()
+    with pytest.raises(Conflict, match="monthly budget"), world.db.unit_of_work() as uow:
+        remedies.grant(uow, case_id, remedies.Grant("credit", Decimal(20), "x"), policy=policy, actor=ana, now=NOW)
+    assert count(world.db, "ledger") == 1
+
+
+def remedies_policy(tmp_path: Path, text: str) -> Any:
+    from amends.recover.policy import load_policy
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return load_policy(path)
