@@ -11,12 +11,12 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
 from amends.errors import InvalidInput
+from amends.recover.remedies import LedgerEntry
 from amends.store import UnitOfWork, tables
 from amends.store.paging import decode_cursor, encode_cursor
 
@@ -60,32 +60,13 @@ class LedgerFilter:
     until: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerRow:
-    """One ledger entry as stored. A reversal has negative `amount` and `cash_value` and names the entry it
-    reverses in `reverses_id`."""
-
-    id: int
-    entry_key: str
-    case_id: int
-    slot: str
-    customer_id: str
-    incident_id: int | None
-    kind: str
-    amount: Decimal
-    unit: str
-    cash_value: Decimal
-    policy: str
-    granted_by: str
-    approval_id: int | None
-    reverses_id: int | None
-    note: str | None
-    at: datetime
+# The entries read here are the ones recover/remedies.py writes; the name is kept for readers of the export.
+LedgerRow = LedgerEntry
 
 
 def list_ledger(
     uow: UnitOfWork, flt: LedgerFilter, *, limit: int = 100, cursor: str | None = None
-) -> tuple[list[LedgerRow], str | None]:
+) -> tuple[list[LedgerEntry], str | None]:
     """One page of the entries that pass `flt`, newest first by (at, id), and the cursor of the next page
     (None on the last one). InvalidInput for a limit outside 1..1000 or a cursor not from a previous page."""
     if not 1 <= limit <= _MAX_LIMIT:
@@ -174,7 +155,7 @@ def _csv_text(records: list[Any]) -> str:
     return buffer.getvalue()
 
 
-def _csv_record(entry: LedgerRow) -> tuple[str, ...]:
+def _csv_record(entry: LedgerEntry) -> tuple[str, ...]:
     return (
         str(entry.id),
         entry.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
@@ -198,8 +179,8 @@ def _number(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
-def _row(row: sa.Row[Any]) -> LedgerRow:
-    return LedgerRow(
+def _row(row: sa.Row[Any]) -> LedgerEntry:
+    return LedgerEntry(
         id=row.id,
         entry_key=row.entry_key,
         case_id=row.case_id,

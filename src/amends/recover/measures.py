@@ -141,13 +141,13 @@ def summarise(
     if origin is not None:
         where.append(_cases.c.origin == origin)
 
-    # One grouped statement per table, each joined to the chosen cases: a hash join on PostgreSQL, a key
-    # lookup on SQLite, and no per-case subquery (they made a summary of 100k cases take seconds).
+    # One grouped statement per table, joined to the chosen cases: no subquery runs once per case, so a
+    # summary of 100k cases reads each table once.
     totals: dict[str, dict[str, int]] = {name: {} for name in _ORIGINS}
     for statement in _aggregates(where):
-        for row in uow.execute(statement).mappings():
-            measures = totals.setdefault(row["origin"], {})
-            for measure, value in row.items():
+        for per_origin in uow.execute(statement).mappings():
+            measures = totals.setdefault(per_origin["origin"], {})
+            for measure, value in per_origin.items():
                 if measure != "origin":
                     # PostgreSQL sums integers as numeric (Decimal), SQLite as int: whole numbers either way.
                     measures[measure] = int(value or 0)
