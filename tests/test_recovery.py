@@ -444,3 +444,33 @@ def remedies_policy(tmp_path: Path, text: str) -> Any:
     path = tmp_path / "policy.yaml"
     path.write_text(text)
     return load_policy(path)
+
+
+def test_the_ledger_lists_exports_and_the_measures_are_computed(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    ana = world.as_("ana")
+    world.client.post(f"/v1/cases/{case_id}/acknowledge", headers=ana)
+    world.client.post(f"/v1/cases/{case_id}/steps/empathise/complete", json={"text": "Sorry."}, headers=ana)
+    world.client.post(f"/v1/cases/{case_id}/remedies", json={"kind": "miles", "amount": "6000"}, headers=ana)
+    world.client.post(f"/v1/cases/{case_id}/resolve", json={"resolution": "miles"}, headers=ana)
+
+    assert world.client.get("/v1/ledger", headers=ana).status_code == 403  # an agent does not read the ledger
+    listed = world.client.get("/v1/ledger?kind=miles", headers=world.as_("boss")).json()
+    assert [(e["case_id"], e["amount"]) for e in listed["entries"]] == [(case_id, "6000.00")]
+    exported = world.client.get("/v1/ledger.csv", headers=world.as_("boss"))
+    assert exported.headers["content-type"].startswith("text/csv")
+    lines = exported.text.strip().splitlines()
+    assert lines[0].startswith("id,at,case_id")
+    assert len(lines) == 2
+
+    measures = world.client.get(f"/v1/cases/{case_id}/measures", headers=ana).json()
+    assert measures["first_contact_resolution"] is True
+    assert measures["contacts"] == 1
+    assert measures["handoffs"] == 0
+    assert Decimal(measures["remedy_cost"]) == Decimal("60.00")  # 6000 miles at 0.01
+    assert measures["customer_spoke_first"] is False
+    assert world.client.get("/v1/measures", headers=ana).status_code == 403
+    summary = world.client.get("/v1/measures", headers=world.as_("boss")).json()
+    assert (summary["cases"], summary["proactive"], summary["resolved"]) == (1, 1, 1)
+    assert summary["first_contact_resolution_rate"] == 1.0
