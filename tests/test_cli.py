@@ -312,6 +312,13 @@ def test_the_demo_loads_a_sample_world_through_detection_and_serves_its_incident
         assert {incident["rule_id"].split("-")[0] for incident in incidents} <= {"shop", "air", "car"}
         detected = int(text.split("events stored, ")[1].split()[0].replace(",", ""))
         assert detected > 0
+        opened = int(text.split("incidents detected, ")[1].split()[0].replace(",", ""))
+        assert 0 < opened <= detected
+        ana = next(line for line in lines if line.strip().startswith("ana (agent")).split(": ")[1].strip()
+        cases = httpx.get(f"{base}/v1/cases?limit=500", headers={"Authorization": f"Bearer {ana}"}, timeout=5)
+        assert cases.status_code == 200, cases.text
+        assert cases.json()["cases"]
+        assert {case["team"] for case in cases.json()["cases"]} <= {"airport", None}
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -343,3 +350,47 @@ def test_backfill_finds_in_stored_history_what_was_stored_without_detection(
     bad = amends("backfill", "--since", "last tuesday", env=env, cwd=tmp_path)
     assert bad.returncode == 2
     assert "--since" in bad.stderr
+
+
+def test_staff_add_with_a_key_lets_that_person_act_with_their_role(env: dict[str, str], tmp_path: Path) -> None:
+    assert amends("init", env=env, cwd=tmp_path).returncode == 0
+    added = amends(
+        "staff", "add", "ana", "--name", "Ana", "--role", "agent", "--team", "air", "--key", env=env, cwd=tmp_path
+    )
+    assert added.returncode == 0, added.stderr
+    key = added.stdout.strip()
+    assert key.startswith("amends_")
+    assert "Ana" in amends("staff", "list", env=env, cwd=tmp_path).stdout
+    again = amends("staff", "add", "ana", "--name", "Ana", env=env, cwd=tmp_path)
+    assert again.returncode == 1
+    assert "exists" in again.stderr
+    bad_role = amends("staff", "add", "bo", "--name", "Bo", "--role", "boss", env=env, cwd=tmp_path)
+    assert bad_role.returncode == 2
+    assert "role" in bad_role.stderr
+    with Database(f"sqlite:///{tmp_path / 'amends.db'}").unit_of_work() as uow:
+        from amends.access import authenticate
+
+        assert authenticate(uow, key).staff_id == "ana"
+
+
+def test_playbooks_and_remedies_check_report_problems_by_line_and_exit_2(env: dict[str, str], tmp_path: Path) -> None:
+    shipped = amends("playbooks", "check", env=env, cwd=tmp_path)
+    assert shipped.returncode == 0, shipped.stderr
+    assert "long-delay" in shipped.stdout
+    broken = tmp_path / "playbooks.yaml"
+    broken.write_text("playbooks:\n  - id: default\n    steps:\n      - step: apologise\n        due: 1h\n")
+    done = amends("playbooks", "check", str(broken), env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"{broken}:4:" in done.stderr
+    assert "apologise" in done.stderr
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {id: r, kind: match, on: a.b, playbook: nowhere}\n")
+    unknown = amends("playbooks", "check", "--rules", str(rules), env=env, cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "nowhere" in unknown.stderr
+    assert amends("remedies", "check", env=env, cwd=tmp_path).returncode == 0
+    policy = tmp_path / "remedies.yaml"
+    policy.write_text("currency: EUR\nkinds:\n  credit: {label: Credit, unit: EUR, cash_per_unit: -1}\n")
+    refused = amends("remedies", "check", str(policy), env=env, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert f"{policy}:3:" in refused.stderr
