@@ -248,6 +248,7 @@ def test_ingest_evaluates_the_rules_and_the_worker_fires_the_deadlines(env: dict
     done = amends("ingest", str(orders), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Detection: 1 incident(s) opened" in done.stdout
+    assert "Recovery: 1 case(s) opened" in done.stdout
     assert [rule for rule, _ in _incidents(tmp_path)] == ["big-order"]
 
     worker = subprocess.Popen(
@@ -255,8 +256,9 @@ def test_ingest_evaluates_the_rules_and_the_worker_fires_the_deadlines(env: dict
     )
     try:
         deadline = time.monotonic() + 60
-        while ("late-delivery", "O-1") not in _incidents(tmp_path) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        database = Database(f"sqlite:///{tmp_path / 'amends.db'}")
+        while count_rows(database, "case_incidents") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the worker fires the deadline, then takes the incident into a case
         worker.send_signal(signal.SIGTERM)
         out, _ = worker.communicate(timeout=30)
     finally:
@@ -265,6 +267,7 @@ def test_ingest_evaluates_the_rules_and_the_worker_fires_the_deadlines(env: dict
     assert worker.returncode == 0
     assert "2 rules" in out
     assert _incidents(tmp_path) == [("big-order", _incidents(tmp_path)[0][1]), ("late-delivery", "O-1")]
+    assert count_rows(database, "case_incidents") == 2
 
 
 def test_ingest_with_broken_rules_stores_nothing_and_exits_2(env: dict[str, str], tmp_path: Path) -> None:

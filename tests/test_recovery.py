@@ -474,3 +474,39 @@ def test_the_ledger_lists_exports_and_the_measures_are_computed(world: World) ->
     summary = world.client.get("/v1/measures", headers=world.as_("boss")).json()
     assert (summary["cases"], summary["proactive"], summary["resolved"]) == (1, 1, 1)
     assert summary["first_contact_resolution_rate"] == 1.0
+
+
+def test_twenty_concurrent_requests_for_one_grant_make_one_entry(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    body = {"kind": "miles", "amount": "3000"}
+    start = threading.Barrier(20)
+    statuses: list[tuple[int, int]] = []
+
+    def post() -> None:
+        start.wait()
+        response = world.client.post(f"/v1/cases/{case_id}/remedies", json=body, headers=world.as_("ana"))
+        statuses.append((response.status_code, response.json().get("id", -1)))
+
+    threads = [threading.Thread(target=post) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(code for code, _ in statuses) == [200] * 19 + [201]
+    assert len({entry for _, entry in statuses}) == 1
+    assert count(world.db, "ledger") == 1
+
+
+def test_the_audit_log_says_who_did_what_from_where_for_managers_only(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    world.client.post(f"/v1/cases/{case_id}/acknowledge", headers=world.as_("ana"))
+    assert world.client.get("/v1/audit", headers=world.as_("ana")).status_code == 403
+    log = world.client.get(f"/v1/audit?target=case:{case_id}", headers=world.as_("boss")).json()
+    assert [(e["action"], e["actor"]) for e in log] == [
+        ("case.acknowledged", "staff:ana"),
+        ("case.assigned", "system"),
+        ("case.opened", "system"),
+    ]
+    assert log[0]["origin"] == "testclient"

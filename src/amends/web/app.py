@@ -65,6 +65,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(incidents.router)
     for module in (cases, complaints, approvals, ledger, staff):
         app.include_router(module.router)
+    app.include_router(staff.audit_router)
 
     # Swagger UI's script and styles come from the swagger-ui-py package, so the docs work offline.
     swagger_ui = Path(str(resources.files("swagger_ui") / "static"))

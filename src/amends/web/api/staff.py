@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from amends.recover import staff
 from amends.recover.actors import Actor
-from amends.recover.audit import audit
+from amends.recover.audit import audit, list_audit
 from amends.recover.roles import Role
 from amends.store import UnitOfWork
 from amends.web.api.cases import _ERRORS
@@ -109,3 +109,30 @@ async def post_staff_key(staff_id: str, db: DB, actor: Acting) -> StaffKeyOut:
         return StaffKeyOut(key_id=key.id, key=text)
 
     return await in_transaction(db, run)
+
+
+class AuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: datetime
+    actor: str = Field(description="staff:<id>, key:<id>, or system.")
+    action: str
+    target: str
+    origin: str | None = Field(description="The client's address, when it came over HTTP.")
+    details: dict[str, object]
+
+
+audit_router = APIRouter(prefix="/v1/audit", tags=["staff"])
+
+
+@audit_router.get("", response_model=list[AuditOut], responses=_ERRORS)
+async def read_audit(
+    db: DB,
+    actor: Acting,
+    target: Annotated[str | None, Query(max_length=120, description="e.g. case:12, approval:3, staff:ana")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditOut]:
+    """The audit log, newest first: who decided what, when and from where (managers and admins)."""
+    actor.at_least(Role.MANAGER, "reading the audit log")
+    entries = await reading(db, lambda uow: list_audit(uow, target=target, limit=limit))
+    return [AuditOut.model_validate(entry) for entry in entries]
