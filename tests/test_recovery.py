@@ -27,7 +27,7 @@ from amends.recover.service import Recovery
 from amends.recover.staff import add_staff, create_staff_key, get_staff
 from amends.store import Database, tables
 from amends.web import create_app
-from tests.conftest import new_key, settings_for
+from tests.conftest import _empty_tables, new_key, settings_for
 
 NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -510,3 +510,27 @@ def test_the_audit_log_says_who_did_what_from_where_for_managers_only(world: Wor
         ("case.opened", "system"),
     ]
     assert log[0]["origin"] == "testclient"
+
+
+def test_intake_never_passes_over_an_incident_committed_after_a_later_one(postgres_migrated: Database) -> None:
+    """Ids are handed out before commit: intake waits for the writers of incidents in flight. (PostgreSQL
+    only: SQLite has one writer at a time, so no incident can be in flight while intake reads.)"""
+    db = postgres_migrated
+    _empty_tables(db)
+    from amends.detect.incidents import Candidate
+    from amends.detect.runner import store_findings
+    from amends.recover.intake import incident_horizon
+
+    finding = Candidate("r", "k-1", "C-1", 2, NOW, {}, None)
+    writing = db.unit_of_work()
+    uow = writing.__enter__()
+    store_findings(uow, [finding], detected_at=NOW, detected_by="stream")  # id 1, not yet committed
+    horizons: list[int] = []
+    reader = threading.Thread(target=lambda: horizons.append(incident_horizon(db)))
+    reader.start()
+    reader.join(timeout=1.0)
+    assert reader.is_alive()  # it waits for the writer
+    uow.commit()
+    writing.__exit__(None, None, None)
+    reader.join(timeout=10)
+    assert horizons == [1]

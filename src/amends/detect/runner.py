@@ -243,12 +243,25 @@ class Detector:
         self._version = version
 
 
+_INCIDENT_WRITES = int.from_bytes(hashlib.blake2b(b"amends.incidents", digest_size=8).digest()) - (1 << 63)
+
+
+def lock_incident_writes(uow: UnitOfWork) -> None:
+    """Hold, until this unit of work ends, the lock every writer of incidents takes. A reader that takes it
+    too (case intake, which follows incident ids) knows that no incident with a lower id is still to be
+    committed. PostgreSQL: an advisory lock; SQLite has one writer at a time already."""
+    if uow.dialect == "postgresql":
+        uow.execute(sa.select(sa.func.pg_advisory_xact_lock(_INCIDENT_WRITES)))
+
+
 def store_findings(
     uow: UnitOfWork, findings: Sequence[Finding], *, detected_at: datetime, detected_by: str
 ) -> Detected:
     """Write findings as incidents, with the effect of applying them in order: a candidate opens its
     incident unless one with its (rule, key) exists; a late resolution marks an open incident
     `resolved_late`. One insert for the candidates and one update for the resolutions."""
+    if findings:
+        lock_incident_writes(uow)
     values = bulk_values(uow.dialect)
     when = values.instant(detected_at)
     rows: list[tuple[Any, ...]] = []

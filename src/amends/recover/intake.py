@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from amends.detect.runner import lock_incident_writes
 from amends.errors import Conflict, InvalidInput
 from amends.recover.actors import SYSTEM, Actor
 from amends.recover.assign import Assigner
@@ -23,9 +24,9 @@ from amends.recover.audit import audit
 from amends.recover.cases import Case, Origin, load_case, open_case, open_case_of, set_owner
 from amends.recover.lock import recovery_lock
 from amends.recover.playbooks import PlaybookSet
-from amends.store import UnitOfWork, tables
+from amends.store import Database, UnitOfWork, tables
 
-__all__ = ["Complaint", "Intake", "Taken", "complaint_from_row"]
+__all__ = ["Complaint", "Intake", "Taken", "complaint_from_row", "incident_horizon"]
 
 _incidents = tables.incidents
 _links = tables.case_incidents
@@ -68,12 +69,16 @@ class Intake:
     complaint_playbook: str = "complaint"
     open_backfilled: bool = False
 
-    def take_incidents(self, uow: UnitOfWork, *, now: datetime, limit: int = 1_000) -> Taken:
-        """Open or join cases for up to `limit` incidents past the cursor; the caller commits."""
+    def take_incidents(self, uow: UnitOfWork, *, now: datetime, up_to: int, limit: int = 1_000) -> Taken:
+        """Open or join cases for up to `limit` incidents past the cursor, up to the id `up_to` (from
+        `incident_horizon`: every incident up to it is committed); the caller commits."""
         recovery_lock(uow)
         cursor = uow.execute(sa.select(_cursors.c.incident_id).where(_cursors.c.name == _CURSOR)).scalar()
         rows = uow.execute(
-            sa.select(_incidents).where(_incidents.c.id > (cursor or 0)).order_by(_incidents.c.id).limit(limit)
+            sa.select(_incidents)
+            .where(_incidents.c.id > (cursor or 0), _incidents.c.id <= up_to)
+            .order_by(_incidents.c.id)
+            .limit(limit)
         ).all()
         if not rows:
             return Taken()
@@ -186,6 +191,16 @@ class Intake:
         )
         row = uow.execute(sa.select(_complaints).where(_complaints.c.id == complaint_id)).one()
         return complaint_from_row(row), True
+
+
+def incident_horizon(db: Database) -> int:
+    """The highest incident id below which none is still to be committed. Ids are handed out before a
+    transaction commits, so a reader following ids could pass over one committed late; this waits for the
+    writers of incidents in flight (their lock) and reads the highest id once they are done. Writers that
+    begin afterwards get higher ids."""
+    with db.unit_of_work() as uow:
+        lock_incident_writes(uow)
+        return int(uow.execute(sa.select(sa.func.coalesce(sa.func.max(_incidents.c.id), 0))).scalar_one())
 
 
 def _join(uow: UnitOfWork, case: Case, incident_id: int, severity: int, now: datetime) -> None:

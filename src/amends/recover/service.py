@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from amends.config import Settings
 from amends.recover.assign import Assigner
-from amends.recover.intake import Intake, Taken
+from amends.recover.intake import Intake, Taken, incident_horizon
 from amends.recover.playbooks import PlaybookSet, load_playbooks, shipped_playbooks
 from amends.recover.policy import RemedyPolicy, load_policy, shipped_policy
 from amends.store import Database
@@ -41,9 +41,10 @@ class Recovery:
     def tick(self, now: datetime | None = None, *, batch: int = 1_000) -> Taken:
         """Take every incident not yet taken, a batch per transaction."""
         opened = joined = passed = 0
+        horizon = incident_horizon(self.db)
         while True:
             with self.db.unit_of_work(writes=True) as uow:
-                taken = self.intake.take_incidents(uow, now=now or datetime.now(UTC), limit=batch)
+                taken = self.intake.take_incidents(uow, now=now or datetime.now(UTC), up_to=horizon, limit=batch)
                 uow.commit()
             opened, joined, passed = opened + taken.opened, joined + taken.joined, passed + taken.passed_over
             if taken.incidents < batch:
