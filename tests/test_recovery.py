@@ -196,7 +196,7 @@ def test_a_case_goes_through_the_five_steps_and_a_grant_is_one_entry_however_oft
     assert count(world.db, "cases") == 1
     with world.db.unit_of_work() as uow:
         actions = [row.action for row in uow.execute(sa.select(tables.audit_log).order_by(tables.audit_log.c.id))]
-    assert actions[:3] == ["case.opened", "case.assigned", "case.acknowledged"]
+    assert actions[:4] == ["case.opened", "case.incident_joined", "case.assigned", "case.acknowledged"]
     assert "remedy.granted" in actions
     assert "case.reopened" in actions
 
@@ -507,6 +507,7 @@ def test_the_audit_log_says_who_did_what_from_where_for_managers_only(world: Wor
     assert [(e["action"], e["actor"]) for e in log] == [
         ("case.acknowledged", "staff:ana"),
         ("case.assigned", "system"),
+        ("case.incident_joined", "system"),
         ("case.opened", "system"),
     ]
     assert log[0]["origin"] == "testclient"
@@ -534,3 +535,44 @@ def test_intake_never_passes_over_an_incident_committed_after_a_later_one(postgr
     writing.__exit__(None, None, None)
     reader.join(timeout=10)
     assert horizons == [1]
+
+
+def test_corrections_and_retries_behave(world: World) -> None:
+    """A complaint retried without its time is the same complaint; a reversed slot is not paid again; a
+    contact before the case opened, or a ledger export window that ends before it starts, is refused."""
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    complaint = {"source": "helpdesk", "id": "T-9", "customer": "C-1", "channel": "phone", "text": "Late again."}
+    first = world.client.post("/v1/complaints", json=complaint, headers=world.as_("integration"))
+    retry = world.client.post("/v1/complaints", json=complaint, headers=world.as_("integration"))
+    assert (first.status_code, retry.status_code) == (201, 200)
+    assert retry.json()["id"] == first.json()["id"]
+
+    ana, boss = world.as_("ana"), world.as_("boss")
+    body = {"kind": "miles", "amount": "3000"}
+    entry = world.client.post(f"/v1/cases/{case_id}/remedies", json=body, headers=ana).json()
+    reversed_ = world.client.post(f"/v1/ledger/{entry['id']}/reverse", json={"reason": "wrong"}, headers=boss)
+    assert reversed_.status_code == 201
+    assert Decimal(reversed_.json()["amount"]) == Decimal(-3000)
+    again = world.client.post(f"/v1/cases/{case_id}/remedies", json=body, headers=ana)
+    assert again.status_code == 409
+    assert "reversed" in again.json()["reason"]
+    corrected = world.client.post(f"/v1/cases/{case_id}/remedies", json={**body, "slot": "case"}, headers=ana)
+    assert corrected.status_code == 201
+
+    early = {"direction": "outbound", "channel": "phone", "at": "2020-01-01T00:00:00Z"}
+    assert world.client.post(f"/v1/cases/{case_id}/contacts", json=early, headers=ana).json()["field"] == "at"
+    window = {"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}
+    assert world.client.get("/v1/ledger.csv", params=window, headers=boss).status_code == 422
+    assert world.client.get("/v1/approvals", headers=world.as_("integration")).status_code == 403
+
+
+def test_a_reopened_case_waits_again_for_its_resolution_anchored_steps(world: World) -> None:
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = world.case_of("C-1")["case"]["id"]
+    ana = world.as_("ana")
+    resolved = world.client.post(f"/v1/cases/{case_id}/resolve", json={"resolution": "sorted"}, headers=ana).json()
+    assert resolved["steps"][3]["due_at"] is not None
+    reopened = world.client.post(f"/v1/cases/{case_id}/reopen", json={"reason": "not sorted"}, headers=ana).json()
+    assert reopened["steps"][3]["due_at"] is None  # extend_experience waits for the next resolution
+    assert reopened["steps"][0]["due_at"] is not None  # anchored on the opening: unchanged

@@ -603,7 +603,8 @@ def staff_add(
             member = add_staff(uow, staff_id, name=name, role=role, team=team, email=email, now=_now())
             audit(uow, SYSTEM, "staff.added", f"staff:{member.id}", at=_now(), role=member.role.value, via="cli")
             if key:
-                _key, text = create_staff_key(uow, member.id, now=_now())
+                created, text = create_staff_key(uow, member.id, now=_now())
+                audit(uow, SYSTEM, "staff.key_created", f"staff:{member.id}", at=_now(), key_id=created.id, via="cli")
             uow.commit()
     finally:
         db.dispose()
@@ -618,12 +619,15 @@ def staff_add(
 @staff_app.command("key")
 def staff_key(staff_id: Annotated[str, typer.Argument(help="The staff member's id.")]) -> None:
     """Create an API key that acts as this staff member, with their role's rights; printed once."""
+    from amends.recover.actors import SYSTEM
+    from amends.recover.audit import audit
     from amends.recover.staff import create_staff_key
 
     db = Database.from_settings(load_settings())
     try:
         with db.unit_of_work() as uow:
             key, text = create_staff_key(uow, staff_id, now=_now())
+            audit(uow, SYSTEM, "staff.key_created", f"staff:{staff_id}", at=_now(), key_id=key.id, via="cli")
             uow.commit()
     finally:
         db.dispose()

@@ -96,7 +96,9 @@ class Settings(BaseSettings):
     )
 
     recover_enabled: bool = Field(
-        default=True, description="Open a case for every new incident (the sweeper's intake) and take complaints."
+        default=True,
+        description="Take every new incident into a case (the background intake; complaints and the case API "
+        "work either way).",
     )
     playbooks_dir: Path | None = Field(
         default=None, description="A directory of playbook files (*.yaml); default: the shipped playbooks."

@@ -23,6 +23,7 @@ from amends.access import Scope
 from amends.errors import Conflict, Forbidden, InvalidInput, NotFound
 from amends.recover.actors import SYSTEM, Actor
 from amends.recover.audit import audit
+from amends.recover.lock import recovery_lock
 from amends.recover.playbooks import Anchor, Playbook, StepKind
 from amends.recover.roles import Role
 from amends.recover.staff import StaffMember, get_staff
@@ -183,6 +184,15 @@ def can_see(case: Case, actor: Actor) -> bool:
     if member.role.at_least(Role.MANAGER):
         return True
     return case.owner_id == member.id or case.team == member.team
+
+
+def visibility(actor: Actor) -> sa.ColumnElement[bool] | None:
+    """`can_see` as a condition on the cases table (None: every case)."""
+    member = actor.staff
+    if member is None or member.role.at_least(Role.MANAGER):
+        return None
+    team = _cases.c.team.is_(None) if member.team is None else _cases.c.team == member.team
+    return sa.or_(_cases.c.owner_id == member.id, team)
 
 
 def visible_case(uow: UnitOfWork, case_id: int, actor: Actor, *, for_update: bool = False) -> Case:
@@ -393,6 +403,8 @@ def record_contact(
     when = at or now
     if when > now:
         raise InvalidInput("at", "a contact cannot be in the future")
+    if when < case.opened_at:
+        raise InvalidInput("at", "before the case was opened; record it as a complaint, or at the opening")
     text = None if note is None else _text("note", note)
     _add_contact(uow, case, direction, _channel(channel), member.id, text, when)
     audit(uow, actor, "case.contact", f"case:{case_id}", at=now, direction=direction, channel=channel)
@@ -477,9 +489,11 @@ def close_case(uow: UnitOfWork, case_id: int, *, actor: Actor, now: datetime) ->
     return load_case(uow, case_id)
 
 
-def reopen_case(uow: UnitOfWork, case_id: int, *, reason: str, actor: Actor, now: datetime) -> Case:
-    """Open a resolved or closed case again: recorded on the same case, never a new one."""
+def reopen_case(uow: UnitOfWork, case_id: int, *, reason: str, actor: Actor, now: datetime, playbook: Playbook) -> Case:
+    """Open a resolved or closed case again: recorded on the same case, never a new one. Steps still to do
+    that are anchored on the resolution wait for the next one."""
     reason = _text("reason", reason)
+    recovery_lock(uow)  # intake opens no case for this customer meanwhile
     case, _member = workable_case(uow, case_id, actor, "reopening a case")
     if case.status is Status.OPEN:
         raise Conflict(f"reopening a case: case {case_id} is open")
@@ -491,16 +505,15 @@ def reopen_case(uow: UnitOfWork, case_id: int, *, reason: str, actor: Actor, now
         .where(_cases.c.id == case_id)
         .values(status=Status.OPEN.value, resolved_at=None, closed_at=None, reopened=_cases.c.reopened + 1)
     )
-    uow.execute(
-        sa.update(_steps)
-        .where(_steps.c.case_id == case_id, _steps.c.completed_at.is_(None), _steps.c.kind.in_(_ANCHORED_LATER))
-        .values(due_at=None)
-    )
+    waiting = [step.kind.value for step in playbook.steps if step.anchor is Anchor.RESOLVED]
+    if waiting:
+        uow.execute(
+            sa.update(_steps)
+            .where(_steps.c.case_id == case_id, _steps.c.completed_at.is_(None), _steps.c.kind.in_(waiting))
+            .values(due_at=None)
+        )
     audit(uow, actor, "case.reopened", f"case:{case_id}", at=now, reason=reason, was=case.status.value)
     return load_case(uow, case_id)
-
-
-_ANCHORED_LATER = [StepKind.MANAGE_MEMORY.value, StepKind.EXTEND_EXPERIENCE.value]
 
 
 def set_fault(uow: UnitOfWork, case_id: int, fault: Fault | str, *, actor: Actor, now: datetime) -> Case:

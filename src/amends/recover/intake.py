@@ -128,17 +128,18 @@ class Intake:
         channel: str,
         text: str,
         reference: str | None,
-        received_at: datetime,
+        received_at: datetime | None,
         actor: Actor,
         now: datetime,
     ) -> tuple[Complaint, bool]:
         """Record what the customer said and put it on their case; (the complaint, whether it is new).
 
         The same (source, external_id) again returns the stored complaint; with different content it is a
-        Conflict. A complaint about something the open case covers (its `reference` is an incident's key, or
-        a value in the data of an incident's event) is linked to that incident.
+        Conflict (`received_at` is compared only when it is given: a retry that leaves it out, to mean "now",
+        is the same complaint). A complaint about something the open case covers (its `reference` is an
+        incident's key, or a value in the data of an incident's event) is linked to that incident.
         """
-        fields = _complaint_fields(source, external_id, customer_id, channel, text, reference, received_at, now)
+        fields = _complaint_fields(source, external_id, customer_id, channel, text, reference, received_at or now, now)
         recovery_lock(uow)
         existing = uow.execute(
             sa.select(_complaints).where(
@@ -147,7 +148,8 @@ class Intake:
         ).first()
         if existing is not None:
             stored = complaint_from_row(existing)
-            same = all(getattr(stored, name) == value for name, value in fields.items())
+            compared = {name: value for name, value in fields.items() if name != "received_at" or received_at}
+            same = all(getattr(stored, name) == value for name, value in compared.items())
             if not same:
                 raise Conflict(f"complaint {external_id!r} from {source!r} was received before with other content")
             return stored, False
@@ -164,7 +166,7 @@ class Intake:
                 severity=2,
                 team=assignment.team,
                 now=now,
-                customer_spoke_at=received_at,
+                customer_spoke_at=fields["received_at"],
                 actor=actor,
             )
             if assignment.owner is not None:
@@ -172,8 +174,9 @@ class Intake:
         else:
             if reference is not None:
                 incident_id = _incident_about(uow, case.id, reference)
-            if case.customer_spoke_at is None or received_at < case.customer_spoke_at:
-                uow.execute(sa.update(_cases).where(_cases.c.id == case.id).values(customer_spoke_at=received_at))
+            spoke = fields["received_at"]
+            if case.customer_spoke_at is None or spoke < case.customer_spoke_at:
+                uow.execute(sa.update(_cases).where(_cases.c.id == case.id).values(customer_spoke_at=spoke))
         complaint_id = uow.execute(
             sa.insert(_complaints)
             .values(**fields, case_id=case.id, incident_id=incident_id, created_at=now)
@@ -205,8 +208,18 @@ def incident_horizon(db: Database) -> int:
 
 def _join(uow: UnitOfWork, case: Case, incident_id: int, severity: int, now: datetime) -> None:
     uow.execute(sa.insert(_links).values(incident_id=incident_id, case_id=case.id, joined_at=now))
-    if severity > case.severity:
+    raised = severity > case.severity
+    if raised:
         uow.execute(sa.update(_cases).where(_cases.c.id == case.id).values(severity=severity))
+    audit(
+        uow,
+        SYSTEM,
+        "case.incident_joined",
+        f"case:{case.id}",
+        at=now,
+        incident_id=incident_id,
+        severity=max(severity, case.severity) if raised else None,
+    )
 
 
 def _incident_about(uow: UnitOfWork, case_id: int, reference: str) -> int | None:

@@ -11,10 +11,18 @@ import sqlalchemy as sa
 
 from amends.errors import InvalidInput
 from amends.recover.actors import Actor
-from amends.recover.cases import Case, CaseStep, Origin, Status, case_from_row, load_steps, visible_case
+from amends.recover.cases import (
+    Case,
+    CaseStep,
+    Origin,
+    Status,
+    case_from_row,
+    load_steps,
+    visibility,
+    visible_case,
+)
 from amends.recover.intake import Complaint, complaint_from_row
 from amends.recover.remedies import Approval, LedgerEntry, case_approvals, case_entries
-from amends.recover.roles import Role
 from amends.store import UnitOfWork, tables
 from amends.store.paging import decode_cursor, encode_cursor
 
@@ -95,16 +103,6 @@ class OverdueStep:
     due_at: datetime
 
 
-def _visibility(actor: Actor) -> sa.ColumnElement[bool] | None:
-    """The cases the actor may read, as a condition (None: all of them)."""
-    member = actor.staff
-    if member is None or member.role.at_least(Role.MANAGER):
-        return None
-    mine = _cases.c.owner_id == member.id
-    team = _cases.c.team.is_(None) if member.team is None else _cases.c.team == member.team
-    return sa.or_(mine, team)
-
-
 def list_cases(
     uow: UnitOfWork, flt: CaseFilter, *, actor: Actor, now: datetime, limit: int = 50, cursor: str | None = None
 ) -> CasePage:
@@ -112,7 +110,7 @@ def list_cases(
     if not 1 <= limit <= 500:
         raise InvalidInput("limit", "1 to 500")
     query = sa.select(_cases)
-    visible = _visibility(actor)
+    visible = visibility(actor)
     if visible is not None:
         query = query.where(visible)
     if flt.mine:
@@ -196,7 +194,7 @@ def overdue_steps(uow: UnitOfWork, *, actor: Actor, now: datetime, limit: int = 
         .order_by(_steps.c.due_at, _cases.c.id)
         .limit(limit)
     )
-    visible = _visibility(actor)
+    visible = visibility(actor)
     if visible is not None:
         query = query.where(visible)
     return [OverdueStep(r.id, r.customer_id, r.owner_id, r.kind, r.title, r.due_at) for r in uow.execute(query)]

@@ -27,7 +27,15 @@ import sqlalchemy as sa
 from amends.errors import Conflict, Forbidden, InvalidInput, NotFound
 from amends.recover.actors import Actor
 from amends.recover.audit import audit
-from amends.recover.cases import Case, Status, complete_remedy_step, load_case, visible_case, workable_case
+from amends.recover.cases import (
+    Case,
+    Status,
+    complete_remedy_step,
+    load_case,
+    visibility,
+    visible_case,
+    workable_case,
+)
 from amends.recover.lock import recovery_lock
 from amends.recover.policy import Proposal, RemedyKind, RemedyPolicy
 from amends.recover.roles import Role
@@ -47,6 +55,7 @@ __all__ = [
     "propose",
     "request_approval",
     "reverse",
+    "within_authority",
 ]
 
 _ledger = tables.ledger
@@ -132,7 +141,8 @@ class Approval:
 
 
 def propose(uow: UnitOfWork, case_id: int, *, policy: RemedyPolicy, actor: Actor, now: datetime) -> Proposal:
-    """What the policy proposes for this case: by its first incident's rule, its severity, the customer's value."""
+    """What the policy proposes for this case: by the rule of its most severe incident, the case's severity and
+    the customer's value."""
     case = visible_case(uow, case_id, actor)
     return _proposal(uow, case, policy, now)
 
@@ -149,6 +159,15 @@ def _proposal(uow: UnitOfWork, case: Case, policy: RemedyPolicy, now: datetime) 
     return policy.propose(rule_id=rule_id, severity=case.severity, value=value)
 
 
+def within_authority(
+    uow: UnitOfWork, member: StaffMember, kind: RemedyKind, amount: Decimal, *, policy: RemedyPolicy, now: datetime
+) -> bool:
+    """Whether `member` may grant `amount` of `kind` now on their own: their limit per grant and what they
+    have granted today (the monthly budget aside)."""
+    today = _granted_since(uow, kind.id, _start_of_day(now), granted_by=member.id)
+    return policy.limit(member.role, kind.id).allows(amount, today)
+
+
 # --- granting --------------------------------------------------------------------------------------------
 
 
@@ -162,7 +181,7 @@ def grant(
     kind, amount, slot, incident_id = _checked(uow, case, request, policy)
     existing = _entry_by_key(uow, _grant_key(case.id, slot))
     if existing is not None:
-        return _same_or_conflict(existing, kind, amount), False
+        return _same_or_conflict(uow, existing, kind, amount), False
     _granting_allowed(case, "granting a remedy")
     limit = policy.limit(member.role, kind.id)
     today = _granted_since(uow, kind.id, _start_of_day(now), granted_by=member.id)
@@ -271,6 +290,7 @@ def deny(uow: UnitOfWork, approval_id: int, *, reason: str, actor: Actor, now: d
     member = actor.at_least(Role.MANAGER, "denying a remedy")
     if not reason or not reason.strip():
         raise InvalidInput("reason", "a denial needs a reason")
+    recovery_lock(uow)  # an approval of the same request waits, then finds it decided
     approval = _pending(uow, approval_id)
     _decide(uow, approval.id, "denied", member.id, now, reason.strip())
     audit(uow, actor, "approval.denied", f"approval:{approval.id}", at=now, reason=reason.strip())
@@ -349,6 +369,21 @@ def get_approval_unchecked(uow: UnitOfWork, approval_id: int) -> Approval:
     return _approval(row)
 
 
+def list_approvals(uow: UnitOfWork, *, status: str, actor: Actor, limit: int = 100) -> list[Approval]:
+    """Approval requests in this status, oldest first, on the cases the actor may see."""
+    query = (
+        sa.select(_approvals)
+        .join(tables.cases, tables.cases.c.id == _approvals.c.case_id)
+        .where(_approvals.c.status == status)
+        .order_by(_approvals.c.requested_at, _approvals.c.id)
+        .limit(limit)
+    )
+    visible = visibility(actor)
+    if visible is not None:
+        query = query.where(visible)
+    return [_approval(row) for row in uow.execute(query)]
+
+
 def case_entries(uow: UnitOfWork, case_id: int) -> list[LedgerEntry]:
     query = sa.select(_ledger).where(_ledger.c.case_id == case_id).order_by(_ledger.c.id)
     return [_entry(r) for r in uow.execute(query)]
@@ -421,7 +456,12 @@ def _entry_by_key(uow: UnitOfWork, key: str) -> LedgerEntry | None:
     return None if row is None else _entry(row)
 
 
-def _same_or_conflict(entry: LedgerEntry, kind: RemedyKind, amount: Decimal) -> LedgerEntry:
+def _same_or_conflict(uow: UnitOfWork, entry: LedgerEntry, kind: RemedyKind, amount: Decimal) -> LedgerEntry:
+    if _entry_by_key(uow, f"reverse:{entry.id}") is not None:
+        raise Conflict(
+            f"slot {entry.slot!r} of case {entry.case_id} was granted (ledger entry {entry.id}) and reversed;"
+            " grant the corrected remedy under another slot"
+        )
     if entry.kind == kind.id and entry.amount == amount:
         return entry
     raise Conflict(
@@ -548,11 +588,13 @@ def _pending(uow: UnitOfWork, approval_id: int) -> Approval:
 
 
 def _decide(uow: UnitOfWork, approval_id: int, status: str, by: str, now: datetime, reason: str | None) -> None:
-    uow.execute(
+    decided = uow.execute(
         sa.update(_approvals)
-        .where(_approvals.c.id == approval_id)
+        .where(_approvals.c.id == approval_id, _approvals.c.status == "pending")
         .values(status=status, decided_by=by, decided_at=now, reason=reason)
-    )
+    ).rowcount
+    if decided != 1:
+        raise Conflict(f"approval {approval_id} was decided by someone else meanwhile")
 
 
 def _entry(row: sa.Row[Any]) -> LedgerEntry:

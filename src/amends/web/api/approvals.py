@@ -5,16 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from amends.access import Scope
 from amends.recover import remedies
 from amends.recover.actors import Actor
-from amends.recover.cases import can_see, load_case
-from amends.store import UnitOfWork, tables
+from amends.store import UnitOfWork
 from amends.web.api.cases import _ERRORS, ApprovalOut, LedgerEntryOut
-from amends.web.deps import DB, Acting, RecoveryState, in_transaction, reading
+from amends.web.deps import DB, Acting, RecoveryState, in_transaction, reading, require
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
@@ -27,7 +26,7 @@ class DecisionIn(BaseModel):
 @router.get("", response_model=list[ApprovalOut], responses=_ERRORS)
 async def read_approvals(
     db: DB,
-    actor: Acting,
+    actor: Annotated[Actor, Depends(require(Scope.CASES_READ))],
     status: Annotated[Literal["pending", "approved", "denied"], Query()] = "pending",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ApprovalOut]:
@@ -36,18 +35,9 @@ async def read_approvals(
 
 
 def _queue(uow: UnitOfWork, actor: Actor, status: str, limit: int) -> list[ApprovalOut]:
-    table = tables.approvals
-    rows = uow.execute(
-        sa.select(table.c.id).where(table.c.status == status).order_by(table.c.requested_at, table.c.id)
-    ).scalars()
-    found: list[ApprovalOut] = []
-    for approval_id in rows:
-        approval = remedies.get_approval_unchecked(uow, approval_id)
-        if can_see(load_case(uow, approval.case_id), actor):
-            found.append(ApprovalOut.model_validate(approval))
-            if len(found) == limit:
-                break
-    return found
+    return [
+        ApprovalOut.model_validate(a) for a in remedies.list_approvals(uow, status=status, actor=actor, limit=limit)
+    ]
 
 
 @router.post("/{approval_id}/approve", response_model=LedgerEntryOut, status_code=201, responses=_ERRORS)

@@ -244,8 +244,13 @@ class ProposalOut(BaseModel):
     cash_value: Decimal
     policy: str
     reason: str
-    your_limit_per_grant: Decimal | None = Field(description="The caller's limit for this kind, per grant.")
-    within_your_authority: bool | None = Field(description="Whether the caller can grant it on the spot.")
+    your_limit_per_grant: Decimal | None = Field(
+        description="The caller's limit for this kind, per grant; null when unlimited or for an integration key."
+    )
+    within_your_authority: bool | None = Field(
+        description="Whether the caller can grant it on the spot (per grant, and with what they granted today); "
+        "null for an integration key, which grants nothing."
+    )
 
 
 def _case_out(case: work.Case) -> CaseOut:
@@ -406,11 +411,14 @@ async def post_close(case_id: int, db: DB, actor: Acting) -> CaseDetailOut:
 
 
 @router.post("/cases/{case_id}/reopen", response_model=CaseDetailOut, responses=_ERRORS)
-async def post_reopen(case_id: int, body: ReasonIn, db: DB, actor: Acting) -> CaseDetailOut:
+async def post_reopen(case_id: int, body: ReasonIn, db: DB, actor: Acting, recovery: RecoveryState) -> CaseDetailOut:
     """Reopen a resolved or closed case (recorded on it, never a new case)."""
-    return await _act(
-        db, case_id, actor, lambda uow: work.reopen_case(uow, case_id, reason=body.reason, actor=actor, now=_now())
-    )
+
+    def change(uow: UnitOfWork) -> None:
+        playbook = recovery.playbooks.get(work.load_case(uow, case_id).playbook)
+        work.reopen_case(uow, case_id, reason=body.reason, actor=actor, now=_now(), playbook=playbook)
+
+    return await _act(db, case_id, actor, change)
 
 
 @router.put("/cases/{case_id}/fault", response_model=CaseDetailOut, responses=_ERRORS)
@@ -440,8 +448,8 @@ async def read_proposal(case_id: int, db: DB, actor: _Reader, recovery: Recovery
             reason=proposal.reason,
             your_limit_per_grant=None if limit is None else limit.per_grant,
             within_your_authority=None
-            if limit is None
-            else limit.per_grant is None or proposal.amount <= limit.per_grant,
+            if actor.staff is None
+            else remedies.within_authority(uow, actor.staff, kind, proposal.amount, policy=policy, now=_now()),
         )
 
     return await reading(db, run)

@@ -55,7 +55,7 @@ async def post_complaint(
             channel=body.channel,
             text=body.text,
             reference=body.reference,
-            received_at=body.received_at or now,
+            received_at=body.received_at,
             actor=actor,
             now=now,
         ),

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from amends.access import Scope
+from amends.errors import InvalidInput
 from amends.recover import remedies
 from amends.recover.actors import Actor
 from amends.recover.cases import Origin, visible_case
@@ -124,6 +125,8 @@ async def read_ledger_csv(
     until: Annotated[AwareDatetime | None, Query()] = None,
 ) -> StreamingResponse:
     """The ledger as CSV, streamed; text cells are safe to open in a spreadsheet (no formulas)."""
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput("since", "must be before until")  # before the 200 goes out with the first chunk
     flt = _filter(kind, granted_by, case, customer, since, until)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return StreamingResponse(
