@@ -145,8 +145,10 @@ def test_an_incident_opens_a_proactive_case_with_its_playbook_and_an_owner_and_m
 
 
 def test_a_case_goes_through_the_five_steps_and_a_grant_is_one_entry_however_often_it_is_sent(world: World) -> None:
-    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
-    case_id = world.case_of("C-1")["case"]["id"]
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420), arrival(2, "C-1", 420, day=22))
+    detail = world.case_of("C-1")
+    case_id = detail["case"]["id"]
+    unpaid = f"incident-{detail['incidents'][1]['id']}"
     ana = world.as_("ana")
     client = world.client
     assert client.post(f"/v1/cases/{case_id}/acknowledge", headers=ana).status_code == 200
@@ -186,7 +188,7 @@ def test_a_case_goes_through_the_five_steps_and_a_grant_is_one_entry_however_oft
     assert closed["case"]["status"] == "closed"
     assert (
         client.post(
-            f"/v1/cases/{case_id}/remedies", json={"kind": "miles", "amount": "1", "slot": "case"}, headers=ana
+            f"/v1/cases/{case_id}/remedies", json={"kind": "miles", "amount": "1", "slot": unpaid}, headers=ana
         ).status_code
         == 409
     )  # closed
@@ -196,14 +198,22 @@ def test_a_case_goes_through_the_five_steps_and_a_grant_is_one_entry_however_oft
     assert count(world.db, "cases") == 1
     with world.db.unit_of_work() as uow:
         actions = [row.action for row in uow.execute(sa.select(tables.audit_log).order_by(tables.audit_log.c.id))]
-    assert actions[:4] == ["case.opened", "case.incident_joined", "case.assigned", "case.acknowledged"]
+    assert actions[:5] == [
+        "case.opened",
+        "case.incident_joined",
+        "case.assigned",
+        "case.incident_joined",
+        "case.acknowledged",
+    ]
     assert "remedy.granted" in actions
     assert "case.reopened" in actions
 
 
 def test_above_the_limit_is_403_naming_it_and_a_manager_approves(world: World) -> None:
-    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 800))
-    case_id = world.case_of("C-1")["case"]["id"]
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 800), arrival(2, "C-1", 800, day=22))
+    detail = world.case_of("C-1")
+    case_id = detail["case"]["id"]
+    first_incident, second_incident = (i["id"] for i in detail["incidents"])
     body = {"kind": "miles", "amount": "10000"}
     refused = world.client.post(f"/v1/cases/{case_id}/remedies", json=body, headers=world.as_("ana"))
     assert refused.status_code == 403
@@ -219,19 +229,24 @@ def test_above_the_limit_is_403_naming_it_and_a_manager_approves(world: World) -
     assert world.client.post(f"/v1/cases/{case_id}/approvals", json=body, headers=world.as_("ana")).status_code == 200
     queue = world.client.get("/v1/approvals", headers=world.as_("boss")).json()
     assert [a["id"] for a in queue] == [approval_id]
-    self_approved = world.client.post(f"/v1/approvals/{approval_id}/approve", json={}, headers=world.as_("ana"))
+    self_approved = world.client.post(
+        f"/v1/approvals/{approval_id}/approve", json={"reason": "mine"}, headers=world.as_("ana")
+    )
     assert self_approved.status_code == 403
+    unexplained = world.client.post(f"/v1/approvals/{approval_id}/approve", json={}, headers=world.as_("boss"))
+    assert unexplained.status_code == 422
     approved = world.client.post(
         f"/v1/approvals/{approval_id}/approve", json={"reason": "ok"}, headers=world.as_("boss")
     )
     assert approved.status_code == 201, approved.text
     assert approved.json()["granted_by"] == "boss"
     assert approved.json()["approval_id"] == approval_id
-    again = world.client.post(f"/v1/approvals/{approval_id}/approve", json={}, headers=world.as_("boss"))
+    assert approved.json()["slot"] == f"incident-{first_incident}"
+    again = world.client.post(f"/v1/approvals/{approval_id}/approve", json={"reason": "ok"}, headers=world.as_("boss"))
     assert again.status_code == 409
     assert count(world.db, "ledger") == 1
     denied = world.client.post(
-        f"/v1/cases/{case_id}/approvals", json={**body, "slot": "case"}, headers=world.as_("ana")
+        f"/v1/cases/{case_id}/approvals", json={**body, "slot": f"incident-{second_incident}"}, headers=world.as_("ana")
     ).json()
     no_reason = world.client.post(f"/v1/approvals/{denied['id']}/deny", json={}, headers=world.as_("boss"))
     assert no_reason.status_code == 422
@@ -252,6 +267,9 @@ def test_above_the_limit_is_403_naming_it_and_a_manager_approves(world: World) -
         ({"kind": "miles", "amount": "100", "granted_by": "boss"}, 422, "granted_by"),
         ({"kind": "miles", "amount": "100", "role": "admin"}, 422, "role"),
         ({"kind": "miles", "amount": "100", "slot": "incident-999"}, 422, "slot"),
+        ({"kind": "miles", "amount": "100", "slot": "case"}, 422, "slot"),  # the case has an incident
+        ({"kind": "miles", "amount": "100", "slot": "anything"}, 422, "slot"),
+        ({"kind": "miles", "amount": "1E+30"}, 422, "amount"),
     ],
 )
 def test_bad_or_forged_grants_are_refused_and_write_nothing(
@@ -404,16 +422,16 @@ def test_twenty_concurrent_grants_of_one_slot_make_exactly_one_entry(world: Worl
 
 
 def test_concurrent_grants_never_pass_the_daily_limit_together(world: World) -> None:
-    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
-    case_id = world.case_of("C-1")["case"]["id"]
+    world.send(*(arrival(n, f"C-{n}", 420) for n in range(1, 11)))  # ten cases, all ana's
+    case_ids = iter(sorted(world.case_of(f"C-{n}")["case"]["id"] for n in range(1, 11)))
     ana = Actor("k", _member(world.db, "ana"))
     policy = shipped_policy()  # an agent: 25 EUR of credit per grant, 150 per day
+    lock = threading.Lock()
 
     def grant(uow: Any) -> object:
-        slot = f"case-{threading.get_ident()}"
-        return remedies.grant(
-            uow, case_id, remedies.Grant("credit", Decimal(25), slot), policy=policy, actor=ana, now=NOW
-        )
+        with lock:
+            case_id = next(case_ids)
+        return remedies.grant(uow, case_id, remedies.Grant("credit", Decimal(25)), policy=policy, actor=ana, now=NOW)
 
     results = _race(world.db, grant, threads=10)
     granted = [r for r in results if isinstance(r, tuple)]
@@ -424,18 +442,35 @@ def test_concurrent_grants_never_pass_the_daily_limit_together(world: World) -> 
     assert total == Decimal(150)
 
 
-def test_a_monthly_budget_overrun_is_a_conflict_and_writes_nothing(world: World, tmp_path: Path) -> None:
-    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
-    case_id = world.case_of("C-1")["case"]["id"]
+def test_a_monthly_budget_overrun_is_a_conflict_and_last_months_reversal_frees_nothing(
+    world: World, tmp_path: Path
+) -> None:
+    world.send(*(arrival(n, f"C-{n}", 420) for n in range(1, 5)))
+    first, second, third, fourth = sorted(world.case_of(f"C-{n}")["case"]["id"] for n in range(1, 5))
     text = Path(str(shipped_policy().file)).read_text().replace("  credit: 20000", "  credit: 30")
     policy = remedies_policy(tmp_path, text)
     ana = Actor("k", _member(world.db, "ana"))
-    with world.db.unit_of_work() as uow:
-        remedies.grant(uow, case_id, remedies.Grant("credit", Decimal(20), "case"), policy=policy, actor=ana, now=NOW)
+    boss = Actor("k", _member(world.db, "boss"))
+    last_month = datetime(2026, 10, 31, 12, 0, tzinfo=UTC)
+
+    def grant(case_id: int, when: datetime) -> remedies.LedgerEntry:
+        with world.db.unit_of_work() as uow:
+            entry, _new = remedies.grant(
+                uow, case_id, remedies.Grant("credit", Decimal(20)), policy=policy, actor=ana, now=when
+            )
+            uow.commit()
+        return entry
+
+    october = grant(first, last_month)
+    grant(second, NOW)  # November: 20 of 30
+    with pytest.raises(Conflict, match="monthly budget"), world.db.unit_of_work() as uow:
+        remedies.grant(uow, third, remedies.Grant("credit", Decimal(20)), policy=policy, actor=ana, now=NOW)
+    with world.db.unit_of_work() as uow:  # reversing October's grant in November frees October's budget
+        remedies.reverse(uow, october.id, reason="duplicate", actor=boss, now=NOW)
         uow.commit()
     with pytest.raises(Conflict, match="monthly budget"), world.db.unit_of_work() as uow:
-        remedies.grant(uow, case_id, remedies.Grant("credit", Decimal(20), "x"), policy=policy, actor=ana, now=NOW)
-    assert count(world.db, "ledger") == 1
+        remedies.grant(uow, fourth, remedies.Grant("credit", Decimal(20)), policy=policy, actor=ana, now=NOW)
+    assert count(world.db, "ledger") == 3
 
 
 def remedies_policy(tmp_path: Path, text: str) -> Any:
@@ -538,8 +573,8 @@ def test_intake_never_passes_over_an_incident_committed_after_a_later_one(postgr
 
 
 def test_corrections_and_retries_behave(world: World) -> None:
-    """A complaint retried without its time is the same complaint; a reversed slot is not paid again; a
-    contact before the case opened, or a ledger export window that ends before it starts, is refused."""
+    """A complaint retried without its time is the same complaint; a reversed slot can be granted anew, once;
+    a contact before the case opened, or a ledger export window that ends before it starts, is refused."""
     world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
     case_id = world.case_of("C-1")["case"]["id"]
     complaint = {"source": "helpdesk", "id": "T-9", "customer": "C-1", "channel": "phone", "text": "Late again."}
@@ -554,11 +589,12 @@ def test_corrections_and_retries_behave(world: World) -> None:
     reversed_ = world.client.post(f"/v1/ledger/{entry['id']}/reverse", json={"reason": "wrong"}, headers=boss)
     assert reversed_.status_code == 201
     assert Decimal(reversed_.json()["amount"]) == Decimal(-3000)
-    again = world.client.post(f"/v1/cases/{case_id}/remedies", json=body, headers=ana)
-    assert again.status_code == 409
-    assert "reversed" in again.json()["reason"]
-    corrected = world.client.post(f"/v1/cases/{case_id}/remedies", json={**body, "slot": "case"}, headers=ana)
-    assert corrected.status_code == 201
+    corrected = world.client.post(f"/v1/cases/{case_id}/remedies", json={**body, "amount": "2000"}, headers=ana)
+    assert corrected.status_code == 201  # the slot paid nothing net: it can be granted anew, once
+    assert corrected.json()["entry_key"].endswith("#2")
+    repeated = world.client.post(f"/v1/cases/{case_id}/remedies", json={**body, "amount": "2000"}, headers=ana)
+    assert (repeated.status_code, repeated.json()["id"]) == (200, corrected.json()["id"])
+    assert world.client.post(f"/v1/cases/{case_id}/remedies", json=body, headers=ana).status_code == 409
 
     early = {"direction": "outbound", "channel": "phone", "at": "2020-01-01T00:00:00Z"}
     assert world.client.post(f"/v1/cases/{case_id}/contacts", json=early, headers=ana).json()["field"] == "at"
@@ -576,3 +612,45 @@ def test_a_reopened_case_waits_again_for_its_resolution_anchored_steps(world: Wo
     reopened = world.client.post(f"/v1/cases/{case_id}/reopen", json={"reason": "not sorted"}, headers=ana).json()
     assert reopened["steps"][3]["due_at"] is None  # extend_experience waits for the next resolution
     assert reopened["steps"][0]["due_at"] is not None  # anchored on the opening: unchanged
+
+
+def test_what_the_review_found_stays_fixed(world: World) -> None:
+    """Agents read incidents only through their cases; a team-less agent sees no team-less case but their own;
+    a handoff out of one's sight answers 200; the thank-you waits for the resolution; a complaint is a
+    contact; closing a case answers its pending approval requests."""
+    with world.db.unit_of_work() as uow:
+        add_staff(uow, "tom", name="Tom", role=Role.AGENT, team=None, now=NOW)
+        world.keys["tom"] = create_staff_key(uow, "tom", now=NOW)[1]
+        uow.commit()
+    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 800))
+    case_id = world.case_of("C-1")["case"]["id"]
+    assert world.client.get("/v1/incidents", headers=world.as_("ana")).status_code == 403
+    assert world.client.get("/v1/customers/C-1/timeline", headers=world.as_("ana")).status_code == 403
+    assert world.client.get("/v1/incidents", headers=world.as_("boss")).status_code == 200
+
+    complaint = {"source": "desk", "id": "T-1", "customer": "C-7", "channel": "email", "text": "Rude staff."}
+    reactive = world.client.post("/v1/complaints", json=complaint, headers=world.as_("integration")).json()
+    owner = world.case_of("C-7")["case"]["owner_id"]
+    for agent in ("ana", "bob", "tom"):
+        seen = world.client.get(f"/v1/cases/{reactive['case_id']}", headers=world.as_(agent)).status_code
+        team = {"ana": "air", "bob": "shop", "tom": None}
+        expected = agent == owner or (team[agent] is not None and team[agent] == team[str(owner)])
+        assert seen == (200 if expected else 404), (agent, owner)
+    measures = world.client.get(f"/v1/cases/{reactive['case_id']}/measures", headers=world.as_("boss")).json()
+    assert (measures["inbound_contacts"], measures["customer_spoke_first"]) == (1, True)
+
+    ana = world.as_("ana")
+    early = world.client.post(
+        f"/v1/cases/{case_id}/steps/extend_experience/complete", json={"what": "card"}, headers=ana
+    )
+    assert early.status_code == 409
+    asked = world.client.post(f"/v1/cases/{case_id}/approvals", json={"kind": "miles", "amount": "10000"}, headers=ana)
+    assert asked.status_code == 202
+    moved = world.client.post(f"/v1/cases/{case_id}/assign", json={"to": "bob", "reason": "shop order"}, headers=ana)
+    assert moved.status_code == 200
+    assert moved.json()["case"]["owner_id"] == "bob"
+    bob = world.as_("bob")
+    world.client.post(f"/v1/cases/{case_id}/resolve", json={"resolution": "apologised"}, headers=bob)
+    assert world.client.post(f"/v1/cases/{case_id}/close", headers=bob).status_code == 200
+    approval = world.client.get(f"/v1/cases/{case_id}", headers=world.as_("boss")).json()["approvals"][0]
+    assert (approval["status"], approval["reason"]) == ("denied", "the case was closed")

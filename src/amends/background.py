@@ -53,3 +53,5 @@ class Background:
                 self.tick()
             except AmendsError as exc:  # the database went away, say: try again next time
                 log.warning("background work failed; trying again: %s", exc)
+            except Exception:  # a bug must not stop intake and sweeps for good while the API goes on
+                log.exception("background work failed unexpectedly; trying again")

@@ -31,8 +31,13 @@ _DATA_FACTS = ("data", "then_data", "first_data")
 @dataclass(frozen=True, slots=True)
 class Assignment:
     owner: StaffMember | None
-    team: str | None
+    team: str | None  # the team the rule maps to
     reason: str
+
+    @property
+    def case_team(self) -> str | None:
+        """The case's team: the rule's, else its owner's (so the owner's lead and team see it)."""
+        return self.team if self.team is not None else (None if self.owner is None else self.owner.team)
 
 
 @dataclass(frozen=True)

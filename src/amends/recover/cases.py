@@ -4,9 +4,10 @@ A case is opened by an incident (proactive) or by the customer (reactive: a comp
 per customer is open; what comes while it is open joins it. Status runs open -> resolved -> closed, and a
 reopening is recorded on the same case, never a new one. Every change is in the audit log.
 
-Who may do what: an integration key with `cases:read` reads every case. Staff read the cases they own and
-those of their team; managers and admins read all. Working a case (steps, contacts, resolving) is for its
-owner, a lead of its team, or a manager; an unassigned case can be taken by anyone who can see it.
+Who may do what: an integration key with `cases:read` reads every case. Staff read the cases they own and,
+if they are in a team, those of their team; managers and admins read all. Working a case (steps, contacts,
+resolving) is for its owner, a lead of its team, or a manager; an unassigned case can be taken by anyone who
+can see it.
 """
 
 from __future__ import annotations
@@ -36,18 +37,26 @@ __all__ = [
     "Origin",
     "Status",
     "acknowledge",
+    "add_contact",
     "assign",
     "can_see",
+    "case_from_row",
     "close_case",
+    "complete_remedy_step",
     "complete_step",
     "load_case",
+    "load_steps",
     "open_case",
     "open_case_of",
     "record_contact",
     "reopen_case",
+    "required_text",
     "resolve_case",
     "save_draft",
     "set_fault",
+    "set_owner",
+    "visibility",
+    "visible_case",
     "workable_case",
 ]
 
@@ -183,7 +192,7 @@ def can_see(case: Case, actor: Actor) -> bool:
         return actor is SYSTEM or Scope.CASES_READ in actor.scopes
     if member.role.at_least(Role.MANAGER):
         return True
-    return case.owner_id == member.id or case.team == member.team
+    return case.owner_id == member.id or (member.team is not None and case.team == member.team)
 
 
 def visibility(actor: Actor) -> sa.ColumnElement[bool] | None:
@@ -191,8 +200,8 @@ def visibility(actor: Actor) -> sa.ColumnElement[bool] | None:
     member = actor.staff
     if member is None or member.role.at_least(Role.MANAGER):
         return None
-    team = _cases.c.team.is_(None) if member.team is None else _cases.c.team == member.team
-    return sa.or_(_cases.c.owner_id == member.id, team)
+    mine = _cases.c.owner_id == member.id
+    return mine if member.team is None else sa.or_(mine, _cases.c.team == member.team)
 
 
 def visible_case(uow: UnitOfWork, case_id: int, actor: Actor, *, for_update: bool = False) -> Case:
@@ -306,7 +315,7 @@ def set_owner(uow: UnitOfWork, case: Case, to: StaffMember, *, reason: str, by: 
 
 def assign(uow: UnitOfWork, case_id: int, to_id: str, *, reason: str, actor: Actor, now: datetime) -> Case:
     """Hand the case to `to_id`, with a reason: no pass-off without one."""
-    reason = _text("reason", reason)
+    reason = required_text("reason", reason)
     case, _member = workable_case(uow, case_id, actor, "assigning a case")
     to = get_staff(uow, to_id)
     if case.status is Status.CLOSED:
@@ -338,7 +347,7 @@ def save_draft(uow: UnitOfWork, case_id: int, text: str, *, actor: Actor, now: d
     """Keep the apology's draft on the empathise step, to be edited before it goes."""
     case, _member = workable_case(uow, case_id, actor, "editing the apology")
     _open(case, "editing the apology")
-    text = _text("draft", text, limit=20_000)
+    text = required_text("draft", text, limit=20_000)
     step = _step(uow, case_id, StepKind.EMPATHISE)
     if step.completed_at is not None:
         raise Conflict("editing the apology: it has been sent")
@@ -366,20 +375,20 @@ def complete_step(
     if step_kind in _COMPLETED_ELSEWHERE:
         raise InvalidInput("step", f"{step_kind.value} is completed when {_COMPLETED_ELSEWHERE[step_kind]}")
     case, member = workable_case(uow, case_id, actor, f"completing {step_kind.value}")
-    if step_kind is not StepKind.MANAGE_MEMORY and step_kind is not StepKind.EXTEND_EXPERIENCE:
+    if step_kind is StepKind.EMPATHISE:
         _open(case, f"completing {step_kind.value}")
-    elif case.status is Status.CLOSED:
-        raise Conflict(f"completing {step_kind.value}: case {case_id} is closed; reopen it first")
+    elif case.status is not Status.RESOLVED:  # the follow-up and the thank-you come after the resolution
+        raise Conflict(f"completing {step_kind.value}: case {case_id} is {case.status.value}; it comes after resolving")
     step = _step(uow, case_id, step_kind)
     if step.completed_at is not None:
         raise Conflict(f"{step_kind.value} was completed at {step.completed_at.isoformat()} by {step.completed_by}")
     details: dict[str, Any] = dict(outcome or {})
     if note is not None:
-        details["note"] = _text("note", note, limit=5_000)
+        details["note"] = required_text("note", note, limit=5_000)
     if step_kind is StepKind.EMPATHISE:
-        details["text"] = _text("text", str(details.get("text") or step.draft or ""), limit=20_000)
+        details["text"] = required_text("text", str(details.get("text") or step.draft or ""), limit=20_000)
     if step_kind in (StepKind.EMPATHISE, StepKind.MANAGE_MEMORY):
-        _add_contact(uow, case, "outbound", _channel(channel or "email"), member.id, details.get("note"), now)
+        add_contact(uow, case, "outbound", _channel(channel or "email"), member.id, details.get("note"), now)
     _complete(uow, case_id, step_kind, member.id, now, details)
     audit(uow, actor, "case.step_completed", f"case:{case_id}", at=now, step=step_kind.value)
     return _step(uow, case_id, step_kind)
@@ -405,8 +414,10 @@ def record_contact(
         raise InvalidInput("at", "a contact cannot be in the future")
     if when < case.opened_at:
         raise InvalidInput("at", "before the case was opened; record it as a complaint, or at the opening")
-    text = None if note is None else _text("note", note)
-    _add_contact(uow, case, direction, _channel(channel), member.id, text, when)
+    text = None if note is None else required_text("note", note)
+    add_contact(uow, case, direction, _channel(channel), member.id, text, when)
+    if direction == "inbound" and (case.customer_spoke_at is None or when < case.customer_spoke_at):
+        uow.execute(sa.update(_cases).where(_cases.c.id == case_id).values(customer_spoke_at=when))
     audit(uow, actor, "case.contact", f"case:{case_id}", at=now, direction=direction, channel=channel)
     return load_case(uow, case_id)
 
@@ -418,7 +429,7 @@ def complete_remedy_step(uow: UnitOfWork, case_id: int, by: str, now: datetime, 
         _complete(uow, case_id, StepKind.LESSEN_INCONVENIENCE, by, now, outcome)
 
 
-def _add_contact(
+def add_contact(
     uow: UnitOfWork, case: Case, direction: str, channel: str, by: str | None, note: Any, at: datetime
 ) -> None:
     uow.execute(
@@ -460,7 +471,8 @@ def resolve_case(
 ) -> Case:
     """Resolved: what was done, in a sentence. Steps anchored on the resolution (the follow-up, the thank-you)
     become due."""
-    resolution = _text("resolution", resolution)
+    resolution = required_text("resolution", resolution)
+    recovery_lock(uow)  # intake joins no incident to the case while it is resolved
     case, _member = workable_case(uow, case_id, actor, "resolving a case")
     _open(case, "resolving a case")
     uow.execute(
@@ -480,11 +492,18 @@ def resolve_case(
 
 
 def close_case(uow: UnitOfWork, case_id: int, *, actor: Actor, now: datetime) -> Case:
-    """Closed: nothing more to do. Only a resolved case closes."""
-    case, _member = workable_case(uow, case_id, actor, "closing a case")
+    """Closed: nothing more to do. Only a resolved case closes; approval requests still waiting are denied."""
+    recovery_lock(uow)
+    case, member = workable_case(uow, case_id, actor, "closing a case")
     if case.status is not Status.RESOLVED:
         raise Conflict(f"closing a case: case {case_id} is {case.status.value}; resolve it first")
     uow.execute(sa.update(_cases).where(_cases.c.id == case_id).values(status=Status.CLOSED.value, closed_at=now))
+    approvals = tables.approvals
+    uow.execute(
+        sa.update(approvals)
+        .where(approvals.c.case_id == case_id, approvals.c.status == "pending")
+        .values(status="denied", decided_by=member.id, decided_at=now, reason="the case was closed")
+    )
     audit(uow, actor, "case.closed", f"case:{case_id}", at=now)
     return load_case(uow, case_id)
 
@@ -492,7 +511,7 @@ def close_case(uow: UnitOfWork, case_id: int, *, actor: Actor, now: datetime) ->
 def reopen_case(uow: UnitOfWork, case_id: int, *, reason: str, actor: Actor, now: datetime, playbook: Playbook) -> Case:
     """Open a resolved or closed case again: recorded on the same case, never a new one. Steps still to do
     that are anchored on the resolution wait for the next one."""
-    reason = _text("reason", reason)
+    reason = required_text("reason", reason)
     recovery_lock(uow)  # intake opens no case for this customer meanwhile
     case, _member = workable_case(uow, case_id, actor, "reopening a case")
     if case.status is Status.OPEN:
@@ -531,7 +550,8 @@ def set_fault(uow: UnitOfWork, case_id: int, fault: Fault | str, *, actor: Actor
 # --- input -----------------------------------------------------------------------------------------------
 
 
-def _text(field: str, value: str, *, limit: int = 2_000) -> str:
+def required_text(field: str, value: str | None, *, limit: int = 2_000) -> str:
+    """The text stripped; InvalidInput naming `field` if it is empty or longer than `limit`."""
     value = (value or "").strip()
     if not value:
         raise InvalidInput(field, "must not be empty")

@@ -21,7 +21,7 @@ from amends.errors import Conflict, InvalidInput
 from amends.recover.actors import SYSTEM, Actor
 from amends.recover.assign import Assigner
 from amends.recover.audit import audit
-from amends.recover.cases import Case, Origin, load_case, open_case, open_case_of, set_owner
+from amends.recover.cases import Case, Origin, add_contact, load_case, open_case, open_case_of, set_owner
 from amends.recover.lock import recovery_lock
 from amends.recover.playbooks import PlaybookSet
 from amends.store import Database, UnitOfWork, tables
@@ -110,7 +110,7 @@ class Intake:
             origin=Origin.PROACTIVE,
             playbook=playbook,
             severity=row.severity,
-            team=assignment.team,
+            team=assignment.case_team,
             now=now,
         )
         _join(uow, case, row.id, row.severity, now)
@@ -164,7 +164,7 @@ class Intake:
                 origin=Origin.REACTIVE,
                 playbook=playbook,
                 severity=2,
-                team=assignment.team,
+                team=assignment.case_team,
                 now=now,
                 customer_spoke_at=fields["received_at"],
                 actor=actor,
@@ -177,6 +177,7 @@ class Intake:
             spoke = fields["received_at"]
             if case.customer_spoke_at is None or spoke < case.customer_spoke_at:
                 uow.execute(sa.update(_cases).where(_cases.c.id == case.id).values(customer_spoke_at=spoke))
+        add_contact(uow, case, "inbound", fields["channel"], None, "complaint", fields["received_at"])
         complaint_id = uow.execute(
             sa.insert(_complaints)
             .values(**fields, case_id=case.id, incident_id=incident_id, created_at=now)

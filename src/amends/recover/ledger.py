@@ -16,11 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from amends.errors import InvalidInput
-from amends.recover.remedies import LedgerEntry
+from amends.recover.remedies import LedgerEntry, entry_from_row
 from amends.store import UnitOfWork, tables
 from amends.store.paging import decode_cursor, encode_cursor
 
-__all__ = ["CSV_COLUMNS", "LedgerFilter", "LedgerRow", "export_csv", "list_ledger", "safe_cell"]
+__all__ = ["CSV_COLUMNS", "LedgerFilter", "export_csv", "list_ledger", "safe_cell"]
 
 _ledger = tables.ledger
 _MAX_LIMIT = 1000
@@ -60,10 +60,6 @@ class LedgerFilter:
     until: datetime | None = None
 
 
-# The entries read here are the ones recover/remedies.py writes; the name is kept for readers of the export.
-LedgerRow = LedgerEntry
-
-
 def list_ledger(
     uow: UnitOfWork, flt: LedgerFilter, *, limit: int = 100, cursor: str | None = None
 ) -> tuple[list[LedgerEntry], str | None]:
@@ -78,7 +74,7 @@ def list_ledger(
             sa.or_(_ledger.c.at < before_time, sa.and_(_ledger.c.at == before_time, _ledger.c.id < before_id))
         )
     rows = uow.execute(query.order_by(_ledger.c.at.desc(), _ledger.c.id.desc()).limit(limit + 1)).all()
-    page = [_row(row) for row in rows[:limit]]
+    page = [entry_from_row(row) for row in rows[:limit]]
     next_cursor = encode_cursor(page[-1].at, page[-1].id) if len(rows) > limit else None
     return page, next_cursor
 
@@ -144,7 +140,7 @@ def _export(uow: UnitOfWork, conditions: list[sa.ColumnElement[bool]]) -> Iterat
     result = uow.execute(query)
     try:
         for batch in result.partitions():
-            yield _csv_text([_csv_record(_row(row)) for row in batch])
+            yield _csv_text([_csv_record(entry_from_row(row)) for row in batch])
     finally:
         result.close()  # also when the reader stops early
 
@@ -177,24 +173,3 @@ def _csv_record(entry: LedgerEntry) -> tuple[str, ...]:
 
 def _number(value: int | None) -> str:
     return "" if value is None else str(value)
-
-
-def _row(row: sa.Row[Any]) -> LedgerEntry:
-    return LedgerEntry(
-        id=row.id,
-        entry_key=row.entry_key,
-        case_id=row.case_id,
-        slot=row.slot,
-        customer_id=row.customer_id,
-        incident_id=row.incident_id,
-        kind=row.kind,
-        amount=row.amount,
-        unit=row.unit,
-        cash_value=row.cash_value,
-        policy=row.policy,
-        granted_by=row.granted_by,
-        approval_id=row.approval_id,
-        reverses_id=row.reverses_id,
-        note=row.note,
-        at=row.at,
-    )

@@ -32,6 +32,7 @@ from amends.recover.cases import (
     Status,
     complete_remedy_step,
     load_case,
+    required_text,
     visibility,
     visible_case,
     workable_case,
@@ -49,8 +50,14 @@ __all__ = [
     "Grant",
     "LedgerEntry",
     "approve",
+    "case_approvals",
+    "case_entries",
     "deny",
+    "entry_from_row",
+    "get_approval",
+    "get_entry",
     "grant",
+    "list_approvals",
     "no_remedy",
     "propose",
     "request_approval",
@@ -63,7 +70,6 @@ _approvals = tables.approvals
 _links = tables.case_incidents
 _incidents = tables.incidents
 _MAX_AMOUNT = Decimal("100000000")
-_SLOT_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.:")
 
 
 class AboveLimit(Forbidden):
@@ -179,9 +185,9 @@ def grant(
     recovery_lock(uow)
     case, member = workable_case(uow, case_id, actor, "granting a remedy")
     kind, amount, slot, incident_id = _checked(uow, case, request, policy)
-    existing = _entry_by_key(uow, _grant_key(case.id, slot))
+    existing, key = _slot_grants(uow, case.id, slot)
     if existing is not None:
-        return _same_or_conflict(uow, existing, kind, amount), False
+        return _same_or_conflict(existing, kind, amount), False
     _granting_allowed(case, "granting a remedy")
     limit = policy.limit(member.role, kind.id)
     today = _granted_since(uow, kind.id, _start_of_day(now), granted_by=member.id)
@@ -191,6 +197,7 @@ def grant(
     proposal = _proposal(uow, case, policy, now)
     entry = _write_entry(
         uow,
+        key=key,
         case=case,
         slot=slot,
         incident_id=incident_id,
@@ -213,7 +220,7 @@ def request_approval(
     recovery_lock(uow)
     case, member = workable_case(uow, case_id, actor, "requesting an approval")
     kind, amount, slot, incident_id = _checked(uow, case, request, policy)
-    if _entry_by_key(uow, _grant_key(case.id, slot)) is not None:
+    if _slot_grants(uow, case.id, slot)[0] is not None:
         raise Conflict(f"slot {slot!r} of case {case.id} has been granted already")
     _granting_allowed(case, "requesting an approval")
     pending = uow.execute(
@@ -249,18 +256,21 @@ def request_approval(
 
 
 def approve(
-    uow: UnitOfWork, approval_id: int, *, reason: str | None, policy: RemedyPolicy, actor: Actor, now: datetime
+    uow: UnitOfWork, approval_id: int, *, reason: str, policy: RemedyPolicy, actor: Actor, now: datetime
 ) -> LedgerEntry:
-    """A manager grants a pending request, within their own limit and the budget."""
-    recovery_lock(uow)
+    """A manager grants a pending request, with a reason, within their own limit and the budget. Nobody
+    approves their own request: a second pair of eyes is the point."""
     member = actor.at_least(Role.MANAGER, "approving a remedy")
+    reason = required_text("reason", reason)
+    recovery_lock(uow)
     approval = _pending(uow, approval_id)
-    if approval.requested_by == member.id and member.role is not Role.ADMIN:
+    if approval.requested_by == member.id:
         raise Forbidden("approving a remedy: nobody approves their own request")
     case = load_case(uow, approval.case_id)
     _granting_allowed(case, "approving a remedy")
     kind = policy.kind(approval.kind)
-    if _entry_by_key(uow, _grant_key(case.id, approval.slot)) is not None:
+    existing, key = _slot_grants(uow, case.id, approval.slot)
+    if existing is not None:
         raise Conflict(f"slot {approval.slot!r} of case {case.id} has been granted already; deny this request")
     limit = policy.limit(member.role, kind.id)
     today = _granted_since(uow, kind.id, _start_of_day(now), granted_by=member.id)
@@ -270,6 +280,7 @@ def approve(
     _decide(uow, approval.id, "approved", member.id, now, reason)
     entry = _write_entry(
         uow,
+        key=key,
         case=case,
         slot=approval.slot,
         incident_id=approval.incident_id,
@@ -288,31 +299,28 @@ def approve(
 def deny(uow: UnitOfWork, approval_id: int, *, reason: str, actor: Actor, now: datetime) -> Approval:
     """A manager refuses a pending request, with a reason the requester reads."""
     member = actor.at_least(Role.MANAGER, "denying a remedy")
-    if not reason or not reason.strip():
-        raise InvalidInput("reason", "a denial needs a reason")
+    reason = required_text("reason", reason)
     recovery_lock(uow)  # an approval of the same request waits, then finds it decided
     approval = _pending(uow, approval_id)
-    _decide(uow, approval.id, "denied", member.id, now, reason.strip())
-    audit(uow, actor, "approval.denied", f"approval:{approval.id}", at=now, reason=reason.strip())
+    _decide(uow, approval.id, "denied", member.id, now, reason)
+    audit(uow, actor, "approval.denied", f"approval:{approval.id}", at=now, reason=reason)
     return get_approval(uow, approval.id, actor=actor)
 
 
 def no_remedy(uow: UnitOfWork, case_id: int, *, reason: str, actor: Actor, now: datetime) -> Case:
     """Lessening the inconvenience needs no remedy here; the reason is recorded on the step."""
-    if not reason or not reason.strip():
-        raise InvalidInput("reason", "say why no remedy is given")
+    reason = required_text("reason", reason)
     case, member = workable_case(uow, case_id, actor, "recording no remedy")
     _granting_allowed(case, "recording no remedy")
-    complete_remedy_step(uow, case.id, member.id, now, {"remedy": None, "reason": reason.strip()})
-    audit(uow, actor, "remedy.none", f"case:{case.id}", at=now, reason=reason.strip())
+    complete_remedy_step(uow, case.id, member.id, now, {"remedy": None, "reason": reason})
+    audit(uow, actor, "remedy.none", f"case:{case.id}", at=now, reason=reason)
     return load_case(uow, case.id)
 
 
 def reverse(uow: UnitOfWork, entry_id: int, *, reason: str, actor: Actor, now: datetime) -> LedgerEntry:
     """Correct an entry with a reversing one (the negated amount); an entry is reversed at most once."""
     member = actor.at_least(Role.MANAGER, "reversing a ledger entry")
-    if not reason or not reason.strip():
-        raise InvalidInput("reason", "a reversal needs a reason")
+    reason = required_text("reason", reason)
     recovery_lock(uow)
     original = get_entry(uow, entry_id)
     if original.reverses_id is not None:
@@ -336,7 +344,7 @@ def reverse(uow: UnitOfWork, entry_id: int, *, reason: str, actor: Actor, now: d
             granted_by=member.id,
             approval_id=None,
             reverses_id=original.id,
-            note=reason.strip(),
+            note=reason,
             at=now,
         )
         .returning(_ledger.c.id)
@@ -352,7 +360,7 @@ def get_entry(uow: UnitOfWork, entry_id: int) -> LedgerEntry:
     row = uow.execute(sa.select(_ledger).where(_ledger.c.id == entry_id)).first()
     if row is None:
         raise NotFound(f"no ledger entry {entry_id}")
-    return _entry(row)
+    return entry_from_row(row)
 
 
 def get_approval(uow: UnitOfWork, approval_id: int, *, actor: Actor) -> Approval:
@@ -386,7 +394,7 @@ def list_approvals(uow: UnitOfWork, *, status: str, actor: Actor, limit: int = 1
 
 def case_entries(uow: UnitOfWork, case_id: int) -> list[LedgerEntry]:
     query = sa.select(_ledger).where(_ledger.c.case_id == case_id).order_by(_ledger.c.id)
-    return [_entry(r) for r in uow.execute(query)]
+    return [entry_from_row(r) for r in uow.execute(query)]
 
 
 def case_approvals(uow: UnitOfWork, case_id: int) -> list[Approval]:
@@ -413,17 +421,15 @@ def _checked(
         ).scalars()
     ]
     slot = request.slot or (f"incident-{incidents[0]}" if incidents else "case")
-    if not 1 <= len(slot) <= 100 or not set(slot) <= _SLOT_CHARS:
-        raise InvalidInput("slot", "1-100 lower-case letters, digits, '-', '_', '.', ':'")
-    incident_id = None
-    if slot.startswith("incident-"):
-        try:
-            incident_id = int(slot.removeprefix("incident-"))
-        except ValueError:
-            raise InvalidInput("slot", "incident-<id> names one of the case's incidents") from None
-        if incident_id not in incidents:
-            raise InvalidInput("slot", f"incident {incident_id} is not part of case {case.id}")
-    return kind, amount, slot, incident_id
+    if slot == "case":
+        if incidents:
+            raise InvalidInput("slot", f"case {case.id} has incidents; a remedy is for one of them, incident-<id>")
+        return kind, amount, slot, None
+    number = slot.removeprefix("incident-")
+    if number == slot or not number.isdigit() or int(number) not in incidents:
+        known = ", ".join(f"incident-{i}" for i in incidents) or "case"
+        raise InvalidInput("slot", f"{slot[:100]!r} is not one of this case's slots: {known}")
+    return kind, amount, f"incident-{int(number)}", int(number)
 
 
 def _amount(value: Any) -> Decimal:
@@ -435,10 +441,10 @@ def _amount(value: Any) -> Decimal:
         raise InvalidInput("amount", "not a number")
     if amount < 0:
         raise InvalidInput("amount", "must not be negative; a correction is a reversal of the entry")
+    if amount > _MAX_AMOUNT:  # before quantize, which fails on numbers this large
+        raise InvalidInput("amount", f"at most {_MAX_AMOUNT}")
     if amount != amount.quantize(Decimal("0.01")):
         raise InvalidInput("amount", "at most two decimal places")
-    if amount > _MAX_AMOUNT:
-        raise InvalidInput("amount", f"at most {_MAX_AMOUNT}")
     return amount.quantize(Decimal("0.01"))
 
 
@@ -447,21 +453,27 @@ def _granting_allowed(case: Case, doing: str) -> None:
         raise Conflict(f"{doing}: case {case.id} is closed")
 
 
-def _grant_key(case_id: int, slot: str) -> str:
-    return f"case:{case_id}:{slot}"
+def _slot_grants(uow: UnitOfWork, case_id: int, slot: str) -> tuple[LedgerEntry | None, str]:
+    """The slot's grant in force (not reversed), if any, and the key the next grant of the slot gets:
+    `case:<id>:<slot>` for the first, `…#2`, `…#3` after each reversal. A slot pays once at a time."""
+    reversal = _ledger.alias("reversal")
+    rows = uow.execute(
+        sa.select(_ledger, reversal.c.id.label("reversed_by"))
+        .outerjoin(reversal, reversal.c.reverses_id == _ledger.c.id)
+        .where(_ledger.c.case_id == case_id, _ledger.c.slot == slot, _ledger.c.reverses_id.is_(None))
+        .order_by(_ledger.c.id)
+    ).all()
+    in_force = next((entry_from_row(row) for row in rows if row.reversed_by is None), None)
+    key = f"case:{case_id}:{slot}" + (f"#{len(rows) + 1}" if rows else "")
+    return in_force, key
 
 
 def _entry_by_key(uow: UnitOfWork, key: str) -> LedgerEntry | None:
     row = uow.execute(sa.select(_ledger).where(_ledger.c.entry_key == key)).first()
-    return None if row is None else _entry(row)
+    return None if row is None else entry_from_row(row)
 
 
-def _same_or_conflict(uow: UnitOfWork, entry: LedgerEntry, kind: RemedyKind, amount: Decimal) -> LedgerEntry:
-    if _entry_by_key(uow, f"reverse:{entry.id}") is not None:
-        raise Conflict(
-            f"slot {entry.slot!r} of case {entry.case_id} was granted (ledger entry {entry.id}) and reversed;"
-            " grant the corrected remedy under another slot"
-        )
+def _same_or_conflict(entry: LedgerEntry, kind: RemedyKind, amount: Decimal) -> LedgerEntry:
     if entry.kind == kind.id and entry.amount == amount:
         return entry
     raise Conflict(
@@ -478,22 +490,46 @@ def _start_of_month(now: datetime) -> datetime:
     return _start_of_day(now).replace(day=1)
 
 
-def _granted_since(uow: UnitOfWork, kind: str, since: datetime, *, granted_by: str | None = None) -> Decimal:
-    """The net amount of `kind` granted since `since` (reversals count against it)."""
-    query = sa.select(sa.func.coalesce(sa.func.sum(sa.type_coerce(_ledger.c.amount, sa.BigInteger)), 0)).where(
-        _ledger.c.kind == kind, _ledger.c.at >= since
-    )
-    if granted_by is not None:
-        query = query.where(_ledger.c.granted_by == granted_by, _ledger.c.reverses_id.is_(None))
-    hundredths = uow.execute(query).scalar_one()
+def _hundredths_sum(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return sa.func.coalesce(sa.func.sum(sa.type_coerce(column, sa.BigInteger)), 0)
+
+
+def _as_amount(hundredths: Any) -> Decimal:
     return (Decimal(int(hundredths)) / 100).quantize(Decimal("0.01"))
+
+
+def _granted_since(uow: UnitOfWork, kind: str, since: datetime, *, granted_by: str) -> Decimal:
+    """What `granted_by` granted of `kind` since `since`: their grants, a reversal giving nothing back (the
+    daily limit is about what a person decided, not what stayed granted)."""
+    query = sa.select(_hundredths_sum(_ledger.c.amount)).where(
+        _ledger.c.kind == kind,
+        _ledger.c.at >= since,
+        _ledger.c.granted_by == granted_by,
+        _ledger.c.reverses_id.is_(None),
+    )
+    return _as_amount(uow.execute(query).scalar_one())
+
+
+def _spent_in_month(uow: UnitOfWork, kind: str, month: datetime) -> Decimal:
+    """The month's net spend of `kind`: grants made in it, less the reversals of those grants (whenever the
+    reversal is made). A reversal of an earlier month's grant frees that month's budget, not this one's."""
+    grants = sa.select(_hundredths_sum(_ledger.c.amount)).where(
+        _ledger.c.kind == kind, _ledger.c.at >= month, _ledger.c.reverses_id.is_(None)
+    )
+    original = _ledger.alias("original")
+    reversals = (
+        sa.select(_hundredths_sum(_ledger.c.amount))
+        .select_from(_ledger.join(original, original.c.id == _ledger.c.reverses_id))
+        .where(_ledger.c.kind == kind, original.c.at >= month)
+    )
+    return _as_amount(uow.execute(grants).scalar_one()) + _as_amount(uow.execute(reversals).scalar_one())
 
 
 def _within_budget(uow: UnitOfWork, policy: RemedyPolicy, kind: RemedyKind, amount: Decimal, now: datetime) -> None:
     budget = policy.monthly_budget(kind.id)
     if budget is None:
         return
-    spent = _granted_since(uow, kind.id, _start_of_month(now))
+    spent = _spent_in_month(uow, kind.id, _start_of_month(now))
     if spent + amount > budget:
         left = max(budget - spent, Decimal(0))
         raise Conflict(
@@ -540,6 +576,7 @@ def _policy_name(proposal: Proposal, kind: RemedyKind, amount: Decimal) -> str:
 def _write_entry(
     uow: UnitOfWork,
     *,
+    key: str,
     case: Case,
     slot: str,
     incident_id: int | None,
@@ -551,7 +588,6 @@ def _write_entry(
     note: str | None,
     now: datetime,
 ) -> LedgerEntry:
-    key = _grant_key(case.id, slot)
     statement = (
         sa.insert(_ledger)
         .values(
@@ -574,6 +610,12 @@ def _write_entry(
         .returning(_ledger.c.id)
     )
     entry_id = uow.execute(statement).scalar_one()
+    # A request still waiting for this slot is answered by the grant.
+    uow.execute(
+        sa.update(_approvals)
+        .where(_approvals.c.case_id == case.id, _approvals.c.slot == slot, _approvals.c.status == "pending")
+        .values(status="denied", decided_by=granted_by, decided_at=now, reason=f"granted: ledger entry {entry_id}")
+    )
     complete_remedy_step(
         uow, case.id, granted_by, now, {"remedy": {"ledger_id": entry_id, "kind": kind.id, "amount": str(amount)}}
     )
@@ -597,7 +639,7 @@ def _decide(uow: UnitOfWork, approval_id: int, status: str, by: str, now: dateti
         raise Conflict(f"approval {approval_id} was decided by someone else meanwhile")
 
 
-def _entry(row: sa.Row[Any]) -> LedgerEntry:
+def entry_from_row(row: sa.Row[Any]) -> LedgerEntry:
     return LedgerEntry(
         row.id,
         row.entry_key,

@@ -26,12 +26,14 @@ _TEAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
 # What each role may read and send through the integration-style endpoints. Working a case, granting,
-# approving and managing staff are checked against the role itself, in recover/.
-_READ = frozenset({Scope.CUSTOMERS_READ, Scope.INCIDENTS_READ, Scope.CASES_READ, Scope.COMPLAINTS_WRITE})
+# approving and managing staff are checked against the role itself, in recover/. Agents and leads read
+# customers and incidents only through the cases they may see (a case carries its incidents): the customer
+# and incident endpoints know nothing of teams.
+_WORK = frozenset({Scope.CASES_READ, Scope.COMPLAINTS_WRITE})
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
-    Role.AGENT: _READ,
-    Role.LEAD: _READ,
-    Role.MANAGER: _READ | {Scope.LEDGER_READ},
+    Role.AGENT: _WORK,
+    Role.LEAD: _WORK,
+    Role.MANAGER: _WORK | {Scope.CUSTOMERS_READ, Scope.INCIDENTS_READ, Scope.LEDGER_READ},
     Role.ADMIN: frozenset(Scope),
 }
 

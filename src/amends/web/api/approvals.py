@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(default=None, max_length=2000, description="Required to deny.")
+    reason: str = Field(min_length=1, max_length=2000, description="Why: the requester reads it.")
 
 
 @router.get("", response_model=list[ApprovalOut], responses=_ERRORS)
@@ -58,6 +58,6 @@ async def post_approve(
 async def post_deny(approval_id: int, body: DecisionIn, db: DB, actor: Acting) -> ApprovalOut:
     """Refuse the request, with a reason the requester reads."""
     approval = await in_transaction(
-        db, lambda uow: remedies.deny(uow, approval_id, reason=body.reason or "", actor=actor, now=datetime.now(UTC))
+        db, lambda uow: remedies.deny(uow, approval_id, reason=body.reason, actor=actor, now=datetime.now(UTC))
     )
     return ApprovalOut.model_validate(approval)

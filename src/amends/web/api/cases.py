@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from amends.access import Scope
 from amends.recover import cases as work
 from amends.recover import remedies
-from amends.recover.actors import Actor
+from amends.recover.actors import SYSTEM, Actor
 from amends.recover.cases import Fault, Origin, Status
 from amends.recover.playbooks import StepKind
 from amends.recover.queries import CaseFilter, case_detail, list_cases, overdue_steps
@@ -223,13 +223,14 @@ class RemedyIn(BaseModel):
     """A remedy to grant (or to request approval for). The granter, their role and limit come from the key."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field(min_length=1, max_length=50)
+    kind: str = Field(min_length=1, max_length=100)
     amount: Decimal = Field(default=Decimal(0), description="In the kind's unit; 0 for an apology.")
     slot: str | None = Field(
         default=None,
         max_length=100,
-        description="What this remedy is for: `incident-<id>` (default: the case's first incident) or `case`. "
-        "One slot pays once: the same request again returns the same entry.",
+        description="What this remedy is for: `incident-<id>`, one of the case's incidents (default: the first), "
+        "or `case` for a case without incidents. One slot pays once: the same request again returns the same "
+        "entry; after a reversal the slot can be granted anew.",
     )
     note: str | None = Field(default=None, max_length=2000)
 
@@ -328,8 +329,10 @@ async def _act(db: DB, case_id: int, actor: Actor, change: Any) -> CaseDetailOut
     """Apply `change(uow)` and answer with the case as it is now."""
 
     def run(uow: UnitOfWork) -> CaseDetailOut:
-        change(uow)
-        return _detail_out(uow, case_id, actor)
+        change(uow)  # checks that the actor may do it
+        # The answer shows the case as the change left it, even when the change took it out of the actor's
+        # sight (a handoff to another team).
+        return _detail_out(uow, case_id, SYSTEM)
 
     return await in_transaction(db, run)
 

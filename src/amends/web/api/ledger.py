@@ -169,10 +169,10 @@ async def read_measures(
     until: Annotated[AwareDatetime | None, Query(description="Cases opened before.")] = None,
     origin: Annotated[Origin | None, Query()] = None,
 ) -> SummaryOut:
-    """Recovery in aggregate (leads and above, and keys with `cases:read`): proactive share, time to first
+    """Recovery in aggregate (managers, admins, and keys with `cases:read`): proactive share, time to first
     contact and to resolution, contacts and handoffs per case, first-contact resolution, remedy cost."""
-    if actor.staff is not None:
-        actor.at_least(Role.LEAD, "reading the measures")
+    if actor.staff is not None:  # the totals span every team
+        actor.at_least(Role.MANAGER, "reading the measures")
     summary = await reading(
         db, lambda uow: summarise(uow, since=since, until=until, origin=None if origin is None else origin.value)
     )

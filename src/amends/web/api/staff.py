@@ -44,6 +44,7 @@ class StaffChange(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     role: Role | None = None
     team: str | None = Field(default=None, max_length=100, description="An empty string takes them out of a team.")
+    email: str | None = Field(default=None, max_length=320, description="An empty string removes it.")
     active: bool | None = None
 
 
