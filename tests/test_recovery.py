@@ -654,3 +654,101 @@ def test_what_the_review_found_stays_fixed(world: World) -> None:
     assert world.client.post(f"/v1/cases/{case_id}/close", headers=bob).status_code == 200
     approval = world.client.get(f"/v1/cases/{case_id}", headers=world.as_("boss")).json()["approvals"][0]
     assert (approval["status"], approval["reason"]) == ("denied", "the case was closed")
+
+
+def test_the_sample_world_flows_into_cases_each_incident_once(db: Database) -> None:
+    """A small car-service world through detection and intake: every incident is in exactly one case, one
+    open case per customer, each with its rule's playbook; the rework playbook has all five steps."""
+    from amends.detect.service import Detection
+    from amends.events import Item, ingest_items
+    from amends.world import generate_world
+
+    with db.unit_of_work() as uow:
+        for n in range(3):
+            add_staff(uow, f"advisor-{n}", name=f"Advisor {n}", role=Role.AGENT, team="workshop", now=NOW)
+        uow.commit()
+    settings = settings_for(db, rule_packs=("car_service",), detect_clock="events", assign_teams={"car-*": "workshop"})
+    detection = Detection.from_settings(db, settings)
+    world = generate_world("car_service", customers=60, days=60, seed=11)
+    ingest_items(db, [Item(envelope) for envelope in world], received_at=NOW, watcher=detection.detector)
+    recovery = Recovery.from_settings(db, settings)
+    taken = recovery.tick(now=NOW)
+    assert taken.opened > 0
+    assert recovery.tick(now=NOW).incidents == 0  # nothing is taken twice
+    with db.unit_of_work() as uow:
+        incidents = uow.execute(sa.select(tables.incidents.c.id, tables.incidents.c.playbook)).all()
+        links = dict(uow.execute(sa.select(tables.case_incidents.c.incident_id, tables.case_incidents.c.case_id)).all())
+        cases = {row.id: row for row in uow.execute(sa.select(tables.cases))}
+        steps = uow.execute(
+            sa.select(tables.case_steps.c.case_id, tables.case_steps.c.kind).order_by(
+                tables.case_steps.c.case_id, tables.case_steps.c.position
+            )
+        ).all()
+    assert len(incidents) == taken.opened + taken.joined
+    assert {incident.id for incident in incidents} == set(links)
+    open_customers = [case.customer_id for case in cases.values() if case.status == "open"]
+    assert len(open_customers) == len(set(open_customers))
+    assert {case.owner_id for case in cases.values()} <= {"advisor-0", "advisor-1", "advisor-2"}
+    first_incident_playbook = {}
+    for incident in sorted(incidents, key=lambda row: row.id):
+        first_incident_playbook.setdefault(links[incident.id], incident.playbook)
+    assert all(cases[case_id].playbook == playbook for case_id, playbook in first_incident_playbook.items())
+    kinds: dict[int, list[str]] = {}
+    for case_id, kind in steps:
+        kinds.setdefault(case_id, []).append(kind)
+    rework = [case_id for case_id, case in cases.items() if case.playbook == "rework"]
+    assert rework, "the world has rework"
+    assert kinds[rework[0]] == [
+        "empathise",
+        "take_ownership",
+        "lessen_inconvenience",
+        "manage_memory",
+        "extend_experience",
+    ]
+
+
+def test_grants_from_two_processes_share_the_daily_limit(db: Database) -> None:
+    """Two Database objects on one database stand for two processes: the recovery lock, not a lock of this
+    process, keeps their grants within the daily limit."""
+    settings = settings_for(db, rule_packs=("airline",), detect_clock="events", detect_allowed_lateness="0s")
+    with db.unit_of_work() as uow:
+        add_staff(uow, "ana", name="Ana", role=Role.AGENT, now=NOW)
+        uow.commit()
+    app = create_app(settings, db)
+    integration = new_key(db, "integration", [Scope.EVENTS_WRITE])
+    with TestClient(app) as client:
+        events = [arrival(n, f"C-{n}", 420) for n in range(1, 13)] + [{**arrival(99, "C-0", 0, day=31), "type": "t"}]
+        assert client.post("/v1/events", json=events, headers={"Authorization": f"Bearer {integration}"}).is_success
+        app.state.recovery.tick()
+    with db.unit_of_work() as uow:
+        case_ids = iter(sorted(uow.execute(sa.select(tables.cases.c.id)).scalars()))
+    other = Database(db.url.render_as_string(hide_password=False))
+    ana = Actor("k", _member(db, "ana"))
+    policy = shipped_policy()
+    lock = threading.Lock()
+    start = threading.Barrier(12)
+    outcomes: list[object] = []
+
+    def grant(database: Database) -> None:
+        with lock:
+            case_id = next(case_ids)
+        start.wait()
+        try:
+            with database.unit_of_work() as uow:
+                outcome: object = remedies.grant(
+                    uow, case_id, remedies.Grant("credit", Decimal(25)), policy=policy, actor=ana, now=NOW
+                )
+                uow.commit()
+        except Exception as exc:  # the outcome is what the test checks
+            outcome = exc
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=grant, args=(db if n % 2 else other,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    other.dispose()
+    assert sum(isinstance(o, tuple) for o in outcomes) == 6, outcomes
+    assert sum(isinstance(o, remedies.AboveLimit) for o in outcomes) == 6, outcomes
