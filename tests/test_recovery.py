@@ -677,7 +677,8 @@ def test_the_sample_world_flows_into_cases_each_incident_once(db: Database) -> N
     assert recovery.tick(now=NOW).incidents == 0  # nothing is taken twice
     with db.unit_of_work() as uow:
         incidents = uow.execute(sa.select(tables.incidents.c.id, tables.incidents.c.playbook)).all()
-        links = dict(uow.execute(sa.select(tables.case_incidents.c.incident_id, tables.case_incidents.c.case_id)).all())
+        linked = uow.execute(sa.select(tables.case_incidents.c.incident_id, tables.case_incidents.c.case_id))
+        links: dict[int, int] = {row.incident_id: row.case_id for row in linked}
         cases = {row.id: row for row in uow.execute(sa.select(tables.cases))}
         steps = uow.execute(
             sa.select(tables.case_steps.c.case_id, tables.case_steps.c.kind).order_by(
@@ -689,13 +690,13 @@ def test_the_sample_world_flows_into_cases_each_incident_once(db: Database) -> N
     open_customers = [case.customer_id for case in cases.values() if case.status == "open"]
     assert len(open_customers) == len(set(open_customers))
     assert {case.owner_id for case in cases.values()} <= {"advisor-0", "advisor-1", "advisor-2"}
-    first_incident_playbook = {}
+    first_incident_playbook: dict[int, str] = {}
     for incident in sorted(incidents, key=lambda row: row.id):
         first_incident_playbook.setdefault(links[incident.id], incident.playbook)
     assert all(cases[case_id].playbook == playbook for case_id, playbook in first_incident_playbook.items())
     kinds: dict[int, list[str]] = {}
-    for case_id, kind in steps:
-        kinds.setdefault(case_id, []).append(kind)
+    for step in steps:
+        kinds.setdefault(step.case_id, []).append(step.kind)
     rework = [case_id for case_id, case in cases.items() if case.playbook == "rework"]
     assert rework, "the world has rework"
     assert kinds[rework[0]] == [
