@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,12 +20,20 @@ from amends.errors import (
 )
 from amends.events import MalformedJSON
 
-__all__ = ["UnsupportedMediaType", "install_error_handlers"]
+__all__ = ["RECOVERY_ERRORS", "UnsupportedMediaType", "install_error_handlers"]
 
 
 class UnsupportedMediaType(InvalidInput):
     """A request body in a format the endpoint does not take."""
 
+
+# The answers every recovery endpoint may give besides its success, for the OpenAPI schema.
+RECOVERY_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "The caller may not do this (role, ownership, or above their authority)."},
+    404: {"description": "No such case, or not one the caller may see."},
+    409: {"description": "The case is not in a state that allows it."},
+    422: {"description": "A field is not valid; the body names it."},
+}
 
 _STATUS: dict[type[AmendsError], int] = {
     MalformedJSON: 400,

@@ -12,8 +12,9 @@ from amends.access import Scope
 from amends.recover import remedies
 from amends.recover.actors import Actor
 from amends.store import UnitOfWork
-from amends.web.api.cases import _ERRORS, ApprovalOut, LedgerEntryOut
+from amends.web.api.cases import ApprovalOut, LedgerEntryOut
 from amends.web.deps import DB, Acting, RecoveryState, in_transaction, reading, require
+from amends.web.errors import RECOVERY_ERRORS
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
@@ -23,7 +24,7 @@ class DecisionIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000, description="Why: the requester reads it.")
 
 
-@router.get("", response_model=list[ApprovalOut], responses=_ERRORS)
+@router.get("", response_model=list[ApprovalOut], responses=RECOVERY_ERRORS)
 async def read_approvals(
     db: DB,
     actor: Annotated[Actor, Depends(require(Scope.CASES_READ))],
@@ -40,7 +41,7 @@ def _queue(uow: UnitOfWork, actor: Actor, status: str, limit: int) -> list[Appro
     ]
 
 
-@router.post("/{approval_id}/approve", response_model=LedgerEntryOut, status_code=201, responses=_ERRORS)
+@router.post("/{approval_id}/approve", response_model=LedgerEntryOut, status_code=201, responses=RECOVERY_ERRORS)
 async def post_approve(
     approval_id: int, body: DecisionIn, db: DB, actor: Acting, recovery: RecoveryState
 ) -> LedgerEntryOut:
@@ -54,7 +55,7 @@ async def post_approve(
     return LedgerEntryOut.model_validate(entry)
 
 
-@router.post("/{approval_id}/deny", response_model=ApprovalOut, responses=_ERRORS)
+@router.post("/{approval_id}/deny", response_model=ApprovalOut, responses=RECOVERY_ERRORS)
 async def post_deny(approval_id: int, body: DecisionIn, db: DB, actor: Acting) -> ApprovalOut:
     """Refuse the request, with a reason the requester reads."""
     approval = await in_transaction(

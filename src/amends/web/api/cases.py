@@ -3,6 +3,7 @@ status, remedies). Who may do what is decided in recover/, from the caller's key
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -19,15 +20,10 @@ from amends.recover.playbooks import StepKind
 from amends.recover.queries import CaseFilter, case_detail, list_cases, overdue_steps
 from amends.store import UnitOfWork
 from amends.web.deps import DB, Acting, RecoveryState, in_transaction, reading, require
+from amends.web.errors import RECOVERY_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["cases"])
 _Reader = Annotated[Actor, Depends(require(Scope.CASES_READ))]
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    403: {"description": "The caller may not do this (role, ownership, or above their authority)."},
-    404: {"description": "No such case, or not one the caller may see."},
-    409: {"description": "The case is not in a state that allows it."},
-    422: {"description": "A field is not valid; the body names it."},
-}
 
 
 def _now() -> datetime:
@@ -258,7 +254,7 @@ def _case_out(case: work.Case) -> CaseOut:
     return CaseOut.model_validate(case).model_copy(update={"customer_spoke_first": case.customer_spoke_first})
 
 
-def _steps_out(steps: Any, now: datetime) -> list[StepOut]:
+def _steps_out(steps: Sequence[work.CaseStep], now: datetime) -> list[StepOut]:
     return [StepOut.model_validate(step).model_copy(update={"overdue": step.is_overdue(now)}) for step in steps]
 
 
@@ -279,7 +275,7 @@ def _detail_out(uow: UnitOfWork, case_id: int, actor: Actor) -> CaseDetailOut:
 # --- reading ---------------------------------------------------------------------------------------------
 
 
-@router.get("/cases", response_model=CasesOut, responses=_ERRORS)
+@router.get("/cases", response_model=CasesOut, responses=RECOVERY_ERRORS)
 async def read_cases(
     request: Request,
     db: DB,
@@ -305,13 +301,13 @@ async def read_cases(
     return CasesOut(cases=[_case_out(c) for c in page.cases], next_cursor=page.next_cursor, next=following)
 
 
-@router.get("/cases/{case_id}", response_model=CaseDetailOut, responses=_ERRORS)
+@router.get("/cases/{case_id}", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def read_case(case_id: int, db: DB, actor: _Reader) -> CaseDetailOut:
     """One case: its incidents, steps with due times, handoffs, contacts, complaints, approvals and ledger."""
     return await reading(db, lambda uow: _detail_out(uow, case_id, actor))
 
 
-@router.get("/steps/overdue", response_model=list[OverdueOut], responses=_ERRORS)
+@router.get("/steps/overdue", response_model=list[OverdueOut], responses=RECOVERY_ERRORS)
 async def read_overdue(db: DB, actor: _Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[OverdueOut]:
     """Steps past their due time on cases that are not closed, the most overdue first."""
     now = _now()
@@ -325,7 +321,7 @@ async def read_overdue(db: DB, actor: _Reader, limit: Annotated[int, Query(ge=1,
 # --- working a case --------------------------------------------------------------------------------------
 
 
-async def _act(db: DB, case_id: int, actor: Actor, change: Any) -> CaseDetailOut:
+async def _act(db: DB, case_id: int, actor: Actor, change: Callable[[UnitOfWork], object]) -> CaseDetailOut:
     """Apply `change(uow)` and answer with the case as it is now."""
 
     def run(uow: UnitOfWork) -> CaseDetailOut:
@@ -337,7 +333,7 @@ async def _act(db: DB, case_id: int, actor: Actor, change: Any) -> CaseDetailOut
     return await in_transaction(db, run)
 
 
-@router.post("/cases/{case_id}/assign", response_model=CaseDetailOut, responses=_ERRORS)
+@router.post("/cases/{case_id}/assign", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def post_assign(case_id: int, body: AssignIn, db: DB, actor: Acting) -> CaseDetailOut:
     """Hand the case to another staff member, with the reason (recorded as a handoff)."""
     return await _act(
@@ -345,19 +341,19 @@ async def post_assign(case_id: int, body: AssignIn, db: DB, actor: Acting) -> Ca
     )
 
 
-@router.post("/cases/{case_id}/acknowledge", response_model=CaseDetailOut, responses=_ERRORS)
+@router.post("/cases/{case_id}/acknowledge", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def post_acknowledge(case_id: int, db: DB, actor: Acting) -> CaseDetailOut:
     """The owner takes the case on (completes take_ownership); an unassigned case goes to the caller."""
     return await _act(db, case_id, actor, lambda uow: work.acknowledge(uow, case_id, actor=actor, now=_now()))
 
 
-@router.put("/cases/{case_id}/draft", response_model=CaseDetailOut, responses=_ERRORS)
+@router.put("/cases/{case_id}/draft", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def put_draft(case_id: int, body: DraftIn, db: DB, actor: Acting) -> CaseDetailOut:
     """Save the apology's draft (the empathise step) before it is sent."""
     return await _act(db, case_id, actor, lambda uow: work.save_draft(uow, case_id, body.text, actor=actor, now=_now()))
 
 
-@router.post("/cases/{case_id}/steps/{kind}/complete", response_model=CaseDetailOut, responses=_ERRORS)
+@router.post("/cases/{case_id}/steps/{kind}/complete", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def post_complete(case_id: int, kind: StepKind, body: CompleteIn, db: DB, actor: Acting) -> CaseDetailOut:
     """Complete empathise (the apology was sent), manage_memory (the follow-up, with the customer's answer) or
     extend_experience (the card or invitation). The other two steps complete through their own actions."""
@@ -376,7 +372,7 @@ async def post_complete(case_id: int, kind: StepKind, body: CompleteIn, db: DB, 
     )
 
 
-@router.post("/cases/{case_id}/contacts", response_model=CaseDetailOut, responses=_ERRORS)
+@router.post("/cases/{case_id}/contacts", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def post_contact(case_id: int, body: ContactIn, db: DB, actor: Acting) -> CaseDetailOut:
     """Record a contact with the customer about the case, either way."""
     return await _act(
@@ -396,7 +392,7 @@ async def post_contact(case_id: int, body: ContactIn, db: DB, actor: Acting) -> 
     )
 
 
-@router.post("/cases/{case_id}/resolve", response_model=CaseDetailOut, responses=_ERRORS)
+@router.post("/cases/{case_id}/resolve", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def post_resolve(case_id: int, body: ResolveIn, db: DB, actor: Acting, recovery: RecoveryState) -> CaseDetailOut:
     """Resolve the case; the follow-up and the thank-you become due from now."""
 
@@ -407,13 +403,13 @@ async def post_resolve(case_id: int, body: ResolveIn, db: DB, actor: Acting, rec
     return await _act(db, case_id, actor, change)
 
 
-@router.post("/cases/{case_id}/close", response_model=CaseDetailOut, responses=_ERRORS)
+@router.post("/cases/{case_id}/close", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def post_close(case_id: int, db: DB, actor: Acting) -> CaseDetailOut:
     """Close a resolved case."""
     return await _act(db, case_id, actor, lambda uow: work.close_case(uow, case_id, actor=actor, now=_now()))
 
 
-@router.post("/cases/{case_id}/reopen", response_model=CaseDetailOut, responses=_ERRORS)
+@router.post("/cases/{case_id}/reopen", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def post_reopen(case_id: int, body: ReasonIn, db: DB, actor: Acting, recovery: RecoveryState) -> CaseDetailOut:
     """Reopen a resolved or closed case (recorded on it, never a new case)."""
 
@@ -424,7 +420,7 @@ async def post_reopen(case_id: int, body: ReasonIn, db: DB, actor: Acting, recov
     return await _act(db, case_id, actor, change)
 
 
-@router.put("/cases/{case_id}/fault", response_model=CaseDetailOut, responses=_ERRORS)
+@router.put("/cases/{case_id}/fault", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def put_fault(case_id: int, body: FaultIn, db: DB, actor: Acting) -> CaseDetailOut:
     """Record whose fault it was; the playbook does not change."""
     return await _act(db, case_id, actor, lambda uow: work.set_fault(uow, case_id, body.fault, actor=actor, now=_now()))
@@ -433,7 +429,7 @@ async def put_fault(case_id: int, body: FaultIn, db: DB, actor: Acting) -> CaseD
 # --- remedies --------------------------------------------------------------------------------------------
 
 
-@router.get("/cases/{case_id}/proposal", response_model=ProposalOut, responses=_ERRORS)
+@router.get("/cases/{case_id}/proposal", response_model=ProposalOut, responses=RECOVERY_ERRORS)
 async def read_proposal(case_id: int, db: DB, actor: _Reader, recovery: RecoveryState) -> ProposalOut:
     """What the remedy policy proposes for this case, and whether the caller may grant it on the spot."""
     policy = recovery.policy
@@ -462,7 +458,7 @@ async def read_proposal(case_id: int, db: DB, actor: _Reader, recovery: Recovery
     "/cases/{case_id}/remedies",
     response_model=LedgerEntryOut,
     status_code=201,
-    responses={**_ERRORS, 200: {"description": "The same grant was made before; this is its entry."}},
+    responses={**RECOVERY_ERRORS, 200: {"description": "The same grant was made before; this is its entry."}},
 )
 async def post_remedy(
     case_id: int, body: RemedyIn, response: Response, db: DB, actor: Acting, recovery: RecoveryState
@@ -477,7 +473,7 @@ async def post_remedy(
     return LedgerEntryOut.model_validate(entry)
 
 
-@router.post("/cases/{case_id}/no-remedy", response_model=CaseDetailOut, responses=_ERRORS)
+@router.post("/cases/{case_id}/no-remedy", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def post_no_remedy(case_id: int, body: ReasonIn, db: DB, actor: Acting) -> CaseDetailOut:
     """Complete lessen_inconvenience without a remedy, saying why."""
     return await _act(
@@ -489,7 +485,7 @@ async def post_no_remedy(case_id: int, body: ReasonIn, db: DB, actor: Acting) ->
     "/cases/{case_id}/approvals",
     response_model=ApprovalOut,
     status_code=202,
-    responses={**_ERRORS, 200: {"description": "The same request is pending already."}},
+    responses={**RECOVERY_ERRORS, 200: {"description": "The same request is pending already."}},
 )
 async def post_approval_request(
     case_id: int, body: RemedyIn, response: Response, db: DB, actor: Acting, recovery: RecoveryState

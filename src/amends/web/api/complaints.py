@@ -11,8 +11,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from amends.access import Scope
 from amends.recover.actors import Actor
-from amends.web.api.cases import _ERRORS, ComplaintOut
+from amends.web.api.cases import ComplaintOut
 from amends.web.deps import DB, RecoveryState, in_transaction, require
+from amends.web.errors import RECOVERY_ERRORS
 
 router = APIRouter(prefix="/v1/complaints", tags=["complaints"])
 
@@ -34,7 +35,7 @@ class ComplaintIn(BaseModel):
     "",
     response_model=ComplaintOut,
     status_code=201,
-    responses={**_ERRORS, 200: {"description": "Received before; nothing changed."}},
+    responses={**RECOVERY_ERRORS, 200: {"description": "Received before; nothing changed."}},
 )
 async def post_complaint(
     body: ComplaintIn,

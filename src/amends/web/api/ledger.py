@@ -21,8 +21,9 @@ from amends.recover.ledger import LedgerFilter, export_csv, list_ledger
 from amends.recover.measures import case_measures, summarise
 from amends.recover.roles import Role
 from amends.store import Database, UnitOfWork
-from amends.web.api.cases import _ERRORS, LedgerEntryOut
+from amends.web.api.cases import LedgerEntryOut
 from amends.web.deps import DB, Acting, in_transaction, reading, require
+from amends.web.errors import RECOVERY_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 _LedgerReader = Annotated[Actor, Depends(require(Scope.LEDGER_READ))]
@@ -88,7 +89,7 @@ def _filter(
     return LedgerFilter(kind, granted_by, case, customer, since, until)
 
 
-@router.get("/ledger", response_model=LedgerOut, responses=_ERRORS)
+@router.get("/ledger", response_model=LedgerOut, responses=RECOVERY_ERRORS)
 async def read_ledger(
     request: Request,
     db: DB,
@@ -112,7 +113,10 @@ async def read_ledger(
 @router.get(
     "/ledger.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "Every matching entry, oldest first."}, **_ERRORS},
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "Every matching entry, oldest first."},
+        **RECOVERY_ERRORS,
+    },
 )
 async def read_ledger_csv(
     db: DB,
@@ -141,7 +145,7 @@ def _stream(db: Database, flt: LedgerFilter) -> Iterator[str]:
         yield from export_csv(uow, flt)
 
 
-@router.post("/ledger/{entry_id}/reverse", response_model=LedgerEntryOut, status_code=201, responses=_ERRORS)
+@router.post("/ledger/{entry_id}/reverse", response_model=LedgerEntryOut, status_code=201, responses=RECOVERY_ERRORS)
 async def post_reverse(entry_id: int, body: ReverseIn, db: DB, actor: Acting) -> LedgerEntryOut:
     """Correct an entry with a reversing one (managers); an entry is never edited."""
     entry = await in_transaction(
@@ -150,7 +154,7 @@ async def post_reverse(entry_id: int, body: ReverseIn, db: DB, actor: Acting) ->
     return LedgerEntryOut.model_validate(entry)
 
 
-@router.get("/cases/{case_id}/measures", response_model=CaseMeasuresOut, responses=_ERRORS, tags=["cases"])
+@router.get("/cases/{case_id}/measures", response_model=CaseMeasuresOut, responses=RECOVERY_ERRORS, tags=["cases"])
 async def read_case_measures(case_id: int, db: DB, actor: _CaseReader) -> CaseMeasuresOut:
     """The measures of one case: time to first contact and to resolution, contacts, handoffs, cost."""
 
@@ -161,7 +165,7 @@ async def read_case_measures(case_id: int, db: DB, actor: _CaseReader) -> CaseMe
     return await reading(db, run)
 
 
-@router.get("/measures", response_model=SummaryOut, responses=_ERRORS, tags=["cases"])
+@router.get("/measures", response_model=SummaryOut, responses=RECOVERY_ERRORS, tags=["cases"])
 async def read_measures(
     db: DB,
     actor: _CaseReader,

@@ -13,8 +13,8 @@ from amends.recover.actors import Actor
 from amends.recover.audit import audit, list_audit
 from amends.recover.roles import Role
 from amends.store import UnitOfWork
-from amends.web.api.cases import _ERRORS
 from amends.web.deps import DB, Acting, in_transaction, reading
+from amends.web.errors import RECOVERY_ERRORS
 
 router = APIRouter(prefix="/v1/staff", tags=["staff"])
 
@@ -57,7 +57,7 @@ def _admin(actor: Actor, doing: str) -> None:
     actor.at_least(Role.ADMIN, doing)
 
 
-@router.get("", response_model=list[StaffOut], responses=_ERRORS)
+@router.get("", response_model=list[StaffOut], responses=RECOVERY_ERRORS)
 async def read_staff(
     db: DB, actor: Acting, team: Annotated[str | None, Query(max_length=100)] = None
 ) -> list[StaffOut]:
@@ -67,7 +67,7 @@ async def read_staff(
     return [StaffOut.model_validate(m) for m in members]
 
 
-@router.post("", response_model=StaffOut, status_code=201, responses=_ERRORS)
+@router.post("", response_model=StaffOut, status_code=201, responses=RECOVERY_ERRORS)
 async def post_staff(body: StaffIn, db: DB, actor: Acting) -> StaffOut:
     """Add a staff member (admins)."""
     _admin(actor, "adding staff")
@@ -83,7 +83,7 @@ async def post_staff(body: StaffIn, db: DB, actor: Acting) -> StaffOut:
     return StaffOut.model_validate(await in_transaction(db, run))
 
 
-@router.patch("/{staff_id}", response_model=StaffOut, responses=_ERRORS)
+@router.patch("/{staff_id}", response_model=StaffOut, responses=RECOVERY_ERRORS)
 async def patch_staff(staff_id: str, body: StaffChange, db: DB, actor: Acting) -> StaffOut:
     """Change a staff member's name, role, team or whether they are active (admins)."""
     _admin(actor, "changing staff")
@@ -98,7 +98,7 @@ async def patch_staff(staff_id: str, body: StaffChange, db: DB, actor: Acting) -
     return StaffOut.model_validate(await in_transaction(db, run))
 
 
-@router.post("/{staff_id}/keys", response_model=StaffKeyOut, status_code=201, responses=_ERRORS)
+@router.post("/{staff_id}/keys", response_model=StaffKeyOut, status_code=201, responses=RECOVERY_ERRORS)
 async def post_staff_key(staff_id: str, db: DB, actor: Acting) -> StaffKeyOut:
     """A new API key that acts as this staff member (admins); shown once."""
     _admin(actor, "creating a staff key")
@@ -126,7 +126,7 @@ class AuditOut(BaseModel):
 audit_router = APIRouter(prefix="/v1/audit", tags=["staff"])
 
 
-@audit_router.get("", response_model=list[AuditOut], responses=_ERRORS)
+@audit_router.get("", response_model=list[AuditOut], responses=RECOVERY_ERRORS)
 async def read_audit(
     db: DB,
     actor: Acting,
