@@ -269,6 +269,7 @@ def test_above_the_limit_is_403_naming_it_and_a_manager_approves(world: World) -
         ({"kind": "miles", "amount": "100", "slot": "incident-999"}, 422, "slot"),
         ({"kind": "miles", "amount": "100", "slot": "case"}, 422, "slot"),  # the case has an incident
         ({"kind": "miles", "amount": "100", "slot": "anything"}, 422, "slot"),
+        ({"kind": "miles", "amount": "100", "slot": "incident-\u00b2"}, 422, "slot"),
         ({"kind": "miles", "amount": "1E+30"}, 422, "amount"),
     ],
 )

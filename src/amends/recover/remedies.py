@@ -17,6 +17,7 @@ actor, never from the request.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -70,6 +71,7 @@ _approvals = tables.approvals
 _links = tables.case_incidents
 _incidents = tables.incidents
 _MAX_AMOUNT = Decimal("100000000")
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() also takes "²"
 
 
 class AboveLimit(Forbidden):
@@ -426,7 +428,7 @@ def _checked(
             raise InvalidInput("slot", f"case {case.id} has incidents; a remedy is for one of them, incident-<id>")
         return kind, amount, slot, None
     number = slot.removeprefix("incident-")
-    if number == slot or not number.isdigit() or int(number) not in incidents:
+    if number == slot or not _DIGITS.fullmatch(number) or int(number) not in incidents:
         known = ", ".join(f"incident-{i}" for i in incidents) or "case"
         raise InvalidInput("slot", f"{slot[:100]!r} is not one of this case's slots: {known}")
     return kind, amount, f"incident-{int(number)}", int(number)
