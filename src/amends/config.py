@@ -7,13 +7,15 @@ start-up with one line naming the setting and the reason. Core code never reads 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -120,6 +122,51 @@ class Settings(BaseSettings):
         default=False, description="Also open cases for incidents found by `amends backfill` (history)."
     )
 
+    smtp_host: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The SMTP server email goes through; unset: email goes to the file channel in development, "
+        "and waits in the outbox in production.",
+    )
+    smtp_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Default: 587 with starttls, 465 with tls, 25 with none."
+    )
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        default="starttls",
+        description="starttls: upgrade a plain connection (port 587); tls: TLS from the start (port 465); none: "
+        "clear text (a relay on this machine only).",
+    )
+    smtp_username: str | None = Field(default=None, min_length=1, description="Log in with this name when set.")
+    smtp_password: SecretStr | None = Field(default=None, description="The SMTP password; never logged.")
+    smtp_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="How long to wait for the SMTP server at each step."
+    )
+    mail_from: str | None = Field(
+        default=None,
+        validate_default=True,
+        description='The sender of every email, e.g. "Example Care <care@example.com>"; its domain names the '
+        "Message-IDs. Required with smtp_host.",
+    )
+    outbox_max_attempts: int = Field(
+        default=12, ge=1, le=100, description="Attempts at delivering a message before it is dead."
+    )
+    outbox_lease_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="How long a worker holds the messages it claimed; longer than sending one batch takes.",
+    )
+    outbox_batch: int = Field(default=100, ge=1, le=10_000, description="Messages a worker claims at a time.")
+    outbox_backoff_base_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="The wait after the first failed attempt; doubles each time."
+    )
+    outbox_backoff_cap_seconds: float = Field(
+        default=3600.0, gt=0, le=7 * 86_400, description="The longest wait between two attempts."
+    )
+    outbox_file: Path | None = Field(
+        default=None, description="Where the file channel writes messages, one JSON line each; unset: stdout."
+    )
+
     @field_validator("assign_served_by", mode="before")
     @classmethod
     def _paths(cls, value: Any) -> Any:
@@ -152,6 +199,43 @@ class Settings(BaseSettings):
                 raise ValueError(f"SQLite is reached through the standard library, not {driver[1]!r}")
             return f"sqlite://{rest}"
         raise ValueError(f"unsupported database {driver[0]!r}; use sqlite or postgresql")
+
+    @field_validator("smtp_username")
+    @classmethod
+    def _not_in_clear_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        host = info.data.get("smtp_host")
+        if value is not None and info.data.get("smtp_security") == "none" and host and not _is_loopback(host):
+            raise ValueError(
+                f"would send the SMTP password in clear text to {host}; set smtp_security to starttls or tls"
+            )
+        return value
+
+    @field_validator("smtp_password")
+    @classmethod
+    def _with_username(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and info.data.get("smtp_username") is None:
+            raise ValueError("given without smtp_username")
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _sender(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("smtp_host"):
+                raise ValueError("required when smtp_host is set")
+            return None
+        _name, address = parseaddr(value)
+        if "@" not in address or "\r" in value or "\n" in value:
+            raise ValueError('expected an address like "Example Care <care@example.com>"')
+        return value
+
+    @field_validator("outbox_backoff_cap_seconds")
+    @classmethod
+    def _cap_above_base(cls, value: float, info: ValidationInfo) -> float:
+        base = info.data.get("outbox_backoff_base_seconds")
+        if base is not None and value < base:
+            raise ValueError(f"must be at least outbox_backoff_base_seconds ({base})")
+        return value
 
     @field_validator("secret_key")
     @classmethod
@@ -191,6 +275,15 @@ class Settings(BaseSettings):
         if path.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def config_path() -> Path:

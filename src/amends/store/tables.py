@@ -39,6 +39,7 @@ __all__ = [
     "handoffs",
     "incidents",
     "ledger",
+    "messages",
     "metadata",
     "recover_cursors",
     "staff",
@@ -370,4 +371,42 @@ recover_cursors = Table(
     Column("name", String(50), primary_key=True),
     Column("incident_id", BigInteger, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# --- outreach (outreach/) --------------------------------------------------------------------------------
+
+# The outbox: every message to a customer, written in the same transaction as the decision that causes it and
+# delivered afterwards by a worker. `key` is the idempotency key (`case:12:empathise:email`): the same decision
+# made twice is one message. A worker claims a due row by setting `lease_owner` and `lease_until`; only the
+# lease's owner may record the outcome. `attempts` counts the claims; `not_before` is the earliest send time
+# (quiet hours), and `next_attempt_at` is never before it.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False),
+    Column("case_id", BigInteger, nullable=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("channel", String(20), nullable=False),  # email | webhook | card | file
+    Column("kind", String(20), nullable=False),  # apology | remedy | follow_up | thank_you | other
+    Column("recipient", Text, nullable=False),  # an email address, a URL, a postal address
+    Column("subject", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("html", Text, nullable=True),
+    Column("headers", JSONDocument, nullable=False),  # extra headers, such as List-Unsubscribe
+    Column("status", String(10), nullable=False),  # pending | sent | dead | cancelled
+    Column("attempts", Integer, nullable=False),
+    Column("not_before", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(200), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    Column("provider_id", String(500), nullable=True),  # the channel's id for it: the email's Message-ID
+    UniqueConstraint("key"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "case_id", "created_at"),
+    Index(None, "customer_id", "created_at"),  # the contact policy counts a customer's recent messages
+    Index(None, "created_at"),
 )
