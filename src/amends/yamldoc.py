@@ -15,8 +15,12 @@ from typing import Any
 
 import yaml
 
+from amends.errors import InvalidInput
+
 __all__ = [
     "FileProblem",
+    "FileProblemsError",
+    "FileReport",
     "Lines",
     "YamlLoader",
     "dotted",
@@ -39,6 +43,30 @@ class FileProblem:
     def __str__(self) -> str:
         where = "" if self.file is None else f"{self.file}:{self.line or 1}: "
         return f"{where}{self.field}: {self.reason}" if self.field else f"{where}{self.reason}"
+
+
+class FileProblemsError(InvalidInput):
+    """A set of files with one or more problems; nothing of it is loaded. Each kind of document has its own
+    subclass (RuleSetError, PlaybookSetError, PolicyError, TemplateSetError)."""
+
+    def __init__(self, problems: list[FileProblem]) -> None:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first.field, f"{first.reason}{more}")
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "\n".join(str(problem) for problem in self.problems)
+
+
+class FileReport:
+    """The problems of one file, each placed on its line (the node's at `where`, unless `line` is given)."""
+
+    def __init__(self, file: Path | None, lines: Lines, problems: list[FileProblem]) -> None:
+        self.file, self.lines, self.problems = file, lines, problems
+
+    def add(self, where: Sequence[str | int], reason: str, line: int | None = None) -> None:
+        self.problems.append(FileProblem(self.file, line or self.lines.at(where), dotted(where), reason))
 
 
 class YamlLoader(yaml.SafeLoader):

@@ -34,7 +34,15 @@ from amends.detect import RuleSet
 from amends.errors import InvalidInput
 from amends.outreach.packs import TEMPLATES_DIR
 from amends.recover.playbooks import StepKind
-from amends.yamldoc import FileProblem, Lines, dotted, parse_yaml, pydantic_reason, read_sources
+from amends.yamldoc import (
+    FileProblem,
+    FileProblemsError,
+    FileReport,
+    Lines,
+    parse_yaml,
+    pydantic_reason,
+    read_sources,
+)
 
 __all__ = [
     "DEFAULT_LANGUAGE",
@@ -242,17 +250,8 @@ class TemplateSet:
         return len(self.templates)
 
 
-class TemplateSetError(InvalidInput):
+class TemplateSetError(FileProblemsError):
     """A set of template files with one or more problems; nothing of it is loaded."""
-
-    def __init__(self, problems: list[FileProblem]) -> None:
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(first.field, f"{first.reason}{more}")
-        self.problems = problems
-
-    def __str__(self) -> str:
-        return "\n".join(str(problem) for problem in self.problems)
 
 
 class TemplateRenderError(InvalidInput):
@@ -689,16 +688,6 @@ _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _PARTS = ("subject", "text", "html")
 
 
-class _Problems:
-    """The problems of one file, each placed on its line."""
-
-    def __init__(self, file: Path | None, lines: Lines, problems: list[FileProblem]) -> None:
-        self.file, self.lines, self.problems = file, lines, problems
-
-    def add(self, where: _Where, reason: str, line: int | None = None) -> None:
-        self.problems.append(FileProblem(self.file, line or self.lines.at(where), dotted(where), reason))
-
-
 # --- loading -------------------------------------------------------------------------------------------
 
 
@@ -727,7 +716,7 @@ def parse_templates(sources: Sequence[tuple[Path | None, str]]) -> TemplateSet:
             unreadable = True
             continue
         document, lines = parsed
-        report = _Problems(file, lines, problems)
+        report = FileReport(file, lines, problems)
         if not isinstance(document, dict) or not isinstance(document.get("templates"), list):
             report.add(("templates",), "a template file is a mapping with a list under 'templates:'")
             unreadable = True
@@ -799,7 +788,7 @@ def _missing_generic(templates: Sequence[Template], slots: Mapping[_Slot, str]) 
     return problems
 
 
-def _parse_template(raw: Any, where: _Where, report: _Problems) -> Template | None:
+def _parse_template(raw: Any, where: _Where, report: FileReport) -> Template | None:
     """The template of one entry, or None after reporting each of its problems."""
     if not isinstance(raw, dict):
         report.add(where, "a template is a mapping with an id, a step, a language, a subject and a text")
@@ -838,7 +827,7 @@ def _parse_template(raw: Any, where: _Where, report: _Problems) -> Template | No
     return None if len(report.problems) > before else template
 
 
-def _check_step(step: str, where: _Where, report: _Problems) -> None:
+def _check_step(step: str, where: _Where, report: FileReport) -> None:
     if step in STEPS:
         return
     if step == StepKind.TAKE_OWNERSHIP.value:
@@ -853,7 +842,7 @@ def _steps() -> str:
     return ", ".join(STEPS)
 
 
-def _check_language(language: str, where: _Where, report: _Problems) -> None:
+def _check_language(language: str, where: _Where, report: FileReport) -> None:
     if _LANGUAGE.fullmatch(language):
         return
     primary = primary_language(language)
@@ -865,7 +854,7 @@ def _split(path: str) -> tuple[str, ...]:
     return tuple(path.split("."))
 
 
-def _check_requires(spec: _TemplateSpec, where: _Where, report: _Problems) -> list[tuple[str, ...]]:
+def _check_requires(spec: _TemplateSpec, where: _Where, report: FileReport) -> list[tuple[str, ...]]:
     """The paths of `requires`, each checked against the context."""
     paths: list[tuple[str, ...]] = []
     for index, text in enumerate(spec.requires):
@@ -979,7 +968,7 @@ def _use_problem(path: tuple[str, ...], template: Template, requires: Sequence[t
 
 
 def _check_part(
-    template: Template, part: str, source: str, requires: Sequence[tuple[str, ...]], where: _Where, report: _Problems
+    template: Template, part: str, source: str, requires: Sequence[tuple[str, ...]], where: _Where, report: FileReport
 ) -> None:
     """Syntax, the names a part reads, and what it leaves to chance; each problem on the file's line."""
     first_line = _content_line(report.lines, where)
@@ -1032,7 +1021,7 @@ def _check_renders(
     requires: Sequence[tuple[str, ...]],
     samples: Mapping[str, Any],
     where: _Where,
-    report: _Problems,
+    report: FileReport,
 ) -> None:
     """Render the template with the example context and with a sparse one (fields that may be None set to
     None), each with its required facts filled from the example or its samples."""

@@ -22,9 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from amends.detect import RuleSet
 from amends.durations import parse_duration
-from amends.errors import InvalidInput
 from amends.recover.packs import PLAYBOOKS_DIR
-from amends.yamldoc import FileProblem, Lines, dotted, parse_yaml, pydantic_reason, read_sources
+from amends.yamldoc import (
+    FileProblem,
+    FileProblemsError,
+    FileReport,
+    parse_yaml,
+    pydantic_reason,
+    read_sources,
+)
 
 __all__ = [
     "DEFAULT_PLAYBOOK",
@@ -130,17 +136,8 @@ class PlaybookSet:
         return len(self.playbooks)
 
 
-class PlaybookSetError(InvalidInput):
+class PlaybookSetError(FileProblemsError):
     """A set of playbook files with one or more problems; nothing of it is loaded."""
-
-    def __init__(self, problems: list[FileProblem]) -> None:
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(first.field, f"{first.reason}{more}")
-        self.problems = problems
-
-    def __str__(self) -> str:
-        return "\n".join(str(problem) for problem in self.problems)
 
 
 # --- the file's shape ----------------------------------------------------------------------------------
@@ -171,16 +168,6 @@ _DUE_FORMS = (
 )
 
 
-class _Problems:
-    """The problems of one file, each placed on its line."""
-
-    def __init__(self, file: Path | None, lines: Lines, problems: list[FileProblem]) -> None:
-        self.file, self.lines, self.problems = file, lines, problems
-
-    def add(self, where: _Where, reason: str) -> None:
-        self.problems.append(FileProblem(self.file, self.lines.at(where), dotted(where), reason))
-
-
 # --- loading -------------------------------------------------------------------------------------------
 
 
@@ -208,7 +195,7 @@ def parse_playbooks(sources: Sequence[tuple[Path | None, str]]) -> PlaybookSet:
             unreadable = True
             continue
         document, lines = parsed
-        report = _Problems(file, lines, problems)
+        report = FileReport(file, lines, problems)
         if not isinstance(document, dict) or not isinstance(document.get("playbooks"), list):
             report.add(("playbooks",), "a playbook file is a mapping with a list under 'playbooks:'")
             unreadable = True
@@ -267,7 +254,7 @@ def unknown_playbooks(playbooks: PlaybookSet, rules: RuleSet) -> list[FileProble
     return sorted(problems, key=lambda problem: (str(problem.file or ""), problem.line or 0))
 
 
-def _parse_playbook(raw: Any, where: _Where, report: _Problems) -> Playbook | None:
+def _parse_playbook(raw: Any, where: _Where, report: FileReport) -> Playbook | None:
     """The playbook of one entry, or None after reporting each of its problems."""
     if not isinstance(raw, dict):
         report.add(where, "a playbook is a mapping with an id and its steps")
@@ -303,7 +290,7 @@ def _reason(error: Any) -> str:
     return pydantic_reason(error, what="a step" if is_step else "a playbook")
 
 
-def _parse_kind(text: str, where: _Where, report: _Problems) -> StepKind | None:
+def _parse_kind(text: str, where: _Where, report: FileReport) -> StepKind | None:
     kind = next((kind for kind in StepKind if kind.value == text), None)
     if kind is None:
         close = difflib.get_close_matches(text, [kind.value for kind in StepKind], n=1)
@@ -313,7 +300,7 @@ def _parse_kind(text: str, where: _Where, report: _Problems) -> StepKind | None:
     return kind
 
 
-def _parse_due(text: str, where: _Where, report: _Problems) -> tuple[timedelta, Anchor] | None:
+def _parse_due(text: str, where: _Where, report: FileReport) -> tuple[timedelta, Anchor] | None:
     """`4h` (from the opening), `4h after opening` or `3d after resolution`."""
     match = _DUE.fullmatch(text.strip())
     assert match is not None  # the pattern matches any text
@@ -336,7 +323,7 @@ def _parse_due(text: str, where: _Where, report: _Problems) -> tuple[timedelta, 
         return None
 
 
-def _check_steps(kinds: list[tuple[int, StepKind]], written: int, where: _Where, report: _Problems) -> None:
+def _check_steps(kinds: list[tuple[int, StepKind]], written: int, where: _Where, report: FileReport) -> None:
     """Each step once, in the canonical order, and always one owner. `written` counts the steps in the file,
     `kinds` those whose kind is known."""
     if not written:

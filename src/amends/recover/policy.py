@@ -28,7 +28,7 @@ from amends.durations import parse_duration
 from amends.errors import InvalidInput
 from amends.recover.packs import REMEDY_POLICY_FILE
 from amends.recover.roles import ROLES, Role
-from amends.yamldoc import FileProblem, Lines, dotted, parse_yaml, pydantic_reason
+from amends.yamldoc import FileProblem, FileProblemsError, Lines, dotted, parse_yaml, pydantic_reason
 
 __all__ = [
     "CustomerValue",
@@ -214,17 +214,8 @@ def _offer(kind: RemedyKind, amount: Decimal) -> str:
 # --- errors ----------------------------------------------------------------------------------------------
 
 
-class PolicyError(InvalidInput):
+class PolicyError(FileProblemsError):
     """A remedy policy file with one or more problems; nothing of it is loaded."""
-
-    def __init__(self, problems: list[FileProblem]) -> None:
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(first.field, f"{first.reason}{more}")
-        self.problems = problems
-
-    def __str__(self) -> str:
-        return "\n".join(str(problem) for problem in self.problems)
 
 
 # --- the file's shape ------------------------------------------------------------------------------------

@@ -492,39 +492,37 @@ def _start_of_month(now: datetime) -> datetime:
     return _start_of_day(now).replace(day=1)
 
 
-def _hundredths_sum(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    return sa.func.coalesce(sa.func.sum(sa.type_coerce(column, sa.BigInteger)), 0)
-
-
-def _as_amount(hundredths: Any) -> Decimal:
-    return (Decimal(int(hundredths)) / 100).quantize(Decimal("0.01"))
+def _total(column: sa.ColumnElement[Decimal]) -> sa.ColumnElement[Decimal]:
+    """The sum of an amount column: summed in SQL as the stored hundredths, read back as a Decimal by the
+    column's own type."""
+    return sa.func.coalesce(sa.func.sum(column), 0)
 
 
 def _granted_since(uow: UnitOfWork, kind: str, since: datetime, *, granted_by: str) -> Decimal:
     """What `granted_by` granted of `kind` since `since`: their grants, a reversal giving nothing back (the
     daily limit is about what a person decided, not what stayed granted)."""
-    query = sa.select(_hundredths_sum(_ledger.c.amount)).where(
+    query = sa.select(_total(_ledger.c.amount)).where(
         _ledger.c.kind == kind,
         _ledger.c.at >= since,
         _ledger.c.granted_by == granted_by,
         _ledger.c.reverses_id.is_(None),
     )
-    return _as_amount(uow.execute(query).scalar_one())
+    return Decimal(uow.execute(query).scalar_one())
 
 
 def _spent_in_month(uow: UnitOfWork, kind: str, month: datetime) -> Decimal:
     """The month's net spend of `kind`: grants made in it, less the reversals of those grants (whenever the
     reversal is made). A reversal of an earlier month's grant frees that month's budget, not this one's."""
-    grants = sa.select(_hundredths_sum(_ledger.c.amount)).where(
+    grants = sa.select(_total(_ledger.c.amount)).where(
         _ledger.c.kind == kind, _ledger.c.at >= month, _ledger.c.reverses_id.is_(None)
     )
     original = _ledger.alias("original")
     reversals = (
-        sa.select(_hundredths_sum(_ledger.c.amount))
+        sa.select(_total(_ledger.c.amount))
         .select_from(_ledger.join(original, original.c.id == _ledger.c.reverses_id))
         .where(_ledger.c.kind == kind, original.c.at >= month)
     )
-    return _as_amount(uow.execute(grants).scalar_one()) + _as_amount(uow.execute(reversals).scalar_one())
+    return Decimal(uow.execute(grants).scalar_one()) + Decimal(uow.execute(reversals).scalar_one())
 
 
 def _within_budget(uow: UnitOfWork, policy: RemedyPolicy, kind: RemedyKind, amount: Decimal, now: datetime) -> None:
