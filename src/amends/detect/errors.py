@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amends.errors import AmendsError, InvalidInput
-from amends.yamldoc import FileProblem
+from amends.yamldoc import FileProblem, FileProblemsError
 
 __all__ = ["DetectError", "RuleError", "RuleProblem", "RuleSetError"]
 
@@ -19,14 +19,5 @@ class RuleError(DetectError, InvalidInput):
     """A rule that cannot run: the field (a path such as `rules[2].within`) and the reason."""
 
 
-class RuleSetError(DetectError, InvalidInput):
+class RuleSetError(DetectError, FileProblemsError):
     """A set of rule files with one or more problems; nothing of it is loaded."""
-
-    def __init__(self, problems: list[RuleProblem]) -> None:
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(first.field, f"{first.reason}{more}")
-        self.problems = problems
-
-    def __str__(self) -> str:
-        return "\n".join(str(problem) for problem in self.problems)
