@@ -38,6 +38,10 @@ class Scope(StrEnum):
     CASES_READ = "cases:read"
     COMPLAINTS_WRITE = "complaints:write"
     LEDGER_READ = "ledger:read"
+    MESSAGES_READ = "messages:read"  # the outbox: every message, dead letters included
+    MESSAGES_WRITE = "messages:write"  # put a dead message back in the queue
+    CARDS_WRITE = "cards:write"  # the hand-written card queue: print, mark written and posted
+    INBOUND_WRITE = "inbound:write"  # customers' replies, posted by an inbound-mail provider
 
 
 @dataclass(frozen=True, slots=True)
