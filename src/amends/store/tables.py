@@ -27,6 +27,7 @@ __all__ = [
     "api_keys",
     "approvals",
     "audit_log",
+    "card_tasks",
     "case_contacts",
     "case_incidents",
     "case_steps",
@@ -38,9 +39,11 @@ __all__ = [
     "events",
     "handoffs",
     "incidents",
+    "inbound_replies",
     "ledger",
     "messages",
     "metadata",
+    "opt_outs",
     "recover_cursors",
     "staff",
 ]
@@ -409,4 +412,53 @@ messages = Table(
     Index(None, "case_id", "created_at"),
     Index(None, "customer_id", "created_at"),  # the contact policy counts a customer's recent messages
     Index(None, "created_at"),
+)
+
+# Customers who asked for no more messages (the signed unsubscribe link, or staff on their behalf). One row per
+# customer; asking again keeps the first time. Re-subscribing deletes the row (the audit log keeps both).
+opt_outs = Table(
+    "opt_outs",
+    metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("source", String(20), nullable=False),  # link | staff | api
+)
+
+# A hand-written card for staff to write and post: one per card message, made when the card channel delivers it.
+card_tasks = Table(
+    "card_tasks",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("message_id", BigInteger, nullable=False),
+    Column("case_id", BigInteger, nullable=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("printed_at", UTCDateTime(), nullable=True),
+    Column("written_at", UTCDateTime(), nullable=True),
+    Column("written_by", String(100), nullable=True),
+    Column("posted_at", UTCDateTime(), nullable=True),
+    Column("posted_by", String(100), nullable=True),
+    UniqueConstraint("message_id"),  # the channel delivers at least once; the task is made once
+    Index(None, "posted_at", "created_at"),
+)
+
+# Customers' replies to our messages, as an inbound-mail provider posted them; `dedup_key` makes a provider's
+# retry harmless. The reply also lands on its case's thread (case_contacts).
+inbound_replies = Table(
+    "inbound_replies",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("dedup_key", String(200), nullable=False),
+    Column("provider", String(50), nullable=False),
+    Column("message_id", BigInteger, nullable=True),  # the message of ours it answers, when known
+    Column("case_id", BigInteger, nullable=True),
+    Column("customer_id", String(200), nullable=True),
+    Column("from_address", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("headers", JSONDocument, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("dedup_key"),
+    Index(None, "case_id", "received_at"),
+    Index(None, "received_at"),
 )
