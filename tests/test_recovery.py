@@ -56,6 +56,20 @@ def arrival(number: int, subject: str, delay: int, day: int = 20, booking_ref: s
     }
 
 
+def profile(subject: str, number: int = 1, **fields: object) -> dict[str, object]:
+    """What the company's CRM says of a customer: how to reach them."""
+    data = fields or {"name": "Alex Doe", "email": f"{subject.lower()}@example.com", "language": "en"}
+    return {
+        "specversion": "1.0",
+        "id": f"p-{subject}-{number}",
+        "source": "https://crm.example",
+        "type": "customer.profile",
+        "time": "2026-09-01T08:00:00Z",
+        "subject": subject,
+        "data": data,
+    }
+
+
 @dataclass
 class World:
     client: TestClient
@@ -145,7 +159,7 @@ def test_an_incident_opens_a_proactive_case_with_its_playbook_and_an_owner_and_m
 
 
 def test_a_case_goes_through_the_five_steps_and_a_grant_is_one_entry_however_often_it_is_sent(world: World) -> None:
-    world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420), arrival(2, "C-1", 420, day=22))
+    world.send(profile("C-1"), booking(1, "C-1", 2500.0), arrival(1, "C-1", 420), arrival(2, "C-1", 420, day=22))
     detail = world.case_of("C-1")
     case_id = detail["case"]["id"]
     unpaid = f"incident-{detail['incidents'][1]['id']}"

@@ -1,6 +1,6 @@
 """The background work of a process: every few seconds, fire the detection deadlines that fell due (and pick
-up changed rules), then take the new incidents into cases. `amends serve` runs it beside the API,
-`amends worker` alone."""
+up changed rules), take the new incidents into cases, and deliver the messages that are due. `amends serve`
+runs it beside the API, `amends worker` alone."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import threading
 
 from amends.detect.service import Detection
 from amends.errors import AmendsError
+from amends.outreach.delivery import Delivery
 from amends.recover.service import Recovery
 
 __all__ = ["Background"]
@@ -17,9 +18,17 @@ log = logging.getLogger(__name__)
 
 
 class Background:
-    def __init__(self, detection: Detection | None, recovery: Recovery | None, *, seconds: float) -> None:
+    def __init__(
+        self,
+        detection: Detection | None,
+        recovery: Recovery | None,
+        *,
+        seconds: float,
+        delivery: Delivery | None = None,
+    ) -> None:
         self.detection = detection
         self.recovery = recovery
+        self.delivery = delivery
         self.seconds = seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -31,10 +40,14 @@ class Background:
                 log.info("sweep: %d incident(s) opened, %d resolved late", detected.opened, detected.resolved_late)
         if self.recovery is not None:
             self.recovery.tick()
+        if self.delivery is not None:
+            settled = self.delivery.tick()
+            if settled.sent or settled.dead:
+                log.info("outbox: %d message(s) sent, %d dead", len(settled.sent), len(settled.dead))
 
     def start(self) -> None:
         """Run `tick` every `seconds` on a daemon thread until `stop`."""
-        if self._thread is not None or (self.detection is None and self.recovery is None):
+        if self._thread is not None or (self.detection is None and self.recovery is None and self.delivery is None):
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self.run, args=(self._stop,), name="amends-background", daemon=True)

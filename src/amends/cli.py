@@ -136,10 +136,11 @@ def _serve(settings: Settings) -> None:
 
 @app.command()
 def worker() -> None:
-    """Run the background work: fire the detection deadlines that fall due (picking up changed rules) and
-    take new incidents into cases, every `detect_sweep_seconds`, until Ctrl-C or SIGTERM. Needed when
-    `amends serve` does not do it itself."""
+    """Run the background work: fire the detection deadlines that fall due (picking up changed rules), take
+    new incidents into cases and deliver the messages that are due, every `detect_sweep_seconds`, until Ctrl-C
+    or SIGTERM. Needed when `amends serve` does not do it itself; several workers share the outbox."""
     from amends.background import Background
+    from amends.outreach.delivery import Delivery
 
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -147,17 +148,21 @@ def worker() -> None:
     try:
         detection = _detection(db, settings)
         recovery = _recovery(db, settings)
-        if detection is None and recovery is None:
-            raise InvalidInput("detect_enabled", "detection and recovery are switched off: a worker has nothing to do")
+        delivery = Delivery.from_settings(db, settings) if settings.outbox_deliver else None
+        if detection is None and recovery is None and delivery is None:
+            raise InvalidInput(
+                "detect_enabled", "detection, recovery and delivery are switched off: a worker has nothing to do"
+            )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
         rules = "no" if detection is None else len(detection.detector.rules)
         console.print(
-            f"amends worker: {rules} rules, case intake {'on' if recovery else 'off'}, every "
+            f"amends worker: {rules} rules, case intake {'on' if recovery else 'off'}, outbox "
+            f"{'on: ' + ', '.join(sorted(delivery.channels)) if delivery else 'off'}, every "
             f"{settings.detect_sweep_seconds:g} s by the {settings.detect_clock} clock. Ctrl-C stops it."
         )
         with contextlib.suppress(KeyboardInterrupt):
-            Background(detection, recovery, seconds=settings.detect_sweep_seconds).run(stop)
+            Background(detection, recovery, seconds=settings.detect_sweep_seconds, delivery=delivery).run(stop)
         if detection is not None:
             detected = detection.detector.detected
             console.print(f"Stopped: {detected.opened:,} incident(s) opened, {detected.resolved_late:,} resolved late.")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
@@ -163,8 +165,41 @@ class Settings(BaseSettings):
     outbox_backoff_cap_seconds: float = Field(
         default=3600.0, gt=0, le=7 * 86_400, description="The longest wait between two attempts."
     )
+    outbox_deliver: bool = Field(
+        default=True, description="Deliver due messages in `amends serve` and `amends worker` (the outbox worker)."
+    )
     outbox_file: Path | None = Field(
         default=None, description="Where the file channel writes messages, one JSON line each; unset: stdout."
+    )
+
+    company_name: str = Field(
+        default="Example Company", min_length=1, max_length=200, description="Who writes to customers."
+    )
+    company_signature: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description='How messages are signed; default: "The care team at COMPANY_NAME".',
+    )
+    templates_dir: Path | None = Field(
+        default=None, description="A directory of message template files (*.yaml); default: the shipped templates."
+    )
+    profile_event_types: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("customer.profile", "customer.updated"),
+        description="Event types whose data updates a customer's profile: name, email, phone, address, "
+        "language, timezone, channel.",
+    )
+    default_language: str = Field(
+        default="en", pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", description="For customers with none."
+    )
+    default_timezone: str = Field(default="UTC", description="For customers with none; an IANA zone.")
+    contact_cap: int = Field(
+        default=3, ge=0, le=1000, description="Proactive messages per customer per contact_window; 0: no cap."
+    )
+    contact_window: timedelta = Field(default=timedelta(days=7), description="The window of the cap, e.g. '7d'.")
+    quiet_hours: str | None = Field(
+        default="21:00-08:00",
+        description="No email or text in these hours of the customer's local time (HH:MM-HH:MM); empty: none.",
     )
 
     @field_validator("assign_served_by", mode="before")
@@ -172,12 +207,40 @@ class Settings(BaseSettings):
     def _paths(cls, value: Any) -> Any:
         return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
-    @field_validator("detect_allowed_lateness", mode="before")
+    @field_validator("detect_allowed_lateness", "contact_window", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value, zero=True) if isinstance(value, str) else value
 
-    @field_validator("rule_packs", mode="before")
+    @field_validator("contact_window")
+    @classmethod
+    def _positive_window(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone the tz database knows (e.g. Europe/Berlin)") from None
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        match = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*", value)
+        if match is None:
+            raise ValueError("expected HH:MM-HH:MM such as 21:00-08:00")
+        if (int(match[1]), match[2]) == (int(match[3]), match[4]):
+            raise ValueError("start and end are the same; leave it empty for no quiet hours")
+        return value.strip()
+
+    @field_validator("rule_packs", "profile_event_types", mode="before")
     @classmethod
     def _packs(cls, value: Any) -> Any:
         # The environment gives one string: `shop,airline`.

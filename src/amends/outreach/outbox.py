@@ -36,6 +36,7 @@ __all__ = [
     "Outcome",
     "Settled",
     "backoff_delay",
+    "cancel_pending",
     "claim",
     "deliver_due",
     "enqueue",
@@ -86,6 +87,7 @@ class MessageKind(StrEnum):
     REMEDY = "remedy"
     FOLLOW_UP = "follow_up"
     THANK_YOU = "thank_you"
+    REPLY = "reply"  # an answer in the case thread to a customer who wrote
     OTHER = "other"
 
 
@@ -93,7 +95,7 @@ class MessageStatus(StrEnum):
     PENDING = "pending"  # waiting for its time, or being sent under a lease
     SENT = "sent"
     DEAD = "dead"  # failed for good; `last_error` says why, and `retry_dead` puts it back
-    CANCELLED = "cancelled"
+    CANCELLED = "cancelled"  # never sent: `note` says why (the customer opted out, the case was reopened)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +121,14 @@ class Message:
     created_at: datetime
     sent_at: datetime | None
     provider_id: str | None
+    note: str | None  # what the contact policy did to it: delayed by quiet hours, not sent after an opt-out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Draft:
     """A message to be sent. `key` makes it idempotent: the decision that causes it names it the same way each
-    time it is made (`case:12:empathise:email`). `not_before` delays it (quiet hours); None: at once."""
+    time it is made (`case:12:empathise:email`). `not_before` delays it (quiet hours); None: at once.
+    `note` says why it waits; `withheld` says why it must not go at all (it is kept, cancelled, to show that)."""
 
     key: str
     channel: ChannelName
@@ -137,6 +141,8 @@ class Draft:
     case_id: int | None = None
     customer_id: str
     not_before: datetime | None = None
+    note: str | None = None
+    withheld: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +219,27 @@ def retry_dead(uow: UnitOfWork, message_id: int, *, now: datetime) -> Message:
     if row is None:  # another transaction retried it first
         raise Conflict(f"message {message_id} is no longer dead")
     return _message_from_row(row)
+
+
+def cancel_pending(
+    uow: UnitOfWork, *, case_id: int, kinds: Collection[MessageKind], note: str, now: datetime
+) -> list[Message]:
+    """Cancel the case's messages of these kinds that have not gone yet (a scheduled follow-up, after the case
+    was reopened), saying why, and return them. A message a worker holds under a lease is going out now and is
+    left alone."""
+    m = _messages
+    rows = uow.execute(
+        sa.update(m)
+        .where(
+            m.c.case_id == case_id,
+            m.c.kind.in_(sorted(kind.value for kind in kinds)),
+            m.c.status == MessageStatus.PENDING.value,
+            sa.or_(m.c.lease_until.is_(None), m.c.lease_until <= now),
+        )
+        .values(status=MessageStatus.CANCELLED.value, note=note, lease_owner=None, lease_until=None)
+        .returning(*m.c)
+    ).all()
+    return [_message_from_row(row) for row in rows]
 
 
 # --- reading ---------------------------------------------------------------------------------------------
@@ -480,7 +507,8 @@ def _row_values(draft: Draft, now: datetime) -> dict[str, Any]:
     key = _text(draft.key, "key", limit=_MAX_KEY_CHARS)
     channel = _choice(ChannelName, draft.channel, "channel")
     kind = _choice(MessageKind, draft.kind, "kind")
-    recipient = _text(draft.recipient, "recipient", one_line=True)
+    # A card's recipient is the postal block, a line each for the name and the address.
+    recipient = _text(draft.recipient, "recipient", one_line=channel is not ChannelName.CARD)
     if channel is ChannelName.EMAIL and "@" not in parseaddr(recipient)[1]:
         raise InvalidInput("recipient", f"expected an email address, got {recipient!r}")
     subject = draft.subject
@@ -501,7 +529,8 @@ def _row_values(draft: Draft, now: datetime) -> dict[str, Any]:
         "text": _text(draft.text, "text"),
         "html": draft.html,
         "headers": _headers(draft.headers),
-        "status": MessageStatus.PENDING.value,
+        "status": MessageStatus.PENDING.value if draft.withheld is None else MessageStatus.CANCELLED.value,
+        "note": draft.withheld or draft.note,
         "attempts": 0,
         "not_before": not_before,
         "next_attempt_at": max(now, not_before),
@@ -587,6 +616,7 @@ def _message_from_row(row: sa.Row[Any]) -> Message:
         created_at=row.created_at,
         sent_at=row.sent_at,
         provider_id=row.provider_id,
+        note=row.note,
     )
 
 

@@ -407,6 +407,7 @@ messages = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime(), nullable=True),
     Column("provider_id", String(500), nullable=True),  # the channel's id for it: the email's Message-ID
+    Column("note", Text, nullable=True),  # what the contact policy did: delayed by quiet hours, withheld
     UniqueConstraint("key"),
     Index(None, "status", "next_attempt_at"),
     Index(None, "case_id", "created_at"),

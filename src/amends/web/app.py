@@ -16,11 +16,14 @@ import amends
 from amends.background import Background
 from amends.config import Settings
 from amends.detect.service import Detection
+from amends.outreach.delivery import Delivery
+from amends.outreach.service import Outreach
 from amends.recover.service import Recovery
 from amends.store import Database
-from amends.web.api import approvals, cases, complaints, customers, events, incidents, ledger, staff
+from amends.web.api import approvals, cases, complaints, customers, events, incidents, ledger, messages, staff
 from amends.web.errors import install_error_handlers
 from amends.web.health import router as health_router
+from amends.web.pages import unsubscribe
 
 __all__ = ["create_app"]
 
@@ -28,13 +31,17 @@ __all__ = ["create_app"]
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the app. A database passed in stays the caller's to dispose of. Raises RuleSetError,
     PlaybookSetError or PolicyError when the rules, playbooks or remedy policy the settings name have
-    problems (the server does not start on a half-loaded set)."""
+    problems, and TemplateSetError for the message templates (the server does not start on a half-loaded set)."""
     owned = db is None
     database = db if db is not None else Database.from_settings(settings)
     detection = Detection.from_settings(database, settings) if settings.detect_enabled else None
     recovery = Recovery.from_settings(database, settings)
+    outreach = Outreach.from_settings(settings, recovery.policy)
     background = Background(
-        detection, recovery if settings.recover_enabled else None, seconds=settings.detect_sweep_seconds
+        detection,
+        recovery if settings.recover_enabled else None,
+        seconds=settings.detect_sweep_seconds,
+        delivery=Delivery.from_settings(database, settings) if settings.outbox_deliver else None,
     )
 
     @asynccontextmanager
@@ -58,13 +65,15 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.detection = detection
     app.state.recovery = recovery
+    app.state.outreach = outreach
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(events.router)
     app.include_router(customers.router)
     app.include_router(incidents.router)
-    for module in (cases, complaints, approvals, ledger, staff):
+    for module in (cases, complaints, approvals, ledger, staff, messages):
         app.include_router(module.router)
+    app.include_router(unsubscribe.router)
     app.include_router(staff.audit_router)
 
     # Swagger UI's script and styles come from the swagger-ui-py package, so the docs work offline.

@@ -14,6 +14,7 @@ from amends.config import Settings
 from amends.detect.service import Detection
 from amends.errors import Forbidden, NotFound, Unauthorized
 from amends.events import LedgerWatcher
+from amends.outreach.service import Outreach
 from amends.recover.actors import Actor
 from amends.recover.service import Recovery
 from amends.recover.staff import get_staff
@@ -23,6 +24,7 @@ __all__ = [
     "DB",
     "Acting",
     "AppSettings",
+    "OutreachState",
     "RecoveryState",
     "Watcher",
     "in_transaction",
@@ -93,6 +95,14 @@ def _recovery(request: Request) -> Recovery:
 
 
 RecoveryState = Annotated[Recovery, Depends(_recovery)]
+
+
+def _outreach(request: Request) -> Outreach:
+    outreach: Outreach = request.app.state.outreach
+    return outreach
+
+
+OutreachState = Annotated[Outreach, Depends(_outreach)]
 Acting = Annotated[Actor, Depends(require())]
 
 

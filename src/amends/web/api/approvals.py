@@ -13,7 +13,7 @@ from amends.recover import remedies
 from amends.recover.actors import Actor
 from amends.store import UnitOfWork
 from amends.web.api.cases import ApprovalOut, LedgerEntryOut
-from amends.web.deps import DB, Acting, RecoveryState, in_transaction, reading, require
+from amends.web.deps import DB, Acting, OutreachState, RecoveryState, in_transaction, reading, require
 from amends.web.errors import RECOVERY_ERRORS
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
@@ -43,16 +43,18 @@ def _queue(uow: UnitOfWork, actor: Actor, status: str, limit: int) -> list[Appro
 
 @router.post("/{approval_id}/approve", response_model=LedgerEntryOut, status_code=201, responses=RECOVERY_ERRORS)
 async def post_approve(
-    approval_id: int, body: DecisionIn, db: DB, actor: Acting, recovery: RecoveryState
+    approval_id: int, body: DecisionIn, db: DB, actor: Acting, recovery: RecoveryState, outreach: OutreachState
 ) -> LedgerEntryOut:
-    """Grant the request (managers and admins, within their own limit and the budget)."""
-    entry = await in_transaction(
-        db,
-        lambda uow: remedies.approve(
-            uow, approval_id, reason=body.reason, policy=recovery.policy, actor=actor, now=datetime.now(UTC)
-        ),
-    )
-    return LedgerEntryOut.model_validate(entry)
+    """Grant the request (managers and admins, within their own limit and the budget); the customer's
+    confirmation of the remedy goes in the same transaction."""
+
+    def run(uow: UnitOfWork) -> remedies.LedgerEntry:
+        now = datetime.now(UTC)
+        entry = remedies.approve(uow, approval_id, reason=body.reason, policy=recovery.policy, actor=actor, now=now)
+        outreach.confirm_remedy(uow, entry, now=now)
+        return entry
+
+    return LedgerEntryOut.model_validate(await in_transaction(db, run))
 
 
 @router.post("/{approval_id}/deny", response_model=ApprovalOut, responses=RECOVERY_ERRORS)

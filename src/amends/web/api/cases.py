@@ -12,6 +12,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from amends.access import Scope
+from amends.errors import AmendsError, Conflict
+from amends.outreach.outbox import ChannelName, MessageKind, list_messages
+from amends.outreach.service import Composed, Outreach
 from amends.recover import cases as work
 from amends.recover import remedies
 from amends.recover.actors import SYSTEM, Actor
@@ -19,7 +22,8 @@ from amends.recover.cases import Fault, Origin, Status
 from amends.recover.playbooks import StepKind
 from amends.recover.queries import CaseFilter, case_detail, list_cases, overdue_steps
 from amends.store import UnitOfWork
-from amends.web.deps import DB, Acting, RecoveryState, in_transaction, reading, require
+from amends.web.api.messages import MessageOut
+from amends.web.deps import DB, Acting, OutreachState, RecoveryState, in_transaction, reading, require
 from amends.web.errors import RECOVERY_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["cases"])
@@ -152,6 +156,46 @@ class CaseDetailOut(BaseModel):
     complaints: list[ComplaintOut]
     approvals: list[ApprovalOut]
     ledger: list[LedgerEntryOut]
+    messages: list[MessageOut] = Field(description="What was written to the customer, newest first.")
+    apology: ComposedOut | None = Field(
+        description="The apology as it would go now (the saved draft, else the template's), until it is sent; "
+        "null once sent, or when it cannot be written (see `apology_problem`)."
+    )
+    apology_problem: str | None = None
+
+
+class ComposedOut(BaseModel):
+    kind: MessageKind
+    template: str = Field(description="The template it was written with.")
+    language: str
+    channel: ChannelName = Field(
+        description="Where it would go: the customer's preference, else what they can receive."
+    )
+    recipient: str = Field(description="Empty for a card with no postal address: a task for staff.")
+    subject: str
+    text: str
+    html: str | None
+    edited: bool = Field(default=False, description="The text is the saved draft, not the template's.")
+    profile_problems: list[str] = Field(
+        default_factory=list, description="Values in the customer's profile that could not be used, and why."
+    )
+
+    @classmethod
+    def of(cls, composed: Composed, *, draft: str | None = None) -> ComposedOut:
+        rendered = composed.rendered
+        edited = draft is not None and draft.strip() != rendered.text.strip()
+        return cls(
+            kind=composed.kind,
+            template=composed.template_id,
+            language=composed.language,
+            channel=composed.channel,
+            recipient=composed.recipient,
+            subject=rendered.subject,
+            text=draft if edited and draft is not None else rendered.text,
+            html=None if edited else rendered.html,
+            edited=edited,
+            profile_problems=list(composed.profile.problems),
+        )
 
 
 class CasesOut(BaseModel):
@@ -258,8 +302,10 @@ def _steps_out(steps: Sequence[work.CaseStep], now: datetime) -> list[StepOut]:
     return [StepOut.model_validate(step).model_copy(update={"overdue": step.is_overdue(now)}) for step in steps]
 
 
-def _detail_out(uow: UnitOfWork, case_id: int, actor: Actor) -> CaseDetailOut:
+def _detail_out(uow: UnitOfWork, case_id: int, actor: Actor, outreach: Outreach) -> CaseDetailOut:
     detail = case_detail(uow, case_id, actor=actor)
+    apology, problem = _apology(uow, detail.case, detail.steps, outreach)
+    messages, _next = list_messages(uow, case_id=case_id, limit=1000)
     return CaseDetailOut(
         case=_case_out(detail.case),
         steps=_steps_out(detail.steps, _now()),
@@ -269,7 +315,23 @@ def _detail_out(uow: UnitOfWork, case_id: int, actor: Actor) -> CaseDetailOut:
         complaints=[ComplaintOut.model_validate(c) for c in detail.complaints],
         approvals=[ApprovalOut.model_validate(a) for a in detail.approvals],
         ledger=[LedgerEntryOut.model_validate(e) for e in detail.ledger],
+        messages=[MessageOut.model_validate(m) for m in messages],
+        apology=apology,
+        apology_problem=problem,
     )
+
+
+def _apology(
+    uow: UnitOfWork, case: work.Case, steps: Sequence[work.CaseStep], outreach: Outreach
+) -> tuple[ComposedOut | None, str | None]:
+    step = next((s for s in steps if s.kind is StepKind.EMPATHISE), None)
+    if step is None or step.completed_at is not None or case.status is not Status.OPEN:
+        return None, None
+    try:
+        composed = outreach.compose(uow, case, MessageKind.APOLOGY, now=_now())
+    except AmendsError as exc:  # a template that cannot be written for this case: say so, show the rest
+        return None, str(exc)
+    return ComposedOut.of(composed, draft=step.draft), None
 
 
 # --- reading ---------------------------------------------------------------------------------------------
@@ -302,9 +364,9 @@ async def read_cases(
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def read_case(case_id: int, db: DB, actor: _Reader) -> CaseDetailOut:
+async def read_case(case_id: int, db: DB, actor: _Reader, outreach: OutreachState) -> CaseDetailOut:
     """One case: its incidents, steps with due times, handoffs, contacts, complaints, approvals and ledger."""
-    return await reading(db, lambda uow: _detail_out(uow, case_id, actor))
+    return await reading(db, lambda uow: _detail_out(uow, case_id, actor, outreach))
 
 
 @router.get("/steps/overdue", response_model=list[OverdueOut], responses=RECOVERY_ERRORS)
@@ -318,67 +380,122 @@ async def read_overdue(db: DB, actor: _Reader, limit: Annotated[int, Query(ge=1,
     ]
 
 
+@router.get("/cases/{case_id}/preview", response_model=ComposedOut, responses=RECOVERY_ERRORS)
+async def read_preview(
+    case_id: int,
+    db: DB,
+    actor: _Reader,
+    outreach: OutreachState,
+    kind: Annotated[MessageKind, Query(description="apology, remedy, follow_up or thank_you.")] = MessageKind.APOLOGY,
+    template: Annotated[
+        str | None, Query(max_length=100, description="Any template of the step; default: the one chosen for the case.")
+    ] = None,
+    language: Annotated[str | None, Query(max_length=35, description="Default: the customer's.")] = None,
+    channel: Annotated[ChannelName | None, Query(description="Default: the one the customer can receive.")] = None,
+) -> ComposedOut:
+    """A message of the case as it would be written now, with the case's facts: any template of the step, in
+    any language. A remedy's confirmation is written for the case's latest grant (409 before there is one).
+    Nothing is saved or sent."""
+
+    def run(uow: UnitOfWork) -> ComposedOut:
+        case = work.visible_case(uow, case_id, actor)
+        remedy = None
+        if kind is MessageKind.REMEDY:
+            entries = remedies.case_entries(uow, case_id)
+            reversed_ids = {e.reverses_id for e in entries}
+            granted = [e for e in entries if e.reverses_id is None and e.id not in reversed_ids]
+            if not granted:
+                raise Conflict(f"case {case_id} has no remedy granted yet: nothing to confirm")
+            remedy = granted[-1]
+        composed = outreach.compose(
+            uow, case, kind, now=_now(), remedy=remedy, template_id=template, language=language, channel=channel
+        )
+        return ComposedOut.of(composed)
+
+    return await reading(db, run)
+
+
 # --- working a case --------------------------------------------------------------------------------------
 
 
-async def _act(db: DB, case_id: int, actor: Actor, change: Callable[[UnitOfWork], object]) -> CaseDetailOut:
+async def _act(
+    db: DB, case_id: int, actor: Actor, outreach: Outreach, change: Callable[[UnitOfWork], object]
+) -> CaseDetailOut:
     """Apply `change(uow)` and answer with the case as it is now."""
 
     def run(uow: UnitOfWork) -> CaseDetailOut:
         change(uow)  # checks that the actor may do it
         # The answer shows the case as the change left it, even when the change took it out of the actor's
         # sight (a handoff to another team).
-        return _detail_out(uow, case_id, SYSTEM)
+        return _detail_out(uow, case_id, SYSTEM, outreach)
 
     return await in_transaction(db, run)
 
 
 @router.post("/cases/{case_id}/assign", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_assign(case_id: int, body: AssignIn, db: DB, actor: Acting) -> CaseDetailOut:
+async def post_assign(case_id: int, body: AssignIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
     """Hand the case to another staff member, with the reason (recorded as a handoff)."""
-    return await _act(
-        db, case_id, actor, lambda uow: work.assign(uow, case_id, body.to, reason=body.reason, actor=actor, now=_now())
-    )
-
-
-@router.post("/cases/{case_id}/acknowledge", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_acknowledge(case_id: int, db: DB, actor: Acting) -> CaseDetailOut:
-    """The owner takes the case on (completes take_ownership); an unassigned case goes to the caller."""
-    return await _act(db, case_id, actor, lambda uow: work.acknowledge(uow, case_id, actor=actor, now=_now()))
-
-
-@router.put("/cases/{case_id}/draft", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def put_draft(case_id: int, body: DraftIn, db: DB, actor: Acting) -> CaseDetailOut:
-    """Save the apology's draft (the empathise step) before it is sent."""
-    return await _act(db, case_id, actor, lambda uow: work.save_draft(uow, case_id, body.text, actor=actor, now=_now()))
-
-
-@router.post("/cases/{case_id}/steps/{kind}/complete", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_complete(case_id: int, kind: StepKind, body: CompleteIn, db: DB, actor: Acting) -> CaseDetailOut:
-    """Complete empathise (the apology was sent), manage_memory (the follow-up, with the customer's answer) or
-    extend_experience (the card or invitation). The other two steps complete through their own actions."""
-    outcome: dict[str, Any] = {}
-    for name in ("text", "answer", "what"):
-        value = getattr(body, name)
-        if value is not None:
-            outcome[name] = value
     return await _act(
         db,
         case_id,
         actor,
-        lambda uow: work.complete_step(
-            uow, case_id, kind, actor=actor, now=_now(), note=body.note, outcome=outcome, channel=body.channel
-        ),
+        outreach,
+        lambda uow: work.assign(uow, case_id, body.to, reason=body.reason, actor=actor, now=_now()),
     )
 
 
+@router.post("/cases/{case_id}/acknowledge", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
+async def post_acknowledge(case_id: int, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
+    """The owner takes the case on (completes take_ownership); an unassigned case goes to the caller."""
+    return await _act(db, case_id, actor, outreach, lambda uow: work.acknowledge(uow, case_id, actor=actor, now=_now()))
+
+
+@router.put("/cases/{case_id}/draft", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
+async def put_draft(case_id: int, body: DraftIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
+    """Save the apology's draft (the empathise step) before it is sent."""
+    return await _act(
+        db, case_id, actor, outreach, lambda uow: work.save_draft(uow, case_id, body.text, actor=actor, now=_now())
+    )
+
+
+@router.post("/cases/{case_id}/steps/{kind}/complete", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
+async def post_complete(
+    case_id: int, kind: StepKind, body: CompleteIn, db: DB, actor: Acting, outreach: OutreachState
+) -> CaseDetailOut:
+    """Complete empathise: send the apology (`text`, else the saved draft, else the template's) on `channel`
+    (email, sms or letter: amends delivers it; phone, chat, in_person: recorded only), by default the one the
+    customer can receive. Complete manage_memory (the follow-up, with the customer's answer) or
+    extend_experience (the card or invitation) done by hand: the scheduled message of the step that has not
+    gone is cancelled. The other two steps complete through their own actions."""
+    outcome: dict[str, Any] = {}
+    for name in ("answer", "what"):
+        value = getattr(body, name)
+        if value is not None:
+            outcome[name] = value
+
+    def change(uow: UnitOfWork) -> None:
+        if kind is StepKind.EMPATHISE:
+            outreach.apologise(
+                uow, case_id, actor=actor, now=_now(), text=body.text, channel=body.channel, note=body.note
+            )
+        elif kind in (StepKind.MANAGE_MEMORY, StepKind.EXTEND_EXPERIENCE):
+            outreach.complete_later_step(
+                uow, case_id, kind, actor=actor, now=_now(), note=body.note, outcome=outcome, channel=body.channel
+            )
+        else:
+            work.complete_step(uow, case_id, kind, actor=actor, now=_now(), note=body.note, outcome=outcome)
+
+    return await _act(db, case_id, actor, outreach, change)
+
+
 @router.post("/cases/{case_id}/contacts", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_contact(case_id: int, body: ContactIn, db: DB, actor: Acting) -> CaseDetailOut:
+async def post_contact(case_id: int, body: ContactIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
     """Record a contact with the customer about the case, either way."""
     return await _act(
         db,
         case_id,
         actor,
+        outreach,
         lambda uow: work.record_contact(
             uow,
             case_id,
@@ -393,37 +510,45 @@ async def post_contact(case_id: int, body: ContactIn, db: DB, actor: Acting) -> 
 
 
 @router.post("/cases/{case_id}/resolve", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_resolve(case_id: int, body: ResolveIn, db: DB, actor: Acting, recovery: RecoveryState) -> CaseDetailOut:
-    """Resolve the case; the follow-up and the thank-you become due from now."""
+async def post_resolve(
+    case_id: int, body: ResolveIn, db: DB, actor: Acting, recovery: RecoveryState, outreach: OutreachState
+) -> CaseDetailOut:
+    """Resolve the case; the follow-up and the thank-you become due from now, and their messages are
+    scheduled for then."""
 
     def change(uow: UnitOfWork) -> None:
         playbook = recovery.playbooks.get(work.load_case(uow, case_id).playbook)
-        work.resolve_case(uow, case_id, resolution=body.resolution, actor=actor, now=_now(), playbook=playbook)
+        outreach.resolve(uow, case_id, resolution=body.resolution, actor=actor, now=_now(), playbook=playbook)
 
-    return await _act(db, case_id, actor, change)
+    return await _act(db, case_id, actor, outreach, change)
 
 
 @router.post("/cases/{case_id}/close", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_close(case_id: int, db: DB, actor: Acting) -> CaseDetailOut:
+async def post_close(case_id: int, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
     """Close a resolved case."""
-    return await _act(db, case_id, actor, lambda uow: work.close_case(uow, case_id, actor=actor, now=_now()))
+    return await _act(db, case_id, actor, outreach, lambda uow: work.close_case(uow, case_id, actor=actor, now=_now()))
 
 
 @router.post("/cases/{case_id}/reopen", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_reopen(case_id: int, body: ReasonIn, db: DB, actor: Acting, recovery: RecoveryState) -> CaseDetailOut:
-    """Reopen a resolved or closed case (recorded on it, never a new case)."""
+async def post_reopen(
+    case_id: int, body: ReasonIn, db: DB, actor: Acting, recovery: RecoveryState, outreach: OutreachState
+) -> CaseDetailOut:
+    """Reopen a resolved or closed case (recorded on it, never a new case); its follow-up and thank-you that
+    have not gone are cancelled."""
 
     def change(uow: UnitOfWork) -> None:
         playbook = recovery.playbooks.get(work.load_case(uow, case_id).playbook)
-        work.reopen_case(uow, case_id, reason=body.reason, actor=actor, now=_now(), playbook=playbook)
+        outreach.reopen(uow, case_id, reason=body.reason, actor=actor, now=_now(), playbook=playbook)
 
-    return await _act(db, case_id, actor, change)
+    return await _act(db, case_id, actor, outreach, change)
 
 
 @router.put("/cases/{case_id}/fault", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def put_fault(case_id: int, body: FaultIn, db: DB, actor: Acting) -> CaseDetailOut:
+async def put_fault(case_id: int, body: FaultIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
     """Record whose fault it was; the playbook does not change."""
-    return await _act(db, case_id, actor, lambda uow: work.set_fault(uow, case_id, body.fault, actor=actor, now=_now()))
+    return await _act(
+        db, case_id, actor, outreach, lambda uow: work.set_fault(uow, case_id, body.fault, actor=actor, now=_now())
+    )
 
 
 # --- remedies --------------------------------------------------------------------------------------------
@@ -461,23 +586,40 @@ async def read_proposal(case_id: int, db: DB, actor: _Reader, recovery: Recovery
     responses={**RECOVERY_ERRORS, 200: {"description": "The same grant was made before; this is its entry."}},
 )
 async def post_remedy(
-    case_id: int, body: RemedyIn, response: Response, db: DB, actor: Acting, recovery: RecoveryState
+    case_id: int,
+    body: RemedyIn,
+    response: Response,
+    db: DB,
+    actor: Acting,
+    recovery: RecoveryState,
+    outreach: OutreachState,
 ) -> LedgerEntryOut:
-    """Grant a remedy within the caller's authority: it is in the ledger at once. Above the caller's limit:
-    403 with the limit, and `approval` says where to request one with the same body."""
-    entry, new = await in_transaction(
-        db, lambda uow: remedies.grant(uow, case_id, body.grant(), policy=recovery.policy, actor=actor, now=_now())
-    )
+    """Grant a remedy within the caller's authority: it is in the ledger at once, and the customer's
+    confirmation of it in the outbox. Above the caller's limit: 403 with the limit, and `approval` says where
+    to request one with the same body."""
+
+    def run(uow: UnitOfWork) -> tuple[remedies.LedgerEntry, bool]:
+        now = _now()
+        entry, new = remedies.grant(uow, case_id, body.grant(), policy=recovery.policy, actor=actor, now=now)
+        if new:
+            outreach.confirm_remedy(uow, entry, now=now)
+        return entry, new
+
+    entry, new = await in_transaction(db, run)
     if not new:
         response.status_code = 200
     return LedgerEntryOut.model_validate(entry)
 
 
 @router.post("/cases/{case_id}/no-remedy", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_no_remedy(case_id: int, body: ReasonIn, db: DB, actor: Acting) -> CaseDetailOut:
+async def post_no_remedy(case_id: int, body: ReasonIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
     """Complete lessen_inconvenience without a remedy, saying why."""
     return await _act(
-        db, case_id, actor, lambda uow: remedies.no_remedy(uow, case_id, reason=body.reason, actor=actor, now=_now())
+        db,
+        case_id,
+        actor,
+        outreach,
+        lambda uow: remedies.no_remedy(uow, case_id, reason=body.reason, actor=actor, now=_now()),
     )
 
 

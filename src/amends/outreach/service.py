@@ -1,0 +1,488 @@
+"""Outreach as a part of a running process: the messages a case sends, written in the same transaction as the
+decision that causes them (docs/outreach.md).
+
+- Sending the apology (completing `empathise`) writes the apology: the draft as staff left it, or the
+  template's text for the case.
+- A remedy granted or approved writes its confirmation (`lessen_inconvenience`), naming what was granted.
+- Resolving the case schedules the follow-up (`manage_memory`) and the thank-you (`extend_experience`) for
+  when their steps fall due; reopening it cancels them if they have not gone.
+
+Each message goes on the channel the customer can receive: their preference, else email, else a text
+through the webhook, else a hand-written card (with no postal address, the card is a task for staff to reach
+the customer another way). The contact policy decides when it may go, and whether at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from markupsafe import escape
+
+from amends.config import Settings
+from amends.errors import InvalidInput
+from amends.outreach.contact import ContactPolicy, QuietHours, Timing
+from amends.outreach.links import Links
+from amends.outreach.outbox import ChannelName, Draft, Message, MessageKind, cancel_pending, enqueue
+from amends.outreach.profiles import CustomerProfile, customer_profile
+from amends.outreach.templates import (
+    CompanyContext,
+    IncidentContext,
+    MessageContext,
+    RemedyContext,
+    Rendered,
+    Template,
+    TemplateSet,
+    format_amount,
+    format_money,
+    incident_context,
+    load_templates,
+    primary_language,
+    render,
+    shipped_templates,
+)
+from amends.recover import cases as work
+from amends.recover.actors import Actor
+from amends.recover.cases import Case, CaseStep, load_case
+from amends.recover.playbooks import Playbook, StepKind
+from amends.recover.policy import RemedyPolicy
+from amends.recover.remedies import LedgerEntry
+from amends.recover.staff import get_staff
+from amends.store import UnitOfWork, tables
+
+__all__ = ["Composed", "Outreach", "contact_channel_of"]
+
+log = logging.getLogger(__name__)
+
+_incidents = tables.incidents
+_case_incidents = tables.case_incidents
+_messages = tables.messages
+
+# The step each kind of message is written for.
+_STEP_OF = {
+    MessageKind.APOLOGY: StepKind.EMPATHISE,
+    MessageKind.REMEDY: StepKind.LESSEN_INCONVENIENCE,
+    MessageKind.FOLLOW_UP: StepKind.MANAGE_MEMORY,
+    MessageKind.THANK_YOU: StepKind.EXTEND_EXPERIENCE,
+}
+# A case's contact channels (recover/cases.py) that amends delivers itself, and the outbox channel of each;
+# the others (phone, chat, in person) staff use themselves, and amends only records.
+_DELIVERED = {"email": ChannelName.EMAIL, "sms": ChannelName.WEBHOOK, "letter": ChannelName.CARD}
+_CONTACT_OF = {outbox: contact for contact, outbox in _DELIVERED.items()}
+_PROFILE_CHANNEL = {"email": ChannelName.EMAIL, "sms": ChannelName.WEBHOOK, "card": ChannelName.CARD}
+_CURRENCY = frozenset({"EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "BRL", "JPY", "CAD", "AUD"})
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    """A message written for a case: what it says, in which template and language, and where it goes.
+    `recipient` is empty for a card with no postal address (a task for staff)."""
+
+    kind: MessageKind
+    template_id: str
+    language: str
+    rendered: Rendered
+    channel: ChannelName
+    recipient: str
+    profile: CustomerProfile
+
+
+def contact_channel_of(channel: ChannelName) -> str:
+    """The case contact channel a message on this outbox channel is recorded as."""
+    return _CONTACT_OF.get(channel, "other")
+
+
+@dataclass(frozen=True)
+class Outreach:
+    templates: TemplateSet
+    policy: ContactPolicy
+    links: Links
+    remedies: RemedyPolicy
+    company: CompanyContext
+    profile_events: tuple[str, ...]
+    default_language: str
+    sms_enabled: bool  # a webhook for texts is configured
+
+    @classmethod
+    def from_settings(cls, settings: Settings, remedies: RemedyPolicy) -> Outreach:
+        """Raises TemplateSetError or InvalidInput (a setting named) when what the settings name has problems."""
+        templates = load_templates([settings.templates_dir]) if settings.templates_dir else shipped_templates()
+        quiet = QuietHours.parse(settings.quiet_hours) if settings.quiet_hours else None
+        policy = ContactPolicy(settings.contact_cap, settings.contact_window, quiet, settings.default_timezone)
+        if settings.secret_key is not None or settings.environment == "production":
+            secret = settings.require_secret_key().get_secret_value()
+        else:  # development without `amends init`: links last as long as the process
+            log.warning("no secret_key is set: unsubscribe links will stop working when this process ends")
+            secret = secrets.token_urlsafe(32)
+        company = CompanyContext(
+            name=settings.company_name,
+            signature=settings.company_signature or f"The care team at {settings.company_name}",
+        )
+        return cls(
+            templates=templates,
+            policy=policy,
+            links=Links(secret, settings.base_url),
+            remedies=remedies,
+            company=company,
+            profile_events=settings.profile_event_types,
+            default_language=settings.default_language,
+            sms_enabled=getattr(settings, "webhook_url", None) is not None,
+        )
+
+    # --- writing ------------------------------------------------------------------------------------------
+
+    def compose(
+        self,
+        uow: UnitOfWork,
+        case: Case,
+        kind: MessageKind,
+        *,
+        now: datetime,
+        remedy: LedgerEntry | None = None,
+        template_id: str | None = None,
+        language: str | None = None,
+        channel: ChannelName | None = None,
+    ) -> Composed:
+        """Write the message of `kind` for the case with its template (the one given, else the most specific
+        for the case's rule and the customer's language). InvalidInput if no template fits or it cannot be
+        rendered with the case's facts (a template's check prevents that for shipped and loaded sets)."""
+        step = _STEP_OF.get(kind)
+        if step is None:
+            raise InvalidInput("kind", f"no template step writes a {kind.value} message")
+        profile = customer_profile(uow, case.customer_id, event_types=self.profile_events)
+        incident, rule_id = self._incident(uow, case, None if remedy is None else remedy.incident_id)
+        context = self._context(uow, case, profile, incident, remedy, language, now)
+        template = self._template(step, rule_id, context, template_id)
+        chosen = self.channel_for(profile, channel)
+        recipient = _recipient(profile, chosen)
+        return Composed(
+            kind, template.id, context["customer"]["language"], render(template, context), chosen, recipient, profile
+        )
+
+    def channel_for(self, profile: CustomerProfile, requested: ChannelName | None = None) -> ChannelName:
+        """The channel to reach the customer on: the one asked for, if the customer can receive it; else
+        their preference; else email, a text, a card, in that order. A card without an address is a task."""
+        if requested is not None:
+            # A card can always be asked for: without an address, it is a task for staff to reach them.
+            if requested is not ChannelName.CARD and not _reachable(profile, requested, self.sms_enabled):
+                raise InvalidInput("channel", f"the customer cannot be reached by {requested.value}: {_why(requested)}")
+            return requested
+        preferred = _PROFILE_CHANNEL.get(profile.channel or "")
+        if preferred is not None and _reachable(profile, preferred, self.sms_enabled):
+            return preferred
+        for option in (ChannelName.EMAIL, ChannelName.WEBHOOK, ChannelName.CARD):
+            if _reachable(profile, option, self.sms_enabled):
+                return option
+        return ChannelName.CARD
+
+    def send(
+        self,
+        uow: UnitOfWork,
+        case: Case,
+        kind: MessageKind,
+        *,
+        now: datetime,
+        key: str,
+        text: str | None = None,
+        remedy: LedgerEntry | None = None,
+        channel: ChannelName | None = None,
+        due: datetime | None = None,
+        proactive: bool | None = None,
+    ) -> Message:
+        """Write the message and put it in the outbox, in the caller's transaction, under the contact policy.
+        `text` replaces the template's text (staff edited the draft). `due`: not before then (a follow-up).
+        `proactive`: whether we write unasked; by default, unless the customer spoke first on the case."""
+        composed = self.compose(uow, case, kind, now=now, remedy=remedy, channel=channel)
+        rendered = composed.rendered
+        if text is not None and text.strip() != rendered.text.strip():
+            rendered = Rendered(rendered.subject, text, _html_of(text))
+        if proactive is None:
+            proactive = not case.customer_spoke_first
+        timing = self.policy.timing(
+            uow,
+            case.customer_id,
+            channel=composed.channel,
+            proactive=proactive,
+            timezone=composed.profile.timezone,
+            at=max(due or now, now),
+        )
+        draft = self._draft(case, composed, rendered, key=key, due=due, timing=timing)
+        message, new = enqueue(uow, draft, now=now)
+        if new:
+            log.debug("outreach: %s for case %d on %s (%s)", kind.value, case.id, message.channel.value, message.status)
+        return message
+
+    def send_apology(
+        self, uow: UnitOfWork, case_id: int, *, text: str | None, channel: ChannelName | None, now: datetime
+    ) -> Message:
+        """The apology of the case (its empathise step was just completed)."""
+        case = load_case(uow, case_id)
+        return self.send(
+            uow, case, MessageKind.APOLOGY, now=now, key=f"case:{case.id}:apology", text=text, channel=channel
+        )
+
+    def confirm_remedy(self, uow: UnitOfWork, entry: LedgerEntry, *, now: datetime) -> Message | None:
+        """The confirmation of a remedy just granted or approved; None for a remedy with nothing to confirm
+        (an apology only, a reversal)."""
+        if entry.reverses_id is not None or entry.amount <= 0 or not self._has_amount(entry.kind):
+            return None
+        case = load_case(uow, entry.case_id)
+        return self.send(uow, case, MessageKind.REMEDY, now=now, key=f"ledger:{entry.id}:remedy", remedy=entry)
+
+    def schedule_after_resolving(
+        self, uow: UnitOfWork, case_id: int, due: Mapping[StepKind, datetime | None], *, now: datetime
+    ) -> list[Message]:
+        """The follow-up and the thank-you of a case just resolved, each for when its step is due. A reopened
+        case schedules them anew (a new key for each resolution)."""
+        case = load_case(uow, case_id)
+        profile = customer_profile(uow, case.customer_id, event_types=self.profile_events)
+        # A thank-you is best hand-written: a card where the customer has an address, else what reaches them.
+        card = ChannelName.CARD if _reachable(profile, ChannelName.CARD, self.sms_enabled) else None
+        scheduled: list[Message] = []
+        for kind, step in (
+            (MessageKind.FOLLOW_UP, StepKind.MANAGE_MEMORY),
+            (MessageKind.THANK_YOU, StepKind.EXTEND_EXPERIENCE),
+        ):
+            if step not in due:
+                continue  # the playbook has no such step
+            key = f"case:{case.id}:r{case.reopened}:{kind.value}"
+            channel = card if kind is MessageKind.THANK_YOU else None
+            scheduled.append(
+                self.send(uow, case, kind, now=now, key=key, due=due[step], channel=channel, proactive=True)
+            )
+        return scheduled
+
+    def cancel_scheduled(
+        self,
+        uow: UnitOfWork,
+        case_id: int,
+        *,
+        reason: str,
+        now: datetime,
+        kinds: tuple[MessageKind, ...] = (MessageKind.FOLLOW_UP, MessageKind.THANK_YOU),
+    ) -> list[Message]:
+        """Cancel the case's scheduled messages that have not gone (the case was reopened, or staff followed up
+        themselves)."""
+        return cancel_pending(uow, case_id=case_id, kinds=kinds, note=f"not sent: {reason}", now=now)
+
+    # --- the work on a case that writes to the customer -----------------------------------------------------
+
+    def apologise(
+        self,
+        uow: UnitOfWork,
+        case_id: int,
+        *,
+        actor: Actor,
+        now: datetime,
+        text: str | None = None,
+        channel: str | None = None,
+        note: str | None = None,
+    ) -> tuple[CaseStep, Message | None]:
+        """Complete the empathise step and, on a channel amends delivers (email, sms, letter), send the
+        apology: `text`, else the saved draft, else the template's text. Without a channel, the one the customer
+        can receive. On a channel staff use themselves (phone, in person), it is only recorded."""
+        case = work.visible_case(uow, case_id, actor)
+        if channel is None:
+            profile = customer_profile(uow, case.customer_id, event_types=self.profile_events)
+            channel = contact_channel_of(self.channel_for(profile))
+        delivered = _DELIVERED.get(channel)
+        if delivered is not None and text is None and _draft_of(uow, case_id) is None:
+            text = self.compose(uow, case, MessageKind.APOLOGY, now=now, channel=delivered).rendered.text
+        outcome = {} if text is None else {"text": text}
+        step = work.complete_step(
+            uow, case_id, StepKind.EMPATHISE, actor=actor, now=now, note=note, outcome=outcome, channel=channel
+        )
+        if delivered is None:
+            return step, None
+        sent = str((step.outcome or {}).get("text") or "")
+        message = self.send(
+            uow, case, MessageKind.APOLOGY, now=now, key=f"case:{case.id}:apology", text=sent, channel=delivered
+        )
+        return step, message
+
+    def resolve(
+        self, uow: UnitOfWork, case_id: int, *, resolution: str, actor: Actor, now: datetime, playbook: Playbook
+    ) -> Case:
+        """Resolve the case and schedule its follow-up and thank-you for when their steps fall due."""
+        case = work.resolve_case(uow, case_id, resolution=resolution, actor=actor, now=now, playbook=playbook)
+        due = {
+            step.kind: step.due_at
+            for step in work.load_steps(uow, case_id)
+            if step.completed_at is None and step.due_at is not None
+        }
+        self.schedule_after_resolving(uow, case_id, due, now=now)
+        return case
+
+    def reopen(
+        self, uow: UnitOfWork, case_id: int, *, reason: str, actor: Actor, now: datetime, playbook: Playbook
+    ) -> Case:
+        """Reopen the case; the follow-up and thank-you that have not gone are cancelled (the next resolution
+        schedules them anew)."""
+        case = work.reopen_case(uow, case_id, reason=reason, actor=actor, now=now, playbook=playbook)
+        self.cancel_scheduled(uow, case_id, reason="the case was reopened", now=now)
+        return case
+
+    def complete_later_step(
+        self,
+        uow: UnitOfWork,
+        case_id: int,
+        kind: StepKind,
+        *,
+        actor: Actor,
+        now: datetime,
+        note: str | None,
+        outcome: Mapping[str, Any],
+        channel: str | None,
+    ) -> CaseStep:
+        """Complete the follow-up or the thank-you by hand (staff called, or wrote the card themselves): the
+        scheduled message of that step that has not gone is cancelled."""
+        step = work.complete_step(uow, case_id, kind, actor=actor, now=now, note=note, outcome=outcome, channel=channel)
+        kinds = tuple(message for message, of in _STEP_OF.items() if of is kind)
+        done_by = "" if actor.staff is None else f" by {actor.staff.id}"
+        self.cancel_scheduled(uow, case_id, reason=f"the step was completed{done_by} without it", now=now, kinds=kinds)
+        return step
+
+    # --- parts --------------------------------------------------------------------------------------------
+
+    def _has_amount(self, kind_id: str) -> bool:
+        kind = self.remedies.kinds.get(kind_id)
+        return kind is None or kind.needs_amount
+
+    def _incident(
+        self, uow: UnitOfWork, case: Case, incident_id: int | None
+    ) -> tuple[IncidentContext | None, str | None]:
+        i, ci = _incidents, _case_incidents
+        query = sa.select(i).join(ci, ci.c.incident_id == i.c.id).where(ci.c.case_id == case.id)
+        if incident_id is not None:
+            query = query.where(i.c.id == incident_id)
+        row = uow.execute(query.order_by(ci.c.joined_at, i.c.id).limit(1)).first()
+        if row is None:
+            return None, None
+        context = incident_context(
+            rule_id=row.rule_id, key=row.key, severity=row.severity, failure_at=row.failure_at, facts=row.facts
+        )
+        return context, row.rule_id
+
+    def _context(
+        self,
+        uow: UnitOfWork,
+        case: Case,
+        profile: CustomerProfile,
+        incident: IncidentContext | None,
+        remedy: LedgerEntry | None,
+        language: str | None,
+        now: datetime,
+    ) -> MessageContext:
+        language = language or profile.language or self.default_language
+        owner = None if case.owner_id is None else get_staff(uow, case.owner_id).name
+        return MessageContext(
+            customer={"id": case.customer_id, "name": profile.name, "language": language, "timezone": profile.timezone},
+            company=self.company,
+            case={"id": case.id, "opened_at": case.opened_at, "playbook": case.playbook, "owner_name": owner},
+            incident=incident,
+            remedy=None if remedy is None else self._remedy(remedy, primary_language(language)),
+            links={"feedback": None, "unsubscribe": self.links.unsubscribe_url(case.customer_id)},
+            now=now,
+        )
+
+    def _remedy(self, entry: LedgerEntry, language: str) -> RemedyContext:
+        kind = self.remedies.kinds.get(entry.kind)
+        label = kind.label if kind is not None else entry.kind
+        if entry.amount <= 0:
+            return RemedyContext(kind=entry.kind, label=label, amount=Decimal(0), unit=None, text="")
+        if entry.unit in _CURRENCY:
+            text = format_money(entry.amount, entry.unit, language)
+        else:
+            text = f"{format_amount(entry.amount, language)} {entry.unit}"
+        return RemedyContext(kind=entry.kind, label=label, amount=entry.amount, unit=entry.unit, text=text)
+
+    def _template(
+        self, step: StepKind, rule_id: str | None, context: MessageContext, template_id: str | None
+    ) -> Template:
+        facts: Mapping[str, Any] = context
+        if template_id is not None:
+            template = self.templates.get(template_id)
+            if template is None:
+                raise InvalidInput("template", f"no template {template_id!r}")
+            if template.step != step.value:
+                raise InvalidInput("template", f"{template_id!r} is for {template.step}, not {step.value}")
+            return template
+        chosen = self.templates.choose(
+            step=step.value, rule_id=rule_id, language=context["customer"]["language"], facts=facts
+        )
+        if chosen is None:
+            raise InvalidInput("template", f"no template for {step.value} fits this case (every set has a generic one)")
+        return chosen
+
+    def _draft(
+        self, case: Case, composed: Composed, rendered: Rendered, *, key: str, due: datetime | None, timing: Timing
+    ) -> Draft:
+        headers: dict[str, str] = {}
+        if composed.channel is ChannelName.EMAIL:
+            url = self.links.unsubscribe_url(case.customer_id)
+            headers["List-Unsubscribe"] = f"<{url}>"
+        recipient = composed.recipient
+        note = timing.note
+        if composed.channel is ChannelName.CARD and not recipient:
+            recipient = f"{composed.profile.name or case.customer_id} (no postal address on file)"
+            note = "; ".join(filter(None, [note, "no email, phone or postal address: reach the customer another way"]))
+        return Draft(
+            key=key,
+            channel=composed.channel,
+            kind=composed.kind,
+            recipient=recipient,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html if composed.channel is ChannelName.EMAIL else None,
+            headers=headers,
+            case_id=case.id,
+            customer_id=case.customer_id,
+            not_before=timing.not_before or due,
+            note=note,
+            withheld=timing.withheld,
+        )
+
+
+def _reachable(profile: CustomerProfile, channel: ChannelName, sms_enabled: bool) -> bool:
+    if channel is ChannelName.EMAIL:
+        return profile.email is not None
+    if channel is ChannelName.WEBHOOK:
+        return sms_enabled and profile.phone is not None
+    if channel is ChannelName.CARD:
+        return bool(profile.address)
+    return False
+
+
+def _why(channel: ChannelName) -> str:
+    return {
+        ChannelName.EMAIL: "no usable email address in their profile",
+        ChannelName.WEBHOOK: "no usable phone number in their profile, or no webhook for texts is configured",
+        ChannelName.CARD: "no postal address in their profile",
+    }.get(channel, "amends does not write on this channel")
+
+
+def _recipient(profile: CustomerProfile, channel: ChannelName) -> str:
+    if channel is ChannelName.EMAIL and profile.email is not None:
+        return profile.email
+    if channel is ChannelName.WEBHOOK and profile.phone is not None:
+        return profile.phone
+    if channel is ChannelName.CARD:
+        return profile.postal_block
+    return ""
+
+
+def _html_of(text: str) -> str:
+    """Plain text as HTML: each paragraph a <p>, line breaks kept, everything escaped."""
+    paragraphs = [part.strip() for part in text.replace("\r\n", "\n").split("\n\n") if part.strip()]
+    return "\n".join(f"<p>{escape(part)}</p>".replace("\n", "<br>\n") for part in paragraphs)
+
+
+def _draft_of(uow: UnitOfWork, case_id: int) -> str | None:
+    step = next((step for step in work.load_steps(uow, case_id) if step.kind is StepKind.EMPATHISE), None)
+    return None if step is None else step.draft

@@ -1,0 +1,1 @@
+"""Public pages: what a customer opens from a message, without a login."""
