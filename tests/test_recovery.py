@@ -143,6 +143,7 @@ def test_an_incident_opens_a_proactive_case_with_its_playbook_and_an_owner_and_m
         "empathise",
         "take_ownership",
         "lessen_inconvenience",
+        "manage_memory",
         "extend_experience",
     ]
     assert detail["steps"][0]["due_at"] is not None
