@@ -6,7 +6,6 @@ whether; a real SMTP server receives what the outbox delivers."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,10 +21,10 @@ from amends.outreach.outbox import ChannelName, Draft, MessageKind, deliver_due,
 from amends.outreach.profiles import profile_from_data
 from amends.recover.actors import SYSTEM
 from amends.recover.roles import Role
-from amends.recover.service import Recovery
 from amends.store import Database, tables
 from amends.web import create_app
 from tests.conftest import new_key, settings_for
+from tests.test_recovery import World as RecoveryWorld
 from tests.test_recovery import arrival, booking, profile, staff_key
 from tests.test_smtp_channel import Mailbox, Server, channel_for
 
@@ -134,23 +133,8 @@ def test_the_cap_delays_a_message_until_the_window_has_room_and_opting_out_withh
 # --- through the API -----------------------------------------------------------------------------------
 
 
-@dataclass
-class World:
-    client: TestClient
-    db: Database
-    recovery: Recovery
-    keys: dict[str, str]
-    sent: int = 0
-
-    def as_(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[who]}"}
-
-    def send(self, *events: dict[str, object]) -> None:
-        self.sent += 1
-        later = {**arrival(900 + self.sent, "C-0", 0, day=31), "type": "clock.tick"}
-        response = self.client.post("/v1/events", json=[*events, later], headers=self.as_("integration"))
-        assert response.status_code == 200, response.text
-        self.recovery.tick()
+class World(RecoveryWorld):
+    """The recovery tests' world, with the shortcuts these tests use."""
 
     def case_id(self, customer: str) -> int:
         listed = self.client.get(f"/v1/cases?customer={customer}", headers=self.as_("boss")).json()["cases"]

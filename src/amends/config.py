@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 from datetime import timedelta
 from email.utils import parseaddr
@@ -26,7 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from amends.durations import parse_duration
+from amends.durations import parse_duration, parse_time_span
 from amends.errors import InvalidInput
 
 __all__ = ["DEFAULT_SQLITE_CACHE_MIB", "ENV_PREFIX", "Settings", "SettingsError", "config_path", "load_settings"]
@@ -233,11 +232,7 @@ class Settings(BaseSettings):
     def _quiet_hours(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        match = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*", value)
-        if match is None:
-            raise ValueError("expected HH:MM-HH:MM such as 21:00-08:00")
-        if (int(match[1]), match[2]) == (int(match[3]), match[4]):
-            raise ValueError("start and end are the same; leave it empty for no quiet hours")
+        parse_time_span(value)
         return value.strip()
 
     @field_validator("rule_packs", "profile_event_types", mode="before")

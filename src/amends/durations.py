@@ -1,11 +1,12 @@
-"""Durations as rule files and settings write them: `90s`, `15m`, `36h`, `5d`, `2w`, or several at once (`1d12h`)."""
+"""Durations as rule files and settings write them: `90s`, `15m`, `36h`, `5d`, `2w`, or several at once (`1d12h`);
+and daily spans of local time (`21:00-08:00`)."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["format_duration", "parse_duration", "parse_time_span"]
 
 _UNITS = {
     "w": timedelta(weeks=1),
@@ -16,6 +17,19 @@ _UNITS = {
 }
 _PART = re.compile(r"(\d{1,6})([wdhms])")
 _WHOLE = re.compile(r"(?:\d{1,6}[wdhms])+")
+_SPAN = re.compile(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*")
+
+
+def parse_time_span(text: str) -> tuple[time, time]:
+    """`21:00-08:00` → (21:00, 08:00): a daily span of local time, which may run past midnight. Raises
+    ValueError saying what was expected."""
+    match = _SPAN.fullmatch(text)
+    if match is None:
+        raise ValueError(f"expected HH:MM-HH:MM such as 21:00-08:00, got {text!r}")
+    start, end = time(int(match[1]), int(match[2])), time(int(match[3]), int(match[4]))
+    if start == end:
+        raise ValueError("start and end are the same; leave it empty for none")
+    return start, end
 
 
 def parse_duration(text: str, *, zero: bool = False) -> timedelta:

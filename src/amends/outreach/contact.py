@@ -13,7 +13,6 @@ An opt-out stops them too.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -22,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from amends.durations import parse_time_span
 from amends.errors import InvalidInput
 from amends.outreach.outbox import ChannelName, MessageKind, MessageStatus
 from amends.recover.actors import Actor
@@ -32,7 +32,6 @@ __all__ = ["ContactPolicy", "QuietHours", "Timing", "opt_in", "opt_out", "opted_
 
 _messages = tables.messages
 _opt_outs = tables.opt_outs
-_QUIET = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _NOT_COUNTED = (MessageKind.REPLY.value,)
 _SOURCES = ("link", "staff", "api")
 
@@ -47,15 +46,10 @@ class QuietHours:
     @classmethod
     def parse(cls, text: str) -> QuietHours:
         """`HH:MM-HH:MM`; InvalidInput naming `quiet_hours` otherwise."""
-        match = _QUIET.match(text)
-        if match is None:
-            raise InvalidInput("quiet_hours", f"expected HH:MM-HH:MM such as 21:00-08:00, got {text!r}")
-        h1, m1, h2, m2 = map(int, match.groups())
-        if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
-            raise InvalidInput("quiet_hours", f"{text!r} is not a time of day")
-        if (h1, m1) == (h2, m2):
-            raise InvalidInput("quiet_hours", "start and end are the same; leave it empty for no quiet hours")
-        return cls(time(h1, m1), time(h2, m2))
+        try:
+            return cls(*parse_time_span(text))
+        except ValueError as exc:
+            raise InvalidInput("quiet_hours", str(exc)) from None
 
     def covers(self, local: time) -> bool:
         if self.start < self.end:
@@ -138,14 +132,14 @@ class ContactPolicy:
     def _room(self, uow: UnitOfWork, customer_id: str, at: datetime) -> datetime:
         """The first moment from `at` on when fewer than `cap` of the customer's proactive messages fall in the
         window that ends there."""
-        times = _scheduled(uow, customer_id, at - self.window, at)
+        times = _scheduled(uow, customer_id, since=at - self.window)
         while len([t for t in times if at - self.window < t <= at]) >= self.cap:
             inside = sorted(t for t in times if at - self.window < t <= at)
             at = inside[len(inside) - self.cap] + self.window
         return at
 
 
-def _scheduled(uow: UnitOfWork, customer_id: str, since: datetime, until: datetime) -> Sequence[datetime]:
+def _scheduled(uow: UnitOfWork, customer_id: str, *, since: datetime) -> Sequence[datetime]:
     """When the customer's proactive messages (sent, or waiting to go) are or were due, from `since` on."""
     m = _messages
     return list(

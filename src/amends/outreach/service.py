@@ -76,7 +76,6 @@ _STEP_OF = {
 _DELIVERED = {"email": ChannelName.EMAIL, "sms": ChannelName.WEBHOOK, "letter": ChannelName.CARD}
 _CONTACT_OF = {outbox: contact for contact, outbox in _DELIVERED.items()}
 _PROFILE_CHANNEL = {"email": ChannelName.EMAIL, "sms": ChannelName.WEBHOOK, "card": ChannelName.CARD}
-_CURRENCY = frozenset({"EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "BRL", "JPY", "CAD", "AUD"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +194,26 @@ class Outreach:
         due: datetime | None = None,
         proactive: bool | None = None,
     ) -> Message:
-        """Write the message and put it in the outbox, in the caller's transaction, under the contact policy.
-        `text` replaces the template's text (staff edited the draft). `due`: not before then (a follow-up).
-        `proactive`: whether we write unasked; by default, unless the customer spoke first on the case."""
+        """Write the message and put it in the outbox, in the caller's transaction, under the contact policy
+        (see `put`)."""
         composed = self.compose(uow, case, kind, now=now, remedy=remedy, channel=channel)
+        return self.put(uow, case, composed, now=now, key=key, text=text, due=due, proactive=proactive)
+
+    def put(
+        self,
+        uow: UnitOfWork,
+        case: Case,
+        composed: Composed,
+        *,
+        now: datetime,
+        key: str,
+        text: str | None = None,
+        due: datetime | None = None,
+        proactive: bool | None = None,
+    ) -> Message:
+        """Put a composed message in the outbox, in the caller's transaction, under the contact policy. `text`
+        replaces the template's text (staff edited the draft). `due`: not before then (a follow-up).
+        `proactive`: whether we write unasked; by default, unless the customer spoke first on the case."""
         rendered = composed.rendered
         if text is not None and text.strip() != rendered.text.strip():
             rendered = Rendered(rendered.subject, text, _html_of(text))
@@ -215,17 +230,8 @@ class Outreach:
         draft = self._draft(case, composed, rendered, key=key, due=due, timing=timing)
         message, new = enqueue(uow, draft, now=now)
         if new:
-            log.debug("outreach: %s for case %d on %s (%s)", kind.value, case.id, message.channel.value, message.status)
+            log.debug("outreach: %s for case %d on %s (%s)", composed.kind, case.id, message.channel, message.status)
         return message
-
-    def send_apology(
-        self, uow: UnitOfWork, case_id: int, *, text: str | None, channel: ChannelName | None, now: datetime
-    ) -> Message:
-        """The apology of the case (its empathise step was just completed)."""
-        case = load_case(uow, case_id)
-        return self.send(
-            uow, case, MessageKind.APOLOGY, now=now, key=f"case:{case.id}:apology", text=text, channel=channel
-        )
 
     def confirm_remedy(self, uow: UnitOfWork, entry: LedgerEntry, *, now: datetime) -> Message | None:
         """The confirmation of a remedy just granted or approved; None for a remedy with nothing to confirm
@@ -288,23 +294,21 @@ class Outreach:
         apology: `text`, else the saved draft, else the template's text. Without a channel, the one the customer
         can receive. On a channel staff use themselves (phone, in person), it is only recorded."""
         case = work.visible_case(uow, case_id, actor)
-        if channel is None:
-            profile = customer_profile(uow, case.customer_id, event_types=self.profile_events)
-            channel = contact_channel_of(self.channel_for(profile))
-        delivered = _DELIVERED.get(channel)
-        if delivered is not None and text is None and _draft_of(uow, case_id) is None:
-            text = self.compose(uow, case, MessageKind.APOLOGY, now=now, channel=delivered).rendered.text
+        composed = None
+        if channel is None or channel in _DELIVERED:
+            wanted = None if channel is None else _DELIVERED[channel]
+            composed = self.compose(uow, case, MessageKind.APOLOGY, now=now, channel=wanted)
+            channel = contact_channel_of(composed.channel)
+            if text is None and _draft_of(uow, case_id) is None:
+                text = composed.rendered.text
         outcome = {} if text is None else {"text": text}
         step = work.complete_step(
             uow, case_id, StepKind.EMPATHISE, actor=actor, now=now, note=note, outcome=outcome, channel=channel
         )
-        if delivered is None:
+        if composed is None:
             return step, None
         sent = str((step.outcome or {}).get("text") or "")
-        message = self.send(
-            uow, case, MessageKind.APOLOGY, now=now, key=f"case:{case.id}:apology", text=sent, channel=delivered
-        )
-        return step, message
+        return step, self.put(uow, case, composed, now=now, key=f"case:{case.id}:apology", text=sent)
 
     def resolve(
         self, uow: UnitOfWork, case_id: int, *, resolution: str, actor: Actor, now: datetime, playbook: Playbook
@@ -396,7 +400,7 @@ class Outreach:
         label = kind.label if kind is not None else entry.kind
         if entry.amount <= 0:
             return RemedyContext(kind=entry.kind, label=label, amount=Decimal(0), unit=None, text="")
-        if entry.unit in _CURRENCY:
+        if entry.unit == self.remedies.currency:
             text = format_money(entry.amount, entry.unit, language)
         else:
             text = f"{format_amount(entry.amount, language)} {entry.unit}"
