@@ -13,7 +13,7 @@ import tomllib
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
@@ -306,6 +306,9 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else "settings"
+        if _is_secret(name):
+            # Pydantic's error quotes the input, and so would its traceback: a secret is named, never shown.
+            raise SettingsError(_where(name, path), _reason(error, show_input=False)) from None
         raise SettingsError(_where(name, path), _reason(error)) from exc
 
 
@@ -316,11 +319,16 @@ def _where(name: str, path: Path) -> str:
     return f"{variable} (or {name} in {path})"
 
 
-def _reason(error: Any) -> str:
+def _is_secret(name: str) -> bool:
+    field = Settings.model_fields.get(name)
+    return field is not None and (field.annotation is SecretStr or SecretStr in get_args(field.annotation))
+
+
+def _reason(error: Any, *, show_input: bool = True) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return "unknown setting"
-    if "input" in error and error["type"] != "missing":
+    if show_input and "input" in error and error["type"] != "missing":
         shown = error["input"]
         if not isinstance(shown, str | int | float):
             return message
