@@ -97,6 +97,10 @@ def test_the_secret_key_is_required_only_where_it_is_used() -> None:
     [
         ({"AMENDS_SECRET_KEY": "short-secret-value"}, "AMENDS_SECRET_KEY"),
         ({"AMENDS_SMTP_PASSWORD": "short-secret-value"}, "AMENDS_SMTP_PASSWORD"),
+        (
+            {"AMENDS_WEBHOOK_URL": "https://sms.example.com/hooks", "AMENDS_WEBHOOK_SECRET": "short-secret-value"},
+            "AMENDS_WEBHOOK_SECRET",
+        ),
     ],
 )
 def test_a_bad_secret_is_named_but_never_shown(
