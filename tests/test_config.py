@@ -90,3 +90,26 @@ def test_the_secret_key_is_required_only_where_it_is_used() -> None:
     with pytest.raises(SettingsError) as caught:
         settings.require_secret_key()
     assert caught.value.field == "AMENDS_SECRET_KEY"
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"AMENDS_SECRET_KEY": "short-secret-value"}, "AMENDS_SECRET_KEY"),
+        ({"AMENDS_SMTP_PASSWORD": "short-secret-value"}, "AMENDS_SMTP_PASSWORD"),
+        (
+            {"AMENDS_WEBHOOK_URL": "https://sms.example.com/hooks", "AMENDS_WEBHOOK_SECRET": "short-secret-value"},
+            "AMENDS_WEBHOOK_SECRET",
+        ),
+    ],
+)
+def test_a_bad_secret_is_named_but_never_shown(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
+) -> None:
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.field == named
+    assert "short-secret-value" not in str(caught.value)
+    assert caught.value.__cause__ is None  # the validation error quotes the input; it is not chained

@@ -7,13 +7,15 @@ start-up with one line naming the setting and the reason. Core code never reads 
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import tomllib
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -24,6 +26,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from amends.durations import parse_duration, parse_time_span
 from amends.errors import InvalidInput
@@ -33,6 +36,7 @@ __all__ = ["DEFAULT_SQLITE_CACHE_MIB", "ENV_PREFIX", "Settings", "SettingsError"
 ENV_PREFIX = "AMENDS_"
 DEFAULT_CONFIG_FILE = "amends.toml"
 _MIN_SECRET_CHARS = 32
+_WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105  (the form's prefix, not a secret)
 
 
 # SQLite's page cache per connection (a ceiling, filled as pages are read). Its default, 2 MiB, is far
@@ -147,6 +151,20 @@ class Settings(BaseSettings):
         validate_default=True,
         description='The sender of every email, e.g. "Example Care <care@example.com>"; its domain names the '
         "Message-IDs. Required with smtp_host.",
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        description="Where the webhook channel POSTs messages (an SMS or chat provider, or a relay of yours); "
+        "https, or http to a loopback address only. Unset: no webhook channel.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        validate_default=True,
+        description="Signs every webhook request the Standard Webhooks way: whsec_ and base64, as the receiver "
+        "gives it. Required with webhook_url; never logged.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="How long to wait for the webhook receiver at each step."
     )
     outbox_max_attempts: int = Field(
         default=12, ge=1, le=100, description="Attempts at delivering a message before it is dead."
@@ -287,6 +305,42 @@ class Settings(BaseSettings):
             raise ValueError('expected an address like "Example Care <care@example.com>"')
         return value
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_unless_loopback(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        # Reading the port raises ValueError for one that is not a number from 0 to 65535.
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:
+            raise ValueError("expected an absolute URL like https://sms.example.com/hooks/amends")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError(f"would send customers' messages in clear text to {parts.hostname}; use https")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # The reasons never quote the secret: load_settings shows the input of other settings, not of secrets.
+        if value is None:
+            if info.data.get("webhook_url"):
+                raise ValueError("required when webhook_url is set")
+            return None
+        if info.data.get("webhook_url") is None:
+            raise ValueError("given without webhook_url")
+        secret = value.get_secret_value()
+        if not secret.startswith(_WEBHOOK_SECRET_PREFIX):
+            raise ValueError("expected whsec_ followed by base64, the Standard Webhooks form the receiver gives")
+        encoded = secret.removeprefix(_WEBHOOK_SECRET_PREFIX)
+        try:
+            # The library skips characters outside base64 without a word; a stray quote or space pasted in with
+            # the secret would sign with a key the receiver may not have, so refuse them here.
+            base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+            Webhook(secret)
+        except (ValueError, EmptyWebhookSecretError):
+            raise ValueError("expected whsec_ followed by a non-empty base64 key (A-Z, a-z, 0-9, + and /)") from None
+        return value
+
     @field_validator("outbox_backoff_cap_seconds")
     @classmethod
     def _cap_above_base(cls, value: float, info: ValidationInfo) -> float:
@@ -364,6 +418,9 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else "settings"
+        if _is_secret(name):
+            # Pydantic's error quotes the input, and so would its traceback: a secret is named, never shown.
+            raise SettingsError(_where(name, path), _reason(error, show_input=False)) from None
         raise SettingsError(_where(name, path), _reason(error)) from exc
 
 
@@ -374,11 +431,16 @@ def _where(name: str, path: Path) -> str:
     return f"{variable} (or {name} in {path})"
 
 
-def _reason(error: Any) -> str:
+def _is_secret(name: str) -> bool:
+    field = Settings.model_fields.get(name)
+    return field is not None and (field.annotation is SecretStr or SecretStr in get_args(field.annotation))
+
+
+def _reason(error: Any, *, show_input: bool = True) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return "unknown setting"
-    if "input" in error and error["type"] != "missing":
+    if show_input and "input" in error and error["type"] != "missing":
         shown = error["input"]
         if not isinstance(shown, str | int | float):
             return message

@@ -1,4 +1,5 @@
-"""Channels the outbox worker sends through: email over SMTP, and a file (or the console) for development.
+"""Channels the outbox worker sends through: email over SMTP, and a file (or the console) for development. The
+webhook channel is in webhook.py; channels_from_settings builds all of them.
 
 Each takes a batch and answers one Outcome per message; it never raises for a message that failed. SMTP answers
 5xx are permanent failures; 4xx answers, timeouts and lost connections are temporary. The SMTP password is never
@@ -25,6 +26,7 @@ from pydantic import SecretStr
 
 from amends.config import ENV_PREFIX, Settings, SettingsError
 from amends.outreach.outbox import Channel, Message, Outcome
+from amends.outreach.webhook import WebhookChannel
 
 __all__ = ["FileChannel", "SmtpChannel", "channels_from_settings", "message_id_for"]
 
@@ -208,14 +210,17 @@ class FileChannel:
 
 def channels_from_settings(settings: Settings) -> dict[str, Channel]:
     """The channels a worker sends through, by message channel: `file` always (to `outbox_file`, or stdout),
-    `email` over SMTP when `smtp_host` is set, else, in development only, to the file channel too. In
-    production without an SMTP server there is no email channel, and email waits in the outbox."""
+    `email` over SMTP when `smtp_host` is set, else, in development only, to the file channel too; `webhook`
+    when `webhook_url` is set. In production without an SMTP server there is no email channel, and email waits
+    in the outbox; without a webhook URL, webhook messages wait in the outbox in every environment."""
     file = FileChannel(settings.outbox_file)
     channels: dict[str, Channel] = {"file": file}
     if settings.smtp_host is not None:
         channels["email"] = SmtpChannel.from_settings(settings)
     elif settings.environment == "development":
         channels["email"] = file
+    if settings.webhook_url is not None:
+        channels["webhook"] = WebhookChannel.from_settings(settings)
     return channels
 
 

@@ -131,7 +131,7 @@ class Outreach:
             company=company,
             profile_events=settings.profile_event_types,
             default_language=settings.default_language,
-            sms_enabled=getattr(settings, "webhook_url", None) is not None,
+            sms_enabled=settings.webhook_url is not None,
         )
 
     # --- writing ------------------------------------------------------------------------------------------
