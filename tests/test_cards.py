@@ -1,6 +1,6 @@
 """Hand-written cards on both engines: a card message delivered by the worker becomes one task however often it
 is delivered; the PDFs, read back with pypdf, carry the note, the name and the address, wrapped on A6 pages;
-staff work the queue (mark written, mark posted), and the audit log says who."""
+staff work the queue through the API (print a sheet, mark written, mark posted), and the audit log says who."""
 
 # Cyrillic names and addresses on purpose, though some of their letters look like Latin ones.
 # ruff: noqa: RUF001
@@ -8,16 +8,19 @@ staff work the queue (mark written, mark posted), and the audit log says who."""
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
-from dataclasses import replace
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from importlib import resources
 from typing import Any
 
 import pypdf
 import pytest
+from fastapi.testclient import TestClient
 from fpdf import FPDF
 
+from amends.access import Scope
 from amends.errors import Conflict, InvalidInput, NotFound
 from amends.outreach.cards import (
     FONT,
@@ -47,9 +50,10 @@ from amends.outreach.outbox import (
 from amends.recover.actors import Actor
 from amends.recover.audit import list_audit
 from amends.recover.roles import Role
-from amends.recover.staff import add_staff, get_staff
+from amends.recover.staff import add_staff, create_staff_key, get_staff
 from amends.store import Database
-from tests.conftest import NOW, count_rows, settings_for
+from amends.web import create_app
+from tests.conftest import NOW, count_rows, new_key, settings_for
 
 LEASE = timedelta(minutes=5)
 A6_POINTS = (419.53, 297.64)  # 148 x 105 mm
@@ -384,3 +388,202 @@ def test_a_print_sheet_lists_the_batch_then_has_each_card_on_pages_of_its_own() 
 
 def test_the_same_card_makes_the_same_pdf() -> None:
     assert card_pdf(a_task()) == card_pdf(a_task())
+
+
+# --- the API ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Desk:
+    client: TestClient
+    db: Database
+    keys: dict[str, str]
+
+    def as_(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[who]}"}
+
+
+def staff_key(db: Database, staff_id: str, role: Role) -> str:
+    with db.unit_of_work() as uow:
+        add_staff(uow, staff_id, name=staff_id.title(), role=role, team=None, now=NOW)
+        _key, text = create_staff_key(uow, staff_id, now=NOW)
+        uow.commit()
+    return text
+
+
+@pytest.fixture
+def desk(db: Database) -> Iterator[Desk]:
+    keys = {
+        "ana": staff_key(db, "ana", Role.AGENT),
+        "bob": staff_key(db, "bob", Role.LEAD),
+        "boss": staff_key(db, "boss", Role.MANAGER),
+        "reader": new_key(db, "reader", [Scope.CASES_READ, Scope.MESSAGES_READ]),
+    }
+    with TestClient(create_app(settings_for(db), db)) as client:
+        yield Desk(client, db, keys)
+
+
+def test_staff_print_a_sheet_then_mark_each_card_written_and_posted(desk: Desk) -> None:
+    tasks = queued(
+        desk.db,
+        a_card(1),
+        a_card(2, recipient=POSTAL["zoe"], text="Querida Zoë, gracias."),
+        a_card(3, recipient=POSTAL["yaroslava"], text="Дорога Ярославо!"),
+    )
+    ids = [task.id for task in tasks]
+    listed = desk.client.get("/v1/cards?state=to_write&limit=2", headers=desk.as_("ana"))
+    assert listed.status_code == 200, listed.text
+    page = listed.json()
+    assert [card["id"] for card in page["cards"]] == ids[:2]
+    assert page["next_cursor"] is not None
+    assert f"cursor={page['next_cursor']}" in page["next"]
+    card = page["cards"][0]
+    assert card["state"] == "to_write"
+    assert card["name"] == "Łukasz Wójcik"
+    assert card["postal_lines"] == ["Łukasz Wójcik", "ul. Długa 5/12", "00-238 Warszawa", "Poland"]
+    assert (card["subject"], card["text"], card["kind"], card["case_id"]) == (
+        "Sorry about the late parcel",
+        NOTE,
+        "apology",
+        1,
+    )
+    rest = desk.client.get(f"/v1/cards?state=to_write&limit=2&cursor={page['next_cursor']}", headers=desk.as_("ana"))
+    assert [card["id"] for card in rest.json()["cards"]] == ids[2:]
+    assert rest.json()["next"] is None
+
+    sheet = desk.client.post("/v1/cards/sheet", json={"state": "to_write", "limit": 2}, headers=desk.as_("ana"))
+    assert sheet.status_code == 200, sheet.text
+    assert sheet.headers["content-type"] == "application/pdf"
+    assert "attachment" in sheet.headers["content-disposition"]
+    pages = pages_of(sheet.content)
+    assert lines_of(pages[0])[2:] == [
+        f"{ids[0]} Łukasz Wójcik (C-1) 1 Sorry about the late parcel",
+        f"{ids[1]} Zoë Ñúñez (C-2) 2 Sorry about the late parcel",
+    ]
+    assert "Querida Zoë, gracias." in " ".join(text_of(page) for page in pages)
+    printed = [desk.client.get(f"/v1/cards/{task_id}", headers=desk.as_("ana")).json() for task_id in ids]
+    assert [card["printed_at"] is not None for card in printed] == [True, True, False]
+    assert [card["state"] for card in printed] == ["to_write"] * 3  # printed is not written
+
+    one = desk.client.get(f"/v1/cards/{ids[2]}.pdf", headers=desk.as_("bob"))
+    assert one.status_code == 200
+    assert one.headers["content-type"] == "application/pdf"
+    assert "Дорога Ярославо!" in text_of(pages_of(one.content)[0])
+    assert desk.client.get(f"/v1/cards/{ids[2]}", headers=desk.as_("bob")).json()["printed_at"] is None  # a GET
+
+    written = desk.client.post(f"/v1/cards/{ids[0]}/written", headers=desk.as_("ana"))
+    assert written.status_code == 200, written.text
+    assert (written.json()["state"], written.json()["written_by"]) == ("written", "ana")
+    posted = desk.client.post(f"/v1/cards/{ids[0]}/posted", headers=desk.as_("bob"))
+    assert posted.status_code == 200, posted.text
+    assert (posted.json()["state"], posted.json()["posted_by"], posted.json()["written_by"]) == ("posted", "bob", "ana")
+    assert [c["id"] for c in desk.client.get("/v1/cards?state=posted", headers=desk.as_("ana")).json()["cards"]] == [
+        ids[0]
+    ]
+    assert [c["id"] for c in desk.client.get("/v1/cards?state=to_write", headers=desk.as_("ana")).json()["cards"]] == (
+        ids[1:]
+    )
+
+    audit = desk.client.get(f"/v1/audit?target=card:{ids[0]}", headers=desk.as_("boss")).json()
+    assert [(entry["action"], entry["actor"]) for entry in reversed(audit)] == [
+        ("card.printed", "staff:ana"),
+        ("card.written", "staff:ana"),
+        ("card.posted", "staff:bob"),
+    ]
+    assert audit[-1]["origin"] == "testclient"
+    assert [
+        entry["action"] for entry in desk.client.get(f"/v1/audit?target=card:{ids[2]}", headers=desk.as_("boss")).json()
+    ] == []
+
+
+def test_a_sheet_of_named_cards_prints_them_in_that_order_and_printing_again_keeps_the_first_time(desk: Desk) -> None:
+    first, second = queued(desk.db, a_card(1), a_card(2))
+    sheet = desk.client.post("/v1/cards/sheet", json={"ids": [second.id, first.id]}, headers=desk.as_("ana"))
+    assert sheet.status_code == 200, sheet.text
+    assert [line.split()[0] for line in lines_of(pages_of(sheet.content)[0])[2:]] == [str(second.id), str(first.id)]
+    printed_at = desk.client.get(f"/v1/cards/{first.id}", headers=desk.as_("ana")).json()["printed_at"]
+    again = desk.client.post("/v1/cards/sheet", json={"ids": [first.id]}, headers=desk.as_("bob"))
+    assert again.status_code == 200
+    assert desk.client.get(f"/v1/cards/{first.id}", headers=desk.as_("ana")).json()["printed_at"] == printed_at
+    audit = desk.client.get(f"/v1/audit?target=card:{first.id}", headers=desk.as_("boss")).json()
+    assert [(entry["actor"], entry["details"]["again"]) for entry in reversed(audit)] == [
+        ("staff:ana", False),
+        ("staff:bob", True),
+    ]
+
+
+def test_conflicts_unknown_cards_and_bad_requests_are_refused_and_change_nothing(desk: Desk) -> None:
+    (task,) = queued(desk.db, a_card())
+    ana = desk.as_("ana")
+    early = desk.client.post(f"/v1/cards/{task.id}/posted", headers=ana)
+    assert early.status_code == 409
+    assert early.json()["reason"] == f"card {task.id} is not written yet; mark it written before posting it"
+    assert desk.client.post(f"/v1/cards/{task.id}/written", headers=ana).status_code == 200
+    twice = desk.client.post(f"/v1/cards/{task.id}/written", headers=desk.as_("bob"))
+    assert twice.status_code == 409
+    assert re.fullmatch(rf"card {task.id} was marked written at \S+Z by ana", twice.json()["reason"])
+    assert desk.client.post(f"/v1/cards/{task.id}/posted", headers=ana).status_code == 200
+    posted_twice = desk.client.post(f"/v1/cards/{task.id}/posted", headers=ana)
+    assert posted_twice.status_code == 409
+    assert "was marked posted at" in posted_twice.json()["reason"]
+    assert "by ana" in posted_twice.json()["reason"]
+
+    for method, path in (
+        ("GET", "/v1/cards/999"),
+        ("GET", "/v1/cards/999.pdf"),
+        ("POST", "/v1/cards/999/written"),
+        ("POST", "/v1/cards/999/posted"),
+    ):
+        missing = desk.client.request(method, path, headers=ana)
+        assert missing.status_code == 404, path
+        assert missing.json()["reason"] == "no card task 999"
+    unknown_on_sheet = desk.client.post("/v1/cards/sheet", json={"ids": [task.id, 999]}, headers=ana)
+    assert unknown_on_sheet.status_code == 404
+    nothing_waiting = desk.client.post("/v1/cards/sheet", json={"state": "to_write"}, headers=ana)
+    assert nothing_waiting.status_code == 409
+    assert nothing_waiting.json()["reason"] == "no card task is to_write; there is nothing to print"
+
+    for request, field in (
+        (("GET", "/v1/cards?state=lost", None), "state"),
+        (("GET", "/v1/cards?limit=0", None), "limit"),
+        (("GET", "/v1/cards?cursor=nonsense", None), "cursor"),
+        (("GET", "/v1/cards/abc", None), "task_id"),
+        (("POST", "/v1/cards/sheet", {}), "ids"),
+        (("POST", "/v1/cards/sheet", {"ids": [task.id], "state": "to_write"}), "ids"),
+        (("POST", "/v1/cards/sheet", {"ids": []}), "ids"),
+        (("POST", "/v1/cards/sheet", {"ids": ["one"]}), "ids.0"),
+        (("POST", "/v1/cards/sheet", {"ids": list(range(1, 202))}), "ids"),
+        (("POST", "/v1/cards/sheet", {"state": "lost"}), "state"),
+        (("POST", "/v1/cards/sheet", {"state": "to_write", "limit": 0}), "limit"),
+        (("POST", "/v1/cards/sheet", {"ids": [task.id], "colour": "red"}), "colour"),
+    ):
+        method, path, body = request
+        refused = desk.client.request(method, path, json=body, headers=ana)
+        assert refused.status_code == 422, (path, body, refused.text)
+        assert refused.json()["field"] == field, (path, body, refused.json())
+    with desk.db.unit_of_work() as uow:
+        stored = get_card_task(uow, task.id)
+    assert stored.printed_at is None  # no refused sheet marked anything
+
+
+def test_only_a_key_with_cards_write_works_the_queue(desk: Desk) -> None:
+    (task,) = queued(desk.db, a_card())
+    requests = [
+        ("GET", "/v1/cards", None),
+        ("GET", f"/v1/cards/{task.id}", None),
+        ("GET", f"/v1/cards/{task.id}.pdf", None),
+        ("POST", "/v1/cards/sheet", {"ids": [task.id]}),
+        ("POST", f"/v1/cards/{task.id}/written", None),
+        ("POST", f"/v1/cards/{task.id}/posted", None),
+    ]
+    for method, path, body in requests:
+        anonymous = desk.client.request(method, path, json=body)
+        assert anonymous.status_code == 401, path
+        forbidden = desk.client.request(method, path, json=body, headers=desk.as_("reader"))
+        assert forbidden.status_code == 403, path
+        assert "cards:write" in forbidden.json()["reason"]
+    with desk.db.unit_of_work() as uow:
+        stored = get_card_task(uow, task.id)
+    assert (stored.printed_at, stored.written_at) == (None, None)
+    every_role = [desk.client.get("/v1/cards", headers=desk.as_(who)).status_code for who in ("ana", "bob", "boss")]
+    assert every_role == [200, 200, 200]

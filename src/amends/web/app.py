@@ -18,7 +18,7 @@ from amends.config import Settings
 from amends.detect.service import Detection
 from amends.recover.service import Recovery
 from amends.store import Database
-from amends.web.api import approvals, cases, complaints, customers, events, incidents, ledger, staff
+from amends.web.api import approvals, cards, cases, complaints, customers, events, incidents, ledger, staff
 from amends.web.errors import install_error_handlers
 from amends.web.health import router as health_router
 
@@ -63,7 +63,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(customers.router)
     app.include_router(incidents.router)
-    for module in (cases, complaints, approvals, ledger, staff):
+    for module in (cases, complaints, approvals, ledger, staff, cards):
         app.include_router(module.router)
     app.include_router(staff.audit_router)
 
