@@ -143,6 +143,8 @@ def test_the_message_is_written_in_the_callers_transaction(db: Database) -> None
         ({"headers": {"Bad Name": "x"}}, "headers.Bad Name"),
         ({"subject": "Sorry\nBcc: someone@example.com"}, "subject"),
         ({"recipient": "not an address"}, "recipient"),
+        ({"recipient": "a@example.com\nBcc: someone@example.com"}, "recipient"),
+        ({"channel": ChannelName.WEBHOOK, "recipient": "https://hooks.example.com/a\nb"}, "recipient"),
         ({"channel": "pigeon"}, "channel"),
         ({"kind": "spam"}, "kind"),
         ({"key": ""}, "key"),

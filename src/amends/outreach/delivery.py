@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from amends.config import Settings
-from amends.outreach.channels import channels_from_settings
+from amends.outreach.cards import worker_channels
 from amends.outreach.outbox import Channel, Settled, deliver_due
 from amends.store import Database
 
@@ -32,7 +32,7 @@ class Delivery:
     def from_settings(cls, db: Database, settings: Settings) -> Delivery:
         return cls(
             db,
-            channels_from_settings(settings),
+            worker_channels(settings, db),
             batch=settings.outbox_batch,
             lease=timedelta(seconds=settings.outbox_lease_seconds),
             max_attempts=settings.outbox_max_attempts,

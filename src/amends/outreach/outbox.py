@@ -507,7 +507,8 @@ def _row_values(draft: Draft, now: datetime) -> dict[str, Any]:
     key = _text(draft.key, "key", limit=_MAX_KEY_CHARS)
     channel = _choice(ChannelName, draft.channel, "channel")
     kind = _choice(MessageKind, draft.kind, "kind")
-    # A card's recipient is the postal block, a line each for the name and the address.
+    # A card's recipient is its postal block: the name, then the address, one line each. Every other channel's
+    # recipient goes into a header or a URL, where a line break could smuggle in another.
     recipient = _text(draft.recipient, "recipient", one_line=channel is not ChannelName.CARD)
     if channel is ChannelName.EMAIL and "@" not in parseaddr(recipient)[1]:
         raise InvalidInput("recipient", f"expected an email address, got {recipient!r}")

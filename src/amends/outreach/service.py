@@ -434,7 +434,7 @@ class Outreach:
         recipient = composed.recipient
         note = timing.note
         if composed.channel is ChannelName.CARD and not recipient:
-            recipient = f"{composed.profile.name or case.customer_id} (no postal address on file)"
+            recipient = composed.profile.name or case.customer_id  # the name alone: a card task with no address
             note = "; ".join(filter(None, [note, "no email, phone or postal address: reach the customer another way"]))
         return Draft(
             key=key,
