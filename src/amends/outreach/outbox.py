@@ -392,25 +392,42 @@ def settle(
             .returning(m.c.id, m.c.attempts)
         ).all()
         held: dict[int, int] = {row.id: row.attempts for row in rows}
+        # One statement per kind of outcome, run for all its rows at once (executemany): a statement built and run
+        # per row was most of the time settling took.
+        sent_rows: list[dict[str, Any]] = []
+        dead_rows: list[dict[str, Any]] = []
+        retry_rows: list[dict[str, Any]] = []
         for message_id, outcome in first.items():
             if message_id not in held:
                 continue
-            released = {"lease_owner": None, "lease_until": None}
             if outcome.ok:
-                changes: dict[str, Any] = {
-                    "status": MessageStatus.SENT.value,
-                    "sent_at": now,
-                    "provider_id": outcome.provider_id,
-                }
+                sent_rows.append({"row_id": message_id, "row_provider_id": outcome.provider_id})
                 sent.append(message_id)
             elif outcome.permanent or held[message_id] >= max_attempts:
-                changes = {"status": MessageStatus.DEAD.value, "last_error": _error_text(outcome)}
+                dead_rows.append({"row_id": message_id, "row_error": _error_text(outcome)})
                 dead.append(message_id)
             else:
                 delay = backoff_delay(held[message_id], base=backoff_base, cap=backoff_cap, jitter=_jitter.random())
-                changes = {"next_attempt_at": now + delay, "last_error": _error_text(outcome)}
+                retry_rows.append({"row_id": message_id, "row_next": now + delay, "row_error": _error_text(outcome)})
                 retrying.append(message_id)
-            uow.execute(sa.update(m).where(m.c.id == message_id, *mine).values(**changes, **released))
+        still_mine = (
+            sa.update(m).where(m.c.id == sa.bindparam("row_id"), *mine).values(lease_owner=None, lease_until=None)
+        )
+        error = sa.bindparam("row_error", type_=m.c.last_error.type)
+        if sent_rows:
+            uow.execute(
+                still_mine.values(
+                    status=MessageStatus.SENT.value,
+                    sent_at=now,
+                    provider_id=sa.bindparam("row_provider_id", type_=m.c.provider_id.type),
+                ),
+                sent_rows,
+            )
+        if dead_rows:
+            uow.execute(still_mine.values(status=MessageStatus.DEAD.value, last_error=error), dead_rows)
+        if retry_rows:
+            next_at = sa.bindparam("row_next", type_=m.c.next_attempt_at.type)
+            uow.execute(still_mine.values(next_attempt_at=next_at, last_error=error), retry_rows)
         uow.commit()
     lost = tuple(message_id for message_id in first if message_id not in held)
     if lost:
