@@ -409,6 +409,44 @@ def test_quiet_hours_delay_a_proactive_apology_but_not_an_answer_to_a_customer_w
         assert _instant(answer["not_before"]) <= datetime.now(UTC)
 
 
+def test_a_customer_who_contacted_us_about_the_booking_gets_answers_not_proactive_messages(db: Database) -> None:
+    hour = datetime.now(UTC).hour
+    quiet = f"{(hour - 1) % 24:02d}:00-{(hour + 2) % 24:02d}:00"  # it is quiet now, in UTC
+    utc = {**ZOE, "timezone": "UTC"}
+
+    def support(number: int, customer: str, booking_ref: str, day: int) -> dict[str, Any]:
+        return {
+            "specversion": "1.0",
+            "id": f"s-{number}",
+            "source": "https://air.example/support",
+            "type": "support.contact",
+            "time": f"2026-10-{day:02d}T12:00:00Z",  # the flight arrived on the 20th at 10:00
+            "subject": customer,
+            "data": {"ticket_id": f"T-{number}", "channel": "phone", "topic": "delay", "booking_ref": booking_ref},
+        }
+
+    for world in world_with(db, quiet_hours=quiet):
+        # She called about this booking after the flight came in: what we write is an answer.
+        case_id = late_flight(world, "C-1", **utc)
+        world.send(support(1, "C-1", "BK1", day=20))
+        world.post(f"/v1/cases/{case_id}/acknowledge")
+        [answer] = world.post(f"/v1/cases/{case_id}/steps/empathise/complete")["messages"]
+        assert answer["note"].startswith(
+            "an answer, not proactive: the customer contacted us about it (support.contact"
+        )
+        assert "booking_ref BK1" in answer["note"]
+        assert "quiet hours" not in answer["note"]
+        assert _instant(answer["not_before"]) <= datetime.now(UTC)
+
+        # Calls about another booking, or about this one before it went wrong, do not count.
+        case_id = late_flight(world, "C-2", **utc)
+        world.send(support(2, "C-2", "BK9", day=21), support(3, "C-2", "BK1", day=19))
+        world.post(f"/v1/cases/{case_id}/acknowledge")
+        [proactive] = world.post(f"/v1/cases/{case_id}/steps/empathise/complete")["messages"]
+        assert "quiet hours" in proactive["note"]
+        assert "an answer" not in proactive["note"]
+
+
 def test_the_preview_renders_any_template_of_a_step_with_the_cases_facts(world: World) -> None:
     case_id = late_flight(world)
     ana = world.as_("ana")

@@ -212,6 +212,12 @@ class Settings(BaseSettings):
         description="Event types whose data updates a customer's profile: name, email, phone, address, "
         "language, timezone, channel.",
     )
+    contact_event_types: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("support.contact", "complaint.filed"),
+        description="Event types in which the customer contacted the company. One that names what a case is about "
+        "(the same order, booking, job or bag) after it went wrong makes the case's messages answers, not "
+        "proactive ones.",
+    )
     default_language: str = Field(
         default="en", pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", description="For customers with none."
     )
@@ -259,7 +265,7 @@ class Settings(BaseSettings):
         parse_time_span(value)
         return value.strip()
 
-    @field_validator("rule_packs", "profile_event_types", mode="before")
+    @field_validator("rule_packs", "profile_event_types", "contact_event_types", mode="before")
     @classmethod
     def _packs(cls, value: Any) -> Any:
         # The environment gives one string: `shop,airline`.
