@@ -165,17 +165,26 @@ def test_a_draft_that_cannot_be_sent_safely_is_refused_naming_the_field(
 def test_two_workers_claiming_at_once_never_get_the_same_message(db: Database) -> None:
     messages = enqueue_all(db, [a_draft(n) for n in range(1, 121)])
     other = Database(db.url.render_as_string(hide_password=False))
-    start = threading.Barrier(2)
+    # Both claim in every round, at the same moment, until a round leaves both empty-handed: each gets some
+    # whatever the scheduler does, and the claims race each other every time.
+    rounds = threading.Barrier(2)
     got: dict[str, list[int]] = {"a": [], "b": []}
+    empty: dict[str, bool] = {"a": False, "b": False}
     errors: list[BaseException] = []
 
     def work(name: str, database: Database) -> None:
         try:
-            start.wait()
-            while batch := claim(database, worker=name, batch=7, lease=LEASE, now=NOW):
+            while True:
+                rounds.wait(timeout=30)
+                batch = claim(database, worker=name, batch=7, lease=LEASE, now=NOW)
                 got[name] += [message.id for message in batch]
+                empty[name] = not batch
+                rounds.wait(timeout=30)
+                if empty["a"] and empty["b"]:
+                    return
         except BaseException as exc:
             errors.append(exc)
+            rounds.abort()
 
     threads = [threading.Thread(target=work, args=(name, d)) for name, d in (("a", db), ("b", other))]
     try:
