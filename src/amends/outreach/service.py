@@ -213,12 +213,13 @@ class Outreach:
     ) -> Message:
         """Put a composed message in the outbox, in the caller's transaction, under the contact policy. `text`
         replaces the template's text (staff edited the draft). `due`: not before then (a follow-up).
-        `proactive`: whether we write unasked; by default, unless the customer spoke first on the case."""
+        `proactive`: whether we write unasked; by default, unless the customer has spoken on the case (first, by
+        a complaint, or later, by a reply to us): then we are answering someone who wrote."""
         rendered = composed.rendered
         if text is not None and text.strip() != rendered.text.strip():
             rendered = Rendered(rendered.subject, text, _html_of(text))
         if proactive is None:
-            proactive = not case.customer_spoke_first
+            proactive = case.customer_spoke_at is None
         timing = self.policy.timing(
             uow,
             case.customer_id,
