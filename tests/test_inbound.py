@@ -359,6 +359,14 @@ def test_the_key_comes_as_a_bearer_token_or_a_basic_password_and_needs_inbound_w
     assert garbled.status_code == 401
 
 
+def test_a_nul_in_an_email_is_dropped_rather_than_refused_by_the_database(world: World) -> None:
+    email = {"From": "zoe@example.com", "Subject": "Hi\u0000", "TextBody": "Broken\u0000 client", "MessageID": "pm-9"}
+    answer = post(world, "postmark", json={**email, "Headers": [{"Name": "X-Odd", "Value": "a\u0000b"}]})
+    assert answer.status_code == 200, answer.text
+    stored = world.client.get(f"/v1/inbound/{answer.json()['id']}", headers=world.as_("boss")).json()
+    assert (stored["subject"], stored["text"], stored["headers"]) == ("Hi", "Broken client", [["X-Odd", "ab"]])
+
+
 def test_a_body_over_the_limit_is_413(db: Database) -> None:
     for world in _with_mail_keys(db, inbound_max_body_bytes=64 * 1024):
         big = EmailMessage()

@@ -18,7 +18,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from enum import StrEnum
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, overload
 from urllib.parse import unquote_to_bytes
 
 import orjson
@@ -401,6 +401,9 @@ def _email(
     attachments: tuple[Attachment, ...],
     provider_id: str | None = None,
 ) -> InboundEmail:
+    # NUL is text to Python and to email, but PostgreSQL keeps no NUL in text or JSON: it goes, here, once.
+    text, html, stripped = _no_nul(text), _no_nul(html), _no_nul(stripped)
+    headers = tuple((_no_nul(name) or "", _no_nul(value) or "") for name, value in headers)
     if not text.strip() and html:  # an email with HTML only
         text = _text_of_html(html)
     reply = stripped.replace("\r\n", "\n").strip() if stripped and stripped.strip() else reply_text(text)
@@ -408,8 +411,8 @@ def _email(
     return InboundEmail(
         provider=provider,
         from_address=address,
-        from_name=name,
-        subject=" ".join(subject.split()),  # unfolded: a subject is one line
+        from_name=_no_nul(name),
+        subject=" ".join((_no_nul(subject) or "").split()),  # unfolded: a subject is one line
         text=text,
         reply=reply,
         html=html,
@@ -417,9 +420,17 @@ def _email(
         in_reply_to=_ours_or_none(message_ids(_header(headers, "In-Reply-To"))),
         references=_ours_or_none(message_ids(_header(headers, "References"))),
         headers=headers,
-        attachments=attachments,
-        provider_id=provider_id,
+        attachments=tuple(Attachment(_no_nul(a.name) or "", a.content_type, a.size) for a in attachments),
+        provider_id=_no_nul(provider_id),
     )
+
+
+@overload
+def _no_nul(text: str) -> str: ...
+@overload
+def _no_nul(text: None) -> None: ...
+def _no_nul(text: str | None) -> str | None:
+    return None if text is None else text.replace("\x00", "")
 
 
 def _ours_or_none(ids: tuple[str, ...]) -> tuple[str, ...]:
