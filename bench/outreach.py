@@ -149,6 +149,7 @@ def as_message(n: int, draft: Draft, now: datetime) -> Message:
         created_at=now,
         sent_at=None,
         provider_id=None,
+        note=None,
     )
 
 

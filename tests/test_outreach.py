@@ -342,6 +342,47 @@ def test_the_unsubscribe_link_works_without_login_and_withholds_what_follows(wor
     assert "opted out" in remedy["note"]
 
 
+def test_staff_record_an_opt_out_for_the_customer_and_only_a_manager_opts_them_in_again(world: World) -> None:
+    case_id = late_flight(world)
+    world.post(f"/v1/cases/{case_id}/acknowledge")
+    world.post(f"/v1/cases/{case_id}/resolve", resolution="called her")  # the follow-up and thank-you wait
+    contact = world.client.get("/v1/customers/C-1/contact", headers=world.as_("boss")).json()
+    assert (contact["email"], contact["timezone"], contact["opted_out_at"]) == (
+        "zoe@example.com",
+        "Europe/Madrid",
+        None,
+    )
+    assert contact["address"] == ["Calle Mayor 5", "28013 Madrid", "Spain"]
+    assert world.client.get("/v1/customers/C-1/contact", headers=world.as_("ana")).status_code == 403  # teams
+
+    opted = world.post("/v1/customers/C-1/opt-out")  # ana, an agent, on the phone with her
+    assert opted["opted_out_by"] == "staff"
+    first = opted["opted_out_at"]
+    assert world.post("/v1/customers/C-1/opt-out")["opted_out_at"] == first  # again: the first time is kept
+    notes = {m["kind"]: (m["status"], m["note"]) for m in world.detail(case_id)["messages"]}
+    assert notes["follow_up"] == ("cancelled", "not sent: the customer opted out of our messages")
+    assert notes["thank_you"][0] == "cancelled"
+
+    refused = world.client.delete("/v1/customers/C-1/opt-out", headers=world.as_("ana"))
+    assert refused.status_code == 403
+    assert "messages:write" in refused.json()["reason"]
+    again = world.client.delete("/v1/customers/C-1/opt-out", headers=world.as_("boss"))
+    assert again.status_code == 200
+    assert (again.json()["opted_out_at"], again.json()["opted_out_by"]) == (None, None)
+    with world.db.unit_of_work() as uow:
+        actions = {(row.action, row.actor) for row in uow.execute(sa.select(tables.audit_log))}
+    assert ("customer.opted_out", "staff:ana") in actions
+    assert ("customer.opted_in", "staff:boss") in actions
+
+    # Another system of the company's records one too, with a key for just that.
+    crm = new_key(world.db, "crm", [Scope.OPT_OUTS_WRITE])
+    by_api = world.client.post("/v1/customers/C-9/opt-out", headers={"Authorization": f"Bearer {crm}"})
+    assert by_api.status_code == 200
+    assert by_api.json()["opted_out_by"] == "api"  # a customer amends has not seen yet: kept all the same
+    too_long = world.client.post("/v1/customers/" + "x" * 201 + "/opt-out", headers={"Authorization": f"Bearer {crm}"})
+    assert too_long.status_code == 422
+
+
 def _opted_out(db: Database) -> list[str]:
     with db.unit_of_work() as uow:
         return list(uow.execute(sa.select(tables.opt_outs.c.customer_id)).scalars())
@@ -366,6 +407,44 @@ def test_quiet_hours_delay_a_proactive_apology_but_not_an_answer_to_a_customer_w
         [answer] = world.post(f"/v1/cases/{reactive}/steps/empathise/complete", who=_owner(world, reactive))["messages"]
         assert answer["note"] is None
         assert _instant(answer["not_before"]) <= datetime.now(UTC)
+
+
+def test_a_customer_who_contacted_us_about_the_booking_gets_answers_not_proactive_messages(db: Database) -> None:
+    hour = datetime.now(UTC).hour
+    quiet = f"{(hour - 1) % 24:02d}:00-{(hour + 2) % 24:02d}:00"  # it is quiet now, in UTC
+    utc = {**ZOE, "timezone": "UTC"}
+
+    def support(number: int, customer: str, booking_ref: str, day: int) -> dict[str, Any]:
+        return {
+            "specversion": "1.0",
+            "id": f"s-{number}",
+            "source": "https://air.example/support",
+            "type": "support.contact",
+            "time": f"2026-10-{day:02d}T12:00:00Z",  # the flight arrived on the 20th at 10:00
+            "subject": customer,
+            "data": {"ticket_id": f"T-{number}", "channel": "phone", "topic": "delay", "booking_ref": booking_ref},
+        }
+
+    for world in world_with(db, quiet_hours=quiet):
+        # She called about this booking after the flight came in: what we write is an answer.
+        case_id = late_flight(world, "C-1", **utc)
+        world.send(support(1, "C-1", "BK1", day=20))
+        world.post(f"/v1/cases/{case_id}/acknowledge")
+        [answer] = world.post(f"/v1/cases/{case_id}/steps/empathise/complete")["messages"]
+        assert answer["note"].startswith(
+            "an answer, not proactive: the customer contacted us about it (support.contact"
+        )
+        assert "booking_ref BK1" in answer["note"]
+        assert "quiet hours" not in answer["note"]
+        assert _instant(answer["not_before"]) <= datetime.now(UTC)
+
+        # Calls about another booking, or about this one before it went wrong, do not count.
+        case_id = late_flight(world, "C-2", **utc)
+        world.send(support(2, "C-2", "BK9", day=21), support(3, "C-2", "BK1", day=19))
+        world.post(f"/v1/cases/{case_id}/acknowledge")
+        [proactive] = world.post(f"/v1/cases/{case_id}/steps/empathise/complete")["messages"]
+        assert "quiet hours" in proactive["note"]
+        assert "an answer" not in proactive["note"]
 
 
 def test_the_preview_renders_any_template_of_a_step_with_the_cases_facts(world: World) -> None:

@@ -1,6 +1,6 @@
 """Email through a real SMTP server (aiosmtpd on loopback): what arrives, parsed back with the `email` package;
-refusals, a server that is down and comes back, and logging in. No certificate tool is installed (neither
-`cryptography` nor `trustme`), so TLS is checked only as far as refusing to go on without it."""
+refusals, a server that is down and comes back, and logging in. Here TLS is checked only as far as refusing to
+go on without it; test_smtp_tls.py has servers with certificates."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from amends.events import Event, validate_event
+from amends.outreach.profiles import profile_from_data
 from amends.world import (
     BUSINESSES,
     Business,
@@ -76,6 +77,11 @@ VOCABULARY: dict[Business, dict[str, tuple[set[str], set[str]]]] = {
         "feedback.rated": ({"rating", "job_id"}, set()),
         "complaint.filed": ({"topic", "job_id"}, set()),
     },
+}
+# Every business's customers: their profile at the start, and a change of one detail for a few.
+PROFILE_VOCABULARY: dict[str, tuple[set[str], set[str]]] = {
+    "customer.profile": ({"name", "phone", "language", "timezone"}, {"email", "address", "channel"}),
+    "customer.updated": (set(), {"email", "phone", "address"}),
 }
 SOURCES = {
     "shop": "https://shop.example.com/",
@@ -222,7 +228,7 @@ def test_every_envelope_is_a_valid_cloudevent_about_a_customer(business: Busines
 @pytest.mark.parametrize("business", BUSINESSES)
 def test_each_business_speaks_exactly_its_vocabulary(business: Business) -> None:
     events, _ = sample(business)
-    vocabulary = VOCABULARY[business]
+    vocabulary = VOCABULARY[business] | PROFILE_VOCABULARY
     assert {e["type"] for e in events} == set(vocabulary)
     for event in events:
         required, optional = vocabulary[event["type"]]
@@ -239,6 +245,32 @@ def test_each_business_speaks_exactly_its_vocabulary(business: Business) -> None
             assert event["data"]["channel"] in {"email", "phone", "chat", "web"}
         if event["type"] == "feedback.rated":
             assert event["data"]["rating"] in {1, 2, 3, 4, 5}
+        if event["type"] == "customer.updated":
+            assert len(event["data"]) == 1
+
+
+@pytest.mark.parametrize("business", BUSINESSES)
+def test_every_customer_has_a_profile_outreach_can_use_at_the_start(business: Business) -> None:
+    events, truth = sample(business)
+    start = at(events[0]["time"])
+    profiles = {e["subject"]: e for e in events if e["type"] == "customer.profile"}
+    assert set(profiles) == {t.customer for t in truth}
+    zones = {t.customer: t.timezone for t in truth}
+    for customer, event in profiles.items():
+        assert at(event["time"]) == start
+        profile = profile_from_data(customer, [event["data"]])
+        assert profile.problems == (), (customer, profile.problems)  # every value is one outreach can use
+        assert profile.timezone == zones[customer]
+        assert profile.email is None or profile.email.rsplit("@", 1)[1] in {"example.com", "example.net", "example.org"}
+    # Most can be emailed; some only get a card; a few have no address at all (a task for staff).
+    shares = Counter(("email" in e["data"], "address" in e["data"]) for e in profiles.values())
+    assert shares[(True, True)] > 0.8 * len(profiles)
+    assert shares[(False, True)] > 0
+    assert shares[(False, False)] > 0
+    # Changes come later, one detail each, and fold over the profile.
+    updates = [e for e in events if e["type"] == "customer.updated"]
+    assert updates
+    assert all(at(e["time"]) > start for e in updates)
 
 
 @pytest.mark.parametrize("business", BUSINESSES)
@@ -388,7 +420,8 @@ def test_the_stream_is_lazy_taking_the_first_events_generates_only_those() -> No
     first = list(islice(stream, 100))
     assert len(first) == 100
     assert stream.built == 100
-    assert stream.pending <= 10_000 + 200  # each customer's next visit, and a few open orders
+    # Each customer's next visit and profile to come, a few later changes of profile, and a few open orders.
+    assert stream.pending <= 2 * 10_000 + 500
 
 
 def test_what_the_generator_holds_does_not_grow_with_the_events_produced() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import ssl
 import tomllib
 from datetime import timedelta
 from email.utils import parseaddr
@@ -147,6 +148,11 @@ class Settings(BaseSettings):
         description="starttls: upgrade a plain connection (port 587); tls: TLS from the start (port 465); none: "
         "clear text (a relay on this machine only).",
     )
+    smtp_ca_file: Path | None = Field(
+        default=None,
+        description="A PEM file of the CA certificates that sign the SMTP server's certificate (a private CA), "
+        "trusted in place of the system's; unset: the system's. The host name is checked either way.",
+    )
     smtp_username: str | None = Field(default=None, min_length=1, description="Log in with this name when set.")
     smtp_password: SecretStr | None = Field(default=None, description="The SMTP password; never logged.")
     smtp_timeout_seconds: float = Field(
@@ -212,6 +218,12 @@ class Settings(BaseSettings):
         description="Event types whose data updates a customer's profile: name, email, phone, address, "
         "language, timezone, channel.",
     )
+    contact_event_types: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("support.contact", "complaint.filed"),
+        description="Event types in which the customer contacted the company. One that names what a case is about "
+        "(the same order, booking, job or bag) after it went wrong makes the case's messages answers, not "
+        "proactive ones.",
+    )
     default_language: str = Field(
         default="en", pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", description="For customers with none."
     )
@@ -259,7 +271,7 @@ class Settings(BaseSettings):
         parse_time_span(value)
         return value.strip()
 
-    @field_validator("rule_packs", "profile_event_types", mode="before")
+    @field_validator("rule_packs", "profile_event_types", "contact_event_types", mode="before")
     @classmethod
     def _packs(cls, value: Any) -> Any:
         # The environment gives one string: `shop,airline`.
@@ -290,6 +302,22 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"would send the SMTP password in clear text to {host}; set smtp_security to starttls or tls"
             )
+        return value
+
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _certificates(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        if info.data.get("smtp_security") == "none":
+            raise ValueError("given with smtp_security none, where no certificate is checked; use starttls or tls")
+        # Loaded here, as the channel will load it, so that a bad file stops start-up instead of every send.
+        try:
+            ssl.create_default_context(cafile=value)
+        except ssl.SSLError:
+            raise ValueError("holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)") from None
+        except OSError as exc:
+            raise ValueError(f"cannot be read: {exc.strerror or exc}") from None
         return value
 
     @field_validator("smtp_password")

@@ -42,6 +42,7 @@ class Scope(StrEnum):
     MESSAGES_WRITE = "messages:write"  # put a dead message back in the queue
     CARDS_WRITE = "cards:write"  # the hand-written card queue: print, mark written and posted
     INBOUND_WRITE = "inbound:write"  # customers' replies, posted by an inbound-mail provider
+    OPT_OUTS_WRITE = "opt_outs:write"  # record a customer's wish to get no more messages
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from amends.recover.actors import Actor
 from amends.recover.audit import audit
 from amends.store import UnitOfWork, tables
 
-__all__ = ["ContactPolicy", "QuietHours", "Timing", "opt_in", "opt_out", "opted_out_at"]
+__all__ = ["ContactPolicy", "OptOut", "QuietHours", "Timing", "opt_in", "opt_out", "opt_out_of", "opted_out_at"]
 
 _messages = tables.messages
 _opt_outs = tables.opt_outs
@@ -155,6 +155,20 @@ def _scheduled(uow: UnitOfWork, customer_id: str, *, since: datetime) -> Sequenc
 
 
 # --- opting out ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    at: datetime  # the first time they asked
+    source: str  # link (the unsubscribe link), staff (on their behalf) or api (another system of the company's)
+
+
+def opt_out_of(uow: UnitOfWork, customer_id: str) -> OptOut | None:
+    """The customer's opt-out, if they have opted out (and not opted in again)."""
+    row = uow.execute(
+        sa.select(_opt_outs.c.at, _opt_outs.c.source).where(_opt_outs.c.customer_id == customer_id)
+    ).first()
+    return None if row is None else OptOut(row.at, row.source)
 
 
 def opted_out_at(uow: UnitOfWork, customer_id: str) -> datetime | None:

@@ -7,7 +7,7 @@ import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from amends.config import Settings
 from amends.outreach.cards import worker_channels
@@ -40,8 +40,9 @@ class Delivery:
             backoff_cap=timedelta(seconds=settings.outbox_backoff_cap_seconds),
         )
 
-    def tick(self) -> Settled:
-        """Deliver due messages a batch at a time until none is left (or a tick's share is done)."""
+    def tick(self, *, now: datetime | None = None) -> Settled:
+        """Deliver due messages a batch at a time until none is left (or a tick's share is done); due as of
+        `now`, default the clock's time."""
         sent: list[int] = []
         retrying: list[int] = []
         dead: list[int] = []
@@ -51,6 +52,7 @@ class Delivery:
                 self.db,
                 self.channels,
                 worker=_worker_name(),
+                now=now,
                 batch=self.batch,
                 lease=self.lease,
                 max_attempts=self.max_attempts,

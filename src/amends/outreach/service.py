@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -105,6 +105,7 @@ class Outreach:
     remedies: RemedyPolicy
     company: CompanyContext
     profile_events: tuple[str, ...]
+    contact_events: tuple[str, ...]
     default_language: str
     sms_enabled: bool  # a webhook for texts is configured
 
@@ -130,6 +131,7 @@ class Outreach:
             remedies=remedies,
             company=company,
             profile_events=settings.profile_event_types,
+            contact_events=settings.contact_event_types,
             default_language=settings.default_language,
             sms_enabled=settings.webhook_url is not None,
         )
@@ -214,12 +216,18 @@ class Outreach:
         """Put a composed message in the outbox, in the caller's transaction, under the contact policy. `text`
         replaces the template's text (staff edited the draft). `due`: not before then (a follow-up).
         `proactive`: whether we write unasked; by default, unless the customer has spoken on the case (first, by
-        a complaint, or later, by a reply to us): then we are answering someone who wrote."""
+        a complaint, or later, by a reply to us) or contacted us about what it is about (`contacted_about`): then
+        we are answering someone who wrote."""
         rendered = composed.rendered
         if text is not None and text.strip() != rendered.text.strip():
             rendered = Rendered(rendered.subject, text, _html_of(text))
+        answered: str | None = None
         if proactive is None:
-            proactive = case.customer_spoke_at is None
+            spoke = case.customer_spoke_at is not None
+            contact = None if spoke else contacted_about(uow, case, self.contact_events, now=now)
+            proactive = not spoke and contact is None
+            if contact is not None:
+                answered = f"an answer, not proactive: the customer contacted us about it ({contact})"
         timing = self.policy.timing(
             uow,
             case.customer_id,
@@ -228,6 +236,8 @@ class Outreach:
             timezone=composed.profile.timezone,
             at=max(due or now, now),
         )
+        if answered is not None:
+            timing = replace(timing, note="; ".join(filter(None, [answered, timing.note])))
         draft = self._draft(case, composed, rendered, key=key, due=due, timing=timing)
         message, new = enqueue(uow, draft, now=now)
         if new:
@@ -452,6 +462,71 @@ class Outreach:
             note=note,
             withheld=timing.withheld,
         )
+
+
+# Keys of event data that name a thing (an order, a booking, a job, a bag, a vehicle), not a quality of it.
+_REFERENCE_SUFFIXES = ("_id", "_ref", "_tag", "_no", "_number")
+_MAX_CONTACTS = 500
+
+
+def contacted_about(uow: UnitOfWork, case: Case, event_types: Sequence[str], *, now: datetime) -> str | None:
+    """Whether the customer contacted us about what the case is about, after it went wrong and before `now`:
+    an event of theirs of one of `event_types` (a support contact, a complaint) whose data names a thing one of
+    the case's incidents names, under the same key (`booking_ref`, `order_id`, `bag_tag`: keys ending in
+    _id, _ref, _tag, _no or _number). Says which event ("support.contact at 2025-03-01 16:20 UTC, booking_ref
+    K7Q2ZD"), or None."""
+    if not event_types:
+        return None
+    incidents = uow.execute(
+        sa.select(tables.incidents.c.failure_at, tables.incidents.c.facts)
+        .join(tables.case_incidents, tables.case_incidents.c.incident_id == tables.incidents.c.id)
+        .where(tables.case_incidents.c.case_id == case.id)
+    ).all()
+    if not incidents:
+        return None
+    named: dict[str, set[str]] = {}
+    for incident in incidents:
+        _references(incident.facts, named)
+    if not named:
+        return None
+    since = min(incident.failure_at for incident in incidents)
+    events = tables.events
+    rows = uow.execute(
+        sa.select(events.c.type, events.c.time, events.c.data)
+        .where(
+            events.c.subject == case.customer_id,
+            events.c.type.in_(list(event_types)),
+            events.c.time >= since,
+            events.c.time <= now,
+        )
+        .order_by(events.c.time, events.c.seq)
+        .limit(_MAX_CONTACTS)
+    )
+    for row in rows:
+        found: dict[str, set[str]] = {}
+        _references(row.data, found)
+        for name, values in found.items():
+            same = values & named.get(name, set())
+            if same:
+                return f"{row.type} at {row.time:%Y-%m-%d %H:%M} UTC, {name} {min(same)}"
+    return None
+
+
+def _references(value: Any, into: dict[str, set[str]], depth: int = 0) -> None:
+    """Collect the reference-like keys and their values anywhere in `value` (a few levels deep)."""
+    if depth > 4 or not isinstance(value, Mapping):
+        return
+    for name, item in value.items():
+        if isinstance(item, Mapping):
+            _references(item, into, depth + 1)
+        elif (
+            isinstance(name, str)
+            and name.endswith(_REFERENCE_SUFFIXES)
+            and isinstance(item, str | int)
+            and not isinstance(item, bool)
+            and str(item).strip()
+        ):
+            into.setdefault(name, set()).add(str(item).strip())
 
 
 def _reachable(profile: CustomerProfile, channel: ChannelName, sms_enabled: bool) -> bool:

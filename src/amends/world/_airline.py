@@ -79,6 +79,7 @@ class Airline:
     """Passengers of a hub-and-spoke airline that sells in euros."""
 
     prefix = "P"
+    source = SOURCE
     zones = ZONES
     quiet_topics = ("booking_change", "seat_selection", "invoice", "loyalty_miles")
 

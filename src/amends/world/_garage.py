@@ -73,6 +73,7 @@ class Garage:
     """Drivers of a chain of car service centres across US time zones, invoiced in dollars."""
 
     prefix = "D"
+    source = SOURCE
     zones = ZONES
     quiet_topics = ("appointment", "invoice", "price_quote", "warranty")
 

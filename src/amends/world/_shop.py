@@ -69,6 +69,7 @@ class Shop:
     """Customers ordering from an online shop that sells in euros across Europe."""
 
     prefix = "C"
+    source = SOURCE
     zones = ZONES
     quiet_topics = ("product_question", "invoice", "account", "return_policy")
 

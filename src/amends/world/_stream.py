@@ -18,6 +18,7 @@ from amends.world._delivery import Arrivals
 from amends.world._engine import Engine, Envelope
 from amends.world._errors import WorldError
 from amends.world._garage import Garage
+from amends.world._profiles import Profiles
 from amends.world._satisfaction import BASELINE
 from amends.world._shop import Shop
 from amends.world._truth import CustomerTruth, customer_truth
@@ -82,6 +83,9 @@ class WorldStream(Iterator[Envelope]):
             behaviour = Airline(engine, name)
         else:
             behaviour = Garage(engine)
+        source = {"shop": Shop.source, "airline": Airline.source, "car_service": Garage.source}[business]
+        # Profiles draw from a generator of their own, so the rest of the world is the same with or without them.
+        profiles = Profiles(engine, random.Random(name + "/profiles"), source + "/customers", zones)  # noqa: S311
         rng = engine.rng
         low, high = BASELINE
         for n in range(1, customers + 1):
@@ -90,6 +94,7 @@ class WorldStream(Iterator[Envelope]):
             customer = Customer(f"{behaviour.prefix}-{n:06d}", tier, 0, baseline, 0.0, begin)
             engine.customers.append(customer)
             behaviour.home(customer)
+            profiles.add(customer)
         self._arrivals = Arrivals(
             engine,
             random.Random(name + "/arrivals"),  # noqa: S311 - as above

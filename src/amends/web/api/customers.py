@@ -1,22 +1,29 @@
-"""GET /v1/customers/{id} and its timeline: a customer's story, newest first."""
+"""GET /v1/customers/{id} and its timeline (a customer's story, newest first); how amends may reach them (their
+profile and whether they opted out), and staff recording an opt-out on their behalf."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from amends.access import Scope
 from amends.events import Customer, TimelinePage, get_customer, timeline
+from amends.outreach.contact import opt_in, opt_out, opt_out_of
+from amends.outreach.profiles import customer_profile
 from amends.recover.actors import Actor
-from amends.store import Database
-from amends.web.deps import DB, require
+from amends.store import Database, UnitOfWork
+from amends.web.deps import DB, OutreachState, in_transaction, reading, require
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 _Reader = Annotated[Actor, Depends(require(Scope.CUSTOMERS_READ))]
+_OptingOut = Annotated[Actor, Depends(require(Scope.OPT_OUTS_WRITE))]
+# Writing to a customer again is the riskier direction: a manager's right, as with retrying a dead letter.
+_OptingIn = Annotated[Actor, Depends(require(Scope.MESSAGES_WRITE))]
+_CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
 
 
 class CustomerOut(BaseModel):
@@ -81,3 +88,70 @@ def _customer(db: Database, customer_id: str) -> Customer:
 def _timeline(db: Database, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
     with db.unit_of_work() as uow:
         return timeline(uow, customer_id, limit=limit, cursor=cursor)
+
+
+class ContactOut(BaseModel):
+    customer_id: str
+    name: str | None
+    email: str | None
+    phone: str | None
+    address: list[str] = Field(description="The postal address, one line each, without the name.")
+    language: str | None
+    timezone: str | None
+    channel: str | None = Field(description="The customer's own preference: email, sms or card.")
+    problems: list[str] = Field(description="Values given in their profile events that cannot be used, and why.")
+    opted_out_at: datetime | None = Field(description="When they asked for no more messages; null if they have not.")
+    opted_out_by: str | None = Field(
+        description="How: the unsubscribe link, staff on their behalf, or another of the company's systems."
+    )
+
+
+@router.get("/{customer_id}/contact", response_model=ContactOut)
+async def read_contact(customer_id: _CustomerId, db: DB, outreach: OutreachState, _key: _Reader) -> ContactOut:
+    """How amends may reach the customer: their profile, as their profile events say it now, and their opt-out.
+    A customer with no profile events has an empty profile (not a 404: an opt-out may come first)."""
+    return await reading(db, lambda uow: _contact(uow, outreach.profile_events, customer_id))
+
+
+@router.post("/{customer_id}/opt-out", response_model=ContactOut)
+async def record_opt_out(customer_id: _CustomerId, db: DB, outreach: OutreachState, actor: _OptingOut) -> ContactOut:
+    """The customer asked for no more messages (on the phone, at the desk, or in another system): nothing more
+    goes to them, and what waits to go is cancelled. Asking again changes nothing; the first time is kept.
+    Audited as `customer.opted_out`."""
+
+    def run(uow: UnitOfWork) -> ContactOut:
+        source = "staff" if actor.staff is not None else "api"
+        opt_out(uow, customer_id, source=source, actor=actor, now=datetime.now(UTC))
+        return _contact(uow, outreach.profile_events, customer_id)
+
+    return await in_transaction(db, run)
+
+
+@router.delete("/{customer_id}/opt-out", response_model=ContactOut)
+async def record_opt_in(customer_id: _CustomerId, db: DB, outreach: OutreachState, actor: _OptingIn) -> ContactOut:
+    """The customer asked to hear from us again. Messages the opt-out cancelled stay cancelled. Not opted out:
+    nothing changes. Audited as `customer.opted_in`."""
+
+    def run(uow: UnitOfWork) -> ContactOut:
+        opt_in(uow, customer_id, actor=actor, now=datetime.now(UTC))
+        return _contact(uow, outreach.profile_events, customer_id)
+
+    return await in_transaction(db, run)
+
+
+def _contact(uow: UnitOfWork, profile_events: tuple[str, ...], customer_id: str) -> ContactOut:
+    profile = customer_profile(uow, customer_id, event_types=profile_events)
+    opted = opt_out_of(uow, customer_id)
+    return ContactOut(
+        customer_id=customer_id,
+        name=profile.name,
+        email=profile.email,
+        phone=profile.phone,
+        address=list(profile.address),
+        language=profile.language,
+        timezone=profile.timezone,
+        channel=profile.channel,
+        problems=list(profile.problems),
+        opted_out_at=None if opted is None else opted.at,
+        opted_out_by=None if opted is None else opted.source,
+    )
