@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     )
     max_batch_events: int = Field(default=10_000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    inbound_max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=64 * 1024,
+        description="The largest email an inbound-mail provider may post, its attachments included: Postmark posts "
+        "up to 35 MB of attachments base64-encoded in its JSON (some 47 MB), so that no reply is refused for its size.",
+    )
     ingest_commit_rows: int = Field(
         default=50_000, ge=1, le=1_000_000, description="Rows `amends ingest` stores per transaction."
     )

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from amends.store import UnitOfWork, tables
 
-__all__ = ["DEFAULT_PROFILE_EVENTS", "CustomerProfile", "customer_profile", "profile_from_data"]
+__all__ = ["DEFAULT_PROFILE_EVENTS", "CustomerProfile", "customer_profile", "customers_with_email", "profile_from_data"]
 
 DEFAULT_PROFILE_EVENTS = ("customer.profile", "customer.updated")
 
@@ -63,6 +63,33 @@ def customer_profile(uow: UnitOfWork, customer_id: str, *, event_types: Sequence
         .order_by(_events.c.time, _events.c.seq)
     ).scalars()
     return profile_from_data(customer_id, rows)
+
+
+def customers_with_email(uow: UnitOfWork, address: str, *, event_types: Sequence[str], limit: int = 10) -> list[str]:
+    """The customers whose profile's email is `address` now (compared without regard to case), at most `limit`.
+
+    A profile event ever naming the address makes a candidate, and the candidate's profile as it is now decides:
+    an address a customer has since changed no longer finds them. Reads every profile event (the events table has
+    no index on `data`), so it is for the rare email that names no message of ours, not for each event."""
+    wanted = address.strip().lower()
+    if not event_types or not wanted:
+        return []
+    email = sa.func.lower(_events.c.data["email"].as_string())
+    candidates = uow.execute(
+        sa.select(_events.c.subject)
+        .where(_events.c.type.in_(list(event_types)), email == wanted)
+        .group_by(_events.c.subject)
+        .order_by(_events.c.subject)
+        .limit(limit * 10)
+    ).scalars()
+    found: list[str] = []
+    for subject in candidates:
+        current = customer_profile(uow, subject, event_types=event_types).email
+        if current is not None and current.lower() == wanted:
+            found.append(subject)
+            if len(found) == limit:
+                break
+    return found
 
 
 def profile_from_data(customer_id: str, updates: Iterable[Any]) -> CustomerProfile:

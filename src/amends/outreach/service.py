@@ -215,15 +215,17 @@ class Outreach:
     ) -> Message:
         """Put a composed message in the outbox, in the caller's transaction, under the contact policy. `text`
         replaces the template's text (staff edited the draft). `due`: not before then (a follow-up).
-        `proactive`: whether we write unasked; by default, unless the customer spoke first on the case or
-        contacted us about what it is about (`contacted_about`)."""
+        `proactive`: whether we write unasked; by default, unless the customer has spoken on the case (first, by
+        a complaint, or later, by a reply to us) or contacted us about what it is about (`contacted_about`): then
+        we are answering someone who wrote."""
         rendered = composed.rendered
         if text is not None and text.strip() != rendered.text.strip():
             rendered = Rendered(rendered.subject, text, _html_of(text))
         answered: str | None = None
         if proactive is None:
-            contact = None if case.customer_spoke_first else contacted_about(uow, case, self.contact_events, now=now)
-            proactive = not case.customer_spoke_first and contact is None
+            spoke = case.customer_spoke_at is not None
+            contact = None if spoke else contacted_about(uow, case, self.contact_events, now=now)
+            proactive = not spoke and contact is None
             if contact is not None:
                 answered = f"an answer, not proactive: the customer contacted us about it ({contact})"
         timing = self.policy.timing(

@@ -44,6 +44,7 @@ __all__ = [
     "close_case",
     "complete_remedy_step",
     "complete_step",
+    "customer_wrote",
     "load_case",
     "load_steps",
     "open_case",
@@ -416,10 +417,38 @@ def record_contact(
         raise InvalidInput("at", "before the case was opened; record it as a complaint, or at the opening")
     text = None if note is None else required_text("note", note)
     add_contact(uow, case, direction, _channel(channel), member.id, text, when)
-    if direction == "inbound" and (case.customer_spoke_at is None or when < case.customer_spoke_at):
-        uow.execute(sa.update(_cases).where(_cases.c.id == case_id).values(customer_spoke_at=when))
+    if direction == "inbound":
+        _spoke(uow, case, when)
     audit(uow, actor, "case.contact", f"case:{case_id}", at=now, direction=direction, channel=channel)
     return load_case(uow, case_id)
+
+
+def customer_wrote(
+    uow: UnitOfWork, case_id: int, *, channel: str, note: str, actor: Actor, at: datetime, **details: Any
+) -> Case:
+    """The customer wrote to us about the case (a reply to our email): an inbound contact on its thread, whatever
+    its status, and the first time they spoke if it is the first. Nothing else changes: a resolved or closed case
+    stays so, for its owner to read and decide (`reopen_case`); a reply after a resolution is often thanks."""
+    case = load_case(uow, case_id, for_update=True)
+    add_contact(uow, case, "inbound", _channel(channel), None, note, at)
+    _spoke(uow, case, at)
+    audit(
+        uow,
+        actor,
+        "case.customer_wrote",
+        f"case:{case_id}",
+        at=at,
+        channel=channel,
+        status=case.status.value,
+        **details,
+    )
+    return load_case(uow, case_id)
+
+
+def _spoke(uow: UnitOfWork, case: Case, at: datetime) -> None:
+    """`customer_spoke_at` is the first time the customer raised it themselves."""
+    if case.customer_spoke_at is None or at < case.customer_spoke_at:
+        uow.execute(sa.update(_cases).where(_cases.c.id == case.id).values(customer_spoke_at=at))
 
 
 def complete_remedy_step(uow: UnitOfWork, case_id: int, by: str, now: datetime, outcome: Mapping[str, Any]) -> None:

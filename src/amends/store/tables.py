@@ -409,6 +409,7 @@ messages = Table(
     Column("provider_id", String(500), nullable=True),  # the channel's id for it: the email's Message-ID
     Column("note", Text, nullable=True),  # what the contact policy did: delayed by quiet hours, withheld
     UniqueConstraint("key"),
+    Index(None, "provider_id"),  # a customer's reply names the Message-ID of ours it answers
     Index(None, "status", "next_attempt_at"),
     Index(None, "case_id", "created_at"),
     Index(None, "customer_id", "created_at"),  # the contact policy counts a customer's recent messages
@@ -456,9 +457,15 @@ inbound_replies = Table(
     Column("customer_id", String(200), nullable=True),
     Column("from_address", Text, nullable=False),
     Column("subject", Text, nullable=False),
-    Column("text", Text, nullable=False),
-    Column("headers", JSONDocument, nullable=False),
+    Column("text", Text, nullable=False),  # the reply without the quoted original
+    Column("headers", JSONDocument, nullable=False),  # [[name, value], ...] in the order they came
     Column("received_at", UTCDateTime(), nullable=False),
+    Column("email_message_id", Text, nullable=True),  # the reply's own Message-ID
+    Column("full_text", Text, nullable=True),  # the whole text part, the quote included
+    Column("html", Text, nullable=True),
+    Column("matched_by", String(20), nullable=True),  # in_reply_to | references | sender (a customer, no case)
+    Column("case_status", String(10), nullable=True),  # the case's status when the reply came
+    Column("attachments", JSONDocument, nullable=True),  # [{name, content_type, size}]: named, not kept
     UniqueConstraint("dedup_key"),
     Index(None, "case_id", "received_at"),
     Index(None, "received_at"),

@@ -20,7 +20,19 @@ from amends.outreach.delivery import Delivery
 from amends.outreach.service import Outreach
 from amends.recover.service import Recovery
 from amends.store import Database
-from amends.web.api import approvals, cards, cases, complaints, customers, events, incidents, ledger, messages, staff
+from amends.web.api import (
+    approvals,
+    cards,
+    cases,
+    complaints,
+    customers,
+    events,
+    inbound,
+    incidents,
+    ledger,
+    messages,
+    staff,
+)
 from amends.web.errors import install_error_handlers
 from amends.web.health import router as health_router
 from amends.web.pages import unsubscribe
@@ -71,7 +83,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(customers.router)
     app.include_router(incidents.router)
-    for module in (cases, complaints, approvals, ledger, staff, messages, cards):
+    for module in (cases, complaints, approvals, ledger, staff, messages, cards, inbound):
         app.include_router(module.router)
     app.include_router(unsubscribe.router)
     app.include_router(staff.audit_router)

@@ -63,7 +63,7 @@ async def _amends_error(request: Request, exc: Exception) -> JSONResponse:
         body["position"] = {"line": exc.line, "column": exc.column, "offset": exc.position}
     headers: dict[str, str] = {}
     if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
+        headers["WWW-Authenticate"] = getattr(exc, "challenge", "Bearer")
     elif status == 503:
         headers["Retry-After"] = "5"
     return JSONResponse(body, status_code=status, headers=headers)

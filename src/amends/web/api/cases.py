@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from amends.access import Scope
 from amends.errors import AmendsError, Conflict
 from amends.outreach.outbox import ChannelName, MessageKind, list_messages
+from amends.outreach.replies import list_replies
 from amends.outreach.service import Composed, Outreach
 from amends.recover import cases as work
 from amends.recover import remedies
@@ -22,6 +23,7 @@ from amends.recover.cases import Fault, Origin, Status
 from amends.recover.playbooks import StepKind
 from amends.recover.queries import CaseFilter, case_detail, list_cases, overdue_steps
 from amends.store import UnitOfWork
+from amends.web.api.inbound import CaseReplyOut
 from amends.web.api.messages import MessageOut
 from amends.web.deps import DB, Acting, OutreachState, RecoveryState, in_transaction, reading, require
 from amends.web.errors import RECOVERY_ERRORS
@@ -157,6 +159,7 @@ class CaseDetailOut(BaseModel):
     approvals: list[ApprovalOut]
     ledger: list[LedgerEntryOut]
     messages: list[MessageOut] = Field(description="What was written to the customer, newest first.")
+    replies: list[CaseReplyOut] = Field(description="What the customer wrote back by email, newest first.")
     apology: ComposedOut | None = Field(
         description="The apology as it would go now (the saved draft, else the template's), until it is sent; "
         "null once sent, or when it cannot be written (see `apology_problem`)."
@@ -306,6 +309,7 @@ def _detail_out(uow: UnitOfWork, case_id: int, actor: Actor, outreach: Outreach)
     detail = case_detail(uow, case_id, actor=actor)
     apology, problem = _apology(uow, detail.case, detail.steps, outreach)
     messages, _next = list_messages(uow, case_id=case_id, limit=1000)
+    replies, _next = list_replies(uow, case_id=case_id, limit=1000)
     return CaseDetailOut(
         case=_case_out(detail.case),
         steps=_steps_out(detail.steps, _now()),
@@ -316,6 +320,7 @@ def _detail_out(uow: UnitOfWork, case_id: int, actor: Actor, outreach: Outreach)
         approvals=[ApprovalOut.model_validate(a) for a in detail.approvals],
         ledger=[LedgerEntryOut.model_validate(e) for e in detail.ledger],
         messages=[MessageOut.model_validate(m) for m in messages],
+        replies=[CaseReplyOut.model_validate(r) for r in replies],
         apology=apology,
         apology_problem=problem,
     )

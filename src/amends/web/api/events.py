@@ -11,11 +11,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from amends.access import Scope
-from amends.errors import TooLarge
 from amends.events import ENVELOPE_SCHEMA, BatchFormat, BatchReport, LedgerWatcher, decode_batch, ingest_items
 from amends.recover.actors import Actor
 from amends.store import Database
-from amends.web.deps import DB, AppSettings, Watcher, require
+from amends.web.deps import DB, AppSettings, Watcher, read_body, require
 from amends.web.errors import UnsupportedMediaType
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -84,7 +83,7 @@ async def post_events(
 ) -> JSONResponse:
     """Store events once per (source, id). Answers 200 when every item was stored or known, else 422."""
     batch_format = _format_of(request.headers.get("content-type", ""))
-    body = await _read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes)
     report = await run_in_threadpool(_ingest, db, body, batch_format, settings.max_batch_events, watcher)
     result = IngestResult(
         accepted=report.accepted,
@@ -111,17 +110,3 @@ def _format_of(content_type: str) -> BatchFormat:
     if charset and charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaType("Content-Type", f"charset {charset} is not accepted; send UTF-8")
     return _FORMATS[media]
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge("body", f"{declared} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge("body", f"more than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
