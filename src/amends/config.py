@@ -236,27 +236,52 @@ class Settings(BaseSettings):
         default="21:00-08:00",
         description="No email or text in these hours of the customer's local time (HH:MM-HH:MM); empty: none.",
     )
+    response_sla: str = Field(
+        default="1d",
+        description="How long an answer to feedback may take, in business time: '1d' is one business day (the "
+        "length of the working day), '4h' four working hours.",
+    )
+    business_hours: str = Field(
+        default="Mon-Fri 09:00-17:00", description="The working days and hours the response SLA counts in."
+    )
+    business_timezone: str | None = Field(
+        default=None, description="The zone of business_hours, an IANA zone; default: default_timezone."
+    )
+    business_holidays: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Dates the SLA does not count (ISO dates, comma-separated: 2026-12-25,2026-12-26)."
+    )
+    feedback_editable_for: timedelta = Field(
+        default=timedelta(days=1), description="How long a customer may change their answer on the feedback page."
+    )
 
     @field_validator("assign_served_by", mode="before")
     @classmethod
     def _paths(cls, value: Any) -> Any:
         return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
-    @field_validator("detect_allowed_lateness", "contact_window", mode="before")
+    @field_validator("detect_allowed_lateness", "contact_window", "feedback_editable_for", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value, zero=True) if isinstance(value, str) else value
 
-    @field_validator("contact_window")
+    @field_validator("response_sla")
+    @classmethod
+    def _sla(cls, value: str) -> str:
+        parse_duration(value)
+        return value.strip()
+
+    @field_validator("contact_window", "feedback_editable_for")
     @classmethod
     def _positive_window(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be positive")
         return value
 
-    @field_validator("default_timezone")
+    @field_validator("default_timezone", "business_timezone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -271,7 +296,7 @@ class Settings(BaseSettings):
         parse_time_span(value)
         return value.strip()
 
-    @field_validator("rule_packs", "profile_event_types", "contact_event_types", mode="before")
+    @field_validator("rule_packs", "profile_event_types", "contact_event_types", "business_holidays", mode="before")
     @classmethod
     def _packs(cls, value: Any) -> Any:
         # The environment gives one string: `shop,airline`.

@@ -43,6 +43,10 @@ class Scope(StrEnum):
     CARDS_WRITE = "cards:write"  # the hand-written card queue: print, mark written and posted
     INBOUND_WRITE = "inbound:write"  # customers' replies, posted by an inbound-mail provider
     OPT_OUTS_WRITE = "opt_outs:write"  # record a customer's wish to get no more messages
+    FEEDBACK_WRITE = "feedback:write"  # post what customers wrote: an email, a review, a note of a call
+    FEEDBACK_READ = "feedback:read"  # the feedback inbox, the unanswered queue, the suggestions, the measures
+    FEEDBACK_ANSWER = "feedback:answer"  # answer feedback, correct its triage, release or quarantine spam
+    SUGGESTIONS_WRITE = "suggestions:write"  # move a suggestion along (planned, done, declined), merge two
 
 
 @dataclass(frozen=True, slots=True)

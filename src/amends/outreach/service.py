@@ -244,6 +244,52 @@ class Outreach:
             log.debug("outreach: %s for case %d on %s (%s)", composed.kind, case.id, message.channel, message.status)
         return message
 
+    def answer(
+        self,
+        uow: UnitOfWork,
+        customer_id: str,
+        *,
+        subject: str,
+        text: str,
+        key: str,
+        now: datetime,
+        case_id: int | None = None,
+        channel: ChannelName | None = None,
+    ) -> Message:
+        """Answer a customer who wrote to us (their feedback, a reply), in the caller's transaction: written as
+        given, on the channel they can receive, never proactive (no cap, no quiet hours; an opt-out still
+        withholds it). `key` makes a retry the same message."""
+        profile = customer_profile(uow, customer_id, event_types=self.profile_events)
+        chosen = self.channel_for(profile, channel)
+        recipient = _recipient(profile, chosen)
+        note = None
+        if chosen is ChannelName.CARD and not recipient:
+            recipient = profile.name or customer_id  # the name alone: a card task with no address
+            note = "no email, phone or postal address: reach the customer another way"
+        timing = self.policy.timing(
+            uow, customer_id, channel=chosen, proactive=False, timezone=profile.timezone, at=now
+        )
+        headers: dict[str, str] = {}
+        if chosen is ChannelName.EMAIL:
+            headers["List-Unsubscribe"] = f"<{self.links.unsubscribe_url(customer_id)}>"
+        draft = Draft(
+            key=key,
+            channel=chosen,
+            kind=MessageKind.REPLY,
+            recipient=recipient,
+            subject=subject,
+            text=text,
+            html=_html_of(text) if chosen is ChannelName.EMAIL else None,
+            headers=headers,
+            case_id=case_id,
+            customer_id=customer_id,
+            not_before=timing.not_before,
+            note="; ".join(filter(None, [note, timing.note])) or None,
+            withheld=timing.withheld,
+        )
+        message, _new = enqueue(uow, draft, now=now)
+        return message
+
     def confirm_remedy(self, uow: UnitOfWork, entry: LedgerEntry, *, now: datetime) -> Message | None:
         """The confirmation of a remedy just granted or approved; None for a remedy with nothing to confirm
         (an apology only, a reversal)."""

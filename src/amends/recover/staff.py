@@ -29,12 +29,29 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 # approving and managing staff are checked against the role itself, in recover/. Agents and leads read
 # customers and incidents only through the cases they may see (a case carries its incidents): the customer
 # and incident endpoints know nothing of teams.
-_WORK = frozenset({Scope.CASES_READ, Scope.COMPLAINTS_WRITE, Scope.CARDS_WRITE, Scope.OPT_OUTS_WRITE})
+_WORK = frozenset(
+    {
+        Scope.CASES_READ,
+        Scope.COMPLAINTS_WRITE,
+        Scope.CARDS_WRITE,
+        Scope.OPT_OUTS_WRITE,
+        Scope.FEEDBACK_WRITE,
+        Scope.FEEDBACK_READ,
+        Scope.FEEDBACK_ANSWER,
+    }
+)
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.AGENT: _WORK,
     Role.LEAD: _WORK,
     Role.MANAGER: _WORK
-    | {Scope.CUSTOMERS_READ, Scope.INCIDENTS_READ, Scope.LEDGER_READ, Scope.MESSAGES_READ, Scope.MESSAGES_WRITE},
+    | {
+        Scope.CUSTOMERS_READ,
+        Scope.INCIDENTS_READ,
+        Scope.LEDGER_READ,
+        Scope.MESSAGES_READ,
+        Scope.MESSAGES_WRITE,
+        Scope.SUGGESTIONS_WRITE,
+    },
     Role.ADMIN: frozenset(Scope),
 }
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -37,6 +38,9 @@ __all__ = [
     "detect_cursors",
     "detect_state",
     "events",
+    "feedback",
+    "feedback_requests",
+    "feedback_responses",
     "handoffs",
     "inbound_replies",
     "incidents",
@@ -46,6 +50,9 @@ __all__ = [
     "opt_outs",
     "recover_cursors",
     "staff",
+    "suggestion_askers",
+    "suggestions",
+    "triage_corrections",
 ]
 
 metadata = MetaData(
@@ -469,4 +476,129 @@ inbound_replies = Table(
     UniqueConstraint("dedup_key"),
     Index(None, "case_id", "received_at"),
     Index(None, "received_at"),
+)
+
+
+# --- feedback -----------------------------------------------------------------------------------------------
+
+# A question we ask about one interaction (an invoice, a finished service, a resolved case): one per
+# `interaction` (e.g. event:<source>|<id>, case:<id>), answered through a signed, expiring link to its page.
+feedback_requests = Table(
+    "feedback_requests",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("interaction", String(300), nullable=False),
+    Column("customer_id", String(200), nullable=False),
+    Column("case_id", BigInteger, nullable=True),
+    Column("event_type", String(200), nullable=True),  # the event it asks about, if one
+    Column("reference", Text, nullable=True),  # what it is about, in the company's words: an order, a job
+    Column("scale", String(10), nullable=True),  # csat | nps | effort; NULL: no rating asked
+    Column("language", String(35), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("message_id", BigInteger, nullable=True),  # the message that carried the link, if one did
+    Column("answered_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("interaction"),
+    Index(None, "customer_id", "created_at"),
+)
+
+# What a customer wrote: on the page of a request, through the API (an email, a review, a phone note), or as a
+# reply. Unique on `dedup_key` (request:<id>, or <source>|<external id>) so a retry is one feedback. Triage
+# labels it; routing decides what follows; `due_at` is when it must be answered (NULL: no answer needed, spam).
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("dedup_key", String(300), nullable=False),
+    Column("request_id", BigInteger, nullable=True),
+    Column("customer_id", String(200), nullable=True),  # NULL: a review by someone we cannot name
+    Column("author", Text, nullable=True),  # as the source names them
+    Column("channel", String(20), nullable=False),  # page | email | web_comment | review | phone | reply
+    Column("liked", Text, nullable=True),  # "What do you like?"
+    Column("disliked", Text, nullable=True),  # "What don't you like?"
+    Column("text", Text, nullable=False),  # everything they wrote, as triaged
+    Column("rating", Integer, nullable=True),
+    Column("scale", String(10), nullable=True),
+    Column("language", String(35), nullable=True),
+    Column("reference", Text, nullable=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("editable_until", UTCDateTime(), nullable=True),
+    # Triage: the labels, why, and by which model; corrected labels replace them (triage_corrections keeps both).
+    Column("spam", Boolean, nullable=False),
+    Column("spam_score", Float, nullable=False),
+    Column("sentiment", String(10), nullable=False),  # negative | neutral | positive
+    Column("sentiment_score", Float, nullable=False),
+    Column("topic", String(50), nullable=True),
+    Column("urgency", String(10), nullable=False),  # low | normal | high
+    Column("reasons", JSONDocument, nullable=False),
+    Column("model", String(100), nullable=False),
+    # Routing: case (negative: a reactive case), suggestion, praise, spam (quarantined), none.
+    Column("route", String(20), nullable=False),
+    Column("case_id", BigInteger, nullable=True),
+    Column("suggestion_id", BigInteger, nullable=True),
+    Column("staff_id", String(100), nullable=True),  # the staff member praise names
+    Column("due_at", UTCDateTime(), nullable=True),
+    Column("responded_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("dedup_key"),
+    Index(None, "responded_at", "due_at"),
+    Index(None, "customer_id", "received_at"),
+    Index(None, "received_at"),
+    Index(None, "request_id"),
+)
+
+# The answers to feedback: by a person or from an approved template, sent through outreach (`message_id`).
+feedback_responses = Table(
+    "feedback_responses",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("feedback_id", BigInteger, nullable=False),
+    Column("by_id", String(100), nullable=True),  # NULL: amends itself (a template sent on its own)
+    Column("template_id", String(100), nullable=True),
+    Column("channel", String(20), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("message_id", BigInteger, nullable=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Index(None, "feedback_id", "at"),
+)
+
+# Suggestions customers made, tracked to their outcome; the customers who asked are told when one is done.
+suggestions = Table(
+    "suggestions",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("title", Text, nullable=False),
+    Column("status", String(10), nullable=False),  # new | planned | done | declined
+    Column("note", Text, nullable=True),  # what was done, or why not: what the customers are told
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("done_at", UTCDateTime(), nullable=True),
+    Index(None, "status", "updated_at"),
+)
+
+suggestion_askers = Table(
+    "suggestion_askers",
+    metadata,
+    Column("suggestion_id", BigInteger, nullable=False),
+    Column("feedback_id", BigInteger, nullable=False),
+    Column("customer_id", String(200), nullable=True),
+    Column("notified_at", UTCDateTime(), nullable=True),
+    Column("message_id", BigInteger, nullable=True),
+    PrimaryKeyConstraint("suggestion_id", "feedback_id"),
+)
+
+# Staff corrections of triage labels: the training data of `amends triage train`, and the history of a label.
+triage_corrections = Table(
+    "triage_corrections",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("feedback_id", BigInteger, nullable=False),
+    Column("field", String(20), nullable=False),  # spam | sentiment | topic | urgency
+    Column("old_value", String(50), nullable=True),
+    Column("new_value", String(50), nullable=True),
+    Column("by_id", String(100), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index(None, "feedback_id", "at"),
+    Index(None, "at"),
 )

@@ -1,0 +1,248 @@
+"""The feedback desk: receives what customers write, triages and routes it, and answers every one of them.
+
+`FeedbackDesk.receive` runs in the caller's transaction: the feedback, its labels, the complaint that
+negative feedback files, the suggestion a proposal starts, all commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from amends.config import Settings
+from amends.errors import Conflict, InvalidInput
+from amends.feedback.records import (
+    Feedback,
+    FeedbackIn,
+    Labels,
+    Route,
+    checked,
+    get_feedback,
+    is_low_rating,
+    store_feedback,
+    truncated,
+    update_feedback,
+)
+from amends.feedback.routing import route_feedback
+from amends.feedback.sla import BusinessHours, ResponseSla
+from amends.outreach.outbox import ChannelName
+from amends.outreach.service import Outreach
+from amends.recover.actors import Actor
+from amends.recover.audit import audit
+from amends.recover.intake import Intake
+from amends.store import UnitOfWork, tables
+
+__all__ = ["FeedbackDesk", "Triager"]
+
+log = logging.getLogger(__name__)
+
+_RESPONSE_CHANNELS = {"email": ChannelName.EMAIL, "sms": ChannelName.WEBHOOK, "card": ChannelName.CARD}
+# Answers given outside amends, recorded so the feedback counts as answered.
+_RECORDED_CHANNELS = ("phone", "in_person", "public")
+_CORRECTABLE = {
+    "spam": ("true", "false"),
+    "sentiment": ("negative", "neutral", "positive"),
+    "urgency": ("low", "normal", "high"),
+}
+
+
+class Triager(Protocol):
+    def triage_one(self, text: str) -> Any:
+        """Labels (spam, spam_score, sentiment, sentiment_score, topic, urgency, model) and their reasons."""
+        ...
+
+
+@dataclass(frozen=True)
+class FeedbackDesk:
+    triage: Triager
+    intake: Intake
+    outreach: Outreach
+    sla: ResponseSla
+    editable_for: Any  # timedelta: how long a page answer may be changed
+    company: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, triage: Triager, intake: Intake, outreach: Outreach) -> FeedbackDesk:
+        hours = BusinessHours.parse(
+            settings.business_hours, settings.business_timezone or settings.default_timezone, settings.business_holidays
+        )
+        return cls(
+            triage=triage,
+            intake=intake,
+            outreach=outreach,
+            sla=ResponseSla.parse(settings.response_sla, hours),
+            editable_for=settings.feedback_editable_for,
+            company=settings.company_name,
+        )
+
+    # --- receiving ----------------------------------------------------------------------------------------
+
+    def receive(self, uow: UnitOfWork, incoming: FeedbackIn, *, actor: Actor, now: datetime) -> tuple[Feedback, bool]:
+        """Store, triage and route feedback; (the feedback, whether it is new). The same `dedup_key` again
+        returns the stored feedback and changes nothing."""
+        incoming = checked(incoming, now)
+        labels = self.triage.triage_one(incoming.full_text) if incoming.full_text else _RatingOnly(incoming)
+        feedback, new = store_feedback(uow, incoming, labels, _reasons(labels), now=now)
+        if not new:
+            return feedback, False
+        routed = route_feedback(uow, feedback, intake=self.intake, sla=self.sla, actor=actor, now=now)
+        audit(uow, actor, "feedback.received", f"feedback:{routed.id}", at=now, route=routed.route.value)
+        return routed, True
+
+    # --- answering ----------------------------------------------------------------------------------------
+
+    def respond(
+        self,
+        uow: UnitOfWork,
+        feedback_id: int,
+        *,
+        text: str,
+        channel: str | None,
+        actor: Actor,
+        now: datetime,
+        template_id: str | None = None,
+    ) -> Feedback:
+        """Answer the feedback: through outreach on email, sms or card (default: what the customer can receive),
+        or record an answer given by phone, in person or publicly (under a review). Spam is not answered."""
+        feedback = get_feedback(uow, feedback_id, for_update=True)
+        if feedback.route is Route.SPAM:
+            raise Conflict(f"feedback {feedback_id} is quarantined as spam; release it first if it is not")
+        body = truncated(text)
+        if body is None:
+            raise InvalidInput("text", "must not be empty")
+        if channel is not None and channel not in _RESPONSE_CHANNELS and channel not in _RECORDED_CHANNELS:
+            allowed = ", ".join([*_RESPONSE_CHANNELS, *_RECORDED_CHANNELS])
+            raise InvalidInput("channel", f"one of {allowed}; got {channel!r}")
+        count = uow.execute(
+            sa.select(sa.func.count())
+            .select_from(tables.feedback_responses)
+            .where(tables.feedback_responses.c.feedback_id == feedback_id)
+        ).scalar_one()
+        message_id = None
+        used = channel
+        if channel not in _RECORDED_CHANNELS:
+            if feedback.customer_id is None:
+                raise InvalidInput(
+                    "channel", "this feedback names no customer to write to: answer publicly, by phone or in person"
+                )
+            message = self.outreach.answer(
+                uow,
+                feedback.customer_id,
+                subject=f"Your feedback to {self.company}",
+                text=body,
+                key=f"feedback:{feedback_id}:response:{count + 1}",
+                now=now,
+                case_id=feedback.case_id,
+                channel=None if channel is None else _RESPONSE_CHANNELS[channel],
+            )
+            message_id = message.id
+            used = message.channel.value
+        uow.execute(
+            sa.insert(tables.feedback_responses).values(
+                feedback_id=feedback_id,
+                by_id=None if actor.staff is None else actor.staff.id,
+                template_id=template_id,
+                channel=used,
+                text=body,
+                message_id=message_id,
+                at=now,
+            )
+        )
+        audit(uow, actor, "feedback.answered", f"feedback:{feedback_id}", at=now, channel=used)
+        if feedback.responded_at is not None:
+            return update_feedback(uow, feedback_id, updated_at=now)
+        return update_feedback(uow, feedback_id, responded_at=now, updated_at=now)
+
+    # --- correcting ---------------------------------------------------------------------------------------
+
+    def correct(
+        self, uow: UnitOfWork, feedback_id: int, *, field: str, value: str, actor: Actor, now: datetime
+    ) -> Feedback:
+        """A staff correction of a triage label, kept for training (`amends triage train`). Releasing spam
+        (spam false) routes the feedback as if it had never been quarantined; marking it spam quarantines it
+        (a case it opened stays: it is a person's work now)."""
+        feedback = get_feedback(uow, feedback_id, for_update=True)
+        if field == "topic":
+            new = value.strip().lower() or None
+            if new is not None and len(new) > 50:
+                raise InvalidInput("value", "a topic is at most 50 characters")
+        elif field in _CORRECTABLE:
+            new = value.strip().lower()
+            if new not in _CORRECTABLE[field]:
+                raise InvalidInput("value", f"{field} is one of {', '.join(_CORRECTABLE[field])}; got {value!r}")
+        else:
+            raise InvalidInput("field", f"one of spam, sentiment, topic, urgency; got {field!r}")
+        old = getattr(feedback, field)
+        old_text = None if old is None else str(old).lower()
+        if old_text == new:
+            return feedback
+        uow.execute(
+            sa.insert(tables.triage_corrections).values(
+                feedback_id=feedback_id,
+                field=field,
+                old_value=old_text,
+                new_value=new,
+                by_id=actor.staff.id if actor.staff is not None else actor.key_id,
+                at=now,
+            )
+        )
+        audit(uow, actor, "feedback.corrected", f"feedback:{feedback_id}", at=now, field=field, old=old_text, new=new)
+        stored: Any = (new == "true") if field == "spam" else new
+        corrected = update_feedback(uow, feedback_id, **{field: stored}, updated_at=now)
+        if field == "spam":
+            if stored:
+                return update_feedback(uow, feedback_id, route=Route.SPAM.value, due_at=None, updated_at=now)
+            return route_feedback(uow, corrected, intake=self.intake, sla=self.sla, actor=actor, now=now)
+        return corrected
+
+
+@dataclass(frozen=True, slots=True)
+class _RatingOnly:
+    """The labels of a rating with no words: nothing to call spam, the sentiment the rating says."""
+
+    incoming: FeedbackIn
+
+    @property
+    def spam(self) -> bool:
+        return False
+
+    @property
+    def spam_score(self) -> float:
+        return 0.0
+
+    @property
+    def sentiment(self) -> str:
+        return "negative" if is_low_rating(self.incoming.rating, self.incoming.scale) else "neutral"
+
+    @property
+    def sentiment_score(self) -> float:
+        return -0.5 if self.sentiment == "negative" else 0.0
+
+    @property
+    def topic(self) -> str | None:
+        return None
+
+    @property
+    def urgency(self) -> str:
+        return "normal"
+
+    @property
+    def model(self) -> str:
+        return "rating"
+
+
+def _reasons(labels: Labels) -> Mapping[str, Any]:
+    reasons = getattr(labels, "reasons", None)
+    if reasons is None:
+        return {}
+    if dataclasses.is_dataclass(reasons) and not isinstance(reasons, type):
+        return dataclasses.asdict(reasons)
+    if isinstance(reasons, Mapping):
+        return {str(key): value for key, value in reasons.items()}
+    return {"all": reasons}
