@@ -27,6 +27,7 @@ from amends.web.api import (
     complaints,
     customers,
     events,
+    feedback,
     inbound,
     incidents,
     ledger,
@@ -83,8 +84,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(customers.router)
     app.include_router(incidents.router)
-    for module in (cases, complaints, approvals, ledger, staff, messages, cards, inbound):
+    for module in (cases, complaints, approvals, ledger, staff, messages, cards, inbound, feedback):
         app.include_router(module.router)
+    app.include_router(feedback.suggestions_router)
     app.include_router(unsubscribe.router)
     app.include_router(staff.audit_router)
 
