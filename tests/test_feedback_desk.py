@@ -9,21 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from standardwebhooks.webhooks import Webhook
 
 from amends.access import Scope
-from amends.feedback.records import TRUNCATED
+from amends.feedback.records import TRUNCATED, FeedbackChannel, FeedbackIn
 from amends.feedback.service import FeedbackDesk
+from amends.outreach.channels import channels_from_settings
+from amends.outreach.contact import opt_out
+from amends.outreach.delivery import Delivery
+from amends.recover.actors import SYSTEM
 from amends.recover.roles import Role
 from amends.store import Database, tables
 from amends.web import create_app
 from tests.conftest import new_key, settings_for
 from tests.test_recovery import profile, staff_key
+from tests.test_webhook_channel import SECRET, Receiver
+from tests.test_webhook_channel import Server as HookServer
 
 
 @dataclass(frozen=True)
@@ -245,3 +252,50 @@ def test_bad_feedback_is_refused_naming_the_field_and_long_or_hostile_text_is_ke
 
     assert desk.client.get("/v1/feedback", headers=desk.as_("site")).status_code == 403  # posting is not reading
     assert desk.client.post("/v1/feedback", json={}, headers=desk.as_("crm")).status_code == 403
+
+
+def test_feedback_past_its_due_time_alerts_staff_once_by_a_signed_webhook(db: Database) -> None:
+
+    receiver = HookServer(Receiver())
+    receiver.start()
+    try:
+        settings = settings_for(
+            db,
+            company_name="Example Shop",
+            business_hours="Mon-Sun 00:00-23:59",
+            alert_webhook_url=receiver.url,
+            alert_webhook_secret=SECRET,
+        )
+        app = create_app(settings, db)
+        desk = FeedbackDesk.from_settings(
+            settings, triage=Labeller(), intake=app.state.recovery.intake, outreach=app.state.outreach
+        )
+        now = datetime.now(UTC)
+        with db.unit_of_work(writes=True) as uow:
+            late, _ = desk.receive(
+                uow,
+                FeedbackIn("mail|old", FeedbackChannel.EMAIL, now - timedelta(days=3), "C-7", text="It was late."),
+                actor=SYSTEM,
+                now=now,
+            )
+            fresh, _ = desk.receive(
+                uow, FeedbackIn("mail|new", FeedbackChannel.EMAIL, now, "C-8", text="Fine."), actor=SYSTEM, now=now
+            )
+            assert desk.raise_alerts(uow, now=now) == 1  # only the one past due
+            assert desk.raise_alerts(uow, now=now + timedelta(minutes=1)) == 0  # once
+            opt_out(uow, "C-7", source="staff", actor=SYSTEM, now=now)  # stops messages to her, not alerts to staff
+            uow.commit()
+        delivery = Delivery.from_settings(db, settings)
+        assert "alert" in channels_from_settings(settings)
+        assert len(delivery.tick(now=now).sent) == 1
+        [request] = receiver.receiver.requests
+        payload = Webhook(SECRET).verify(request.body, request.headers)
+        assert payload["type"] == "message.alert"
+        assert f"Feedback {late.id} is overdue" in payload["data"]["subject"]
+        assert fresh.id != late.id
+        # Staff alerts do not count against the customer's cap, and an opt-out does not cancel them.
+        with db.unit_of_work() as uow:
+            kinds = uow.execute(sa.select(tables.messages.c.kind, tables.messages.c.customer_id)).all()
+        assert [(k.kind, k.customer_id) for k in kinds] == [("alert", "C-7")]
+    finally:
+        receiver.stop()

@@ -1,16 +1,20 @@
 """The background work of a process: every few seconds, fire the detection deadlines that fell due (and pick
-up changed rules), take the new incidents into cases, and deliver the messages that are due. `amends serve`
+up changed rules), take the new incidents into cases, alert staff of feedback past its due time, and deliver
+the messages that are due. `amends serve`
 runs it beside the API, `amends worker` alone."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 
 from amends.detect.service import Detection
 from amends.errors import AmendsError
+from amends.feedback.service import FeedbackDesk
 from amends.outreach.delivery import Delivery
 from amends.recover.service import Recovery
+from amends.store import Database
 
 __all__ = ["Background"]
 
@@ -25,10 +29,12 @@ class Background:
         *,
         seconds: float,
         delivery: Delivery | None = None,
+        feedback: tuple[FeedbackDesk, Database] | None = None,
     ) -> None:
         self.detection = detection
         self.recovery = recovery
         self.delivery = delivery
+        self.feedback = feedback
         self.seconds = seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -40,6 +46,13 @@ class Background:
                 log.info("sweep: %d incident(s) opened, %d resolved late", detected.opened, detected.resolved_late)
         if self.recovery is not None:
             self.recovery.tick()
+        if self.feedback is not None:
+            desk, db = self.feedback
+            with db.unit_of_work(writes=True) as uow:
+                raised = desk.raise_alerts(uow, now=datetime.now(UTC))
+                uow.commit()
+            if raised:
+                log.info("feedback: %d alert(s) of overdue feedback", raised)
         if self.delivery is not None:
             settled = self.delivery.tick()
             if settled.sent or settled.dead:

@@ -175,6 +175,14 @@ class Settings(BaseSettings):
         description="Signs every webhook request the Standard Webhooks way: whsec_ and base64, as the receiver "
         "gives it. Required with webhook_url; never logged.",
     )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="Where alerts for staff go (feedback past its due time), signed the Standard Webhooks way: "
+        "https, or http to loopback only. None: no alerts; the unanswered queue shows what is overdue.",
+    )
+    alert_webhook_secret: SecretStr | None = Field(
+        default=None, description="The Standard Webhooks secret (whsec_...) of alert_webhook_url; never logged."
+    )
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, le=600, description="How long to wait for the webhook receiver at each step."
     )
@@ -364,7 +372,7 @@ class Settings(BaseSettings):
             raise ValueError('expected an address like "Example Care <care@example.com>"')
         return value
 
-    @field_validator("webhook_url")
+    @field_validator("webhook_url", "alert_webhook_url")
     @classmethod
     def _https_unless_loopback(cls, value: str | None) -> str | None:
         if value is None:
@@ -377,16 +385,17 @@ class Settings(BaseSettings):
             raise ValueError(f"would send customers' messages in clear text to {parts.hostname}; use https")
         return value
 
-    @field_validator("webhook_secret")
+    @field_validator("webhook_secret", "alert_webhook_secret")
     @classmethod
     def _standard_webhooks_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         # The reasons never quote the secret: load_settings shows the input of other settings, not of secrets.
+        url = "alert_webhook_url" if info.field_name == "alert_webhook_secret" else "webhook_url"
         if value is None:
-            if info.data.get("webhook_url"):
-                raise ValueError("required when webhook_url is set")
+            if info.data.get(url):
+                raise ValueError(f"required when {url} is set")
             return None
-        if info.data.get("webhook_url") is None:
-            raise ValueError("given without webhook_url")
+        if info.data.get(url) is None:
+            raise ValueError(f"given without {url}")
         secret = value.get_secret_value()
         if not secret.startswith(_WEBHOOK_SECRET_PREFIX):
             raise ValueError("expected whsec_ followed by base64, the Standard Webhooks form the receiver gives")

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -31,7 +31,7 @@ from amends.feedback.records import (
 )
 from amends.feedback.routing import route_feedback
 from amends.feedback.sla import BusinessHours, ResponseSla
-from amends.outreach.outbox import ChannelName
+from amends.outreach.outbox import ChannelName, Draft, MessageKind, enqueue
 from amends.outreach.service import Outreach
 from amends.recover.actors import Actor
 from amends.recover.audit import audit
@@ -66,6 +66,7 @@ class FeedbackDesk:
     sla: ResponseSla
     editable_for: Any  # timedelta: how long a page answer may be changed
     company: str
+    alerts: bool = False  # an alert webhook is configured
 
     @classmethod
     def from_settings(cls, settings: Settings, *, triage: Triager, intake: Intake, outreach: Outreach) -> FeedbackDesk:
@@ -79,6 +80,7 @@ class FeedbackDesk:
             sla=ResponseSla.parse(settings.response_sla, hours),
             editable_for=settings.feedback_editable_for,
             company=settings.company_name,
+            alerts=settings.alert_webhook_url is not None,
         )
 
     # --- receiving ----------------------------------------------------------------------------------------
@@ -159,6 +161,50 @@ class FeedbackDesk:
             return update_feedback(uow, feedback_id, updated_at=now)
         return update_feedback(uow, feedback_id, responded_at=now, updated_at=now)
 
+    # --- alerting -----------------------------------------------------------------------------------------
+
+    def raise_alerts(self, uow: UnitOfWork, *, now: datetime, limit: int = 100) -> int:
+        """Alert staff, once each, of feedback past its due time and not answered: a signed webhook to
+        alert_webhook_url through the outbox. Without one, nothing is written (the queue shows what is
+        overdue). Returns how many alerts were written."""
+        if not self.alerts:
+            return 0
+        f = tables.feedback
+        m = tables.messages
+        key = sa.literal("feedback:") + sa.cast(f.c.id, sa.String) + sa.literal(":overdue")
+        rows = uow.execute(
+            sa.select(f)
+            .where(
+                f.c.responded_at.is_(None),
+                f.c.due_at.is_not(None),
+                f.c.due_at < now,
+                ~sa.exists().where(m.c.key == key),
+            )
+            .order_by(f.c.due_at, f.c.id)
+            .limit(limit)
+        ).all()
+        for row in rows:
+            late = now - row.due_at
+            enqueue(
+                uow,
+                Draft(
+                    key=f"feedback:{row.id}:overdue",
+                    channel=ChannelName.ALERT,
+                    kind=MessageKind.ALERT,
+                    recipient="staff",
+                    subject=f"Feedback {row.id} is overdue: due {row.due_at:%Y-%m-%d %H:%M} UTC",
+                    text=(
+                        f"Feedback {row.id} ({row.channel}, {row.sentiment}, urgency {row.urgency}) from "
+                        f"{row.customer_id or row.author or 'someone we cannot name'} has waited "
+                        f"{_hours(late)} past its due time for an answer.\n\n{row.text[:500]}"
+                    ),
+                    customer_id=row.customer_id or "-",
+                    case_id=row.case_id,
+                ),
+                now=now,
+            )
+        return len(rows)
+
     # --- correcting ---------------------------------------------------------------------------------------
 
     def correct(
@@ -235,6 +281,15 @@ class _RatingOnly:
     @property
     def model(self) -> str:
         return "rating"
+
+
+def _hours(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return (
+        f"{hours:.0f} hour{'s' if round(hours) != 1 else ''}"
+        if hours >= 1
+        else f"{span.total_seconds() / 60:.0f} minutes"
+    )
 
 
 def _reasons(labels: Labels) -> Mapping[str, Any]:

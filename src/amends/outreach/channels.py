@@ -242,8 +242,9 @@ class FileChannel:
 def channels_from_settings(settings: Settings) -> dict[str, Channel]:
     """The channels a worker sends through, by message channel: `file` always (to `outbox_file`, or stdout),
     `email` over SMTP when `smtp_host` is set, else, in development only, to the file channel too; `webhook`
-    when `webhook_url` is set. In production without an SMTP server there is no email channel, and email waits
-    in the outbox; without a webhook URL, webhook messages wait in the outbox in every environment."""
+    when `webhook_url` is set; `alert` (staff alerts) when `alert_webhook_url` is set. In production without an
+    SMTP server there is no email channel, and email waits in the outbox; without a webhook URL, webhook
+    messages wait in the outbox in every environment."""
     file = FileChannel(settings.outbox_file)
     channels: dict[str, Channel] = {"file": file}
     if settings.smtp_host is not None:
@@ -252,6 +253,9 @@ def channels_from_settings(settings: Settings) -> dict[str, Channel]:
         channels["email"] = file
     if settings.webhook_url is not None:
         channels["webhook"] = WebhookChannel.from_settings(settings)
+    alerts = WebhookChannel.for_alerts(settings)
+    if alerts is not None:
+        channels["alert"] = alerts
     return channels
 
 

@@ -32,7 +32,7 @@ __all__ = ["ContactPolicy", "OptOut", "QuietHours", "Timing", "opt_in", "opt_out
 
 _messages = tables.messages
 _opt_outs = tables.opt_outs
-_NOT_COUNTED = (MessageKind.REPLY.value,)
+_NOT_COUNTED = (MessageKind.REPLY.value, MessageKind.ALERT.value)  # answers, and alerts to staff
 _SOURCES = ("link", "staff", "api")
 
 
@@ -198,6 +198,7 @@ def opt_out(uow: UnitOfWork, customer_id: str, *, source: str, actor: Actor, now
         .where(
             m.c.customer_id == customer_id,
             m.c.status == MessageStatus.PENDING.value,
+            m.c.kind != MessageKind.ALERT.value,  # staff alerts about them still go to staff
             sa.or_(m.c.lease_until.is_(None), m.c.lease_until <= now),
         )
         .values(status=MessageStatus.CANCELLED.value, note="not sent: the customer opted out of our messages")

@@ -80,6 +80,7 @@ class ChannelName(StrEnum):
     WEBHOOK = "webhook"
     CARD = "card"  # a hand-written card: printed, written and posted by staff
     FILE = "file"  # one JSON line per message, for development
+    ALERT = "alert"  # to staff, not a customer: a signed webhook to alert_webhook_url
 
 
 class MessageKind(StrEnum):
@@ -88,6 +89,7 @@ class MessageKind(StrEnum):
     FOLLOW_UP = "follow_up"
     THANK_YOU = "thank_you"
     REPLY = "reply"  # an answer in the case thread to a customer who wrote
+    ALERT = "alert"  # for staff: feedback past its due time
     OTHER = "other"
 
 

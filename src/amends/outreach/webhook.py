@@ -78,6 +78,17 @@ class WebhookChannel:
             timeout_seconds=settings.webhook_timeout_seconds,
         )
 
+    @classmethod
+    def for_alerts(cls, settings: Settings) -> WebhookChannel | None:
+        """The channel of staff alerts (alert_webhook_url), or None when none is set."""
+        if settings.alert_webhook_url is None or settings.alert_webhook_secret is None:
+            return None
+        return cls(
+            url=settings.alert_webhook_url,
+            secret=settings.alert_webhook_secret,
+            timeout_seconds=settings.webhook_timeout_seconds,
+        )
+
     def __repr__(self) -> str:
         return f"WebhookChannel({self.host})"
 
