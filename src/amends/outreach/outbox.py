@@ -88,6 +88,7 @@ class MessageKind(StrEnum):
     FOLLOW_UP = "follow_up"
     THANK_YOU = "thank_you"
     REPLY = "reply"  # an answer in the case thread to a customer who wrote
+    FEEDBACK_REQUEST = "feedback_request"  # the link to a feedback request's page (feedback/requests.py)
     OTHER = "other"
 
 
