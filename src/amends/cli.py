@@ -657,6 +657,49 @@ def staff_list() -> None:
     console.print(table)
 
 
+# --- amends surveys: honest questions (docs/feedback.md#honest-questions) -------------------------------
+
+surveys_app = typer.Typer(help="Feedback requests and pages: honest questions.", no_args_is_help=True)
+app.add_typer(surveys_app, name="surveys")
+
+
+@surveys_app.command("check")
+def surveys_check(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Template, page or survey files, or directories of them; default: the shipped message templates "
+            "and the feedback page's texts.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Find words that coach the score (asking for a 10, labelling low scores a failure, a rating chosen in
+    advance, leading questions), each with its line and why. Exit code 1 when there is any."""
+    from amends.feedback.questions import LANGUAGES, page_texts
+    from amends.feedback.surveys import check_files, check_text
+    from amends.outreach.packs import TEMPLATES_DIR
+
+    missing = [path for path in paths or [] if not path.exists()]
+    if missing:
+        raise InvalidInput("paths", f"no such file or directory: {missing[0]}")
+    findings = check_files(paths or [TEMPLATES_DIR])
+    if not paths:
+        for language in LANGUAGES:
+            for name, text in page_texts(language)[1].all_texts():
+                findings += check_text(text, where=f"feedback page ({language}) {name}")
+    for finding in findings:
+        line = "" if finding.line is None else f":{finding.line}"
+        err_console.print(
+            f"{finding.where}{line}: {finding.kind.value}: [bold]{finding.phrase}[/]: {finding.why}", soft_wrap=True
+        )
+    if findings:
+        err_console.print(f"[red]{len(findings)} place(s) coach the score.[/]")
+        raise typer.Exit(1)
+    checked = ", ".join(str(path) for path in paths) if paths else "the shipped templates and the feedback page"
+    console.print(f"No coaching found in {checked}.")
+
+
 # --- amends world: sample worlds (docs/world.md) --------------------------------------------------------
 
 world_app = typer.Typer(help="Sample worlds of a shop, an airline and a car service.", no_args_is_help=True)
