@@ -1,5 +1,6 @@
 """The background work of a process: every few seconds, fire the detection deadlines that fell due (and pick
-up changed rules), take the new incidents into cases, and deliver the messages that are due. `amends serve`
+up changed rules), take the new incidents into cases, ask for feedback about new interactions, and deliver
+the messages that are due. `amends serve`
 runs it beside the API, `amends worker` alone."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import threading
 
 from amends.detect.service import Detection
 from amends.errors import AmendsError
+from amends.feedback.asking import Asking
 from amends.outreach.delivery import Delivery
 from amends.recover.service import Recovery
 
@@ -25,10 +27,12 @@ class Background:
         *,
         seconds: float,
         delivery: Delivery | None = None,
+        asking: Asking | None = None,
     ) -> None:
         self.detection = detection
         self.recovery = recovery
         self.delivery = delivery
+        self.asking = asking
         self.seconds = seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -40,6 +44,8 @@ class Background:
                 log.info("sweep: %d incident(s) opened, %d resolved late", detected.opened, detected.resolved_late)
         if self.recovery is not None:
             self.recovery.tick()
+        if self.asking is not None:
+            self.asking.tick()
         if self.delivery is not None:
             settled = self.delivery.tick()
             if settled.sent or settled.dead:
@@ -47,7 +53,7 @@ class Background:
 
     def start(self) -> None:
         """Run `tick` every `seconds` on a daemon thread until `stop`."""
-        if self._thread is not None or (self.detection is None and self.recovery is None and self.delivery is None):
+        if self._thread is not None or not (self.detection or self.recovery or self.delivery or self.asking):
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self.run, args=(self._stop,), name="amends-background", daemon=True)

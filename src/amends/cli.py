@@ -137,10 +137,13 @@ def _serve(settings: Settings) -> None:
 @app.command()
 def worker() -> None:
     """Run the background work: fire the detection deadlines that fall due (picking up changed rules), take
-    new incidents into cases and deliver the messages that are due, every `detect_sweep_seconds`, until Ctrl-C
-    or SIGTERM. Needed when `amends serve` does not do it itself; several workers share the outbox."""
+    new incidents into cases, ask for feedback about new interactions (feedback_request_event_types) and deliver
+    the messages that are due, every `detect_sweep_seconds`, until Ctrl-C or SIGTERM. Needed when `amends serve`
+    does not do it itself; several workers share the outbox."""
     from amends.background import Background
+    from amends.feedback.asking import Asking
     from amends.outreach.delivery import Delivery
+    from amends.outreach.service import Outreach
 
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -149,6 +152,10 @@ def worker() -> None:
         detection = _detection(db, settings)
         recovery = _recovery(db, settings)
         delivery = Delivery.from_settings(db, settings) if settings.outbox_deliver else None
+        asking = None
+        if recovery is not None:  # its messages are outreach's, which needs the remedy policy
+            asking = Asking.from_settings(db, settings, Outreach.from_settings(settings, recovery.policy))
+        asking = asking if asking is not None and asking.enabled else None
         if detection is None and recovery is None and delivery is None:
             raise InvalidInput(
                 "detect_enabled", "detection, recovery and delivery are switched off: a worker has nothing to do"
@@ -162,7 +169,9 @@ def worker() -> None:
             f"{settings.detect_sweep_seconds:g} s by the {settings.detect_clock} clock. Ctrl-C stops it."
         )
         with contextlib.suppress(KeyboardInterrupt):
-            Background(detection, recovery, seconds=settings.detect_sweep_seconds, delivery=delivery).run(stop)
+            Background(
+                detection, recovery, seconds=settings.detect_sweep_seconds, delivery=delivery, asking=asking
+            ).run(stop)
         if detection is not None:
             detected = detection.detector.detected
             console.print(f"Stopped: {detected.opened:,} incident(s) opened, {detected.resolved_late:,} resolved late.")
