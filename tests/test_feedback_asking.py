@@ -120,7 +120,8 @@ def test_a_token_whose_request_id_names_another_interaction_opens_nothing(db: Da
             uow, s.asking.policy, interaction="invoice:2", customer_id="C-2", now=NOW, language="en"
         )
         uow.commit()
-    assert first.request is not None and second.request is not None
+    assert first.request is not None
+    assert second.request is not None
     links = s.outreach.links
     # Signed by this server, for the first request's id but the second's interaction: refused.
     forged = links.feedback_token(first.request.id, "invoice:2", first.request.expires_at)
@@ -320,7 +321,8 @@ def test_one_answer_per_request_changed_within_a_day_and_refused_after(db: Datab
     assert len(rows(db, tables.feedback)) == 1
     with db.unit_of_work() as uow:
         stored = page_answer(uow, get_request(uow, request.id))
-        assert stored is not None and stored.rating == 3
+        assert stored is not None
+        assert stored.rating == 3
         assert get_request(uow, request.id).answered_at == NOW
 
 
@@ -334,7 +336,8 @@ def test_an_ask_feedback_template_cannot_read_the_case_and_others_cannot_read_th
         "  - {id: g2, step: lessen_inconvenience, language: en, subject: s, text: t}\n"
         "  - {id: g3, step: manage_memory, language: en, subject: s, text: '{{ request.reference }}'}\n"
         "  - {id: g4, step: extend_experience, language: en, subject: s, text: t}\n"
-        "  - {id: g5, step: ask_feedback, language: en, subject: s, text: '{{ case.owner_name }} {{ links.feedback }}'}\n"
+        "  - {id: g5, step: ask_feedback, language: en, subject: s,\n"
+        "     text: '{{ case.owner_name }} {{ links.feedback }}'}\n"
     )
     with pytest.raises(TemplateSetError) as caught:
         parse_templates([(None, generic)])
