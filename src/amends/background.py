@@ -1,7 +1,7 @@
 """The background work of a process: every few seconds, fire the detection deadlines that fell due (and pick
-up changed rules), take the new incidents into cases, alert staff of feedback past its due time, and deliver
-the messages that are due. `amends serve`
-runs it beside the API, `amends worker` alone."""
+up changed rules), take the new incidents into cases, ask for feedback about new interactions, alert staff of
+feedback past its due time, and deliver the messages that are due. `amends serve` runs it beside the API,
+`amends worker` alone."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from amends.detect.service import Detection
 from amends.errors import AmendsError
 from amends.feedback.service import FeedbackDesk
+from amends.feedback.asking import Asking
 from amends.outreach.delivery import Delivery
 from amends.recover.service import Recovery
 from amends.store import Database
@@ -30,11 +31,13 @@ class Background:
         seconds: float,
         delivery: Delivery | None = None,
         feedback: tuple[FeedbackDesk, Database] | None = None,
+        asking: Asking | None = None,
     ) -> None:
         self.detection = detection
         self.recovery = recovery
         self.delivery = delivery
         self.feedback = feedback
+        self.asking = asking
         self.seconds = seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -46,6 +49,8 @@ class Background:
                 log.info("sweep: %d incident(s) opened, %d resolved late", detected.opened, detected.resolved_late)
         if self.recovery is not None:
             self.recovery.tick()
+        if self.asking is not None:
+            self.asking.tick()
         if self.feedback is not None:
             desk, db = self.feedback
             with db.unit_of_work(writes=True) as uow:
@@ -60,7 +65,9 @@ class Background:
 
     def start(self) -> None:
         """Run `tick` every `seconds` on a daemon thread until `stop`."""
-        if self._thread is not None or (self.detection is None and self.recovery is None and self.delivery is None):
+        if self._thread is not None or not (
+            self.detection or self.recovery or self.delivery or self.asking or self.feedback
+        ):
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self.run, args=(self._stop,), name="amends-background", daemon=True)

@@ -137,10 +137,13 @@ def _serve(settings: Settings) -> None:
 @app.command()
 def worker() -> None:
     """Run the background work: fire the detection deadlines that fall due (picking up changed rules), take
-    new incidents into cases and deliver the messages that are due, every `detect_sweep_seconds`, until Ctrl-C
-    or SIGTERM. Needed when `amends serve` does not do it itself; several workers share the outbox."""
+    new incidents into cases, ask for feedback about new interactions (feedback_request_event_types) and deliver
+    the messages that are due, every `detect_sweep_seconds`, until Ctrl-C or SIGTERM. Needed when `amends serve`
+    does not do it itself; several workers share the outbox."""
     from amends.background import Background
+    from amends.feedback.asking import Asking
     from amends.outreach.delivery import Delivery
+    from amends.outreach.service import Outreach
 
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -149,6 +152,10 @@ def worker() -> None:
         detection = _detection(db, settings)
         recovery = _recovery(db, settings)
         delivery = Delivery.from_settings(db, settings) if settings.outbox_deliver else None
+        asking = None
+        if recovery is not None:  # its messages are outreach's, which needs the remedy policy
+            asking = Asking.from_settings(db, settings, Outreach.from_settings(settings, recovery.policy))
+        asking = asking if asking is not None and asking.enabled else None
         if detection is None and recovery is None and delivery is None:
             raise InvalidInput(
                 "detect_enabled", "detection, recovery and delivery are switched off: a worker has nothing to do"
@@ -162,7 +169,9 @@ def worker() -> None:
             f"{settings.detect_sweep_seconds:g} s by the {settings.detect_clock} clock. Ctrl-C stops it."
         )
         with contextlib.suppress(KeyboardInterrupt):
-            Background(detection, recovery, seconds=settings.detect_sweep_seconds, delivery=delivery).run(stop)
+            Background(
+                detection, recovery, seconds=settings.detect_sweep_seconds, delivery=delivery, asking=asking
+            ).run(stop)
         if detection is not None:
             detected = detection.detector.detected
             console.print(f"Stopped: {detected.opened:,} incident(s) opened, {detected.resolved_late:,} resolved late.")
@@ -655,6 +664,49 @@ def staff_list() -> None:
     for member in members:
         table.add_row(member.id, member.name, member.role.value, member.team or "", "yes" if member.active else "no")
     console.print(table)
+
+
+# --- amends surveys: honest questions (docs/feedback.md#honest-questions) -------------------------------
+
+surveys_app = typer.Typer(help="Feedback requests and pages: honest questions.", no_args_is_help=True)
+app.add_typer(surveys_app, name="surveys")
+
+
+@surveys_app.command("check")
+def surveys_check(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Template, page or survey files, or directories of them; default: the shipped message templates "
+            "and the feedback page's texts.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Find words that coach the score (asking for a 10, labelling low scores a failure, a rating chosen in
+    advance, leading questions), each with its line and why. Exit code 1 when there is any."""
+    from amends.feedback.questions import LANGUAGES, page_texts
+    from amends.feedback.surveys import check_files, check_text
+    from amends.outreach.packs import TEMPLATES_DIR
+
+    missing = [path for path in paths or [] if not path.exists()]
+    if missing:
+        raise InvalidInput("paths", f"no such file or directory: {missing[0]}")
+    findings = check_files(paths or [TEMPLATES_DIR])
+    if not paths:
+        for language in LANGUAGES:
+            for name, text in page_texts(language)[1].all_texts():
+                findings += check_text(text, where=f"feedback page ({language}) {name}")
+    for finding in findings:
+        line = "" if finding.line is None else f":{finding.line}"
+        err_console.print(
+            f"{finding.where}{line}: {finding.kind.value}: [bold]{finding.phrase}[/]: {finding.why}", soft_wrap=True
+        )
+    if findings:
+        err_console.print(f"[red]{len(findings)} place(s) coach the score.[/]")
+        raise typer.Exit(1)
+    checked = ", ".join(str(path) for path in paths) if paths else "the shipped templates and the feedback page"
+    console.print(f"No coaching found in {checked}.")
 
 
 # --- amends world: sample worlds (docs/world.md) --------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import limits
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -261,13 +262,50 @@ class Settings(BaseSettings):
     feedback_editable_for: timedelta = Field(
         default=timedelta(days=1), description="How long a customer may change their answer on the feedback page."
     )
+    feedback_request_event_types: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Event types that each get a feedback request (comma-separated: order.delivered,"
+        "service.completed,flight.arrived); empty: none are asked about automatically.",
+    )
+    feedback_request_resolved_cases: bool = Field(
+        default=False,
+        description="Whether a resolved case gets a feedback request of its own (its follow-up already asks "
+        "'did we make it right?').",
+    )
+    feedback_scale: Literal["csat", "nps", "effort", "none"] = Field(
+        default="csat",
+        description="The optional rating on the feedback page: csat (1-5), nps (0-10), effort (1-5) or none.",
+    )
+    feedback_request_ttl: timedelta = Field(
+        default=timedelta(days=30), description="How long a feedback link works, e.g. '30d'."
+    )
+    feedback_sample_rate: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="The share of interactions asked about (chosen by a hash of each, "
+        "so the same interaction is always in or out).",
+    )
+    feedback_cap_per_month: int = Field(
+        default=2, ge=0, le=100, description="Feedback requests per customer in 30 days at most; 0: no cap."
+    )
+    feedback_page_rate_limit: str = Field(
+        default="20/minute",
+        description="Answers posted on feedback pages from one client address, e.g. "
+        "'20/minute' (the limits library's notation).",
+    )
+    feedback_token_rate_limit: str = Field(
+        default="5/minute", description="Answers posted on one feedback link, e.g. '5/minute'."
+    )
 
     @field_validator("assign_served_by", mode="before")
     @classmethod
     def _paths(cls, value: Any) -> Any:
         return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
-    @field_validator("detect_allowed_lateness", "contact_window", "feedback_editable_for", mode="before")
+    @field_validator(
+        "detect_allowed_lateness", "contact_window", "feedback_editable_for", "feedback_request_ttl", mode="before"
+    )
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value, zero=True) if isinstance(value, str) else value
@@ -278,7 +316,7 @@ class Settings(BaseSettings):
         parse_duration(value)
         return value.strip()
 
-    @field_validator("contact_window", "feedback_editable_for")
+    @field_validator("contact_window", "feedback_editable_for", "feedback_request_ttl")
     @classmethod
     def _positive_window(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
@@ -296,6 +334,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a time zone the tz database knows (e.g. Europe/Berlin)") from None
         return value
 
+    @field_validator("feedback_page_rate_limit", "feedback_token_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError(f"expected a rate like '20/minute' or '100 per hour', got {value!r}") from None
+        return value.strip()
+
     @field_validator("quiet_hours")
     @classmethod
     def _quiet_hours(cls, value: str | None) -> str | None:
@@ -304,7 +351,14 @@ class Settings(BaseSettings):
         parse_time_span(value)
         return value.strip()
 
-    @field_validator("rule_packs", "profile_event_types", "contact_event_types", "business_holidays", mode="before")
+    @field_validator(
+        "rule_packs",
+        "profile_event_types",
+        "contact_event_types",
+        "business_holidays",
+        "feedback_request_event_types",
+        mode="before",
+    )
     @classmethod
     def _packs(cls, value: Any) -> Any:
         # The environment gives one string: `shop,airline`.

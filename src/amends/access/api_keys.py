@@ -47,6 +47,8 @@ class Scope(StrEnum):
     FEEDBACK_READ = "feedback:read"  # the feedback inbox, the unanswered queue, the suggestions, the measures
     FEEDBACK_ANSWER = "feedback:answer"  # answer feedback, correct its triage, release or quarantine spam
     SUGGESTIONS_WRITE = "suggestions:write"  # move a suggestion along (planned, done, declined), merge two
+    # Create a feedback request and read its link and QR code (to print on an invoice); the link is a credential.
+    FEEDBACK_REQUESTS_WRITE = "feedback_requests:write"
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,7 @@ class MessageKind(StrEnum):
     THANK_YOU = "thank_you"
     REPLY = "reply"  # an answer in the case thread to a customer who wrote
     ALERT = "alert"  # for staff: feedback past its due time
+    FEEDBACK_REQUEST = "feedback_request"  # the link to a feedback request's page (feedback/requests.py)
     OTHER = "other"
 
 

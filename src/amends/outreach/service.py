@@ -32,6 +32,7 @@ from amends.outreach.links import Links
 from amends.outreach.outbox import ChannelName, Draft, Message, MessageKind, cancel_pending, enqueue
 from amends.outreach.profiles import CustomerProfile, customer_profile
 from amends.outreach.templates import (
+    ASK_FEEDBACK,
     CompanyContext,
     IncidentContext,
     MessageContext,
@@ -46,6 +47,7 @@ from amends.outreach.templates import (
     primary_language,
     render,
     shipped_templates,
+    with_shipped_asking,
 )
 from amends.recover import cases as work
 from amends.recover.actors import Actor
@@ -113,6 +115,7 @@ class Outreach:
     def from_settings(cls, settings: Settings, remedies: RemedyPolicy) -> Outreach:
         """Raises TemplateSetError or InvalidInput (a setting named) when what the settings name has problems."""
         templates = load_templates([settings.templates_dir]) if settings.templates_dir else shipped_templates()
+        templates = with_shipped_asking(templates)
         quiet = QuietHours.parse(settings.quiet_hours) if settings.quiet_hours else None
         policy = ContactPolicy(settings.contact_cap, settings.contact_window, quiet, settings.default_timezone)
         if settings.secret_key is not None or settings.environment == "production":
@@ -290,6 +293,69 @@ class Outreach:
         message, _new = enqueue(uow, draft, now=now)
         return message
 
+    def ask_for_feedback(
+        self,
+        uow: UnitOfWork,
+        customer_id: str,
+        *,
+        url: str,
+        reference: str | None,
+        expires_at: datetime,
+        language: str | None,
+        key: str,
+        now: datetime,
+        case_id: int | None = None,
+    ) -> Message | None:
+        """Send the link of a feedback request (the ask_feedback template in the customer's language), in the
+        caller's transaction. It is proactive: the cap and quiet hours apply, an opt-out withholds it. It goes
+        by email, else by text; None when the customer has neither (a link is no use on a hand-written card:
+        the request's link can still be printed, on an invoice, say). `key` makes a retry the same message."""
+        profile = customer_profile(uow, customer_id, event_types=self.profile_events)
+        chosen = next(
+            (c for c in (ChannelName.EMAIL, ChannelName.WEBHOOK) if _reachable(profile, c, self.sms_enabled)), None
+        )
+        preferred = _PROFILE_CHANNEL.get(profile.channel or "")
+        if preferred in (ChannelName.EMAIL, ChannelName.WEBHOOK) and _reachable(profile, preferred, self.sms_enabled):
+            chosen = preferred
+        if chosen is None:
+            return None
+        language = language or profile.language or self.default_language
+        context = MessageContext(
+            customer={"id": customer_id, "name": profile.name, "language": language, "timezone": profile.timezone},
+            company=self.company,
+            case=None,
+            incident=None,
+            remedy=None,
+            request={"reference": reference, "expires_at": expires_at},
+            links={"feedback": url, "unsubscribe": self.links.unsubscribe_url(customer_id)},
+            now=now,
+        )
+        template = self.templates.choose(step=ASK_FEEDBACK, rule_id=None, language=language, facts=context)
+        if template is None:
+            raise InvalidInput("template", f"no {ASK_FEEDBACK} template fits (the shipped ones stand in for none)")
+        rendered = render(template, context)
+        timing = self.policy.timing(uow, customer_id, channel=chosen, proactive=True, timezone=profile.timezone, at=now)
+        headers: dict[str, str] = {}
+        if chosen is ChannelName.EMAIL:
+            headers["List-Unsubscribe"] = f"<{self.links.unsubscribe_url(customer_id)}>"
+        draft = Draft(
+            key=key,
+            channel=chosen,
+            kind=MessageKind.FEEDBACK_REQUEST,
+            recipient=_recipient(profile, chosen),
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html if chosen is ChannelName.EMAIL else None,
+            headers=headers,
+            case_id=case_id,
+            customer_id=customer_id,
+            not_before=timing.not_before,
+            note=timing.note,
+            withheld=timing.withheld,
+        )
+        message, _new = enqueue(uow, draft, now=now)
+        return message
+
     def confirm_remedy(self, uow: UnitOfWork, entry: LedgerEntry, *, now: datetime) -> Message | None:
         """The confirmation of a remedy just granted or approved; None for a remedy with nothing to confirm
         (an apology only, a reversal)."""
@@ -448,6 +514,7 @@ class Outreach:
             case={"id": case.id, "opened_at": case.opened_at, "playbook": case.playbook, "owner_name": owner},
             incident=incident,
             remedy=None if remedy is None else self._remedy(remedy, primary_language(language)),
+            request=None,
             links={"feedback": None, "unsubscribe": self.links.unsubscribe_url(case.customer_id)},
             now=now,
         )

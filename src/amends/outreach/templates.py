@@ -45,6 +45,7 @@ from amends.yamldoc import (
 )
 
 __all__ = [
+    "ASK_FEEDBACK",
     "DEFAULT_LANGUAGE",
     "STEPS",
     "CaseContext",
@@ -55,6 +56,7 @@ __all__ = [
     "MessageContext",
     "RemedyContext",
     "Rendered",
+    "RequestContext",
     "Template",
     "TemplateRenderError",
     "TemplateSet",
@@ -71,18 +73,24 @@ __all__ = [
     "render",
     "shipped_templates",
     "unknown_rules",
+    "with_shipped_asking",
 ]
 
 DEFAULT_LANGUAGE = "en"
 
+# The message that carries a feedback request's link (feedback/requests.py). It is about an interaction (an
+# invoice, a finished service), not a case: its templates read `request`, and case, incident and remedy are None.
+ASK_FEEDBACK = "ask_feedback"
 # The steps that write to the customer. take_ownership is work inside the company: it sends nothing.
 STEPS: tuple[str, ...] = (
     StepKind.EMPATHISE.value,  # the apology
     StepKind.LESSEN_INCONVENIENCE.value,  # the remedy confirmation
     StepKind.MANAGE_MEMORY.value,  # the follow-up: did we make it right?
     StepKind.EXTEND_EXPERIENCE.value,  # the thank-you card or the invitation to return
+    ASK_FEEDBACK,  # the link to a feedback request's page
 )
 _REMEDY_STEP = StepKind.LESSEN_INCONVENIENCE.value
+_CASE_NAMES = ("case", "incident", "remedy")  # None in an ask_feedback message
 
 
 # --- the context a template is rendered with ------------------------------------------------------------
@@ -124,6 +132,11 @@ class RemedyContext(TypedDict):
     text: str  # the amount in words, in the customer's language: "6,000 miles", "€25.00"; "" without an amount
 
 
+class RequestContext(TypedDict):
+    reference: str | None  # what it asks about, in the company's words: "order O-00012345"; None if nothing
+    expires_at: datetime  # when the link stops working
+
+
 class LinksContext(TypedDict):
     feedback: str | None
     unsubscribe: str | None
@@ -131,13 +144,15 @@ class LinksContext(TypedDict):
 
 class MessageContext(TypedDict):
     """Everything a template can read. `incident` is None for a case no incident opened (a complaint);
-    `remedy` is None except for the remedy confirmation (step lessen_inconvenience)."""
+    `remedy` is None except for the remedy confirmation (step lessen_inconvenience); `request` is None except
+    for a feedback request's message (step ask_feedback), where case, incident and remedy are None."""
 
     customer: CustomerContext
     company: CompanyContext
-    case: CaseContext
+    case: CaseContext | None
     incident: IncidentContext | None
     remedy: RemedyContext | None
+    request: RequestContext | None
     links: LinksContext
     now: datetime  # when the message is written: `day` says "yesterday" relative to it
 
@@ -150,6 +165,7 @@ _CONTEXT: Mapping[str, frozenset[str] | None] = MappingProxyType(
         "case": frozenset(CaseContext.__annotations__),
         "incident": frozenset(IncidentContext.__annotations__),
         "remedy": frozenset(RemedyContext.__annotations__),
+        "request": frozenset(RequestContext.__annotations__),
         "links": frozenset(LinksContext.__annotations__),
         "now": None,
     }
@@ -642,6 +658,7 @@ def preview_context(language: str = "en") -> dict[str, Any]:
             "unit": "miles",
             "text": miles,
         },
+        "request": {"reference": "O-00012345", "expires_at": datetime(2025, 6, 3, 9, 30, tzinfo=UTC)},
         "links": {
             "feedback": "https://care.example.com/f/eyJjYXNlIjoxMDQyfQ",
             "unsubscribe": "https://care.example.com/u/eyJjdXN0b21lciI6IkMtMDAwMDI4In0",
@@ -659,6 +676,7 @@ def _sparse_context(language: str) -> dict[str, Any]:
     context["case"]["owner_name"] = None
     context["incident"] = None
     context["links"] = {"feedback": None, "unsubscribe": None}
+    context["request"] = {"reference": None, "expires_at": _PREVIEW_NOW}
     context["remedy"] = {"kind": "apology", "label": "Apology only", "amount": Decimal(0), "unit": None, "text": ""}
     return context
 
@@ -769,9 +787,17 @@ def unknown_rules(templates: TemplateSet, rules: RuleSet) -> list[FileProblem]:
     ]
 
 
+def with_shipped_asking(templates: TemplateSet) -> TemplateSet:
+    """The set, with the shipped ask_feedback templates for each language it has none of: a deployment's own
+    set written before feedback requests existed still has a message to carry their links."""
+    own = {(t.step, t.rule, t.language) for t in templates}
+    added = [t for t in shipped_templates() if t.step == ASK_FEEDBACK and (t.step, t.rule, t.language) not in own]
+    return TemplateSet((*templates.templates, *added)) if added else templates
+
+
 def _missing_generic(templates: Sequence[Template], slots: Mapping[_Slot, str]) -> list[FileProblem]:
     problems = []
-    for step in STEPS:
+    for step in (step for step in STEPS if step != ASK_FEEDBACK):  # the shipped ones stand in: with_shipped_asking
         generic = next((t for t in templates if (t.step, t.rule, t.language) == (step, None, DEFAULT_LANGUAGE)), None)
         if generic is None and (step, None, DEFAULT_LANGUAGE) not in slots:
             reason = (
@@ -863,7 +889,7 @@ def _check_requires(spec: _TemplateSpec, where: _Where, report: FileReport) -> l
             report.add(at, f"{text!r} is not a dotted path into the context, like incident.data.flight_no")
             continue
         path = _split(text)
-        reason = _path_problem(path)
+        reason = _path_problem(path) or _step_problem(path, spec.step, text)
         if reason is None and path[0] == "remedy" and spec.step != _REMEDY_STEP:
             reason = (
                 f"remedy is None for steps other than {_REMEDY_STEP} (the remedy confirmation), so a {spec.step} "
@@ -877,6 +903,19 @@ def _check_requires(spec: _TemplateSpec, where: _Where, report: FileReport) -> l
         if name not in spec.requires:
             report.add((*where, "samples", name), f"a sample for {name!r}, which is not under requires")
     return paths
+
+
+def _step_problem(path: tuple[str, ...], step: str, text: str) -> str | None:
+    """Why a template of `step` cannot read `path`: a feedback request's message has no case, and only it has
+    a request; None when it can."""
+    if step == ASK_FEEDBACK and path[0] in _CASE_NAMES:
+        return (
+            f"a feedback request is about an interaction, not a case: {path[0]} is None in an {ASK_FEEDBACK} "
+            f"template, so it cannot read {text}"
+        )
+    if step != ASK_FEEDBACK and path[0] == "request":
+        return f"request is None for steps other than {ASK_FEEDBACK}, so a {step} template cannot read {text}"
+    return None
 
 
 def _path_problem(path: tuple[str, ...]) -> str | None:
@@ -942,10 +981,10 @@ def _covered(path: tuple[str, ...], requires: Sequence[tuple[str, ...]], depth: 
 
 def _use_problem(path: tuple[str, ...], template: Template, requires: Sequence[tuple[str, ...]]) -> str | None:
     """Why reading `path` could fail on a real case; None when the context or `requires` promise it."""
-    reason = _path_problem(path)
+    text = ".".join(path)
+    reason = _path_problem(path) or _step_problem(path, template.step, text)
     if reason is not None or len(path) == 1:
         return reason
-    text = ".".join(path)
     if path[0] == "remedy" and template.step != _REMEDY_STEP:
         return (
             f"remedy is None for steps other than {_REMEDY_STEP} (the remedy confirmation), so a {template.step} "
@@ -1033,6 +1072,10 @@ def _check_renders(
             context["incident"]["rule_id"] = template.rule
         if template.step != _REMEDY_STEP:
             context["remedy"] = None
+        if template.step == ASK_FEEDBACK:
+            context["case"] = context["incident"] = None
+        else:
+            context["request"] = None
         if context["incident"] is None and any(path[0] == "incident" for path in requires):
             context["incident"] = preview_context(template.language)["incident"]
         for path in requires:

@@ -38,6 +38,7 @@ _WORK = frozenset(
         Scope.FEEDBACK_WRITE,
         Scope.FEEDBACK_READ,
         Scope.FEEDBACK_ANSWER,
+        Scope.FEEDBACK_REQUESTS_WRITE,  # a service advisor prints the link on the invoice they hand over
     }
 )
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {

@@ -39,6 +39,7 @@ __all__ = [
     "detect_state",
     "events",
     "feedback",
+    "feedback_cursors",
     "feedback_requests",
     "feedback_responses",
     "handoffs",
@@ -398,7 +399,7 @@ messages = Table(
     Column("case_id", BigInteger, nullable=True),
     Column("customer_id", String(200), nullable=False),
     Column("channel", String(20), nullable=False),  # email | webhook | card | file
-    Column("kind", String(20), nullable=False),  # apology | remedy | follow_up | thank_you | other
+    Column("kind", String(20), nullable=False),  # a MessageKind (outreach/outbox.py)
     Column("recipient", Text, nullable=False),  # an email address, a URL, a postal address
     Column("subject", Text, nullable=False),
     Column("text", Text, nullable=False),
@@ -500,6 +501,17 @@ feedback_requests = Table(
     Column("answered_at", UTCDateTime(), nullable=True),
     UniqueConstraint("interaction"),
     Index(None, "customer_id", "created_at"),
+)
+
+# Where asking for feedback is: `events`, the last event looked at (`position`: its seq); `cases`, the last
+# resolved case looked at (`at`: when it was resolved, `position`: its id).
+feedback_cursors = Table(
+    "feedback_cursors",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("at", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 # What a customer wrote: on the page of a request, through the API (an email, a review, a phone note), or as a

@@ -16,6 +16,7 @@ import amends
 from amends.background import Background
 from amends.config import Settings
 from amends.detect.service import Detection
+from amends.feedback.asking import Asking
 from amends.outreach.delivery import Delivery
 from amends.outreach.service import Outreach
 from amends.recover.service import Recovery
@@ -28,6 +29,7 @@ from amends.web.api import (
     customers,
     events,
     feedback,
+    feedback_requests,
     inbound,
     incidents,
     ledger,
@@ -36,6 +38,7 @@ from amends.web.api import (
 )
 from amends.web.errors import install_error_handlers
 from amends.web.health import router as health_router
+from amends.web.pages import feedback as feedback_page
 from amends.web.pages import unsubscribe
 
 __all__ = ["create_app"]
@@ -50,11 +53,13 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     detection = Detection.from_settings(database, settings) if settings.detect_enabled else None
     recovery = Recovery.from_settings(database, settings)
     outreach = Outreach.from_settings(settings, recovery.policy)
+    asking = Asking.from_settings(database, settings, outreach)
     background = Background(
         detection,
         recovery if settings.recover_enabled else None,
         seconds=settings.detect_sweep_seconds,
         delivery=Delivery.from_settings(database, settings) if settings.outbox_deliver else None,
+        asking=asking if asking.enabled else None,
     )
 
     @asynccontextmanager
@@ -79,15 +84,17 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.detection = detection
     app.state.recovery = recovery
     app.state.outreach = outreach
+    app.state.feedback_limits = feedback_page.PageLimits.from_settings(settings)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(events.router)
     app.include_router(customers.router)
     app.include_router(incidents.router)
-    for module in (cases, complaints, approvals, ledger, staff, messages, cards, inbound, feedback):
+    for module in (cases, complaints, approvals, ledger, staff, messages, cards, inbound, feedback, feedback_requests):
         app.include_router(module.router)
     app.include_router(feedback.suggestions_router)
     app.include_router(unsubscribe.router)
+    app.include_router(feedback_page.router)
     app.include_router(staff.audit_router)
 
     # Swagger UI's script and styles come from the swagger-ui-py package, so the docs work offline.
