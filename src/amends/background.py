@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 from amends.detect.service import Detection
 from amends.errors import AmendsError
-from amends.feedback.service import FeedbackDesk
 from amends.feedback.asking import Asking
+from amends.feedback.service import FeedbackDesk
 from amends.outreach.delivery import Delivery
 from amends.recover.service import Recovery
 from amends.store import Database
