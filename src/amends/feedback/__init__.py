@@ -1,0 +1,27 @@
+"""Feedback: what customers write, and its triage (spam, sentiment, topic, urgency) with the reasons for each
+label (DESIGN §4 Feedback). Triage is pure: text in, labels out; it reads no database and no clock.
+"""
+
+from amends.feedback.errors import FeedbackError, ModelError, TaxonomyError
+from amends.feedback.triage import (
+    Correction,
+    Reason,
+    Reasons,
+    Triage,
+    TriageResult,
+    load_triage,
+    train_from_corrections,
+)
+
+__all__ = [
+    "Correction",
+    "FeedbackError",
+    "ModelError",
+    "Reason",
+    "Reasons",
+    "TaxonomyError",
+    "Triage",
+    "TriageResult",
+    "load_triage",
+    "train_from_corrections",
+]
