@@ -43,7 +43,7 @@ __all__ = [
 
 SHIPPED_MODELS_DIR = Path(str(resources.files(__package__))) / "models"
 DEFAULT_MAX_CHARS = 5_000
-NEUTRAL_COMPOUND = 0.1  # |compound| below this: VADER found no opinion worth the name (its own cut is 0.05)
+NEUTRAL_COMPOUND = 0.35  # |compound| below this: at most a polite word ("please" alone gives 0.32), no opinion
 NEUTRAL_MARGIN = 0.6  # |2p - 1| below this, and no VADER opinion: neutral
 SPAM_THRESHOLD = 0.5
 VADER_FEATURES = ("vader_compound", "vader_pos", "vader_neg")

@@ -76,17 +76,19 @@ class Taxonomy:
         keyword found, plus the learned weights of the words present."""
         scores: dict[str, float] = {}
         matched: dict[str, list[str]] = {}
+        present = tuple(dict.fromkeys(words))
         for topic in self.topics:
             hits = sorted(set(topic.pattern.findall(normal_text)))
-            learned = self.learned.get(topic.name, {})
-            learned_hits = [w for w in dict.fromkeys(words) if w in learned]
-            score = float(len(hits)) + sum(learned[w] for w in learned_hits)
-            scores[topic.name] = round(score, 4)
-            matched[topic.name] = hits + [w for w in learned_hits if w not in hits]
-        best = max(self.topics, key=lambda t: scores[t.name], default=None)
-        if best is None or scores[best.name] <= 0:
+            scores[topic.name], matched[topic.name] = float(len(hits)), hits
+        for name, learned in self.learned.items():  # a learned topic may be one the file does not have
+            learned_hits = [w for w in present if w in learned]
+            scores[name] = scores.get(name, 0.0) + sum(learned[w] for w in learned_hits)
+            matched[name] = matched.get(name, []) + [w for w in learned_hits if w not in matched.get(name, [])]
+        scores = {name: round(score, 4) for name, score in scores.items()}
+        best = max(scores, key=lambda name: scores[name], default=None)  # the first in order wins a tie
+        if best is None or scores[best] <= 0:
             return TopicMatch(None, scores, ())
-        return TopicMatch(best.name, scores, tuple(matched[best.name]))
+        return TopicMatch(best, scores, tuple(matched[best]))
 
 
 def _pattern(keywords: list[str]) -> re.Pattern[str]:

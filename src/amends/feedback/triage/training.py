@@ -40,6 +40,7 @@ MODEL_VERSION = "1"
 SENTIMENT_C = 30.0  # chosen by 5-fold CV on the sentences among 1, 3, 10, 30, 100, 300 (docs/benchmarks.md)
 SPAM_C = 30.0
 _SPAM_SET_WEIGHT = 1000.0  # each spam data set weighs as much in total, its two classes equally within it
+_MIN_TOPIC_WORD_COUNT = 2
 CorrectionField = Literal["sentiment", "spam", "topic"]
 _SENTIMENT_LABELS = {"negative", "neutral", "positive"}
 _SPAM_LABELS = {"spam": "spam", "ham": "not_spam", "not_spam": "not_spam", "not spam": "not_spam"}
@@ -260,7 +261,8 @@ def _refit(model: LinearModel, texts: Sequence[str], labels: Sequence[int], dens
 
 def _topic_words(items: Sequence[Correction], base: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
     """Per topic, the content words of the texts staff put in it, weighed by how much more often they come with
-    it than with other topics (a word seen only with one topic twice weighs 2/3)."""
+    it than with other topics (a word seen only with one topic twice weighs 2/3). A word needs two corrections:
+    one text alone is remembered as such, its words are not generalised."""
     by_topic: dict[str, Counter[str]] = defaultdict(Counter)
     for item in items:
         words = {w for w in (strip_word(p) for p in normalise(item.text).split(" ")) if len(w) > 2}
@@ -272,6 +274,6 @@ def _topic_words(items: Sequence[Correction], base: Mapping[str, Mapping[str, fl
     for topic, counts in by_topic.items():
         for word, count in counts.items():
             weight = (count - 0.5 * (overall[word] - count)) / (1.0 + overall[word])
-            if weight > 0:
+            if count >= _MIN_TOPIC_WORD_COUNT and weight > 0:
                 learned.setdefault(topic, {})[word] = round(weight, 4)
     return learned
