@@ -48,7 +48,8 @@ def features(result: TriageResult, label: str) -> list[str]:
 
 def test_comment_spam_is_spam_and_says_which_words(fast: FastTriage) -> None:
     result = fast.triage_one("Check out my channel!!! http://youtube.com/user/bestvideos subscribe please")
-    assert result.spam and result.spam_score > 0.9
+    assert result.spam
+    assert result.spam_score > 0.9
     assert {"channel", "subscribe"} & set(features(result, "spam"))
     assert result.urgency == "low"
     assert result.model.startswith("fast ")
@@ -57,9 +58,11 @@ def test_comment_spam_is_spam_and_says_which_words(fast: FastTriage) -> None:
 def test_a_broken_parcel_nobody_answers_for_is_negative_about_delivery_and_urgent(fast: FastTriage) -> None:
     result = fast.triage_one("The parcel arrived broken and nobody answers")
     assert not result.spam
-    assert result.sentiment == "negative" and result.sentiment_score < -0.5
+    assert result.sentiment == "negative"
+    assert result.sentiment_score < -0.5
     assert "broken" in features(result, "sentiment")
-    assert result.topic == "delivery" and "parcel" in features(result, "topic")
+    assert result.topic == "delivery"
+    assert "parcel" in features(result, "topic")
     assert result.urgency == "high"
     assert "nobody answers" in features(result, "urgency")
 
@@ -67,7 +70,8 @@ def test_a_broken_parcel_nobody_answers_for_is_negative_about_delivery_and_urgen
 def test_praise_is_positive_and_names_its_words(fast: FastTriage) -> None:
     result = fast.triage_one("Lovely staff, quick delivery, thank you so much!")
     assert not result.spam
-    assert result.sentiment == "positive" and result.sentiment_score > 0.5
+    assert result.sentiment == "positive"
+    assert result.sentiment_score > 0.5
     assert "lovely" in features(result, "sentiment")
     assert result.urgency == "low"
 
@@ -94,14 +98,17 @@ def test_an_oversized_text_is_truncated_with_a_marker_not_refused() -> None:
     triage = load_triage("fast", max_chars=200)
     long = "The parcel arrived broken. " * 1000
     result, short = triage.triage_many([long, "fine"])
-    assert result.truncated and not short.truncated
+    assert result.truncated
+    assert not short.truncated
     assert result.sentiment == "negative"
     assert TRUNCATION_MARKER.strip() in "".join(features(result, "sentiment")) or result.truncated
 
 
 def test_an_empty_text_gets_labels_too(fast: FastTriage) -> None:
     result = fast.triage_one("")
-    assert result.sentiment == "neutral" and result.topic is None and not result.spam
+    assert result.sentiment == "neutral"
+    assert result.topic is None
+    assert not result.spam
 
 
 def test_a_batch_gives_what_one_at_a_time_gives(fast: FastTriage) -> None:
@@ -114,7 +121,8 @@ def test_a_taxonomy_that_is_not_yaml_names_the_file_and_line(tmp_path: Path) -> 
     path.write_text("topics:\n  delivery: [unclosed\n", encoding="utf-8")
     with pytest.raises(TaxonomyError) as caught:
         load_taxonomy(path)
-    assert str(path) in str(caught.value) and "not valid YAML" in str(caught.value)
+    assert str(path) in str(caught.value)
+    assert "not valid YAML" in str(caught.value)
 
 
 def test_a_taxonomy_topic_without_keywords_names_the_field(tmp_path: Path) -> None:
@@ -122,7 +130,8 @@ def test_a_taxonomy_topic_without_keywords_names_the_field(tmp_path: Path) -> No
     with pytest.raises(TaxonomyError) as caught:
         parse_taxonomy(text, tmp_path / "t.yaml")
     problem = caught.value.problems[0]
-    assert problem.field == "topics.billing.keywords" and problem.line == 5  # where billing's body starts
+    assert problem.field == "topics.billing.keywords"
+    assert problem.line == 5
 
 
 def test_a_custom_taxonomy_is_used_and_a_bad_setting_is_named(tmp_path: Path) -> None:
@@ -190,7 +199,8 @@ def test_amends_triage_train_writes_models_the_setting_loads(tmp_path: Path) -> 
         )
 
     before = amends("check", text)  # triage_model_dir names a directory not there yet: refused, named
-    assert before.returncode == 2 and "triage_model_dir" in before.stderr
+    assert before.returncode == 2
+    assert "triage_model_dir" in before.stderr
     del env["AMENDS_TRIAGE_MODEL_DIR"]
     before = amends("check", text)
     assert before.returncode == 0, before.stderr
@@ -201,7 +211,8 @@ def test_amends_triage_train_writes_models_the_setting_loads(tmp_path: Path) -> 
     env["AMENDS_TRIAGE_MODEL_DIR"] = str(tmp_path / "models")
     after = amends("check", text)
     assert after.returncode == 0, after.stderr
-    assert "negative" in after.stdout and "corrected by staff" in after.stdout
+    assert "negative" in after.stdout
+    assert "corrected by staff" in after.stdout
     corrections.write_text('{"text": "x", "field": "mood", "label": "bad"}\n', encoding="utf-8")
     refused = amends("train", str(corrections))
     assert refused.returncode == 2
@@ -227,5 +238,5 @@ def test_the_shipped_models_match_a_fresh_build_from_the_public_data(tmp_path: P
     for model in ("sentiment", "spam"):
         names = sorted(p.name for p in (SHIPPED_MODELS_DIR / model).iterdir())
         assert names == sorted(p.name for p in (tmp_path / model).iterdir())
-        match, mismatch, errors = filecmp.cmpfiles(SHIPPED_MODELS_DIR / model, tmp_path / model, names, shallow=False)
-        assert not mismatch and not errors, f"{model}: {mismatch + errors} differ; run amends triage build-models"
+        _match, mismatch, errors = filecmp.cmpfiles(SHIPPED_MODELS_DIR / model, tmp_path / model, names, shallow=False)
+        assert not mismatch + errors, f"{model}: {mismatch + errors} differ; run amends triage build-models"
