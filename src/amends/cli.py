@@ -62,6 +62,8 @@ remedies_app = typer.Typer(help="The remedy policy: kinds, authority limits, bud
 app.add_typer(remedies_app, name="remedies")
 staff_app = typer.Typer(help="Staff: the people who own cases and grant remedies.", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
+triage_app = typer.Typer(help="Triage of what customers write: spam, sentiment, topic, urgency.", no_args_is_help=True)
+app.add_typer(triage_app, name="triage")
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -498,6 +500,92 @@ def rules_check(
     console.print(table)
     if rules.disabled:
         console.print(f"Disabled: {', '.join(rule.common.id for rule in rules.disabled)}")
+
+
+# --- amends triage: feedback triage (docs/feedback.md#triage) ---
+
+
+@triage_app.command("check")
+def triage_check(
+    texts: Annotated[list[str], typer.Argument(help="Texts to triage, each in quotes.", show_default=False)],
+) -> None:
+    """Triage texts with the configured backend and show each label with the reasons that drove it."""
+    from amends.feedback import load_triage
+
+    settings = load_settings()
+    triage = load_triage(
+        settings.triage_backend,
+        model_dir=settings.triage_model_dir,
+        taxonomy_file=settings.triage_taxonomy_file,
+        max_chars=settings.triage_max_chars,
+    )
+    for text, result in zip(texts, triage.triage_many(texts), strict=True):
+        table = Table("label", "value", "why", title=text if len(text) <= 80 else text[:79] + "…", title_justify="left")
+        reasons = result.reasons
+        table.add_row("spam", f"{'yes' if result.spam else 'no'} ({result.spam_score:.2f})", _why(reasons.spam))
+        table.add_row("sentiment", f"{result.sentiment} ({result.sentiment_score:+.2f})", _why(reasons.sentiment))
+        table.add_row("topic", result.topic or "none", _why(reasons.topic))
+        table.add_row("urgency", result.urgency, _why(reasons.urgency))
+        console.print(table)
+        console.print(f"model: {result.model}{'; the text was truncated' if result.truncated else ''}\n")
+
+
+def _why(reasons: Sequence[object]) -> str:
+    return ", ".join(str(reason) for reason in reasons) or "—"
+
+
+@triage_app.command("train")
+def triage_train(
+    corrections: Annotated[
+        Path, typer.Argument(help='A JSONL file of staff corrections: {"text", "field", "label"} per line.')
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the models (default: the triage_model_dir setting).")
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option(help="Start from the shipped models, not from the ones already in the directory.")
+    ] = False,
+) -> None:
+    """Teach triage staff corrections: write models that the fast backend loads from triage_model_dir."""
+    from amends.feedback.triage import read_corrections, train_from_corrections
+    from amends.feedback.triage.fast import load_fast_models
+
+    settings = load_settings()
+    target = out or settings.triage_model_dir
+    if target is None:
+        raise InvalidInput("--out", "name a directory, or set triage_model_dir, for the trained models")
+    has_models = (target / "sentiment" / "model.json").is_file()
+    base = load_fast_models(target if has_models and not fresh else None)
+    items = list(read_corrections(corrections))
+    models = train_from_corrections(items, base)
+    models.save(target)
+    console.print(f"Trained on {len(items)} corrections ({models.corrections} in all); models in {target}.")
+    if out is not None and out != settings.triage_model_dir:
+        console.print(f'Set triage_model_dir = "{target}" (or AMENDS_TRIAGE_MODEL_DIR) for triage to use them.')
+
+
+@triage_app.command("build-models")
+def triage_build_models(
+    data: Annotated[Path, typer.Option(help="The public data folder (shared/data: sentences, SMS, YouTube).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write them (default: the package's models directory).")
+    ] = None,
+    embeddings: Annotated[
+        bool, typer.Option(help="Also build the embeddings backend's head (needs amends[embeddings]).")
+    ] = False,
+) -> None:
+    """Rebuild the shipped triage models from the public data, byte for byte (docs/feedback.md#models)."""
+    from amends.feedback.triage import build_models
+    from amends.feedback.triage.fast import SHIPPED_MODELS_DIR
+
+    target = out or SHIPPED_MODELS_DIR
+    build_models(data).save(target)
+    console.print(f"Built the fast models in {target}.")
+    if embeddings:
+        from amends.feedback.triage.embeddings import build_head
+
+        build_head(data).save(target / "embeddings" / "sentiment")
+        console.print(f"Built the embeddings head in {target / 'embeddings'}.")
 
 
 # --- amends playbooks / remedies / staff: recovery (docs/playbooks.md, docs/remedies.md, docs/recovery.md) ---

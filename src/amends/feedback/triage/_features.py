@@ -1,0 +1,146 @@
+"""Text to features: the normal form of a text, its pieces (words as whitespace splits them), and hashed word and
+character n-grams counted over a whole batch at once.
+
+The hashes are this module's own (CRC-32 for words, a polynomial hash over code points for character n-grams),
+so the same text gives the same feature indices on every machine and in every process. Changing them changes
+what every shipped model means: rebuild the models (`amends triage build-models`) after any change here.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["HASH_BITS", "TRUNCATION_MARKER", "Batch", "featurise", "normalise", "strip_word", "truncate"]
+
+HASH_BITS = 20  # 2**20 hashed features: collisions between the few hundred thousand n-grams seen stay rare
+_MASK = (1 << HASH_BITS) - 1
+_CHAR_NS = (2, 3, 4, 5)
+TRUNCATION_MARKER = " … [truncated]"
+
+_INVISIBLE = re.compile("[\u0000\u00ad\u200b-\u200f\u2028\u2029\u2060\ufeff]")
+_SPACE = re.compile(r"\s+")
+_PUNCTUATION = "".join(
+    chr(c) for c in range(0x2070) if unicodedata.category(chr(c)).startswith(("P", "S")) and chr(c) not in "$€£%"
+)
+# Polynomial hash of a character n-gram over code points, then a 64-bit finaliser (from MurmurHash3) so that the
+# top bits are well mixed. All arithmetic is on uint64 arrays, which wrap modulo 2**64 without a warning.
+_P = np.uint64(1_000_003)
+_SEEDS = {n: np.uint64(0x9E3779B97F4A7C15 * n % (1 << 64)) for n in _CHAR_NS}
+_M1 = np.uint64(0xFF51AFD7ED558CCD)
+_M2 = np.uint64(0xC4CEB9FE1A85EC53)
+_S33 = np.uint64(33)
+_TOP = np.uint64(64 - HASH_BITS)
+
+
+def truncate(text: str, max_chars: int) -> tuple[str, bool]:
+    """The text cut to `max_chars` characters with a marker at the end, and whether it was cut."""
+    if len(text) <= max_chars:
+        return text, False
+    return text[: max(0, max_chars - len(TRUNCATION_MARKER))].rstrip() + TRUNCATION_MARKER, True
+
+
+def normalise(text: str) -> str:
+    """The form every model reads: HTML entities decoded, NFKC, invisible characters dropped, lower case, single
+    spaces."""
+    text = html.unescape(text) if "&" in text else text
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    return _SPACE.sub(" ", text).strip().lower()
+
+
+def strip_word(piece: str) -> str:
+    """A piece without the punctuation around it ("broken!!!" -> "broken")."""
+    return piece.strip(_PUNCTUATION)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The n-grams of a batch of texts as occurrences: for each, the text (row), the piece it lies in, and its
+    hashed feature index. Pieces are numbered across the batch; `piece_start[r]` is the first piece of text r."""
+
+    texts: tuple[str, ...]  # normalised
+    pieces: tuple[str, ...]
+    piece_start: npt.NDArray[np.int64]  # len(texts) + 1 entries
+    rows: npt.NDArray[np.int64]
+    piece_of: npt.NDArray[np.int64]
+    features: npt.NDArray[np.int64]
+
+
+def featurise(texts: Sequence[str]) -> Batch:
+    """Hash the word unigrams and bigrams and the character 2- to 5-grams (within each piece, padded by a space
+    on either side, as scikit-learn's char_wb does) of already normalised texts."""
+    pieces: list[str] = []
+    piece_start = [0]
+    word_rows: list[int] = []
+    word_pieces: list[int] = []
+    word_features: list[int] = []
+    for row, text in enumerate(texts):
+        previous = ""
+        for piece in text.split(" ") if text else ():
+            number = len(pieces)
+            pieces.append(piece)
+            word = strip_word(piece)
+            if not word:
+                continue
+            encoded = word.encode()
+            word_rows.append(row)
+            word_pieces.append(number)
+            word_features.append(zlib.crc32(b"w\x01" + encoded) & _MASK)
+            if previous:
+                # A bigram belongs to its second word's piece; reasons show it as the pair.
+                word_rows.append(row)
+                word_pieces.append(number)
+                word_features.append(zlib.crc32(b"b\x01" + previous.encode() + b"\x01" + encoded) & _MASK)
+            previous = word
+        piece_start.append(len(pieces))
+    char_rows, char_pieces, char_features = _char_ngrams(pieces, piece_start)
+    return Batch(
+        texts=tuple(texts),
+        pieces=tuple(pieces),
+        piece_start=np.asarray(piece_start, dtype=np.int64),
+        rows=np.concatenate([np.asarray(word_rows, dtype=np.int64), char_rows]),
+        piece_of=np.concatenate([np.asarray(word_pieces, dtype=np.int64), char_pieces]),
+        features=np.concatenate([np.asarray(word_features, dtype=np.int64), char_features]),
+    )
+
+
+def _char_ngrams(
+    pieces: list[str], piece_start: list[int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    if not pieces:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    # Every piece as " piece " followed by a NUL (never in a normalised text), all in one array of code points.
+    joined = "".join(f" {piece} \x00" for piece in pieces)
+    points = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4").astype(np.uint64)
+    is_separator = points == 0
+    separators_before = np.concatenate([[0], np.cumsum(is_separator)])
+    piece_rows = np.repeat(np.arange(len(piece_start) - 1), np.diff(piece_start))
+    rows, piece_of, features = [], [], []
+    for n in _CHAR_NS:
+        count = len(points) - n + 1
+        if count <= 0:
+            continue
+        starts = np.arange(count)
+        inside = separators_before[starts + n] == separators_before[starts]
+        h = np.full(count, _SEEDS[n], dtype=np.uint64)
+        for j in range(n):
+            h = h * _P + points[j : j + count]
+        h ^= h >> _S33
+        h *= _M1
+        h ^= h >> _S33
+        h *= _M2
+        h ^= h >> _S33
+        index = (h >> _TOP).astype(np.int64)[inside]
+        piece = separators_before[starts[inside]]
+        rows.append(piece_rows[piece])
+        piece_of.append(piece)
+        features.append(index)
+    return (np.concatenate(rows), np.concatenate(piece_of), np.concatenate(features))

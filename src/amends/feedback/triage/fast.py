@@ -1,0 +1,226 @@
+"""The fast triage backend: VADER's lexicon plus linear models over hashed word and character n-grams, the topic
+taxonomy and the urgency rules. Offline: the lexicon ships in the vaderSentiment package and the models in
+amends (`models/`), or in a directory `amends triage train` wrote from staff corrections.
+
+Neutral (docs/feedback.md#neutral): the models know only positive and negative. A text is neutral when VADER
+finds no opinion in it (|compound| < NEUTRAL_COMPOUND) and the sentiment model leans neither way by much
+(|2p - 1| < NEUTRAL_MARGIN).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from amends.feedback.errors import ModelError
+from amends.feedback.triage._features import Batch, featurise, normalise, strip_word, truncate
+from amends.feedback.triage._linear import FloatArray, LinearModel
+from amends.feedback.triage.result import Reason, Reasons, Sentiment, TriageResult, topic_scores
+from amends.feedback.triage.topics import Taxonomy
+from amends.feedback.triage.urgency import decide_urgency
+
+if TYPE_CHECKING:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+__all__ = [
+    "DEFAULT_MAX_CHARS",
+    "NEUTRAL_COMPOUND",
+    "NEUTRAL_MARGIN",
+    "SHIPPED_MODELS_DIR",
+    "FastModels",
+    "FastTriage",
+    "lexicon_hits",
+    "load_fast_models",
+    "vader_features",
+]
+
+SHIPPED_MODELS_DIR = Path(str(resources.files(__package__))) / "models"
+DEFAULT_MAX_CHARS = 5_000
+NEUTRAL_COMPOUND = 0.35  # |compound| below this: at most a polite word ("please" alone gives 0.32), no opinion
+NEUTRAL_MARGIN = 0.6  # |2p - 1| below this, and no VADER opinion: neutral
+SPAM_THRESHOLD = 0.5
+VADER_FEATURES = ("vader_compound", "vader_pos", "vader_neg")
+_TOP_REASONS = 3
+_SHOWN_CHARS = 40
+
+
+@cache
+def _vader() -> SentimentIntensityAnalyzer:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()  # reads the lexicon files inside the package once
+
+
+def vader_features(texts: Sequence[str]) -> FloatArray:
+    """VADER's compound, positive and negative scores per text (the dense features of the sentiment model)."""
+    analyser = _vader()
+    rows = []
+    for text in texts:
+        scores = analyser.polarity_scores(text)
+        rows.append((scores["compound"], scores["pos"], scores["neg"]))
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(VADER_FEATURES))
+
+
+@dataclass(frozen=True, eq=False)
+class FastModels:
+    """The two models, and what staff corrections taught: exact texts with their labels, and topic words."""
+
+    sentiment: LinearModel
+    spam: LinearModel
+    remembered: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # field -> normal text -> label
+    topic_words: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    corrections: int = 0
+
+    @property
+    def version(self) -> str:
+        base = self.sentiment.version
+        return f"{base}+{self.corrections} corrections" if self.corrections else base
+
+    def save(self, directory: Path) -> None:
+        """Write the models (and the corrections' memory, if any) into `directory`."""
+        self.sentiment.save(directory / "sentiment")
+        self.spam.save(directory / "spam")
+        if self.corrections:
+            learned = {
+                "corrections": self.corrections,
+                "remembered": {k: dict(sorted(v.items())) for k, v in sorted(self.remembered.items())},
+                "topic_words": {k: dict(sorted(v.items())) for k, v in sorted(self.topic_words.items())},
+            }
+            text = json.dumps(learned, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+            (directory / "corrections.json").write_text(text, encoding="utf-8")
+
+
+def load_fast_models(directory: Path | None = None) -> FastModels:
+    """Read models from `directory` (one `amends triage train` wrote), else the shipped ones."""
+    chosen = directory or SHIPPED_MODELS_DIR
+    if not chosen.is_dir():
+        raise ModelError("triage_model_dir", f"no such directory: {chosen}")
+    learned_file = chosen / "corrections.json"
+    learned: dict[str, object] = {}
+    if learned_file.is_file():
+        try:
+            learned = json.loads(learned_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(str(learned_file), f"cannot be read: {exc}") from exc
+    return FastModels(
+        sentiment=LinearModel.load(chosen / "sentiment"),
+        spam=LinearModel.load(chosen / "spam"),
+        remembered=learned.get("remembered", {}),  # type: ignore[arg-type]
+        topic_words=learned.get("topic_words", {}),  # type: ignore[arg-type]
+        corrections=int(learned.get("corrections", 0)),  # type: ignore[call-overload]
+    )
+
+
+class FastTriage:
+    """Triage by lexicon and linear models; a batch is featurised and scored at once."""
+
+    def __init__(self, models: FastModels, taxonomy: Taxonomy, *, max_chars: int = DEFAULT_MAX_CHARS) -> None:
+        self.models = models
+        self.taxonomy = taxonomy.with_learned(models.topic_words) if models.topic_words else taxonomy
+        self.max_chars = max_chars
+
+    @property
+    def model(self) -> str:
+        return f"fast {self.models.version}"
+
+    def triage_one(self, text: str) -> TriageResult:
+        return self.triage_many([text])[0]
+
+    def triage_many(self, texts: Sequence[str]) -> list[TriageResult]:
+        cut = [truncate(text, self.max_chars) for text in texts]
+        originals = [text for text, _ in cut]
+        normal = [normalise(text) for text in originals]
+        batch = featurise(normal)
+        vader = vader_features(originals)
+        spam = self.models.spam.score(batch, np.zeros((len(normal), 0)))
+        sentiment = self.models.sentiment.score(batch, vader)
+        spam_p = 1.0 / (1.0 + np.exp(-spam.logits))
+        sentiment_p = 1.0 / (1.0 + np.exp(-sentiment.logits))
+        remembered = self.models.remembered
+        results = []
+        for row, text in enumerate(normal):
+            pieces = slice(int(batch.piece_start[row]), int(batch.piece_start[row + 1]))
+            words = tuple(w for w in (strip_word(p) for p in batch.pieces[pieces]) if w)
+            is_spam = bool(spam_p[row] >= SPAM_THRESHOLD)
+            spam_reasons = _top_pieces(batch, spam.piece_contributions, pieces, 1.0 if is_spam else -1.0)
+            if (label := remembered.get("spam", {}).get(text)) is not None:
+                is_spam = label == "spam"
+                spam_reasons = (Reason("the same text, corrected by staff", "correction", 0.0), *spam_reasons)
+            p = float(sentiment_p[row])
+            compound = float(vader[row, 0])
+            label_, sentiment_reasons = self._sentiment(batch, sentiment.piece_contributions, pieces, p, compound)
+            if (corrected := remembered.get("sentiment", {}).get(text)) in ("negative", "neutral", "positive"):
+                label_ = corrected  # type: ignore[assignment]
+                sentiment_reasons = (Reason("the same text, corrected by staff", "correction", 0.0),)
+            score = round(2.0 * p - 1.0, 4)
+            match = self.taxonomy.match(text, words)
+            topic, topic_reasons = match.topic, tuple(Reason(k, "keyword", 1.0) for k in match.matched)
+            if (corrected_topic := remembered.get("topic", {}).get(text)) is not None:
+                topic = corrected_topic
+                topic_reasons = (Reason("the same text, corrected by staff", "correction", 0.0),)
+            urgency = decide_urgency(text, is_spam=is_spam, sentiment=label_, sentiment_score=score)
+            urgency_reasons = (
+                Reason(urgency.rule, "rule", 1.0),
+                *(Reason(w, "keyword", 1.0) for w in urgency.words),
+            )
+            results.append(
+                TriageResult(
+                    spam=is_spam,
+                    spam_score=round(float(spam_p[row]), 4),
+                    sentiment=label_,
+                    sentiment_score=score,
+                    topic=topic,
+                    topic_scores=topic_scores(match.scores),
+                    urgency=urgency.urgency,
+                    reasons=Reasons(spam_reasons, sentiment_reasons, topic_reasons, urgency_reasons),
+                    model=self.model,
+                    truncated=cut[row][1],
+                )
+            )
+        return results
+
+    def _sentiment(
+        self, batch: Batch, contributions: FloatArray, pieces: slice, p: float, compound: float
+    ) -> tuple[Sentiment, tuple[Reason, ...]]:
+        hits = lexicon_hits(batch.pieces[pieces])
+        if abs(compound) < NEUTRAL_COMPOUND and abs(2.0 * p - 1.0) < NEUTRAL_MARGIN:
+            return "neutral", (Reason("no opinion words, and the model leans neither way", "rule", 0.0),)
+        label: Sentiment = "positive" if p >= 0.5 else "negative"
+        sign = 1.0 if label == "positive" else -1.0
+        model_reasons = _top_pieces(batch, contributions, pieces, sign)
+        lexicon = tuple(r for r in hits if r.weight * sign > 0)[:_TOP_REASONS]
+        return label, (*model_reasons, *lexicon)
+
+
+def _top_pieces(batch: Batch, contributions: FloatArray, pieces: slice, sign: float) -> tuple[Reason, ...]:
+    """The pieces of one text that pushed its score furthest in the direction of its label."""
+    values = contributions[pieces] * sign
+    order = np.argsort(-values, kind="stable")[: _TOP_REASONS * 2]
+    reasons: list[Reason] = []
+    seen: set[str] = set()
+    for index in order:
+        if values[index] <= 0 or len(reasons) == _TOP_REASONS:
+            break
+        word = strip_word(batch.pieces[pieces.start + int(index)]) or batch.pieces[pieces.start + int(index)]
+        shown = word if len(word) <= _SHOWN_CHARS else word[: _SHOWN_CHARS - 1] + "…"
+        if shown not in seen:
+            seen.add(shown)
+            reasons.append(Reason(shown, "model", round(float(values[index] * sign), 4)))
+    return tuple(reasons)
+
+
+def lexicon_hits(pieces: Sequence[str]) -> tuple[Reason, ...]:
+    lexicon = _vader().lexicon
+    hits = {}
+    for piece in pieces:
+        word = strip_word(piece)
+        if word in lexicon:
+            hits[word] = float(lexicon[word])
+    return tuple(Reason(w, "lexicon", v) for w, v in sorted(hits.items(), key=lambda item: -abs(item[1])))

@@ -1,0 +1,279 @@
+"""Training: the shipped models from the public data (`amends triage build-models`), and models that learn from
+staff corrections (`amends triage train`).
+
+The recipe is fixed here, so a build is reproducible: the same data and the same locked packages give the same
+files byte for byte (liblinear with a fixed seed; L-BFGS for corrections; both deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import minimize
+
+from amends.errors import InvalidInput
+from amends.feedback.errors import ModelError
+from amends.feedback.triage._features import HASH_BITS, featurise, normalise, strip_word
+from amends.feedback.triage._linear import FloatArray, LinearModel, fit_linear, vectorise
+from amends.feedback.triage.datasets import LabelledSet, checksums, read_sentences, read_sms, read_youtube
+from amends.feedback.triage.fast import VADER_FEATURES, FastModels, vader_features
+
+__all__ = [
+    "MODEL_VERSION",
+    "Correction",
+    "build_models",
+    "read_corrections",
+    "train_from_corrections",
+    "train_sentiment",
+    "train_spam",
+]
+
+MODEL_VERSION = "1"
+SENTIMENT_C = 30.0  # chosen by 5-fold CV on the sentences among 1, 3, 10, 30, 100, 300 (docs/benchmarks.md)
+SPAM_C = 30.0
+_SPAM_SET_WEIGHT = 1000.0  # each spam data set weighs as much in total, its two classes equally within it
+_MIN_TOPIC_WORD_COUNT = 2
+CorrectionField = Literal["sentiment", "spam", "topic"]
+_SENTIMENT_LABELS = {"negative", "neutral", "positive"}
+_SPAM_LABELS = {"spam": "spam", "ham": "not_spam", "not_spam": "not_spam", "not spam": "not_spam"}
+_STOPWORDS = frozenset(
+    {
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "we",
+        "were",
+        "with",
+        "you",
+        "your",
+        "not",
+        "no",
+        "very",
+        "just",
+        "they",
+        "them",
+        "there",
+        "their",
+        "been",
+        "had",
+        "did",
+        "do",
+        "does",
+        "can",
+        "could",
+        "would",
+        "will",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """What a staff member said a label should have been for a text."""
+
+    text: str
+    field: CorrectionField
+    label: str
+
+
+def train_sentiment(data: LabelledSet, *, about: dict[str, object] | None = None) -> LinearModel:
+    """The sentiment model's recipe: NB-weighted TF-IDF n-grams plus VADER's scores, logistic regression."""
+    batch = featurise([normalise(text) for text in data.texts])
+    dense = vader_features(data.texts)
+    return fit_linear(
+        "sentiment", MODEL_VERSION, batch, data.labels, dense, VADER_FEATURES,
+        c=SENTIMENT_C, nb_weighting=True, about=about,
+    )  # fmt: skip
+
+
+def train_spam(sets: Sequence[LabelledSet], *, about: dict[str, object] | None = None) -> LinearModel:
+    """The spam model's recipe: TF-IDF n-grams, logistic regression, every data set and class weighed evenly."""
+    texts: list[str] = []
+    labels: list[int] = []
+    weights: list[float] = []
+    for data in sets:
+        counts = Counter(data.labels)
+        for text, label in zip(data.texts, data.labels, strict=True):
+            texts.append(normalise(text))
+            labels.append(label)
+            weights.append(_SPAM_SET_WEIGHT / len(counts) / counts[label])
+    batch = featurise(texts)
+    return fit_linear(
+        "spam", MODEL_VERSION, batch, labels, np.zeros((len(texts), 0)), (), c=SPAM_C, sample_weight=weights,
+        about=about,
+    )  # fmt: skip
+
+
+def build_models(data: Path) -> FastModels:
+    """Train the shipped models from the public data in `data` (docs/feedback.md#models)."""
+    if not data.is_dir():
+        raise ModelError("data", f"no such directory: {data}")
+    sources = checksums(data)
+    about = {
+        "data": sources,
+        "licence": "trained on CC BY 4.0 data from the UCI Machine Learning Repository; see DATA-LICENSE.md",
+    }
+    sentiment = train_sentiment(read_sentences(data), about={**about, "recipe": f"C={SENTIMENT_C}, NB-weighted"})
+    spam = train_spam([read_sms(data), read_youtube(data)], about={**about, "recipe": f"C={SPAM_C}, balanced"})
+    return FastModels(sentiment=sentiment, spam=spam)
+
+
+def read_corrections(path: Path) -> Iterator[Correction]:
+    """Corrections from a JSONL file, one `{"text", "field", "label"}` per line; InvalidInput names the line."""
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(str(path), f"cannot be read: {exc}") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            raise InvalidInput(where, f"not JSON: {exc}") from exc
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
+            raise InvalidInput(where, 'expected {"text": "...", "field": "...", "label": "..."} with a text')
+        yield _correction(where, item["text"], item.get("field"), item.get("label"))
+
+
+def _correction(where: str, text: str, field: object, label: object) -> Correction:
+    if field not in ("sentiment", "spam", "topic"):
+        raise InvalidInput(f"{where}.field", f"expected sentiment, spam or topic, got {field!r}")
+    if not isinstance(label, str | bool) or (isinstance(label, str) and not label.strip()):
+        raise InvalidInput(f"{where}.label", f"expected a label, got {label!r}")
+    value = ("spam" if label else "not_spam") if isinstance(label, bool) else label.strip().lower()
+    if field == "sentiment" and value not in _SENTIMENT_LABELS:
+        raise InvalidInput(f"{where}.label", f"a sentiment is negative, neutral or positive, got {label!r}")
+    if field == "spam":
+        if value not in _SPAM_LABELS:
+            raise InvalidInput(f"{where}.label", f"spam is spam or not_spam (or true/false), got {label!r}")
+        value = _SPAM_LABELS[value]
+    if field == "topic" and not re.match(r"^[a-z0-9][a-z0-9_.-]*$", value):
+        raise InvalidInput(f"{where}.label", f"a topic name is lower-case letters and digits, got {label!r}")
+    return Correction(text, field, value)
+
+
+def train_from_corrections(corrections: Iterable[Correction], base: FastModels) -> FastModels:
+    """Models that take staff corrections on top of `base`: the linear models are refitted on the corrected texts
+    with the base weights as the prior (so what the base learned stays unless a correction argues against it),
+    topics learn the words of the texts corrected to them, and every corrected text keeps its staff label."""
+    items = list(corrections)
+    remembered: dict[str, dict[str, str]] = {k: dict(v) for k, v in base.remembered.items()}
+    for item in items:
+        remembered.setdefault(item.field, {})[normalise(item.text)] = item.label
+    sentiment_items = [c for c in items if c.field == "sentiment" and c.label != "neutral"]
+    spam_items = [c for c in items if c.field == "spam"]
+    sentiment = base.sentiment
+    if sentiment_items:
+        texts = [c.text for c in sentiment_items]
+        labels = [int(c.label == "positive") for c in sentiment_items]
+        sentiment = _refit(base.sentiment, texts, labels, vader_features(texts))
+    spam = base.spam
+    if spam_items:
+        texts = [c.text for c in spam_items]
+        spam = _refit(base.spam, texts, [int(c.label == "spam") for c in spam_items], np.zeros((len(texts), 0)))
+    return FastModels(
+        sentiment=sentiment,
+        spam=spam,
+        remembered=remembered,
+        topic_words=_topic_words([c for c in items if c.field == "topic"], base.topic_words),
+        corrections=base.corrections + len(items),
+    )
+
+
+def _refit(model: LinearModel, texts: Sequence[str], labels: Sequence[int], dense: FloatArray) -> LinearModel:
+    """Minimise the log-loss on the corrections plus (1/2C)·|w - w_base|², over the weights their n-grams touch.
+    N-grams the base never kept become columns with the largest idf the base has (the rarest)."""
+    c = SENTIMENT_C if model.name == "sentiment" else SPAM_C
+    batch = featurise([normalise(text) for text in texts])
+    columns = np.union1d(model.columns, np.unique(batch.features)).astype(np.int32)
+    old = np.searchsorted(columns, model.columns)
+    idf = np.full(len(columns), float(model.idf.max(initial=1.0)), dtype=np.float32)
+    idf[old] = model.idf
+    base_weights = np.zeros(len(columns))
+    base_weights[old] = model.weights
+    lookup = np.full(1 << HASH_BITS, -1, dtype=np.int32)
+    lookup[columns] = np.arange(len(columns), dtype=np.int32)
+    x = vectorise(batch, lookup, idf).matrix
+    active = np.unique(x.indices)
+    design = sparse.hstack([x[:, active], sparse.csr_matrix(dense), np.ones((len(texts), 1))], format="csr")
+    start = np.concatenate([base_weights[active], model.dense_weights.astype(np.float64), [model.intercept]])
+    y = np.asarray(labels, dtype=np.float64)
+
+    def loss(theta: FloatArray) -> tuple[float, FloatArray]:
+        z = design @ theta
+        p = 1.0 / (1.0 + np.exp(-z))
+        value = float(np.sum(np.logaddexp(0.0, z) - y * z)) + float(np.sum((theta - start) ** 2)) / (2.0 * c)
+        return value, np.asarray(design.T @ (p - y)) + (theta - start) / c
+
+    theta = minimize(loss, start, jac=True, method="L-BFGS-B").x
+    weights = base_weights.copy()
+    weights[active] = theta[: len(active)]
+    n_dense = len(model.dense_names)
+    return LinearModel(
+        name=model.name,
+        version=model.version,
+        columns=columns,
+        idf=idf,
+        weights=weights.astype(np.float32),
+        dense_names=model.dense_names,
+        dense_weights=theta[len(active) : len(active) + n_dense].astype(np.float32),
+        intercept=float(np.float32(theta[-1])),
+        about={**model.about, "corrections": int(model.about.get("corrections", 0)) + len(texts)},
+    )
+
+
+def _topic_words(items: Sequence[Correction], base: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Per topic, the content words of the texts staff put in it, weighed by how much more often they come with
+    it than with other topics (a word seen only with one topic twice weighs 2/3). A word needs two corrections:
+    one text alone is remembered as such, its words are not generalised."""
+    by_topic: dict[str, Counter[str]] = defaultdict(Counter)
+    for item in items:
+        words = {w for w in (strip_word(p) for p in normalise(item.text).split(" ")) if len(w) > 2}
+        by_topic[item.label].update(words - _STOPWORDS)
+    overall: Counter[str] = Counter()
+    for counts in by_topic.values():
+        overall.update(counts)
+    learned = {topic: dict(words) for topic, words in base.items()}
+    for topic, counts in by_topic.items():
+        for word, count in counts.items():
+            weight = (count - 0.5 * (overall[word] - count)) / (1.0 + overall[word])
+            if count >= _MIN_TOPIC_WORD_COUNT and weight > 0:
+                learned.setdefault(topic, {})[word] = round(weight, 4)
+    return learned

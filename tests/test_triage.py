@@ -1,0 +1,243 @@
+"""Triage as a user meets it: labels and reasons on clear texts, neutral texts, truncation, taxonomies, corrections
+through `amends triage train`, and the shipped models matching a fresh build from the public data."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from amends.config import load_settings
+from amends.errors import InvalidInput
+from amends.feedback import ModelError, TaxonomyError, TriageResult, load_triage
+from amends.feedback.triage import Correction, read_corrections, train_from_corrections
+from amends.feedback.triage._features import TRUNCATION_MARKER, truncate
+from amends.feedback.triage.fast import SHIPPED_MODELS_DIR, FastTriage, load_fast_models
+from amends.feedback.triage.topics import load_taxonomy, parse_taxonomy
+from tests.conftest import REQUIRE_SERVICES
+
+DATA = Path(os.environ.get("AMENDS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+NEUTRAL_TEXTS = [
+    "My order number is 12345.",
+    "I moved to a new address last week.",
+    "What time do you open on Saturday?",
+    "I ordered a blue jacket.",
+    "The package was delivered on Tuesday.",
+    "Can I change my booking to next week?",
+    "Please find my booking reference attached.",
+    "We will be travelling with two children.",
+]
+
+
+@pytest.fixture(scope="module")
+def fast() -> FastTriage:
+    triage = load_triage("fast")
+    assert isinstance(triage, FastTriage)
+    return triage
+
+
+def features(result: TriageResult, label: str) -> list[str]:
+    return [reason.feature for reason in getattr(result.reasons, label)]
+
+
+def test_comment_spam_is_spam_and_says_which_words(fast: FastTriage) -> None:
+    result = fast.triage_one("Check out my channel!!! http://youtube.com/user/bestvideos subscribe please")
+    assert result.spam
+    assert result.spam_score > 0.9
+    assert {"channel", "subscribe"} & set(features(result, "spam"))
+    assert result.urgency == "low"
+    assert result.model.startswith("fast ")
+
+
+def test_a_broken_parcel_nobody_answers_for_is_negative_about_delivery_and_urgent(fast: FastTriage) -> None:
+    result = fast.triage_one("The parcel arrived broken and nobody answers")
+    assert not result.spam
+    assert result.sentiment == "negative"
+    assert result.sentiment_score < -0.5
+    assert "broken" in features(result, "sentiment")
+    assert result.topic == "delivery"
+    assert "parcel" in features(result, "topic")
+    assert result.urgency == "high"
+    assert "nobody answers" in features(result, "urgency")
+
+
+def test_praise_is_positive_and_names_its_words(fast: FastTriage) -> None:
+    result = fast.triage_one("Lovely staff, quick delivery, thank you so much!")
+    assert not result.spam
+    assert result.sentiment == "positive"
+    assert result.sentiment_score > 0.5
+    assert "lovely" in features(result, "sentiment")
+    assert result.urgency == "low"
+
+
+@pytest.mark.parametrize("text", NEUTRAL_TEXTS)
+def test_a_text_without_opinion_is_neutral(fast: FastTriage, text: str) -> None:
+    result = fast.triage_one(text)
+    assert result.sentiment == "neutral", (result.sentiment_score, result.reasons.sentiment)
+
+
+def test_a_legal_threat_is_urgent(fast: FastTriage) -> None:
+    result = fast.triage_one("If my refund is not here by Friday my lawyer will take this to court.")
+    assert result.urgency == "high"
+    assert "legal threat" in features(result, "urgency")
+    assert result.topic == "billing"
+
+
+def test_german_and_spanish_keywords_find_their_topic(fast: FastTriage) -> None:
+    assert fast.triage_one("Die Rechnung ist falsch, bitte Erstattung").topic == "billing"
+    assert fast.triage_one("El paquete no llegó, ¿dónde está mi envío?").topic == "delivery"
+
+
+def test_an_oversized_text_is_truncated_with_a_marker_not_refused() -> None:
+    triage = load_triage("fast", max_chars=200)
+    long = "The parcel arrived broken. " * 1000
+    result, short = triage.triage_many([long, "fine"])
+    assert result.truncated
+    assert not short.truncated
+    assert result.sentiment == "negative"
+    assert truncate("x" * 300, 200)[0].endswith(TRUNCATION_MARKER)
+    assert len(truncate("x" * 300, 200)[0]) == 200
+
+
+def test_an_empty_text_gets_labels_too(fast: FastTriage) -> None:
+    result = fast.triage_one("")
+    assert result.sentiment == "neutral"
+    assert result.topic is None
+    assert not result.spam
+
+
+def test_a_batch_gives_what_one_at_a_time_gives(fast: FastTriage) -> None:
+    texts = ["The parcel arrived broken", "WINNER! Call 09061701461 to claim your prize", "Thanks a lot", ""]
+    assert fast.triage_many(texts) == [fast.triage_one(text) for text in texts]
+
+
+def test_a_taxonomy_that_is_not_yaml_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "topics.yaml"
+    path.write_text("topics:\n  delivery: [unclosed\n", encoding="utf-8")
+    with pytest.raises(TaxonomyError) as caught:
+        load_taxonomy(path)
+    assert str(path) in str(caught.value)
+    assert "not valid YAML" in str(caught.value)
+
+
+def test_a_taxonomy_topic_without_keywords_names_the_field(tmp_path: Path) -> None:
+    text = "topics:\n  delivery:\n    keywords: [parcel]\n  billing:\n    description: money\n"
+    with pytest.raises(TaxonomyError) as caught:
+        parse_taxonomy(text, tmp_path / "t.yaml")
+    problem = caught.value.problems[0]
+    assert problem.field == "topics.billing.keywords"
+    assert problem.line == 5
+
+
+def test_a_custom_taxonomy_is_used_and_a_bad_setting_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("topics:\n  parking:\n    keywords: [parking, car park*]\n", encoding="utf-8")
+    triage = load_triage("fast", taxonomy_file=path)
+    assert triage.triage_one("No parking spaces in the car park again").topic == "parking"
+    with pytest.raises(ModelError, match="triage_model_dir"):
+        load_triage("fast", model_dir=tmp_path / "missing")
+
+
+def test_embeddings_without_the_extra_is_refused_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("numpy")
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("the embeddings extra is installed here")
+    with pytest.raises(InvalidInput, match="TRIAGE_BACKEND"):
+        load_settings(triage_backend="embeddings")
+    with pytest.raises(ModelError, match="triage_backend"):
+        load_triage("embeddings")
+
+
+def test_corrections_change_labels_and_generalise_a_little() -> None:
+    base = load_fast_models()
+    triage = FastTriage(base, load_taxonomy())
+    text = "The courier left the box with the neighbours"
+    assert triage.triage_one(text).sentiment != "negative"
+    corrections = [
+        Correction(text, "sentiment", "negative"),
+        Correction("Call me back about the sofa", "topic", "furniture"),
+        Correction("My sofa cushions are the wrong shade", "topic", "furniture"),
+        Correction("URGENT! Your account has been credited, click here", "spam", "not_spam"),
+    ]
+    trained = FastTriage(train_from_corrections(corrections, base), load_taxonomy())
+    assert trained.triage_one(text).sentiment == "negative"
+    assert trained.triage_one(text).reasons.sentiment[0].source == "correction"
+    assert trained.triage_one("The new sofa looks wonderful").topic == "furniture"
+    assert not trained.triage_one("URGENT! Your account has been credited, click here").spam
+    assert "corrections" in trained.model
+
+
+def test_amends_triage_train_writes_models_the_setting_loads(tmp_path: Path) -> None:
+    corrections = tmp_path / "corrections.jsonl"
+    text = "The courier left the box with the neighbours"
+    lines = [
+        {"text": text, "field": "sentiment", "label": "negative"},
+        {"text": "Where is the sofa I bought?", "field": "topic", "label": "furniture"},
+    ]
+    corrections.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMENDS_")} | {
+        "AMENDS_TRIAGE_MODEL_DIR": str(tmp_path / "models"),
+        "COLUMNS": "200",
+    }
+
+    def amends(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "amends.cli", "triage", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    before = amends("check", text)  # triage_model_dir names a directory not there yet: refused, named
+    assert before.returncode == 2
+    assert "triage_model_dir" in before.stderr
+    del env["AMENDS_TRIAGE_MODEL_DIR"]
+    before = amends("check", text)
+    assert before.returncode == 0, before.stderr
+    assert "negative" not in before.stdout
+    trained = amends("train", str(corrections), "--out", str(tmp_path / "models"))
+    assert trained.returncode == 0, trained.stderr
+    assert "Trained on 2 corrections" in trained.stdout
+    env["AMENDS_TRIAGE_MODEL_DIR"] = str(tmp_path / "models")
+    after = amends("check", text)
+    assert after.returncode == 0, after.stderr
+    assert "negative" in after.stdout
+    assert "corrected by staff" in after.stdout
+    corrections.write_text('{"text": "x", "field": "mood", "label": "bad"}\n', encoding="utf-8")
+    refused = amends("train", str(corrections))
+    assert refused.returncode == 2
+    assert "corrections.jsonl:1.field" in refused.stderr
+
+
+def test_a_bad_correction_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "ok", "field": "spam", "label": "spam"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"c\.jsonl:2"):
+        list(read_corrections(path))
+
+
+def test_the_shipped_models_match_a_fresh_build_from_the_public_data(tmp_path: Path) -> None:
+    if not (DATA / "sms-spam" / "SMSSpamCollection").is_file():
+        reason = f"the public data is not at {DATA} (set AMENDS_SHARED_DATA)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{reason}; AMENDS_REQUIRE_SERVICES=1 forbids skipping")
+        pytest.skip(reason)
+    from amends.feedback.triage import build_models
+
+    build_models(DATA).save(tmp_path)
+    for model in ("sentiment", "spam"):
+        names = sorted(p.name for p in (SHIPPED_MODELS_DIR / model).iterdir())
+        assert names == sorted(p.name for p in (tmp_path / model).iterdir())
+        _match, mismatch, errors = filecmp.cmpfiles(SHIPPED_MODELS_DIR / model, tmp_path / model, names, shallow=False)
+        assert not mismatch + errors, f"{model}: {mismatch + errors} differ; run amends triage build-models"
