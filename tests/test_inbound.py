@@ -202,10 +202,17 @@ def test_a_reply_to_the_apology_lands_on_the_case_thread_without_the_quote_once(
     assert "wrote:" in stored["full_text"]  # the whole text is kept beside the reply
     assert stored["email_message_id"] in (str(reply["Message-ID"]), None)
 
+    # The reply is feedback too: triaged, and due for an answer like everything customers write.
+    feedback = world.client.get(f"/v1/feedback/{receipt['feedback_id']}", headers=world.as_("boss")).json()
+    assert (feedback["channel"], feedback["customer_id"], feedback["text"]) == ("reply", "C-1", REPLY)
+    assert feedback["due_at"] is not None
+    assert feedback["triage"]["model"].startswith("fast")
+
     again = post(world, provider, **as_posted(provider, reply))  # a provider's retry
     assert again.status_code == 200
     assert again.json()["duplicate"] is True
     assert again.json()["id"] == receipt["id"]
+    assert again.json()["feedback_id"] == receipt["feedback_id"]  # one feedback, as one reply
     detail = world.detail(case_id)
     assert len(detail["replies"]) == 1
     assert len([c for c in detail["contacts"] if c["direction"] == "inbound"]) == 1

@@ -144,6 +144,7 @@ def worker() -> None:
     does not do it itself; several workers share the outbox."""
     from amends.background import Background
     from amends.feedback.asking import Asking
+    from amends.feedback.service import FeedbackDesk
     from amends.outreach.delivery import Delivery
     from amends.outreach.service import Outreach
 
@@ -158,6 +159,10 @@ def worker() -> None:
         if recovery is not None:  # its messages are outreach's, which needs the remedy policy
             asking = Asking.from_settings(db, settings, Outreach.from_settings(settings, recovery.policy))
         asking = asking if asking is not None and asking.enabled else None
+        alerts = None
+        if recovery is not None and settings.alert_webhook_url is not None:
+            outreach = Outreach.from_settings(settings, recovery.policy)
+            alerts = (FeedbackDesk.from_settings(settings, intake=recovery.intake, outreach=outreach), db)
         if detection is None and recovery is None and delivery is None:
             raise InvalidInput(
                 "detect_enabled", "detection, recovery and delivery are switched off: a worker has nothing to do"
@@ -172,7 +177,12 @@ def worker() -> None:
         )
         with contextlib.suppress(KeyboardInterrupt):
             Background(
-                detection, recovery, seconds=settings.detect_sweep_seconds, delivery=delivery, asking=asking
+                detection,
+                recovery,
+                seconds=settings.detect_sweep_seconds,
+                delivery=delivery,
+                asking=asking,
+                feedback=alerts,
             ).run(stop)
         if detection is not None:
             detected = detection.detector.detected

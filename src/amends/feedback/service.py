@@ -31,6 +31,7 @@ from amends.feedback.records import (
 )
 from amends.feedback.routing import route_feedback
 from amends.feedback.sla import BusinessHours, ResponseSla
+from amends.feedback.triage import load_triage
 from amends.outreach.outbox import ChannelName, Draft, MessageKind, enqueue
 from amends.outreach.service import Outreach
 from amends.recover.actors import Actor
@@ -69,7 +70,19 @@ class FeedbackDesk:
     alerts: bool = False  # an alert webhook is configured
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, triage: Triager, intake: Intake, outreach: Outreach) -> FeedbackDesk:
+    def from_settings(
+        cls, settings: Settings, *, intake: Intake, outreach: Outreach, triage: Triager | None = None
+    ) -> FeedbackDesk:
+        """The desk the settings describe, with the triage backend they name unless one is given. Raises
+        ModelError or TaxonomyError (naming the setting) when the triage cannot be loaded, and InvalidInput for
+        bad business hours."""
+        if triage is None:
+            triage = load_triage(
+                settings.triage_backend,
+                model_dir=settings.triage_model_dir,
+                taxonomy_file=settings.triage_taxonomy_file,
+                max_chars=settings.triage_max_chars,
+            )
         hours = BusinessHours.parse(
             settings.business_hours, settings.business_timezone or settings.default_timezone, settings.business_holidays
         )

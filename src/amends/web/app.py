@@ -17,6 +17,7 @@ from amends.background import Background
 from amends.config import Settings
 from amends.detect.service import Detection
 from amends.feedback.asking import Asking
+from amends.feedback.service import FeedbackDesk
 from amends.outreach.delivery import Delivery
 from amends.outreach.service import Outreach
 from amends.recover.service import Recovery
@@ -46,20 +47,23 @@ __all__ = ["create_app"]
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the app. A database passed in stays the caller's to dispose of. Raises RuleSetError,
-    PlaybookSetError or PolicyError when the rules, playbooks or remedy policy the settings name have
-    problems, and TemplateSetError for the message templates (the server does not start on a half-loaded set)."""
+    PlaybookSetError or PolicyError when the rules, playbooks or remedy policy the settings name have problems,
+    ModelError or TaxonomyError for the feedback triage, and TemplateSetError for the message templates (the
+    server does not start on a half-loaded set)."""
     owned = db is None
     database = db if db is not None else Database.from_settings(settings)
     detection = Detection.from_settings(database, settings) if settings.detect_enabled else None
     recovery = Recovery.from_settings(database, settings)
     outreach = Outreach.from_settings(settings, recovery.policy)
     asking = Asking.from_settings(database, settings, outreach)
+    desk = FeedbackDesk.from_settings(settings, intake=recovery.intake, outreach=outreach)
     background = Background(
         detection,
         recovery if settings.recover_enabled else None,
         seconds=settings.detect_sweep_seconds,
         delivery=Delivery.from_settings(database, settings) if settings.outbox_deliver else None,
         asking=asking if asking.enabled else None,
+        feedback=(desk, database) if desk.alerts else None,
     )
 
     @asynccontextmanager
@@ -84,6 +88,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.detection = detection
     app.state.recovery = recovery
     app.state.outreach = outreach
+    app.state.feedback = desk
     app.state.feedback_limits = feedback_page.PageLimits.from_settings(settings)
     install_error_handlers(app)
     app.include_router(health_router)

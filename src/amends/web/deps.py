@@ -16,6 +16,7 @@ from amends.config import Settings
 from amends.detect.service import Detection
 from amends.errors import Forbidden, NotFound, TooLarge, Unauthorized
 from amends.events import LedgerWatcher
+from amends.feedback.service import FeedbackDesk
 from amends.outreach.service import Outreach
 from amends.recover.actors import Actor
 from amends.recover.service import Recovery
@@ -26,6 +27,7 @@ __all__ = [
     "DB",
     "Acting",
     "AppSettings",
+    "FeedbackState",
     "OutreachState",
     "RecoveryState",
     "Watcher",
@@ -134,6 +136,14 @@ def _outreach(request: Request) -> Outreach:
 
 
 OutreachState = Annotated[Outreach, Depends(_outreach)]
+
+
+def _feedback(request: Request) -> FeedbackDesk:
+    desk: FeedbackDesk = request.app.state.feedback
+    return desk
+
+
+FeedbackState = Annotated[FeedbackDesk, Depends(_feedback)]
 Acting = Annotated[Actor, Depends(require())]
 
 

@@ -13,7 +13,6 @@ from amends.access import Scope
 from amends.errors import InvalidInput
 from amends.feedback.measures import response_measures
 from amends.feedback.records import Feedback, FeedbackChannel, FeedbackIn, Route, Scale, get_feedback, list_feedback
-from amends.feedback.service import FeedbackDesk
 from amends.feedback.suggestions import (
     Suggestion,
     SuggestionStatus,
@@ -23,7 +22,7 @@ from amends.feedback.suggestions import (
 )
 from amends.recover.actors import Actor
 from amends.store import UnitOfWork, tables
-from amends.web.deps import DB, in_transaction, reading, require
+from amends.web.deps import DB, FeedbackState, in_transaction, reading, require
 from amends.web.errors import RECOVERY_ERRORS
 
 __all__ = ["router", "suggestions_router"]
@@ -37,12 +36,7 @@ _Mover = Annotated[Actor, Depends(require(Scope.SUGGESTIONS_WRITE))]
 _POSTED = (FeedbackChannel.EMAIL, FeedbackChannel.WEB_COMMENT, FeedbackChannel.REVIEW, FeedbackChannel.PHONE)
 
 
-def _desk(request: Request) -> FeedbackDesk:
-    desk: FeedbackDesk = request.app.state.feedback
-    return desk
-
-
-_Desk = Annotated[FeedbackDesk, Depends(_desk)]
+_Desk = FeedbackState
 
 
 class FeedbackPost(BaseModel):

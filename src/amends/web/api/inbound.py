@@ -12,11 +12,21 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from amends.access import Scope
+from amends.feedback.records import FeedbackChannel, FeedbackIn
 from amends.outreach.inbound import ACCEPTED_MEDIA, InboundProvider, parse_inbound
 from amends.outreach.replies import InboundReply, MatchedBy, get_reply, list_replies, record_reply
 from amends.recover.actors import Actor
 from amends.store import UnitOfWork
-from amends.web.deps import DB, AppSettings, OutreachState, in_transaction, read_body, reading, require
+from amends.web.deps import (
+    DB,
+    AppSettings,
+    FeedbackState,
+    OutreachState,
+    in_transaction,
+    read_body,
+    reading,
+    require,
+)
 from amends.web.errors import UnsupportedMediaType
 
 __all__ = ["CaseReplyOut", "router"]
@@ -78,6 +88,9 @@ class ReceiptOut(BaseModel):
     customer_id: str | None
     matched_by: MatchedBy | None
     case_status: str | None = Field(description="The case's status when it came.")
+    feedback_id: int | None = Field(
+        default=None, description="The reply as feedback: triaged, routed and due for an answer (null: no text)."
+    )
 
 
 _REQUEST_BODY: dict[str, Any] = {
@@ -118,6 +131,7 @@ async def post_email(
     db: DB,
     settings: AppSettings,
     outreach: OutreachState,
+    desk: FeedbackState,
     actor: _Poster,
 ) -> ReceiptOut:
     """Store a customer's email: matched to the message of ours it answers (In-Reply-To, then References), it
@@ -131,9 +145,26 @@ async def post_email(
     body = await read_body(request, settings.inbound_max_body_bytes)
     email = await run_in_threadpool(parse_inbound, provider, body, content_type)
     events = outreach.profile_events
-    reply, new = await in_transaction(
-        db, lambda uow: record_reply(uow, email, actor=actor, now=_now(), profile_events=events)
-    )
+
+    def run(uow: UnitOfWork) -> tuple[InboundReply, bool, int | None]:
+        now = _now()
+        reply, new = record_reply(uow, email, actor=actor, now=now, profile_events=events)
+        # A reply is feedback too: triaged, routed, and due for an answer like everything customers write.
+        incoming = FeedbackIn(
+            dedup_key=f"reply:{reply.id}",
+            channel=FeedbackChannel.REPLY,
+            received_at=min(reply.received_at, now),
+            customer_id=reply.customer_id,
+            author=reply.from_address,
+            text=reply.text or reply.subject or None,
+        )
+        feedback_id = None
+        if incoming.text:
+            feedback, _ = desk.receive(uow, incoming, actor=actor, now=now)
+            feedback_id = feedback.id
+        return reply, new, feedback_id
+
+    reply, new, feedback_id = await in_transaction(db, run)
     return ReceiptOut(
         id=reply.id,
         duplicate=not new,
@@ -142,6 +173,7 @@ async def post_email(
         customer_id=reply.customer_id,
         matched_by=reply.matched_by,
         case_status=reply.case_status,
+        feedback_id=feedback_id,
     )
 
 
