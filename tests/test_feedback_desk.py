@@ -299,3 +299,32 @@ def test_feedback_past_its_due_time_alerts_staff_once_by_a_signed_webhook(db: Da
         assert [(k.kind, k.customer_id) for k in kinds] == [("alert", "C-7")]
     finally:
         receiver.stop()
+
+
+def test_with_the_shipped_triage_a_known_customer_is_quarantined_only_for_sure_spam(db: Database) -> None:
+    settings = settings_for(db, company_name="Example Shop", business_hours="Mon-Sun 00:00-23:59")
+    app = create_app(settings, db)
+    desk: FeedbackDesk = app.state.feedback  # the shipped fast triage
+    now = datetime.now(UTC)
+    order = "My order number is 12345."  # the SMS spam data taught the model that orders and numbers are spam
+    with db.unit_of_work(writes=True) as uow:
+        known, _ = desk.receive(
+            uow, FeedbackIn("mail|1", FeedbackChannel.EMAIL, now, "C-1", text=order), actor=SYSTEM, now=now
+        )
+        anonymous, _ = desk.receive(
+            uow, FeedbackIn("blog|1", FeedbackChannel.WEB_COMMENT, now, text=order), actor=SYSTEM, now=now
+        )
+        sure, _ = desk.receive(
+            uow,
+            FeedbackIn(
+                "mail|2", FeedbackChannel.EMAIL, now, "C-2", text="WIN a FREE iPhone!!! Click http://bit.ly/x now"
+            ),
+            actor=SYSTEM,
+            now=now,
+        )
+        uow.commit()
+    assert known.spam_score == anonymous.spam_score > 0.5
+    assert (known.spam, known.route.value) == (False, "none")
+    assert "known customer" in known.reasons["spam_rule"]
+    assert (anonymous.spam, anonymous.route.value) == (True, "spam")
+    assert (sure.spam, sure.route.value) == (True, "spam")

@@ -19,6 +19,7 @@ from amends.config import Settings
 from amends.errors import Conflict, InvalidInput
 from amends.feedback.records import (
     Feedback,
+    FeedbackChannel,
     FeedbackIn,
     Labels,
     Route,
@@ -102,8 +103,20 @@ class FeedbackDesk:
         """Store, triage and route feedback; (the feedback, whether it is new). The same `dedup_key` again
         returns the stored feedback and changes nothing."""
         incoming = checked(incoming, now)
-        labels = self.triage.triage_one(incoming.full_text) if incoming.full_text else _RatingOnly(incoming)
-        feedback, new = store_feedback(uow, incoming, labels, _reasons(labels), now=now)
+        labels: Labels = self.triage.triage_one(incoming.full_text) if incoming.full_text else _RatingOnly(incoming)
+        reasons = dict(_reasons(labels))
+        if labels.spam and _vouched_for(incoming) and labels.spam_score < _SURE_SPAM:
+            # A customer we know, or one answering the link we sent them, is rarely a spammer, and quarantining
+            # their words would leave them unanswered: only a text that is surely spam goes to quarantine.
+            spam_made_it_low = any(
+                isinstance(reason, Mapping) and reason.get("feature") == "spam" for reason in reasons.get("urgency", ())
+            )
+            labels = _Labels.of(labels, spam=False, urgency="normal" if spam_made_it_low else None)
+            reasons["spam_rule"] = (
+                f"a known customer or a feedback link: spam needs a score of {_SURE_SPAM:.2f} "
+                f"(this one {labels.spam_score:.2f})"
+            )
+        feedback, new = store_feedback(uow, incoming, labels, reasons, now=now)
         if not new:
             return feedback, False
         routed = route_feedback(uow, feedback, intake=self.intake, sla=self.sla, actor=actor, now=now)
@@ -259,6 +272,40 @@ class FeedbackDesk:
                 return update_feedback(uow, feedback_id, route=Route.SPAM.value, due_at=None, updated_at=now)
             return route_feedback(uow, corrected, intake=self.intake, sla=self.sla, actor=actor, now=now)
         return corrected
+
+
+_SURE_SPAM = 0.9
+_ANONYMOUS = (FeedbackChannel.WEB_COMMENT, FeedbackChannel.REVIEW)
+
+
+def _vouched_for(incoming: FeedbackIn) -> bool:
+    """Feedback from a customer we can name, not posted anonymously on the web, or answering our link."""
+    if incoming.request_id is not None:
+        return True
+    return incoming.customer_id is not None and incoming.channel not in _ANONYMOUS
+
+
+@dataclass(frozen=True, slots=True)
+class _Labels:
+    spam: bool
+    spam_score: float
+    sentiment: str
+    sentiment_score: float
+    topic: str | None
+    urgency: str
+    model: str
+
+    @classmethod
+    def of(cls, labels: Labels, *, spam: bool, urgency: str | None = None) -> _Labels:
+        return cls(
+            spam,
+            labels.spam_score,
+            labels.sentiment,
+            labels.sentiment_score,
+            labels.topic,
+            urgency or str(labels.urgency),
+            labels.model,
+        )
 
 
 @dataclass(frozen=True, slots=True)
