@@ -328,3 +328,25 @@ def test_with_the_shipped_triage_a_known_customer_is_quarantined_only_for_sure_s
     assert "known customer" in known.reasons["spam_rule"]
     assert (anonymous.spam, anonymous.route.value) == (True, "spam")
     assert (sure.spam, sure.route.value) == (True, "spam")
+
+
+def test_a_text_with_no_opinion_takes_its_sentiment_from_the_customers_rating(desk: Desk) -> None:
+    low = desk.post(
+        source="m", id="r-1", channel="email", customer="C-1", text="About my order.", rating=1, scale="csat"
+    )
+    assert (low["triage"]["sentiment"], low["route"]) == ("negative", "case")
+    assert "rating" in low["triage"]["reasons"]["sentiment_rule"]
+    high = desk.post(
+        source="m", id="r-2", channel="email", customer="C-2", text="About my order.", rating=10, scale="nps"
+    )
+    assert (high["triage"]["sentiment"], high["route"]) == ("positive", "praise")
+    middling = desk.post(
+        source="m", id="r-3", channel="email", customer="C-3", text="About my order.", rating=3, scale="csat"
+    )
+    assert middling["triage"]["sentiment"] == "neutral"
+    assert "sentiment_rule" not in middling["triage"]["reasons"]
+    # An opinion in the words stands, whatever the rating.
+    words = desk.post(
+        source="m", id="r-4", channel="email", customer="C-4", text="It came broken.", rating=5, scale="csat"
+    )
+    assert words["triage"]["sentiment"] == "negative"

@@ -38,6 +38,7 @@ __all__ = [
     "Scale",
     "checked",
     "get_feedback",
+    "is_high_rating",
     "is_low_rating",
     "list_feedback",
     "store_feedback",
@@ -188,6 +189,17 @@ def is_low_rating(rating: int | None, scale: Scale | None) -> bool:
     if scale is Scale.NPS:
         return rating <= 6
     return rating >= 4
+
+
+def is_high_rating(rating: int | None, scale: Scale | None) -> bool:
+    """A rating that says the customer was pleased: CSAT 4-5, NPS 9-10 (a promoter), effort 1-2."""
+    if rating is None or scale is None:
+        return False
+    if scale is Scale.CSAT:
+        return rating >= 4
+    if scale is Scale.NPS:
+        return rating >= 9
+    return rating <= 2
 
 
 def checked(incoming: FeedbackIn, now: datetime) -> FeedbackIn:

@@ -25,6 +25,7 @@ from amends.feedback.records import (
     Route,
     checked,
     get_feedback,
+    is_high_rating,
     is_low_rating,
     store_feedback,
     truncated,
@@ -116,6 +117,15 @@ class FeedbackDesk:
                 f"a known customer or a feedback link: spam needs a score of {_SURE_SPAM:.2f} "
                 f"(this one {labels.spam_score:.2f})"
             )
+        if labels.sentiment == "neutral" and incoming.rating is not None and incoming.scale is not None:
+            # Words with no opinion in them, and a rating that has one: the customer's own rating says it.
+            said = "negative" if is_low_rating(incoming.rating, incoming.scale) else None
+            said = "positive" if is_high_rating(incoming.rating, incoming.scale) else said
+            if said is not None:
+                labels = _Labels.of(labels, spam=labels.spam, sentiment=said)
+                reasons["sentiment_rule"] = (
+                    f"the text carries no clear opinion; the rating does ({incoming.rating} on {incoming.scale.value})"
+                )
         feedback, new = store_feedback(uow, incoming, labels, reasons, now=now)
         if not new:
             return feedback, False
@@ -296,11 +306,11 @@ class _Labels:
     model: str
 
     @classmethod
-    def of(cls, labels: Labels, *, spam: bool, urgency: str | None = None) -> _Labels:
+    def of(cls, labels: Labels, *, spam: bool, urgency: str | None = None, sentiment: str | None = None) -> _Labels:
         return cls(
             spam,
             labels.spam_score,
-            labels.sentiment,
+            sentiment or labels.sentiment,
             labels.sentiment_score,
             labels.topic,
             urgency or str(labels.urgency),
