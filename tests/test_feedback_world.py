@@ -102,6 +102,21 @@ def test_invoices_in_the_sample_world_get_links_and_answers_are_triaged_routed_a
         idea = inbox[suggesting.customer_id]
         assert idea["route"] == "suggestion"
 
+        # A customer who changes their answer within the day is heard again: now let down, they get a case.
+        third = requests[2]
+        path = call("GET", f"/v1/feedback-requests/{third.id}")["url"].removeprefix("http://testserver")
+        assert client.post(path, data={"liked": "Fine.", "rating": "3"}, follow_redirects=False).status_code == 303
+        first_answer = {f["customer_id"]: f for f in call("GET", "/v1/feedback")["feedback"]}[third.customer_id]
+        assert first_answer["route"] in ("none", "praise")
+        assert first_answer["case_id"] is None
+        edited = {"liked": "", "disliked": "The brakes squeak again; it was not fixed.", "rating": "1"}
+        assert client.post(path, data=edited, follow_redirects=False).status_code == 303
+        changed = call("GET", f"/v1/feedback/{first_answer['id']}")
+        assert changed["text"] == "The brakes squeak again; it was not fixed."
+        assert (changed["triage"]["sentiment"], changed["route"]) == ("negative", "case")
+        assert changed["case_id"] is not None
+        call("POST", f"/v1/feedback/{changed['id']}/responses", text="We will fix it today, free of charge.")
+
         # Every one is answered, or waits in the queue with its due time.
         queue = [f["id"] for f in call("GET", "/v1/feedback?unanswered=true")["feedback"]]
         assert sorted(queue) == sorted([complaint["id"], idea["id"]])

@@ -251,4 +251,5 @@ def answer_request(
         if new:
             mark_answered(uow, request, now=now)
             return feedback, True
-    return edit_page_answer(uow, request, liked=liked, disliked=disliked, rating=rating, now=now), False
+    edited = edit_page_answer(uow, request, liked=liked, disliked=disliked, rating=rating, now=now)
+    return desk.retriage(uow, edited, actor=actor, now=now), False

@@ -259,8 +259,7 @@ def edit_page_answer(
     now: datetime,
 ) -> Feedback:
     """Change the answer on a request's page while it may be changed (`editable_until`); NoLongerEditable after.
-    The texts and the rating change; the triage labels and the route stay as they were (triage again is the
-    desk's to wire)."""
+    The texts and the rating change; the desk then labels them again (`FeedbackDesk.retriage`)."""
     stored = page_answer(uow, request)
     if stored is None:
         raise NotFound(f"feedback request {request.id} has no answer to change")

@@ -104,6 +104,51 @@ class FeedbackDesk:
         """Store, triage and route feedback; (the feedback, whether it is new). The same `dedup_key` again
         returns the stored feedback and changes nothing."""
         incoming = checked(incoming, now)
+        labels, reasons = self._labels(incoming)
+        feedback, new = store_feedback(uow, incoming, labels, reasons, now=now)
+        if not new:
+            return feedback, False
+        routed = route_feedback(uow, feedback, intake=self.intake, sla=self.sla, actor=actor, now=now)
+        audit(uow, actor, "feedback.received", f"feedback:{routed.id}", at=now, route=routed.route.value)
+        return routed, True
+
+    def retriage(self, uow: UnitOfWork, feedback: Feedback, *, actor: Actor, now: datetime) -> Feedback:
+        """Label feedback whose words changed (the customer edited their answer on the page) and, if it now
+        says the customer was let down where it did not before, route it again: to a reactive case. A route
+        already taken (a case, a suggestion) stays; spam stays in quarantine until staff release it."""
+        incoming = FeedbackIn(
+            dedup_key=feedback.dedup_key,
+            channel=feedback.channel,
+            received_at=feedback.received_at,
+            customer_id=feedback.customer_id,
+            text=feedback.text or None,
+            rating=feedback.rating,
+            scale=feedback.scale,
+            request_id=feedback.request_id,
+        )
+        labels, reasons = self._labels(incoming)
+        relabelled = update_feedback(
+            uow,
+            feedback.id,
+            spam=labels.spam,
+            spam_score=float(labels.spam_score),
+            sentiment=labels.sentiment,
+            sentiment_score=float(labels.sentiment_score),
+            topic=labels.topic,
+            urgency=str(labels.urgency),
+            reasons=reasons,
+            model=labels.model,
+            updated_at=now,
+        )
+        if feedback.route in (Route.NONE, Route.PRAISE) and not relabelled.spam:
+            negative = relabelled.sentiment == "negative" or is_low_rating(relabelled.rating, relabelled.scale)
+            if negative:
+                return route_feedback(uow, relabelled, intake=self.intake, sla=self.sla, actor=actor, now=now)
+        return relabelled
+
+    def _labels(self, incoming: FeedbackIn) -> tuple[Labels, dict[str, Any]]:
+        """Triage's labels and reasons for the feedback, with the desk's two rules: a customer we know is
+        quarantined only for sure spam, and words with no opinion take the rating's."""
         labels: Labels = self.triage.triage_one(incoming.full_text) if incoming.full_text else _RatingOnly(incoming)
         reasons = dict(_reasons(labels))
         if labels.spam and _vouched_for(incoming) and labels.spam_score < _SURE_SPAM:
@@ -126,12 +171,7 @@ class FeedbackDesk:
                 reasons["sentiment_rule"] = (
                     f"the text carries no clear opinion; the rating does ({incoming.rating} on {incoming.scale.value})"
                 )
-        feedback, new = store_feedback(uow, incoming, labels, reasons, now=now)
-        if not new:
-            return feedback, False
-        routed = route_feedback(uow, feedback, intake=self.intake, sla=self.sla, actor=actor, now=now)
-        audit(uow, actor, "feedback.received", f"feedback:{routed.id}", at=now, route=routed.route.value)
-        return routed, True
+        return labels, reasons
 
     # --- answering ----------------------------------------------------------------------------------------
 
