@@ -33,6 +33,15 @@ NEUTRAL_TEXTS = [
     "Please find my booking reference attached.",
     "We will be travelling with two children.",
 ]
+# Complaints without an opinion word VADER knows: each must come out negative, never neutral.
+COMPLAINTS = [
+    "The car was not ready when you promised and nobody called me.",
+    "I waited two hours and nobody came.",
+    "The parcel never arrived.",
+    "You charged me twice.",
+    "My order did not arrive.",
+    "I am still waiting for my refund.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +85,19 @@ def test_praise_is_positive_and_names_its_words(fast: FastTriage) -> None:
     assert result.urgency == "low"
 
 
-@pytest.mark.parametrize("text", NEUTRAL_TEXTS)
-def test_a_text_without_opinion_is_neutral(fast: FastTriage, text: str) -> None:
+def test_texts_without_opinion_are_mostly_neutral_and_never_negative(fast: FastTriage) -> None:
+    # Never negative: a negative text opens a case. The rule trades these against opinionated sentences called
+    # neutral (docs/benchmarks.md#triage); seven of the eight is what it was set to keep.
+    results = fast.triage_many(NEUTRAL_TEXTS)
+    labels = {text: (r.sentiment, r.sentiment_score) for text, r in zip(NEUTRAL_TEXTS, results, strict=True)}
+    assert sum(r.sentiment == "neutral" for r in results) >= 7, labels
+    assert all(r.sentiment != "negative" for r in results), labels
+
+
+@pytest.mark.parametrize("text", COMPLAINTS)
+def test_a_complaint_without_opinion_words_is_negative(fast: FastTriage, text: str) -> None:
     result = fast.triage_one(text)
-    assert result.sentiment == "neutral", (result.sentiment_score, result.reasons.sentiment)
+    assert result.sentiment == "negative", (result.sentiment_score, result.reasons.sentiment)
 
 
 def test_a_legal_threat_is_urgent(fast: FastTriage) -> None:

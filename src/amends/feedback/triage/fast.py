@@ -3,8 +3,9 @@ taxonomy and the urgency rules. Offline: the lexicon ships in the vaderSentiment
 amends (`models/`), or in a directory `amends triage train` wrote from staff corrections.
 
 Neutral (docs/feedback.md#neutral): the models know only positive and negative. A text is neutral when VADER
-finds no opinion in it (|compound| < NEUTRAL_COMPOUND) and the sentiment model leans neither way by much
-(|2p - 1| < NEUTRAL_MARGIN).
+finds no opinion in it (|compound| < NEUTRAL_COMPOUND), the sentiment model leans neither way by much
+(|2p - 1| < NEUTRAL_MARGIN), and it has no complaint cue (a negation, or a word of waiting or repetition):
+"The parcel never arrived." has no opinion word, but it is a complaint, not a statement of fact.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ if TYPE_CHECKING:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 __all__ = [
+    "COMPLAINT_CUES",
     "DEFAULT_MAX_CHARS",
     "NEUTRAL_COMPOUND",
     "NEUTRAL_MARGIN",
     "SHIPPED_MODELS_DIR",
     "FastModels",
     "FastTriage",
+    "complaint_cue",
+    "is_neutral",
     "lexicon_hits",
     "load_fast_models",
     "vader_features",
@@ -44,7 +48,17 @@ __all__ = [
 SHIPPED_MODELS_DIR = Path(str(resources.files(__package__))) / "models"
 DEFAULT_MAX_CHARS = 5_000
 NEUTRAL_COMPOUND = 0.35  # |compound| below this: at most a polite word ("please" alone gives 0.32), no opinion
-NEUTRAL_MARGIN = 0.6  # |2p - 1| below this, and no VADER opinion: neutral
+NEUTRAL_MARGIN = 0.5  # |2p - 1| below this, no VADER opinion and no complaint cue: neutral
+# Fixed by hand, not tuned: VADER's negations (its NEGATE list, plus "no" and "nobody") and the words of a
+# customer kept waiting or let down again. Any word ending in "n't" counts as a negation too.
+COMPLAINT_CUES = frozenset(
+    {
+        "not", "no", "never", "nobody", "none", "nothing", "nowhere", "neither", "nor", "cannot", "without",
+        "aint", "arent", "cant", "couldnt", "didnt", "doesnt", "dont", "hadnt", "hasnt", "havent", "isnt",
+        "shouldnt", "wasnt", "werent", "wont", "wouldnt",
+        "still", "again", "twice", "waited", "waiting",
+    }
+)  # fmt: skip
 SPAM_THRESHOLD = 0.5
 VADER_FEATURES = ("vader_compound", "vader_pos", "vader_neg")
 _TOP_REASONS = 3
@@ -66,6 +80,19 @@ def vader_features(texts: Sequence[str]) -> FloatArray:
         scores = analyser.polarity_scores(text)
         rows.append((scores["compound"], scores["pos"], scores["neg"]))
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(VADER_FEATURES))
+
+
+def complaint_cue(words: Sequence[str]) -> str | None:
+    """The first complaint cue among a text's words (lower case, punctuation stripped), if any."""
+    for word in words:
+        if word in COMPLAINT_CUES or word.endswith(("n't", "n\u2019t")):
+            return word
+    return None
+
+
+def is_neutral(compound: float, p: float, cue: str | None) -> bool:
+    """The neutral rule: no VADER opinion, a model that leans neither way by much, and no complaint cue."""
+    return cue is None and abs(compound) < NEUTRAL_COMPOUND and abs(2.0 * p - 1.0) < NEUTRAL_MARGIN
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,13 +217,17 @@ class FastTriage:
         self, batch: Batch, contributions: FloatArray, pieces: slice, p: float, compound: float
     ) -> tuple[Sentiment, tuple[Reason, ...]]:
         hits = lexicon_hits(batch.pieces[pieces])
-        if abs(compound) < NEUTRAL_COMPOUND and abs(2.0 * p - 1.0) < NEUTRAL_MARGIN:
+        cue = complaint_cue([strip_word(piece) for piece in batch.pieces[pieces]])
+        if is_neutral(compound, p, cue):
             return "neutral", (Reason("no opinion words, and the model leans neither way", "rule", 0.0),)
         label: Sentiment = "positive" if p >= 0.5 else "negative"
         sign = 1.0 if label == "positive" else -1.0
         model_reasons = _top_pieces(batch, contributions, pieces, sign)
         lexicon = tuple(r for r in hits if r.weight * sign > 0)[:_TOP_REASONS]
-        return label, (*model_reasons, *lexicon)
+        rule: tuple[Reason, ...] = ()
+        if cue is not None and is_neutral(compound, p, None):
+            rule = (Reason(f"a complaint word ({cue}), so not neutral", "rule", 0.0),)
+        return label, (*model_reasons, *lexicon, *rule)
 
 
 def _top_pieces(batch: Batch, contributions: FloatArray, pieces: slice, sign: float) -> tuple[Reason, ...]:
