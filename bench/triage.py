@@ -14,9 +14,11 @@ other folds.
 
 Sentiment F1 is macro-F1 over positive and negative, from the sign of the score; the data has no neutral
 class, so the share of these opinionated sentences that triage calls neutral is printed beside it, and the F1
-counting each such call as wrong. Speed: the whole triage (spam, sentiment, topic, urgency, reasons) with the
-shipped models, on texts from all three sets: batched (`triage_many`, 1,000 a call) and one at a time
-(`triage_one`); the fast backend pinned to one core.
+counting each such call as wrong; the neutral rule before this one (|2p - 1| < 0.6, no complaint cues) is
+scored beside it, on the sentences and on the hand-written customer texts of tests/test_triage.py (eight
+without opinion, six complaints without an opinion word). Speed: the whole triage (spam, sentiment, topic,
+urgency, reasons) with the shipped models, on texts from all three sets: batched (`triage_many`, 1,000 a
+call) and one at a time (`triage_one`); the fast backend pinned to one core.
 
 Targets (issue 7): fast >= 0.88 sentiment, >= 0.97 spam F1 on both sets, >= 5,000 messages/s batched on one
 core; embeddings >= 0.91 sentiment.
@@ -49,12 +51,17 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion
 
 from amends.feedback.triage import load_triage
+from amends.feedback.triage._features import normalise, strip_word
 from amends.feedback.triage.datasets import LabelledSet, read_sentences, read_sms, read_youtube
-from amends.feedback.triage.fast import FastTriage, load_fast_models, vader_features
+from amends.feedback.triage.fast import NEUTRAL_COMPOUND, FastTriage, load_fast_models, vader_features
 from amends.feedback.triage.topics import load_taxonomy
 from amends.feedback.triage.training import train_sentiment, train_spam
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the hand-written texts live with their tests
+from tests.test_triage import COMPLAINTS, NEUTRAL_TEXTS
+
 SEED = 0
+OLD_NEUTRAL_MARGIN = 0.6  # the rule before: no VADER opinion and |2p - 1| < 0.6, no complaint cues
 FOLDS = 5
 TARGETS = {"fast sentiment": 0.88, "fast spam": 0.97, "fast batched": 5_000.0, "embeddings sentiment": 0.91}
 
@@ -129,12 +136,17 @@ def sentiment_rows(data: LabelledSet, backends: list[str]) -> list[Row]:
     taxonomy = load_taxonomy()
     sign = np.zeros(len(data.labels), dtype=int)
     three = np.zeros(len(data.labels), dtype=int)  # -1 neutral
+    scores = np.zeros(len(data.labels))
     for train, test in folds(data):
         fold = replace(shipped, sentiment=train_sentiment(take(data, train)))
         results = FastTriage(fold, taxonomy).triage_many([data.texts[i] for i in test])
+        scores[test] = [r.sentiment_score for r in results]
         sign[test] = [int(r.sentiment_score >= 0) for r in results]
         three[test] = [{"positive": 1, "negative": 0, "neutral": -1}[r.sentiment] for r in results]
     rows.append(score_three("fast", data, sign, three))
+    old = (np.abs(compound) < NEUTRAL_COMPOUND) & (np.abs(scores) < OLD_NEUTRAL_MARGIN)
+    rows.append(score_three("fast, neutral rule before", data, sign, np.where(old, -1, sign)))
+    rows += hand_written_rows(FastTriage(shipped, taxonomy))
     if "embeddings" in backends:
         from amends.feedback.triage.embeddings import HEAD_C, embed, fit_head
 
@@ -142,17 +154,37 @@ def sentiment_rows(data: LabelledSet, backends: list[str]) -> list[Row]:
         embedded = embed(data.texts)
         seconds = time.perf_counter() - started
         vader = vader_features(data.texts)
-        from amends.feedback.triage.fast import NEUTRAL_COMPOUND, NEUTRAL_MARGIN
+        from amends.feedback.triage.fast import complaint_cue, is_neutral
+
+        cues = [complaint_cue([strip_word(w) for w in normalise(t).split(" ")]) for t in data.texts]
 
         for train, test in folds(data):
             head = fit_head(embedded[train], vader[train], [data.labels[i] for i in train], c=HEAD_C, version="cv")
             p = 1 / (1 + np.exp(-head.logits(embedded[test], vader[test])))
             sign[test] = (p >= 0.5).astype(int)
-            neutral = (np.abs(vader[test, 0]) < NEUTRAL_COMPOUND) & (np.abs(2 * p - 1) < NEUTRAL_MARGIN)
+            neutral = np.asarray([is_neutral(vader[i, 0], q, cues[i]) for i, q in zip(test, p, strict=True)])
             three[test] = np.where(neutral, -1, sign[test])
         row = score_three("embeddings", data, sign, three)
         row.note = f"embedding alone: {len(data.texts) / seconds:,.0f} sentences/s"
         rows.append(row)
+    return rows
+
+
+def hand_written_rows(triage: FastTriage) -> list[Row]:
+    """The shipped models on the hand-written customer texts: the share called neutral, now and by the old rule."""
+    rows = []
+    for name, texts in (
+        (f"{len(NEUTRAL_TEXTS)} neutral texts", NEUTRAL_TEXTS),
+        (f"{len(COMPLAINTS)} complaints", COMPLAINTS),
+    ):
+        results = triage.triage_many(texts)
+        compound = vader_features(texts)[:, 0]
+        score = np.asarray([r.sentiment_score for r in results])
+        old = (np.abs(compound) < NEUTRAL_COMPOUND) & (np.abs(score) < OLD_NEUTRAL_MARGIN)
+        labels = [r.sentiment for r in results]
+        counts = ", ".join(f"{labels.count(k)} {k}" for k in ("negative", "neutral", "positive"))
+        rows.append(Row(name, "fast", neutral_share=labels.count("neutral") / len(texts), note=counts))
+        rows.append(Row(name, "fast, neutral rule before", neutral_share=float(np.mean(old))))
     return rows
 
 

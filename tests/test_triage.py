@@ -33,6 +33,15 @@ NEUTRAL_TEXTS = [
     "Please find my booking reference attached.",
     "We will be travelling with two children.",
 ]
+# Complaints without an opinion word VADER knows: each must come out negative, never neutral.
+COMPLAINTS = [
+    "The car was not ready when you promised and nobody called me.",
+    "I waited two hours and nobody came.",
+    "The parcel never arrived.",
+    "You charged me twice.",
+    "My order did not arrive.",
+    "I am still waiting for my refund.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +85,19 @@ def test_praise_is_positive_and_names_its_words(fast: FastTriage) -> None:
     assert result.urgency == "low"
 
 
-@pytest.mark.parametrize("text", NEUTRAL_TEXTS)
-def test_a_text_without_opinion_is_neutral(fast: FastTriage, text: str) -> None:
+def test_texts_without_opinion_are_mostly_neutral_and_never_negative(fast: FastTriage) -> None:
+    # Never negative: a negative text opens a case. The rule trades these against opinionated sentences called
+    # neutral (docs/benchmarks.md#triage); seven of the eight is what it was set to keep.
+    results = fast.triage_many(NEUTRAL_TEXTS)
+    labels = {text: (r.sentiment, r.sentiment_score) for text, r in zip(NEUTRAL_TEXTS, results, strict=True)}
+    assert sum(r.sentiment == "neutral" for r in results) >= 7, labels
+    assert all(r.sentiment != "negative" for r in results), labels
+
+
+@pytest.mark.parametrize("text", COMPLAINTS)
+def test_a_complaint_without_opinion_words_is_negative(fast: FastTriage, text: str) -> None:
     result = fast.triage_one(text)
-    assert result.sentiment == "neutral", (result.sentiment_score, result.reasons.sentiment)
+    assert result.sentiment == "negative", (result.sentiment_score, result.reasons.sentiment)
 
 
 def test_a_legal_threat_is_urgent(fast: FastTriage) -> None:
@@ -241,3 +259,37 @@ def test_the_shipped_models_match_a_fresh_build_from_the_public_data(tmp_path: P
         assert names == sorted(p.name for p in (tmp_path / model).iterdir())
         _match, mismatch, errors = filecmp.cmpfiles(SHIPPED_MODELS_DIR / model, tmp_path / model, names, shallow=False)
         assert not mismatch + errors, f"{model}: {mismatch + errors} differ; run amends triage build-models"
+
+
+def test_vader_features_are_exactly_what_vader_says() -> None:
+    # vader_features skips texts without a lexicon token or emoji; that must never change a score.
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from amends.feedback.triage.fast import vader_features
+
+    texts = [
+        "", "The parcel never arrived.", "not bad", "NOT GOOD!!!", ":)", "ok :-(", "I \u2764\ufe0f it", "\U0001f621",
+        "kind of nice", "no problem", "İstanbul was GREAT", "My order number is 12345.", "sort of okay, but late",
+        "Die Rechnung ist falsch", "...wow...", "Lovely staff, quick delivery, thank you so much!",
+    ]  # fmt: skip
+    analyser = SentimentIntensityAnalyzer()
+    expected = [[analyser.polarity_scores(t)[k] for k in ("compound", "pos", "neg")] for t in texts]
+    assert vader_features(texts).tolist() == expected
+
+
+# Plain customer sentences about orders, bookings and invoices. The spam model learned "order" and numbers from
+# SMS promotions; the first two still score >= 0.5 with the shipped models (docs/benchmarks.md#triage).
+CUSTOMER_SENTENCES = [
+    "My order number is 12345.",
+    "Please send the invoice for order 5521 to my office.",
+    "I booked a table for 4 at 7pm.",
+    "My booking reference is AB1234.",
+    "Invoice 2024-0042 is attached.",
+    "I ordered a blue jacket.",
+]
+
+
+@pytest.mark.xfail(strict=True, reason="known: 'order' and a number read as SMS promotion (0.51, 0.60)")
+def test_plain_customer_sentences_about_orders_are_not_spam(fast: FastTriage) -> None:
+    results = fast.triage_many(CUSTOMER_SENTENCES)
+    assert [r.spam_score for r in results if r.spam] == []

@@ -67,6 +67,7 @@ class Batch:
 
     texts: tuple[str, ...]  # normalised
     pieces: tuple[str, ...]
+    words: tuple[str, ...]  # each piece without the punctuation around it ("" when nothing is left)
     piece_start: npt.NDArray[np.int64]  # len(texts) + 1 entries
     rows: npt.NDArray[np.int64]
     piece_of: npt.NDArray[np.int64]
@@ -77,6 +78,7 @@ def featurise(texts: Sequence[str]) -> Batch:
     """Hash the word unigrams and bigrams and the character 2- to 5-grams (within each piece, padded by a space
     on either side, as scikit-learn's char_wb does) of already normalised texts."""
     pieces: list[str] = []
+    words: list[str] = []
     piece_start = [0]
     word_rows: list[int] = []
     word_pieces: list[int] = []
@@ -87,6 +89,7 @@ def featurise(texts: Sequence[str]) -> Batch:
             number = len(pieces)
             pieces.append(piece)
             word = strip_word(piece)
+            words.append(word)
             if not word:
                 continue
             encoded = word.encode()
@@ -104,6 +107,7 @@ def featurise(texts: Sequence[str]) -> Batch:
     return Batch(
         texts=tuple(texts),
         pieces=tuple(pieces),
+        words=tuple(words),
         piece_start=np.asarray(piece_start, dtype=np.int64),
         rows=np.concatenate([np.asarray(word_rows, dtype=np.int64), char_rows]),
         piece_of=np.concatenate([np.asarray(word_pieces, dtype=np.int64), char_pieces]),

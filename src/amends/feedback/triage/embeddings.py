@@ -20,11 +20,11 @@ from amends.feedback.errors import ModelError
 from amends.feedback.triage._features import normalise, strip_word, truncate
 from amends.feedback.triage._linear import FloatArray
 from amends.feedback.triage.fast import (
-    NEUTRAL_COMPOUND,
-    NEUTRAL_MARGIN,
     SHIPPED_MODELS_DIR,
     VADER_FEATURES,
     FastTriage,
+    complaint_cue,
+    is_neutral,
     lexicon_hits,
     vader_features,
 )
@@ -116,15 +116,15 @@ class EmbeddingsTriage:
         results = []
         for row, result in enumerate(base):
             prob, compound = float(p[row]), float(vader[row, 0])
+            words = [strip_word(piece) for piece in normalise(originals[row]).split(" ")]
             label: Sentiment = "positive" if prob >= 0.5 else "negative"
-            if abs(compound) < NEUTRAL_COMPOUND and abs(2 * prob - 1) < NEUTRAL_MARGIN:
+            if is_neutral(compound, prob, complaint_cue(words)):
                 label = "neutral"
             if result.reasons.sentiment and result.reasons.sentiment[0].source == "correction":
                 label = result.sentiment  # a staff correction of this very text stands
             sign = {"positive": 1.0, "negative": -1.0}.get(label, 0.0)
             from_embedding = float(embedded[row] @ self.head.weights[:d])
             from_vader = float(vader[row] @ self.head.weights[d:])
-            words = [strip_word(piece) for piece in normalise(originals[row]).split(" ")]
             reasons = (
                 Reason("sentence embedding", "embedding", round(from_embedding, 4)),
                 Reason("VADER scores", "lexicon", round(from_vader, 4)),

@@ -3,13 +3,15 @@ taxonomy and the urgency rules. Offline: the lexicon ships in the vaderSentiment
 amends (`models/`), or in a directory `amends triage train` wrote from staff corrections.
 
 Neutral (docs/feedback.md#neutral): the models know only positive and negative. A text is neutral when VADER
-finds no opinion in it (|compound| < NEUTRAL_COMPOUND) and the sentiment model leans neither way by much
-(|2p - 1| < NEUTRAL_MARGIN).
+finds no opinion in it (|compound| < NEUTRAL_COMPOUND), the sentiment model leans neither way by much
+(|2p - 1| < NEUTRAL_MARGIN), and it has no complaint cue (a negation, or a word of waiting or repetition):
+"The parcel never arrived." has no opinion word, but it is a complaint, not a statement of fact.
 """
 
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -30,12 +32,15 @@ if TYPE_CHECKING:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 __all__ = [
+    "COMPLAINT_CUES",
     "DEFAULT_MAX_CHARS",
     "NEUTRAL_COMPOUND",
     "NEUTRAL_MARGIN",
     "SHIPPED_MODELS_DIR",
     "FastModels",
     "FastTriage",
+    "complaint_cue",
+    "is_neutral",
     "lexicon_hits",
     "load_fast_models",
     "vader_features",
@@ -44,10 +49,21 @@ __all__ = [
 SHIPPED_MODELS_DIR = Path(str(resources.files(__package__))) / "models"
 DEFAULT_MAX_CHARS = 5_000
 NEUTRAL_COMPOUND = 0.35  # |compound| below this: at most a polite word ("please" alone gives 0.32), no opinion
-NEUTRAL_MARGIN = 0.6  # |2p - 1| below this, and no VADER opinion: neutral
+NEUTRAL_MARGIN = 0.5  # |2p - 1| below this, no VADER opinion and no complaint cue: neutral
+# Fixed by hand, not tuned: VADER's negations (its NEGATE list, plus "no" and "nobody") and the words of a
+# customer kept waiting or let down again. Any word ending in "n't" counts as a negation too.
+COMPLAINT_CUES = frozenset(
+    {
+        "not", "no", "never", "nobody", "none", "nothing", "nowhere", "neither", "nor", "cannot", "without",
+        "aint", "arent", "cant", "couldnt", "didnt", "doesnt", "dont", "hadnt", "hasnt", "havent", "isnt",
+        "shouldnt", "wasnt", "werent", "wont", "wouldnt",
+        "still", "again", "twice", "waited", "waiting",
+    }
+)  # fmt: skip
 SPAM_THRESHOLD = 0.5
 VADER_FEATURES = ("vader_compound", "vader_pos", "vader_neg")
 _TOP_REASONS = 3
+_ASCII_PUNCTUATION = string.punctuation  # what VADER strips from a token
 _SHOWN_CHARS = 40
 
 
@@ -59,13 +75,41 @@ def _vader() -> SentimentIntensityAnalyzer:
 
 
 def vader_features(texts: Sequence[str]) -> FloatArray:
-    """VADER's compound, positive and negative scores per text (the dense features of the sentiment model)."""
+    """VADER's compound, positive and negative scores per text (the dense features of the sentiment model).
+
+    Exactly what `polarity_scores` gives, faster: a text none of whose tokens is in the lexicon, with no emoji,
+    scores (0, 0, 0) whatever else it holds, so VADER runs only on the others (a third of customer text, about,
+    has no lexicon word at all)."""
     analyser = _vader()
-    rows = []
-    for text in texts:
-        scores = analyser.polarity_scores(text)
-        rows.append((scores["compound"], scores["pos"], scores["neg"]))
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(VADER_FEATURES))
+    lexicon, emojis = analyser.lexicon, analyser.emojis
+    rows = np.zeros((len(texts), len(VADER_FEATURES)), dtype=np.float64)
+    for row, text in enumerate(texts):
+        if _may_have_opinion(text, lexicon, emojis):
+            scores = analyser.polarity_scores(text)
+            rows[row] = (scores["compound"], scores["pos"], scores["neg"])
+    return rows
+
+
+def _may_have_opinion(text: str, lexicon: Mapping[str, float], emojis: Mapping[str, str]) -> bool:
+    # VADER splits on whitespace and looks each token up in lower case, with the punctuation around it or (when
+    # more than two characters are left) without; only a lexicon token gets a valence, and boosters, negations
+    # and "but" only scale valences. Emojis become words first, so any emoji sends the text to VADER.
+    if not text.isascii() and any(char in emojis for char in text):
+        return True
+    return any(token in lexicon or token.strip(_ASCII_PUNCTUATION) in lexicon for token in text.lower().split())
+
+
+def complaint_cue(words: Sequence[str]) -> str | None:
+    """The first complaint cue among a text's words (lower case, punctuation stripped), if any."""
+    for word in words:
+        if word in COMPLAINT_CUES or word.endswith(("n't", "n\u2019t")):
+            return word
+    return None
+
+
+def is_neutral(compound: float, p: float, cue: str | None) -> bool:
+    """The neutral rule: no VADER opinion, a model that leans neither way by much, and no complaint cue."""
+    return cue is None and abs(compound) < NEUTRAL_COMPOUND and abs(2.0 * p - 1.0) < NEUTRAL_MARGIN
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,24 +187,34 @@ class FastTriage:
         sentiment = self.models.sentiment.score(batch, vader)
         spam_p = 1.0 / (1.0 + np.exp(-spam.logits))
         sentiment_p = 1.0 / (1.0 + np.exp(-sentiment.logits))
+        starts = batch.piece_start.tolist()
+        words = [batch.words[starts[row] : starts[row + 1]] for row in range(len(normal))]
+        cues = [complaint_cue(text_words) for text_words in words]
+        neutral = [
+            is_neutral(c, p, cue) for c, p, cue in zip(vader[:, 0].tolist(), sentiment_p.tolist(), cues, strict=True)
+        ]
+        spam_sign = np.where(spam_p >= SPAM_THRESHOLD, 1.0, -1.0)
+        sentiment_sign = np.where(neutral, 0.0, np.where(sentiment_p >= 0.5, 1.0, -1.0))
+        spam_pieces = _top_pieces(batch, spam.piece_contributions, spam_sign)
+        sentiment_pieces = _top_pieces(batch, sentiment.piece_contributions, sentiment_sign)
         remembered = self.models.remembered
         results = []
         for row, text in enumerate(normal):
-            pieces = slice(int(batch.piece_start[row]), int(batch.piece_start[row + 1]))
-            words = tuple(w for w in (strip_word(p) for p in batch.pieces[pieces]) if w)
-            is_spam = bool(spam_p[row] >= SPAM_THRESHOLD)
-            spam_reasons = _top_pieces(batch, spam.piece_contributions, pieces, 1.0 if is_spam else -1.0)
+            present = tuple(word for word in words[row] if word)
+            is_spam = bool(spam_sign[row] > 0)
+            spam_reasons = spam_pieces[row]
             if (label := remembered.get("spam", {}).get(text)) is not None:
                 is_spam = label == "spam"
                 spam_reasons = (Reason("the same text, corrected by staff", "correction", 0.0), *spam_reasons)
             p = float(sentiment_p[row])
-            compound = float(vader[row, 0])
-            label_, sentiment_reasons = self._sentiment(batch, sentiment.piece_contributions, pieces, p, compound)
+            label_, sentiment_reasons = _sentiment(
+                present, sentiment_pieces[row], p, float(vader[row, 0]), cues[row], neutral=neutral[row]
+            )
             if (corrected := remembered.get("sentiment", {}).get(text)) in ("negative", "neutral", "positive"):
                 label_ = corrected  # type: ignore[assignment]
                 sentiment_reasons = (Reason("the same text, corrected by staff", "correction", 0.0),)
             score = round(2.0 * p - 1.0, 4)
-            match = self.taxonomy.match(text, words)
+            match = self.taxonomy.match(text, present)
             topic, topic_reasons = match.topic, tuple(Reason(k, "keyword", 1.0) for k in match.matched)
             if (corrected_topic := remembered.get("topic", {}).get(text)) is not None:
                 topic = corrected_topic
@@ -186,34 +240,46 @@ class FastTriage:
             )
         return results
 
-    def _sentiment(
-        self, batch: Batch, contributions: FloatArray, pieces: slice, p: float, compound: float
-    ) -> tuple[Sentiment, tuple[Reason, ...]]:
-        hits = lexicon_hits(batch.pieces[pieces])
-        if abs(compound) < NEUTRAL_COMPOUND and abs(2.0 * p - 1.0) < NEUTRAL_MARGIN:
-            return "neutral", (Reason("no opinion words, and the model leans neither way", "rule", 0.0),)
-        label: Sentiment = "positive" if p >= 0.5 else "negative"
-        sign = 1.0 if label == "positive" else -1.0
-        model_reasons = _top_pieces(batch, contributions, pieces, sign)
-        lexicon = tuple(r for r in hits if r.weight * sign > 0)[:_TOP_REASONS]
-        return label, (*model_reasons, *lexicon)
+
+def _sentiment(
+    words: Sequence[str],
+    model_reasons: tuple[Reason, ...],
+    p: float,
+    compound: float,
+    cue: str | None,
+    *,
+    neutral: bool,
+) -> tuple[Sentiment, tuple[Reason, ...]]:
+    if neutral:
+        return "neutral", (Reason("no opinion words, and the model leans neither way", "rule", 0.0),)
+    label: Sentiment = "positive" if p >= 0.5 else "negative"
+    sign = 1.0 if label == "positive" else -1.0
+    lexicon = tuple(r for r in lexicon_hits(words) if r.weight * sign > 0)[:_TOP_REASONS]
+    rule: tuple[Reason, ...] = ()
+    if cue is not None and is_neutral(compound, p, None):
+        rule = (Reason(f"a complaint word ({cue}), so not neutral", "rule", 0.0),)
+    return label, (*model_reasons, *lexicon, *rule)
 
 
-def _top_pieces(batch: Batch, contributions: FloatArray, pieces: slice, sign: float) -> tuple[Reason, ...]:
-    """The pieces of one text that pushed its score furthest in the direction of its label."""
-    values = contributions[pieces] * sign
-    order = np.argsort(-values, kind="stable")[: _TOP_REASONS * 2]
-    reasons: list[Reason] = []
-    seen: set[str] = set()
-    for index in order:
-        if values[index] <= 0 or len(reasons) == _TOP_REASONS:
-            break
-        word = strip_word(batch.pieces[pieces.start + int(index)]) or batch.pieces[pieces.start + int(index)]
+def _top_pieces(batch: Batch, contributions: FloatArray, signs: FloatArray) -> list[tuple[Reason, ...]]:
+    """Per text, the pieces that pushed its score furthest in the direction of its label (`signs`: +1 or -1 per
+    text, 0 for none), found for the whole batch at once."""
+    piece_rows = np.repeat(np.arange(len(batch.texts)), np.diff(batch.piece_start))
+    values = contributions * signs[piece_rows]
+    candidates = np.flatnonzero(values > 0)
+    order = candidates[np.lexsort((-values[candidates], piece_rows[candidates]))]  # by text, strongest first
+    ordered_rows = piece_rows[order]
+    rank = np.arange(len(order)) - np.searchsorted(ordered_rows, ordered_rows)
+    kept = order[rank < _TOP_REASONS * 2]  # enough to fill three after dropping repeated words
+    reasons: list[list[Reason]] = [[] for _ in batch.texts]
+    seen: list[set[str]] = [set() for _ in batch.texts]
+    for index, row, weight in zip(kept.tolist(), piece_rows[kept].tolist(), contributions[kept].tolist(), strict=True):
+        word = batch.words[index] or batch.pieces[index]
         shown = word if len(word) <= _SHOWN_CHARS else word[: _SHOWN_CHARS - 1] + "…"
-        if shown not in seen:
-            seen.add(shown)
-            reasons.append(Reason(shown, "model", round(float(values[index] * sign), 4)))
-    return tuple(reasons)
+        if len(reasons[row]) < _TOP_REASONS and shown not in seen[row]:
+            seen[row].add(shown)
+            reasons[row].append(Reason(shown, "model", round(weight, 4)))
+    return [tuple(row_reasons) for row_reasons in reasons]
 
 
 def lexicon_hits(pieces: Sequence[str]) -> tuple[Reason, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -74,6 +75,8 @@ class Taxonomy:
     def match(self, normal_text: str, words: tuple[str, ...]) -> TopicMatch:
         """Score every topic on a normalised text (and its words, punctuation stripped): one point per distinct
         keyword found, plus the learned weights of the words present."""
+        if not self.learned and self._any_keyword.search(normal_text) is None:
+            return TopicMatch(None, dict.fromkeys(self.names, 0.0), ())  # most texts: one search, not one a topic
         scores: dict[str, float] = {}
         matched: dict[str, list[str]] = {}
         present = tuple(dict.fromkeys(words))
@@ -89,6 +92,10 @@ class Taxonomy:
         if best is None or scores[best] <= 0:
             return TopicMatch(None, scores, ())
         return TopicMatch(best, scores, tuple(matched[best]))
+
+    @cached_property
+    def _any_keyword(self) -> re.Pattern[str]:
+        return _pattern([keyword for topic in self.topics for keyword in topic.keywords])
 
 
 def _pattern(keywords: list[str]) -> re.Pattern[str]:
