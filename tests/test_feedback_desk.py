@@ -350,3 +350,23 @@ def test_a_text_with_no_opinion_takes_its_sentiment_from_the_customers_rating(de
         source="m", id="r-4", channel="email", customer="C-4", text="It came broken.", rating=5, scale="csat"
     )
     assert words["triage"]["sentiment"] == "negative"
+
+
+def test_very_long_negative_feedback_still_files_its_complaint(desk: Desk) -> None:
+    long = "It came broken. " + "x" * 12_000
+    posted = desk.post(
+        source="m",
+        id="long",
+        channel="email",
+        customer="C-1",
+        text=long,
+        liked=long,
+        disliked=long,
+        reference="O" * 600,
+    )
+    assert posted["route"] == "case"
+    assert len(posted["text"]) > 20_000  # the feedback keeps all three parts, each cut at 10,000
+    with desk.db.unit_of_work() as uow:
+        complaint = uow.execute(sa.select(tables.complaints)).one()
+    assert len(complaint.text) == 20_000
+    assert len(complaint.reference) == 500

@@ -42,6 +42,8 @@ _COMPLAINT_CHANNEL = {
     FeedbackChannel.PHONE: "phone",
 }
 _TITLE = 120
+_COMPLAINT_TEXT = 20_000  # what a complaint keeps (recover/intake.py); the feedback keeps the whole text
+_COMPLAINT_REFERENCE = 500
 
 
 def is_suggestion(text: str) -> bool:
@@ -89,8 +91,8 @@ def route_feedback(
             external_id=str(feedback.id),
             customer_id=feedback.customer_id,
             channel=_COMPLAINT_CHANNEL[feedback.channel],
-            text=feedback.text or f"a rating of {feedback.rating} ({feedback.scale})",
-            reference=feedback.reference,
+            text=(feedback.text or f"a rating of {feedback.rating} ({feedback.scale})")[:_COMPLAINT_TEXT],
+            reference=None if feedback.reference is None else feedback.reference[:_COMPLAINT_REFERENCE],
             received_at=feedback.received_at,
             actor=actor,
             now=now,
