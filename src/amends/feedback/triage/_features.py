@@ -73,6 +73,26 @@ class Batch:
     piece_of: npt.NDArray[np.int64]
     features: npt.NDArray[np.int64]
 
+    def select(self, rows: npt.NDArray[np.int64]) -> Batch:
+        """The texts `rows` (ascending) as a batch of their own, the same as featurising them alone."""
+        lengths = np.diff(self.piece_start)[rows]
+        new_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        old_pieces = np.repeat(self.piece_start[rows] - new_start[:-1], lengths) + np.arange(new_start[-1])
+        piece_map = np.full(len(self.pieces), -1, dtype=np.int64)
+        piece_map[old_pieces] = np.arange(len(old_pieces))
+        row_map = np.full(len(self.texts), -1, dtype=np.int64)
+        row_map[rows] = np.arange(len(rows))
+        kept = row_map[self.rows] >= 0
+        return Batch(
+            texts=tuple(self.texts[r] for r in rows.tolist()),
+            pieces=tuple(self.pieces[p] for p in old_pieces.tolist()),
+            words=tuple(self.words[p] for p in old_pieces.tolist()),
+            piece_start=new_start,
+            rows=row_map[self.rows[kept]],
+            piece_of=piece_map[self.piece_of[kept]],
+            features=self.features[kept],
+        )
+
 
 def featurise(texts: Sequence[str]) -> Batch:
     """Hash the word unigrams and bigrams and the character 2- to 5-grams (within each piece, padded by a space

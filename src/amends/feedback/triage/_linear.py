@@ -41,6 +41,7 @@ class LinearModel:
     dense_weights: npt.NDArray[np.float32]
     intercept: float
     about: dict[str, Any] = field(default_factory=dict)  # recipe and provenance, kept in model.json
+    threshold: float = 0.5  # the probability from which a text is the positive class (spam); chosen in training
     _lookup: npt.NDArray[np.int32] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +69,7 @@ class LinearModel:
             "name": self.name,
             "version": self.version,
             "intercept": float(self.intercept),
+            "threshold": float(self.threshold),
             "dense_names": list(self.dense_names),
             "hash_bits": HASH_BITS,
             "about": self.about,
@@ -101,6 +103,7 @@ class LinearModel:
             dense_weights=arrays["dense_weights"].astype(np.float32),
             intercept=float(meta["intercept"]),
             about=dict(meta.get("about", {})),
+            threshold=float(meta.get("threshold", 0.5)),
         )
 
 
@@ -150,6 +153,7 @@ def fit_linear(
     min_df: int = 2,
     nb_weighting: bool = False,
     sample_weight: Sequence[float] | None = None,
+    threshold: float = 0.5,
     about: dict[str, Any] | None = None,
 ) -> LinearModel:
     """Fit logistic regression (liblinear: deterministic) on hashed TF-IDF n-grams that occur in at least `min_df`
@@ -188,6 +192,7 @@ def fit_linear(
         dense_weights=coef[len(columns) :].astype(np.float32),
         intercept=_round(float(classifier.intercept_[0])),
         about=about or {},
+        threshold=threshold,
     )
 
 

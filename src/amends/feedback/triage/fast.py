@@ -60,7 +60,6 @@ COMPLAINT_CUES = frozenset(
         "still", "again", "twice", "waited", "waiting",
     }
 )  # fmt: skip
-SPAM_THRESHOLD = 0.5
 VADER_FEATURES = ("vader_compound", "vader_pos", "vader_neg")
 _TOP_REASONS = 3
 _ASCII_PUNCTUATION = string.punctuation  # what VADER strips from a token
@@ -77,16 +76,17 @@ def _vader() -> SentimentIntensityAnalyzer:
 def vader_features(texts: Sequence[str]) -> FloatArray:
     """VADER's compound, positive and negative scores per text (the dense features of the sentiment model).
 
-    Exactly what `polarity_scores` gives, faster: a text none of whose tokens is in the lexicon, with no emoji,
-    scores (0, 0, 0) whatever else it holds, so VADER runs only on the others (a third of customer text, about,
-    has no lexicon word at all)."""
+    Exactly what `polarity_scores` gives, faster: `_vader.polarity` lower-cases each text once, and a text none of
+    whose tokens is in the lexicon, with no emoji, scores (0, 0, 0) whatever else it holds, so VADER runs only on
+    the others (a third of customer text, about, has no lexicon word at all)."""
+    from amends.feedback.triage._vader import polarity  # imports vaderSentiment: only when scoring
+
     analyser = _vader()
     lexicon, emojis = analyser.lexicon, analyser.emojis
     rows = np.zeros((len(texts), len(VADER_FEATURES)), dtype=np.float64)
     for row, text in enumerate(texts):
         if _may_have_opinion(text, lexicon, emojis):
-            scores = analyser.polarity_scores(text)
-            rows[row] = (scores["compound"], scores["pos"], scores["neg"])
+            rows[row] = polarity(analyser, text)
     return rows
 
 
@@ -193,7 +193,7 @@ class FastTriage:
         neutral = [
             is_neutral(c, p, cue) for c, p, cue in zip(vader[:, 0].tolist(), sentiment_p.tolist(), cues, strict=True)
         ]
-        spam_sign = np.where(spam_p >= SPAM_THRESHOLD, 1.0, -1.0)
+        spam_sign = np.where(spam_p >= self.models.spam.threshold, 1.0, -1.0)
         sentiment_sign = np.where(neutral, 0.0, np.where(sentiment_p >= 0.5, 1.0, -1.0))
         spam_pieces = _top_pieces(batch, spam.piece_contributions, spam_sign)
         sentiment_pieces = _top_pieces(batch, sentiment.piece_contributions, sentiment_sign)
