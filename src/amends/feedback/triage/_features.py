@@ -23,6 +23,8 @@ __all__ = ["HASH_BITS", "TRUNCATION_MARKER", "Batch", "featurise", "normalise", 
 HASH_BITS = 20  # 2**20 hashed features: collisions between the few hundred thousand n-grams seen stay rare
 _MASK = (1 << HASH_BITS) - 1
 _CHAR_NS = (2, 3, 4, 5)
+_UNIGRAM = zlib.crc32(b"w\x01")  # the prefixes that keep word unigrams and bigrams apart
+_BIGRAM = zlib.crc32(b"b\x01")
 TRUNCATION_MARKER = " … [truncated]"
 
 _INVISIBLE = re.compile("[\u0000\u00ad\u200b-\u200f\u2028\u2029\u2060\ufeff]")
@@ -103,25 +105,33 @@ def featurise(texts: Sequence[str]) -> Batch:
     word_rows: list[int] = []
     word_pieces: list[int] = []
     word_features: list[int] = []
+    # Per distinct word of the batch, once: its unigram feature, and the running CRC of "b\x01word\x01" that a
+    # bigram it starts continues (zlib.crc32(data, crc) carries on from crc: the same as hashing the joined bytes).
+    hashed: dict[str, tuple[int, int, bytes]] = {}
+    crc32 = zlib.crc32
     for row, text in enumerate(texts):
-        previous = ""
+        previous = -1  # the running CRC of the previous word's bigram prefix, -1 before the first word
         for piece in text.split(" ") if text else ():
             number = len(pieces)
             pieces.append(piece)
-            word = strip_word(piece)
+            word = piece.strip(_PUNCTUATION)
             words.append(word)
             if not word:
                 continue
-            encoded = word.encode()
+            known = hashed.get(word)
+            if known is None:
+                encoded = word.encode()
+                known = (crc32(encoded, _UNIGRAM) & _MASK, crc32(b"\x01", crc32(encoded, _BIGRAM)), encoded)
+                hashed[word] = known
             word_rows.append(row)
             word_pieces.append(number)
-            word_features.append(zlib.crc32(b"w\x01" + encoded) & _MASK)
-            if previous:
+            word_features.append(known[0])
+            if previous >= 0:
                 # A bigram belongs to its second word's piece; reasons show it as the pair.
                 word_rows.append(row)
                 word_pieces.append(number)
-                word_features.append(zlib.crc32(b"b\x01" + previous.encode() + b"\x01" + encoded) & _MASK)
-            previous = word
+                word_features.append(crc32(known[2], previous) & _MASK)
+            previous = known[1]
         piece_start.append(len(pieces))
     char_rows, char_pieces, char_features = _char_ngrams(pieces, piece_start)
     return Batch(

@@ -8,6 +8,7 @@ included (the integer 0 of a word without valence, the order of the checks); onl
 
 from __future__ import annotations
 
+import string
 from typing import TYPE_CHECKING
 
 from vaderSentiment.vaderSentiment import (
@@ -17,7 +18,6 @@ from vaderSentiment.vaderSentiment import (
     NEGATE,
     SPECIAL_CASES,
     SentimentIntensityAnalyzer,
-    SentiText,
     scalar_inc_dec,
 )
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["polarity"]
 
 _NEGATE = frozenset(NEGATE)
+_PUNCTUATION = string.punctuation
 # VADER's constants, typed (the package ships no type information).
 _N_SCALAR: float = N_SCALAR
 _C_INCR: float = C_INCR
@@ -40,11 +41,12 @@ def polarity(analyser: SentimentIntensityAnalyzer, text: str) -> tuple[float, fl
     if not text.isascii() and any(char in emojis for char in text):
         text = _describe_emojis(text, emojis)
     text = text.strip()
-    sentitext = SentiText(text)
-    words: list[str] = sentitext.words_and_emoticons
+    # SentiText's words: each token stripped of punctuation unless two characters or fewer would be left (":)").
+    words = [token if len(stripped := token.strip(_PUNCTUATION)) <= 2 else stripped for token in text.split()]
+    capitals = sum(word.isupper() for word in words)
+    is_cap_diff = 0 < len(words) - capitals < len(words)  # allcap_differential: some words in capitals, not all
     lower = [word.lower() for word in words]
     lexicon: Mapping[str, float] = analyser.lexicon
-    is_cap_diff: bool = sentitext.is_cap_diff
     last = len(words) - 1
     sentiments: list[float] = []
     for i, word in enumerate(lower):
