@@ -7,7 +7,10 @@ from the UCI Machine Learning Repository (docs/feedback.md cites them).
 Quality is 5-fold stratified cross-validation with a fixed seed (0). In every fold each model is trained on the
 other folds only, with the recipe the shipped model uses (`amends.feedback.triage.training`); the shipped models
 themselves are never scored, since they were trained on all of it. The fast backend's spam model is trained, as
-shipped, on both spam sets: in a fold of one set, on its other folds plus all of the other set. The baselines in
+shipped, on both spam sets and the review sentences (as not spam): in a fold of one set, on its other folds, all of
+the other set and the reviews' other folds, with the review weight and threshold picked by an inner 5-fold CV of
+that training part only (nested CV; `choose_spam_recipe`), and the recipe before (no reviews, 0.5) beside it;
+the reviews' outer fold is scored too, as the share of them called spam. The baselines in
 the same run: VADER alone (compound >= 0.05 is positive), and scikit-learn's TF-IDF over word 1-2-grams and
 char_wb 2-5-grams with logistic regression (C=10), without and with VADER's scores, trained on the set's own
 other folds.
@@ -25,7 +28,8 @@ core; embeddings >= 0.91 sentiment.
 
     .venv/bin/python bench/triage.py                    # the fast backend, and embeddings if installed
     .venv-embeddings/bin/python bench/triage.py         # both (docs/feedback.md#embeddings)
-    .venv/bin/python bench/triage.py --quick            # a smoke run on a fifth of the data
+    .venv/bin/python bench/triage.py --quick            # a smoke run on a fifth of the data (inner CV: 2 folds)
+    .venv/bin/python bench/triage.py --parts spam       # one part: sentiment, spam or speed
 """
 
 from __future__ import annotations

@@ -288,8 +288,9 @@ def test_vader_features_are_exactly_what_vader_says() -> None:
     assert sum(any(row) for row in expected) > len(texts) // 2  # most of them score: the test compares values
 
 
-# Plain customer sentences about orders, bookings and invoices. The spam model learned "order" and numbers from
-# SMS promotions; the first two still score >= 0.5 with the shipped models (docs/benchmarks.md#triage).
+# Plain customer sentences about orders, bookings and invoices. The SMS promotions teach "order" and numbers; the
+# review sentences as not spam, at the weight and threshold CV picks, keep these below the threshold, the first
+# two only just (0.399 and 0.394 against 0.4; docs/benchmarks.md#triage).
 CUSTOMER_SENTENCES = [
     "My order number is 12345.",
     "Please send the invoice for order 5521 to my office.",
@@ -300,7 +301,6 @@ CUSTOMER_SENTENCES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="known: 'order' and a number read as SMS promotion (0.51, 0.60)")
 def test_plain_customer_sentences_about_orders_are_not_spam(fast: FastTriage) -> None:
     results = fast.triage_many(CUSTOMER_SENTENCES)
     assert [r.spam_score for r in results if r.spam] == []
