@@ -11,6 +11,7 @@ finds no opinion in it (|compound| < NEUTRAL_COMPOUND), the sentiment model lean
 from __future__ import annotations
 
 import json
+import operator
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ COMPLAINT_CUES = frozenset(
 VADER_FEATURES = ("vader_compound", "vader_pos", "vader_neg")
 _TOP_REASONS = 3
 _ASCII_PUNCTUATION = string.punctuation  # what VADER strips from a token
+_strip_punctuation = operator.methodcaller("strip", _ASCII_PUNCTUATION)
 _SHOWN_CHARS = 40
 
 
@@ -96,7 +98,9 @@ def _may_have_opinion(text: str, lexicon: Mapping[str, float], emojis: Mapping[s
     # and "but" only scale valences. Emojis become words first, so any emoji sends the text to VADER.
     if not text.isascii() and any(char in emojis for char in text):
         return True
-    return any(token in lexicon or token.strip(_ASCII_PUNCTUATION) in lexicon for token in text.lower().split())
+    tokens = set(text.lower().split())
+    words = lexicon.keys()
+    return not words.isdisjoint(tokens) or not words.isdisjoint(map(_strip_punctuation, tokens))
 
 
 def complaint_cue(words: Sequence[str]) -> str | None:
