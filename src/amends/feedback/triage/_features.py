@@ -102,45 +102,45 @@ def featurise(texts: Sequence[str]) -> Batch:
     pieces: list[str] = []
     words: list[str] = []
     piece_start = [0]
-    word_rows: list[int] = []
-    word_pieces: list[int] = []
+    word_pieces: list[int] = []  # per word n-gram occurrence: its piece (its text follows from piece_start)
     word_features: list[int] = []
     # Per distinct word of the batch, once: its unigram feature, and the running CRC of "b\x01word\x01" that a
     # bigram it starts continues (zlib.crc32(data, crc) carries on from crc: the same as hashing the joined bytes).
     hashed: dict[str, tuple[int, int, bytes]] = {}
     crc32 = zlib.crc32
-    for row, text in enumerate(texts):
+    number = 0
+    for text in texts:
+        split = text.split(" ") if text else []
+        stripped = [piece.strip(_PUNCTUATION) for piece in split]
+        pieces += split
+        words += stripped
         previous = -1  # the running CRC of the previous word's bigram prefix, -1 before the first word
-        for piece in text.split(" ") if text else ():
-            number = len(pieces)
-            pieces.append(piece)
-            word = piece.strip(_PUNCTUATION)
-            words.append(word)
-            if not word:
-                continue
-            known = hashed.get(word)
-            if known is None:
-                encoded = word.encode()
-                known = (crc32(encoded, _UNIGRAM) & _MASK, crc32(b"\x01", crc32(encoded, _BIGRAM)), encoded)
-                hashed[word] = known
-            word_rows.append(row)
-            word_pieces.append(number)
-            word_features.append(known[0])
-            if previous >= 0:
-                # A bigram belongs to its second word's piece; reasons show it as the pair.
-                word_rows.append(row)
+        for word in stripped:
+            if word:
+                known = hashed.get(word)
+                if known is None:
+                    encoded = word.encode()
+                    known = (crc32(encoded, _UNIGRAM) & _MASK, crc32(b"\x01", crc32(encoded, _BIGRAM)), encoded)
+                    hashed[word] = known
                 word_pieces.append(number)
-                word_features.append(crc32(known[2], previous) & _MASK)
-            previous = known[1]
-        piece_start.append(len(pieces))
+                word_features.append(known[0])
+                if previous >= 0:
+                    # A bigram belongs to its second word's piece; reasons show it as the pair.
+                    word_pieces.append(number)
+                    word_features.append(crc32(known[2], previous) & _MASK)
+                previous = known[1]
+            number += 1
+        piece_start.append(number)
     char_rows, char_pieces, char_features = _char_ngrams(pieces, piece_start)
+    piece_rows = np.repeat(np.arange(len(texts), dtype=np.int64), np.diff(np.asarray(piece_start, dtype=np.int64)))
+    word_piece_array = np.asarray(word_pieces, dtype=np.int64)
     return Batch(
         texts=tuple(texts),
         pieces=tuple(pieces),
         words=tuple(words),
         piece_start=np.asarray(piece_start, dtype=np.int64),
-        rows=np.concatenate([np.asarray(word_rows, dtype=np.int64), char_rows]),
-        piece_of=np.concatenate([np.asarray(word_pieces, dtype=np.int64), char_pieces]),
+        rows=np.concatenate([piece_rows[word_piece_array], char_rows]),
+        piece_of=np.concatenate([word_piece_array, char_pieces]),
         features=np.concatenate([np.asarray(word_features, dtype=np.int64), char_features]),
     )
 
