@@ -132,13 +132,14 @@ def featurise(texts: Sequence[str]) -> Batch:
             number += 1
         piece_start.append(number)
     char_rows, char_pieces, char_features = _char_ngrams(pieces, piece_start)
-    piece_rows = np.repeat(np.arange(len(texts), dtype=np.int64), np.diff(np.asarray(piece_start, dtype=np.int64)))
+    starts = np.asarray(piece_start, dtype=np.int64)
+    piece_rows = np.repeat(np.arange(len(texts), dtype=np.int64), starts[1:] - starts[:-1])
     word_piece_array = np.asarray(word_pieces, dtype=np.int64)
     return Batch(
         texts=tuple(texts),
         pieces=tuple(pieces),
         words=tuple(words),
-        piece_start=np.asarray(piece_start, dtype=np.int64),
+        piece_start=starts,
         rows=np.concatenate([piece_rows[word_piece_array], char_rows]),
         piece_of=np.concatenate([word_piece_array, char_pieces]),
         features=np.concatenate([np.asarray(word_features, dtype=np.int64), char_features]),
