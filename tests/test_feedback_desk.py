@@ -306,7 +306,8 @@ def test_with_the_shipped_triage_a_known_customer_is_quarantined_only_for_sure_s
     app = create_app(settings, db)
     desk: FeedbackDesk = app.state.feedback  # the shipped fast triage
     now = datetime.now(UTC)
-    order = "My order number is 12345."  # the SMS spam data taught the model that orders and numbers are spam
+    # The SMS spam data taught the model that "reply", orders and numbers are promotions: spam, not surely spam.
+    order = "Order 12345 - reply with the tracking code."
     with db.unit_of_work(writes=True) as uow:
         known, _ = desk.receive(
             uow, FeedbackIn("mail|1", FeedbackChannel.EMAIL, now, "C-1", text=order), actor=SYSTEM, now=now

@@ -272,13 +272,25 @@ def test_vader_features_are_exactly_what_vader_says() -> None:
         "kind of nice", "no problem", "İstanbul was GREAT", "My order number is 12345.", "sort of okay, but late",
         "Die Rechnung ist falsch", "...wow...", "Lovely staff, quick delivery, thank you so much!",
     ]  # fmt: skip
+    texts += [
+        "kind of nice but late", "never so good", "without doubt the best", "at least it works", "the least helpful",
+        "It was the bomb", "no or nor good", "not the shit", "Not BAD at all, but SLOW", "I'm not sure it's good",
+    ]  # fmt: skip
+    if (DATA / "sms-spam" / "SMSSpamCollection").is_file():  # a few hundred real texts of each kind
+        from amends.feedback.triage.datasets import read_sentences, read_sms, read_youtube
+
+        texts += [t for data in (read_sentences(DATA), read_sms(DATA), read_youtube(DATA)) for t in data.texts[::17]]
+    elif REQUIRE_SERVICES:
+        pytest.fail(f"the public data is not at {DATA}; AMENDS_REQUIRE_SERVICES=1 forbids skipping part of a test")
     analyser = SentimentIntensityAnalyzer()
     expected = [[analyser.polarity_scores(t)[k] for k in ("compound", "pos", "neg")] for t in texts]
     assert vader_features(texts).tolist() == expected
+    assert sum(any(row) for row in expected) > len(texts) // 2  # most of them score: the test compares values
 
 
-# Plain customer sentences about orders, bookings and invoices. The spam model learned "order" and numbers from
-# SMS promotions; the first two still score >= 0.5 with the shipped models (docs/benchmarks.md#triage).
+# Plain customer sentences about orders, bookings and invoices. The SMS promotions teach "order" and numbers; the
+# review sentences as not spam, at the weight and threshold CV picks, keep these below the threshold, the first
+# two only just (0.399 and 0.394 against 0.4; docs/benchmarks.md#triage).
 CUSTOMER_SENTENCES = [
     "My order number is 12345.",
     "Please send the invoice for order 5521 to my office.",
@@ -289,7 +301,6 @@ CUSTOMER_SENTENCES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="known: 'order' and a number read as SMS promotion (0.51, 0.60)")
 def test_plain_customer_sentences_about_orders_are_not_spam(fast: FastTriage) -> None:
     results = fast.triage_many(CUSTOMER_SENTENCES)
     assert [r.spam_score for r in results if r.spam] == []

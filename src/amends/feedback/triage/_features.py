@@ -23,6 +23,8 @@ __all__ = ["HASH_BITS", "TRUNCATION_MARKER", "Batch", "featurise", "normalise", 
 HASH_BITS = 20  # 2**20 hashed features: collisions between the few hundred thousand n-grams seen stay rare
 _MASK = (1 << HASH_BITS) - 1
 _CHAR_NS = (2, 3, 4, 5)
+_UNIGRAM = zlib.crc32(b"w\x01")  # the prefixes that keep word unigrams and bigrams apart
+_BIGRAM = zlib.crc32(b"b\x01")
 TRUNCATION_MARKER = " … [truncated]"
 
 _INVISIBLE = re.compile("[\u0000\u00ad\u200b-\u200f\u2028\u2029\u2060\ufeff]")
@@ -73,6 +75,26 @@ class Batch:
     piece_of: npt.NDArray[np.int64]
     features: npt.NDArray[np.int64]
 
+    def select(self, rows: npt.NDArray[np.int64]) -> Batch:
+        """The texts `rows` (ascending) as a batch of their own, the same as featurising them alone."""
+        lengths = np.diff(self.piece_start)[rows]
+        new_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        old_pieces = np.repeat(self.piece_start[rows] - new_start[:-1], lengths) + np.arange(new_start[-1])
+        piece_map = np.full(len(self.pieces), -1, dtype=np.int64)
+        piece_map[old_pieces] = np.arange(len(old_pieces))
+        row_map = np.full(len(self.texts), -1, dtype=np.int64)
+        row_map[rows] = np.arange(len(rows))
+        kept = row_map[self.rows] >= 0
+        return Batch(
+            texts=tuple(self.texts[r] for r in rows.tolist()),
+            pieces=tuple(self.pieces[p] for p in old_pieces.tolist()),
+            words=tuple(self.words[p] for p in old_pieces.tolist()),
+            piece_start=new_start,
+            rows=row_map[self.rows[kept]],
+            piece_of=piece_map[self.piece_of[kept]],
+            features=self.features[kept],
+        )
+
 
 def featurise(texts: Sequence[str]) -> Batch:
     """Hash the word unigrams and bigrams and the character 2- to 5-grams (within each piece, padded by a space
@@ -80,37 +102,46 @@ def featurise(texts: Sequence[str]) -> Batch:
     pieces: list[str] = []
     words: list[str] = []
     piece_start = [0]
-    word_rows: list[int] = []
-    word_pieces: list[int] = []
+    word_pieces: list[int] = []  # per word n-gram occurrence: its piece (its text follows from piece_start)
     word_features: list[int] = []
-    for row, text in enumerate(texts):
-        previous = ""
-        for piece in text.split(" ") if text else ():
-            number = len(pieces)
-            pieces.append(piece)
-            word = strip_word(piece)
-            words.append(word)
-            if not word:
-                continue
-            encoded = word.encode()
-            word_rows.append(row)
-            word_pieces.append(number)
-            word_features.append(zlib.crc32(b"w\x01" + encoded) & _MASK)
-            if previous:
-                # A bigram belongs to its second word's piece; reasons show it as the pair.
-                word_rows.append(row)
+    # Per distinct word of the batch, once: its unigram feature, and the running CRC of "b\x01word\x01" that a
+    # bigram it starts continues (zlib.crc32(data, crc) carries on from crc: the same as hashing the joined bytes).
+    hashed: dict[str, tuple[int, int, bytes]] = {}
+    crc32 = zlib.crc32
+    number = 0
+    for text in texts:
+        split = text.split(" ") if text else []
+        stripped = [piece.strip(_PUNCTUATION) for piece in split]
+        pieces += split
+        words += stripped
+        previous = -1  # the running CRC of the previous word's bigram prefix, -1 before the first word
+        for word in stripped:
+            if word:
+                known = hashed.get(word)
+                if known is None:
+                    encoded = word.encode()
+                    known = (crc32(encoded, _UNIGRAM) & _MASK, crc32(b"\x01", crc32(encoded, _BIGRAM)), encoded)
+                    hashed[word] = known
                 word_pieces.append(number)
-                word_features.append(zlib.crc32(b"b\x01" + previous.encode() + b"\x01" + encoded) & _MASK)
-            previous = word
-        piece_start.append(len(pieces))
+                word_features.append(known[0])
+                if previous >= 0:
+                    # A bigram belongs to its second word's piece; reasons show it as the pair.
+                    word_pieces.append(number)
+                    word_features.append(crc32(known[2], previous) & _MASK)
+                previous = known[1]
+            number += 1
+        piece_start.append(number)
     char_rows, char_pieces, char_features = _char_ngrams(pieces, piece_start)
+    starts = np.asarray(piece_start, dtype=np.int64)
+    piece_rows = np.repeat(np.arange(len(texts), dtype=np.int64), starts[1:] - starts[:-1])
+    word_piece_array = np.asarray(word_pieces, dtype=np.int64)
     return Batch(
         texts=tuple(texts),
         pieces=tuple(pieces),
         words=tuple(words),
-        piece_start=np.asarray(piece_start, dtype=np.int64),
-        rows=np.concatenate([np.asarray(word_rows, dtype=np.int64), char_rows]),
-        piece_of=np.concatenate([np.asarray(word_pieces, dtype=np.int64), char_pieces]),
+        piece_start=starts,
+        rows=np.concatenate([piece_rows[word_piece_array], char_rows]),
+        piece_of=np.concatenate([word_piece_array, char_pieces]),
         features=np.concatenate([np.asarray(word_features, dtype=np.int64), char_features]),
     )
 

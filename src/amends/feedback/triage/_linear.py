@@ -22,10 +22,11 @@ from scipy import sparse
 from amends.feedback.errors import ModelError
 from amends.feedback.triage._features import HASH_BITS, Batch
 
-__all__ = ["LinearModel", "Scored", "fit_linear", "vectorise"]
+__all__ = ["Cells", "LinearModel", "Scored", "count_cells", "fit_linear", "vectorise"]
 
 FloatArray = npt.NDArray[np.float64]
 _ARRAYS = ("columns", "idf", "weights", "dense_weights")
+_MASK = (1 << HASH_BITS) - 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +42,7 @@ class LinearModel:
     dense_weights: npt.NDArray[np.float32]
     intercept: float
     about: dict[str, Any] = field(default_factory=dict)  # recipe and provenance, kept in model.json
+    threshold: float = 0.5  # the probability from which a text is the positive class (spam); chosen in training
     _lookup: npt.NDArray[np.int32] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -48,9 +50,10 @@ class LinearModel:
         lookup[self.columns] = np.arange(len(self.columns), dtype=np.int32)
         object.__setattr__(self, "_lookup", lookup)
 
-    def score(self, batch: Batch, dense: FloatArray) -> Scored:
-        """Log-odds per text, and the contribution of each piece of each text to it."""
-        x = vectorise(batch, self._lookup, self.idf)
+    def score(self, batch: Batch, dense: FloatArray, cells: Cells | None = None) -> Scored:
+        """Log-odds per text, and the contribution of each piece of each text to it (`cells`: the batch's counted
+        n-grams, if another model has counted them already)."""
+        x = vectorise(batch, self._lookup, self.idf, cells)
         logits = x.matrix @ self.weights.astype(np.float64) + self.intercept
         if self.dense_names:
             logits = logits + dense @ self.dense_weights.astype(np.float64)
@@ -68,6 +71,7 @@ class LinearModel:
             "name": self.name,
             "version": self.version,
             "intercept": float(self.intercept),
+            "threshold": float(self.threshold),
             "dense_names": list(self.dense_names),
             "hash_bits": HASH_BITS,
             "about": self.about,
@@ -101,6 +105,7 @@ class LinearModel:
             dense_weights=arrays["dense_weights"].astype(np.float32),
             intercept=float(meta["intercept"]),
             about=dict(meta.get("about", {})),
+            threshold=float(meta.get("threshold", 0.5)),
         )
 
 
@@ -122,20 +127,44 @@ class _Vectors:
     occurrence_piece: npt.NDArray[np.int64]
 
 
-def vectorise(batch: Batch, lookup: npt.NDArray[np.int32], idf: npt.NDArray[np.float32]) -> _Vectors:
+@dataclass(frozen=True, slots=True)
+class Cells:
+    """The distinct (text, hashed feature) pairs of a batch and how often each occurs: counted once per batch and
+    shared by every model that scores it."""
+
+    keys: npt.NDArray[np.int64]  # text << HASH_BITS | feature, ascending
+    counts: npt.NDArray[np.int64]
+    cell_of: npt.NDArray[np.int64]  # per occurrence of the batch: its cell
+
+
+def count_cells(batch: Batch) -> Cells:
+    """Count the (text, feature) pairs of `batch`."""
+    keys, cell_of, counts = np.unique(
+        batch.rows * (1 << HASH_BITS) + batch.features, return_inverse=True, return_counts=True
+    )
+    return Cells(keys, counts, cell_of.ravel())
+
+
+def vectorise(
+    batch: Batch, lookup: npt.NDArray[np.int32], idf: npt.NDArray[np.float32], cells: Cells | None = None
+) -> _Vectors:
     """Sublinear TF-IDF, L2-normalised per text, over the columns `lookup` maps hashed features to."""
+    cells = cells or count_cells(batch)
     n_texts, n_cols = len(batch.texts), len(idf)
-    cols_all = lookup[batch.features].astype(np.int64)
+    # `lookup` keeps the order of the features (a model's columns are sorted), so the kept cells stay in the
+    # order a count over the model's own columns would give, and every sum below adds up in the same order.
+    cols_all = lookup[cells.keys & _MASK].astype(np.int64)
     kept = cols_all >= 0
-    rows, cols, pieces = batch.rows[kept], cols_all[kept], batch.piece_of[kept]
-    cells, cell_of, counts = np.unique(rows * n_cols + cols, return_inverse=True, return_counts=True)
-    cell_rows, cell_cols = cells // max(n_cols, 1), cells % max(n_cols, 1)
+    cell_rows, cell_cols, counts = cells.keys[kept] >> HASH_BITS, cols_all[kept], cells.counts[kept]
+    renumber = np.cumsum(kept) - 1
+    occurrence_kept = kept[cells.cell_of]
+    cell_of = renumber[cells.cell_of[occurrence_kept]]
     raw = (1.0 + np.log(counts)) * idf[cell_cols].astype(np.float64)
     norms = np.sqrt(np.bincount(cell_rows, weights=raw * raw, minlength=n_texts))
     norms[norms == 0] = 1.0
     values = raw / norms[cell_rows]
     matrix = sparse.csr_matrix((values, (cell_rows, cell_cols)), shape=(n_texts, n_cols))
-    return _Vectors(matrix, values, cell_cols, counts.astype(np.float64), cell_of.ravel(), pieces)
+    return _Vectors(matrix, values, cell_cols, counts.astype(np.float64), cell_of, batch.piece_of[occurrence_kept])
 
 
 def fit_linear(
@@ -150,6 +179,7 @@ def fit_linear(
     min_df: int = 2,
     nb_weighting: bool = False,
     sample_weight: Sequence[float] | None = None,
+    threshold: float = 0.5,
     about: dict[str, Any] | None = None,
 ) -> LinearModel:
     """Fit logistic regression (liblinear: deterministic) on hashed TF-IDF n-grams that occur in at least `min_df`
@@ -157,13 +187,13 @@ def fit_linear(
     from sklearn.linear_model import LogisticRegression  # a second or so to import: only when training
 
     n_texts = len(batch.texts)
-    per_text = np.unique(batch.rows * (1 << HASH_BITS) + batch.features)
-    df = np.bincount(per_text % (1 << HASH_BITS), minlength=1 << HASH_BITS)
+    cells = count_cells(batch)
+    df = np.bincount(cells.keys & _MASK, minlength=1 << HASH_BITS)
     columns = np.flatnonzero(df >= min_df).astype(np.int32)
     idf = (np.log((1.0 + n_texts) / (1.0 + df[columns])) + 1.0).astype(np.float32)
     lookup = np.full(1 << HASH_BITS, -1, dtype=np.int32)
     lookup[columns] = np.arange(len(columns), dtype=np.int32)
-    x = vectorise(batch, lookup, idf).matrix
+    x = vectorise(batch, lookup, idf, cells).matrix
     y = np.asarray(labels)
     ratio = np.ones(len(columns))
     if nb_weighting:
@@ -188,6 +218,7 @@ def fit_linear(
         dense_weights=coef[len(columns) :].astype(np.float32),
         intercept=_round(float(classifier.intercept_[0])),
         about=about or {},
+        threshold=threshold,
     )
 
 

@@ -11,6 +11,7 @@ finds no opinion in it (|compound| < NEUTRAL_COMPOUND), the sentiment model lean
 from __future__ import annotations
 
 import json
+import operator
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import numpy as np
 
 from amends.feedback.errors import ModelError
 from amends.feedback.triage._features import Batch, featurise, normalise, strip_word, truncate
-from amends.feedback.triage._linear import FloatArray, LinearModel
+from amends.feedback.triage._linear import FloatArray, LinearModel, count_cells
 from amends.feedback.triage.result import Reason, Reasons, Sentiment, TriageResult, topic_scores
 from amends.feedback.triage.topics import Taxonomy
 from amends.feedback.triage.urgency import decide_urgency
@@ -60,10 +61,10 @@ COMPLAINT_CUES = frozenset(
         "still", "again", "twice", "waited", "waiting",
     }
 )  # fmt: skip
-SPAM_THRESHOLD = 0.5
 VADER_FEATURES = ("vader_compound", "vader_pos", "vader_neg")
 _TOP_REASONS = 3
 _ASCII_PUNCTUATION = string.punctuation  # what VADER strips from a token
+_strip_punctuation = operator.methodcaller("strip", _ASCII_PUNCTUATION)
 _SHOWN_CHARS = 40
 
 
@@ -77,16 +78,17 @@ def _vader() -> SentimentIntensityAnalyzer:
 def vader_features(texts: Sequence[str]) -> FloatArray:
     """VADER's compound, positive and negative scores per text (the dense features of the sentiment model).
 
-    Exactly what `polarity_scores` gives, faster: a text none of whose tokens is in the lexicon, with no emoji,
-    scores (0, 0, 0) whatever else it holds, so VADER runs only on the others (a third of customer text, about,
-    has no lexicon word at all)."""
+    Exactly what `polarity_scores` gives, faster: `_vader.polarity` lower-cases each text once, and a text none of
+    whose tokens is in the lexicon, with no emoji, scores (0, 0, 0) whatever else it holds, so VADER runs only on
+    the others (a third of customer text, about, has no lexicon word at all)."""
+    from amends.feedback.triage._vader import polarity  # imports vaderSentiment: only when scoring
+
     analyser = _vader()
     lexicon, emojis = analyser.lexicon, analyser.emojis
     rows = np.zeros((len(texts), len(VADER_FEATURES)), dtype=np.float64)
     for row, text in enumerate(texts):
         if _may_have_opinion(text, lexicon, emojis):
-            scores = analyser.polarity_scores(text)
-            rows[row] = (scores["compound"], scores["pos"], scores["neg"])
+            rows[row] = polarity(analyser, text)
     return rows
 
 
@@ -96,7 +98,9 @@ def _may_have_opinion(text: str, lexicon: Mapping[str, float], emojis: Mapping[s
     # and "but" only scale valences. Emojis become words first, so any emoji sends the text to VADER.
     if not text.isascii() and any(char in emojis for char in text):
         return True
-    return any(token in lexicon or token.strip(_ASCII_PUNCTUATION) in lexicon for token in text.lower().split())
+    tokens = set(text.lower().split())
+    words = lexicon.keys()
+    return not words.isdisjoint(tokens) or not words.isdisjoint(map(_strip_punctuation, tokens))
 
 
 def complaint_cue(words: Sequence[str]) -> str | None:
@@ -183,8 +187,9 @@ class FastTriage:
         normal = [normalise(text) for text in originals]
         batch = featurise(normal)
         vader = vader_features(originals)
-        spam = self.models.spam.score(batch, np.zeros((len(normal), 0)))
-        sentiment = self.models.sentiment.score(batch, vader)
+        cells = count_cells(batch)  # once for both models
+        spam = self.models.spam.score(batch, np.zeros((len(normal), 0)), cells)
+        sentiment = self.models.sentiment.score(batch, vader, cells)
         spam_p = 1.0 / (1.0 + np.exp(-spam.logits))
         sentiment_p = 1.0 / (1.0 + np.exp(-sentiment.logits))
         starts = batch.piece_start.tolist()
@@ -193,30 +198,39 @@ class FastTriage:
         neutral = [
             is_neutral(c, p, cue) for c, p, cue in zip(vader[:, 0].tolist(), sentiment_p.tolist(), cues, strict=True)
         ]
-        spam_sign = np.where(spam_p >= SPAM_THRESHOLD, 1.0, -1.0)
+        spam_sign = np.where(spam_p >= self.models.spam.threshold, 1.0, -1.0)
         sentiment_sign = np.where(neutral, 0.0, np.where(sentiment_p >= 0.5, 1.0, -1.0))
         spam_pieces = _top_pieces(batch, spam.piece_contributions, spam_sign)
         sentiment_pieces = _top_pieces(batch, sentiment.piece_contributions, sentiment_sign)
+        # Per text from here on: plain Python values, read once, and what is the same for every text hoisted.
+        spam_scores = spam_p.tolist()
+        sentiment_ps = sentiment_p.tolist()
+        compounds = vader[:, 0].tolist()
+        is_spams = (spam_sign > 0).tolist()
         remembered = self.models.remembered
+        remembered_spam = remembered.get("spam", {})
+        remembered_sentiment = remembered.get("sentiment", {})
+        remembered_topic = remembered.get("topic", {})
+        model = self.model
         results = []
         for row, text in enumerate(normal):
             present = tuple(word for word in words[row] if word)
-            is_spam = bool(spam_sign[row] > 0)
+            is_spam = is_spams[row]
             spam_reasons = spam_pieces[row]
-            if (label := remembered.get("spam", {}).get(text)) is not None:
+            if (label := remembered_spam.get(text)) is not None:
                 is_spam = label == "spam"
                 spam_reasons = (Reason("the same text, corrected by staff", "correction", 0.0), *spam_reasons)
-            p = float(sentiment_p[row])
+            p = sentiment_ps[row]
             label_, sentiment_reasons = _sentiment(
-                present, sentiment_pieces[row], p, float(vader[row, 0]), cues[row], neutral=neutral[row]
+                present, sentiment_pieces[row], p, compounds[row], cues[row], neutral=neutral[row]
             )
-            if (corrected := remembered.get("sentiment", {}).get(text)) in ("negative", "neutral", "positive"):
+            if (corrected := remembered_sentiment.get(text)) in ("negative", "neutral", "positive"):
                 label_ = corrected  # type: ignore[assignment]
                 sentiment_reasons = (Reason("the same text, corrected by staff", "correction", 0.0),)
             score = round(2.0 * p - 1.0, 4)
             match = self.taxonomy.match(text, present)
             topic, topic_reasons = match.topic, tuple(Reason(k, "keyword", 1.0) for k in match.matched)
-            if (corrected_topic := remembered.get("topic", {}).get(text)) is not None:
+            if (corrected_topic := remembered_topic.get(text)) is not None:
                 topic = corrected_topic
                 topic_reasons = (Reason("the same text, corrected by staff", "correction", 0.0),)
             urgency = decide_urgency(text, is_spam=is_spam, sentiment=label_, sentiment_score=score)
@@ -227,14 +241,14 @@ class FastTriage:
             results.append(
                 TriageResult(
                     spam=is_spam,
-                    spam_score=round(float(spam_p[row]), 4),
+                    spam_score=round(spam_scores[row], 4),
                     sentiment=label_,
                     sentiment_score=score,
                     topic=topic,
                     topic_scores=topic_scores(match.scores),
                     urgency=urgency.urgency,
                     reasons=Reasons(spam_reasons, sentiment_reasons, topic_reasons, urgency_reasons),
-                    model=self.model,
+                    model=model,
                     truncated=cut[row][1],
                 )
             )
@@ -254,7 +268,7 @@ def _sentiment(
         return "neutral", (Reason("no opinion words, and the model leans neither way", "rule", 0.0),)
     label: Sentiment = "positive" if p >= 0.5 else "negative"
     sign = 1.0 if label == "positive" else -1.0
-    lexicon = tuple(r for r in lexicon_hits(words) if r.weight * sign > 0)[:_TOP_REASONS]
+    lexicon = tuple(r for r in _lexicon_reasons(words) if r.weight * sign > 0)[:_TOP_REASONS]
     rule: tuple[Reason, ...] = ()
     if cue is not None and is_neutral(compound, p, None):
         rule = (Reason(f"a complaint word ({cue}), so not neutral", "rule", 0.0),)
@@ -283,10 +297,12 @@ def _top_pieces(batch: Batch, contributions: FloatArray, signs: FloatArray) -> l
 
 
 def lexicon_hits(pieces: Sequence[str]) -> tuple[Reason, ...]:
+    """The VADER lexicon words among a text's pieces, strongest first, as reasons."""
+    return _lexicon_reasons([strip_word(piece) for piece in pieces])
+
+
+def _lexicon_reasons(words: Sequence[str]) -> tuple[Reason, ...]:
+    # `words`: pieces already stripped of the punctuation around them.
     lexicon = _vader().lexicon
-    hits = {}
-    for piece in pieces:
-        word = strip_word(piece)
-        if word in lexicon:
-            hits[word] = float(lexicon[word])
+    hits = {word: float(lexicon[word]) for word in words if word in lexicon}
     return tuple(Reason(w, "lexicon", v) for w, v in sorted(hits.items(), key=lambda item: -abs(item[1])))

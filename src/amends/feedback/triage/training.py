@@ -11,11 +11,12 @@ import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 from scipy import sparse
 from scipy.optimize import minimize
 
@@ -29,7 +30,9 @@ from amends.feedback.triage.fast import VADER_FEATURES, FastModels, vader_featur
 __all__ = [
     "MODEL_VERSION",
     "Correction",
+    "SpamRecipe",
     "build_models",
+    "choose_spam_recipe",
     "read_corrections",
     "train_from_corrections",
     "train_sentiment",
@@ -40,6 +43,10 @@ MODEL_VERSION = "1"
 SENTIMENT_C = 30.0  # chosen by 5-fold CV on the sentences among 1, 3, 10, 30, 100, 300 (docs/benchmarks.md)
 SPAM_C = 30.0
 _SPAM_SET_WEIGHT = 1000.0  # each spam data set weighs as much in total, its two classes equally within it
+# The review sentences, all not spam, weigh this share of one spam set in the spam model, and spam is called from
+# one of these probabilities: both picked by cross-validation (choose_spam_recipe), never set by hand.
+SPAM_REVIEW_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
+SPAM_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 _MIN_TOPIC_WORD_COUNT = 2
 CorrectionField = Literal["sentiment", "spam", "topic"]
 _SENTIMENT_LABELS = {"negative", "neutral", "positive"}
@@ -121,22 +128,107 @@ def train_sentiment(data: LabelledSet, *, about: dict[str, object] | None = None
     )  # fmt: skip
 
 
-def train_spam(sets: Sequence[LabelledSet], *, about: dict[str, object] | None = None) -> LinearModel:
-    """The spam model's recipe: TF-IDF n-grams, logistic regression, every data set and class weighed evenly."""
+def train_spam(
+    sets: Sequence[LabelledSet],
+    *,
+    reviews: LabelledSet | None = None,
+    recipe: SpamRecipe | None = None,
+    about: dict[str, object] | None = None,
+) -> LinearModel:
+    """The spam model's recipe: TF-IDF n-grams, logistic regression, every spam data set and class weighed evenly;
+    the review sentences, if given, as not spam with `recipe.review_weight` of one set's weight in all."""
+    chosen = recipe or SpamRecipe()
+    texts, labels, weights = _spam_rows(sets, reviews, chosen.review_weight)
+    return fit_linear(
+        "spam", MODEL_VERSION, featurise(texts), labels, np.zeros((len(texts), 0)), (), c=SPAM_C,
+        sample_weight=weights, threshold=chosen.threshold, about=about,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class SpamRecipe:
+    """How much the review sentences weigh in the spam model (as not spam), and its decision threshold."""
+
+    review_weight: float = 0.0
+    threshold: float = 0.5
+    f1: Mapping[tuple[float, float], float] = field(default_factory=dict)  # mean CV F1 per (weight, threshold)
+
+
+def choose_spam_recipe(sets: Sequence[LabelledSet], reviews: LabelledSet, *, folds: int = 5) -> SpamRecipe:
+    """The review weight and threshold (from SPAM_REVIEW_WEIGHTS x SPAM_THRESHOLDS) with the best mean F1 over the
+    spam sets, by `folds`-fold stratified CV (seed 0): fold k of every set and of the reviews held out together,
+    and each set's F1 counted over its held-out texts plus the held-out reviews as not spam, since triage reads
+    customer text, not SMS. Ties go to the larger weight, then to the threshold nearer 0.5.
+
+    On the training part of a benchmark fold this is the inner loop of a nested CV; `build_models` runs it on all
+    the data and ships what it picks."""
+    from sklearn.model_selection import StratifiedKFold
+
+    texts, labels, _ = _spam_rows([*sets, reviews], None, 0.0)
+    batch = featurise(texts)
+    y = np.asarray(labels)
+    y[len(texts) - len(reviews.texts) :] = 0  # the reviews' labels are sentiment; as spam they are all not spam
+    segments, fold_of, start = [], np.full(len(texts), -1), 0
+    for data in (*sets, reviews):
+        segments.append(np.arange(start, start + len(data.texts)))
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=0)
+        for k, (_, test) in enumerate(splitter.split(np.zeros(len(data.labels)), np.asarray(data.labels))):
+            fold_of[start + test] = k
+        start += len(data.texts)
+    review_rows = segments.pop()
+    probabilities = {w: np.zeros(len(texts)) for w in SPAM_REVIEW_WEIGHTS}
+    for k in range(folds):
+        test = np.flatnonzero(fold_of == k)
+        for w in SPAM_REVIEW_WEIGHTS:
+            weights = np.zeros(len(texts))
+            for rows in segments:
+                in_train = rows[fold_of[rows] != k]
+                weights[in_train] = _set_weights(y[in_train])
+            in_train = review_rows[fold_of[review_rows] != k]
+            weights[in_train] = w * _SPAM_SET_WEIGHT / max(len(in_train), 1)
+            train = np.flatnonzero(weights > 0)
+            model = fit_linear(
+                "spam", MODEL_VERSION, batch.select(train), y[train].tolist(), np.zeros((len(train), 0)), (), c=SPAM_C,
+                sample_weight=weights[train].tolist(),
+            )  # fmt: skip
+            logits = model.score(batch.select(test), np.zeros((len(test), 0))).logits
+            probabilities[w][test] = 1.0 / (1.0 + np.exp(-logits))
+    f1: dict[tuple[float, float], float] = {}
+    for w, p in probabilities.items():
+        for t in SPAM_THRESHOLDS:
+            scored = [np.concatenate([rows, review_rows]) for rows in segments]
+            f1[(w, t)] = float(np.mean([_f1(y[rows], p[rows] >= t) for rows in scored]))
+    best = max(f1, key=lambda key: (round(f1[key], 9), key[0], -abs(key[1] - 0.5)))
+    return SpamRecipe(review_weight=best[0], threshold=best[1], f1=f1)
+
+
+def _spam_rows(
+    sets: Sequence[LabelledSet], reviews: LabelledSet | None, review_weight: float
+) -> tuple[list[str], list[int], list[float]]:
     texts: list[str] = []
     labels: list[int] = []
     weights: list[float] = []
     for data in sets:
-        counts = Counter(data.labels)
-        for text, label in zip(data.texts, data.labels, strict=True):
-            texts.append(normalise(text))
-            labels.append(label)
-            weights.append(_SPAM_SET_WEIGHT / len(counts) / counts[label])
-    batch = featurise(texts)
-    return fit_linear(
-        "spam", MODEL_VERSION, batch, labels, np.zeros((len(texts), 0)), (), c=SPAM_C, sample_weight=weights,
-        about=about,
-    )  # fmt: skip
+        texts += [normalise(text) for text in data.texts]
+        labels += data.labels
+        weights += _set_weights(np.asarray(data.labels)).tolist()
+    if reviews is not None and review_weight > 0:
+        texts += [normalise(text) for text in reviews.texts]
+        labels += [0] * len(reviews.texts)
+        weights += [review_weight * _SPAM_SET_WEIGHT / len(reviews.texts)] * len(reviews.texts)
+    return texts, labels, weights
+
+
+def _set_weights(labels: npt.NDArray[np.int64]) -> FloatArray:
+    # A data set weighs _SPAM_SET_WEIGHT in all, its classes equally within it.
+    classes, counts = np.unique(labels, return_counts=True)
+    per_class = _SPAM_SET_WEIGHT / len(classes) / counts
+    return np.asarray(per_class[np.searchsorted(classes, labels)], dtype=np.float64)
+
+
+def _f1(truth: npt.NDArray[np.int64], called: npt.NDArray[np.bool_]) -> float:
+    hits = float(np.sum(called & (truth == 1)))
+    return 2.0 * hits / max(float(np.sum(called) + np.sum(truth == 1)), 1.0)
 
 
 def build_models(data: Path) -> FastModels:
@@ -148,8 +240,16 @@ def build_models(data: Path) -> FastModels:
         "data": sources,
         "licence": "trained on CC BY 4.0 data from the UCI Machine Learning Repository; see DATA-LICENSE.md",
     }
-    sentiment = train_sentiment(read_sentences(data), about={**about, "recipe": f"C={SENTIMENT_C}, NB-weighted"})
-    spam = train_spam([read_sms(data), read_youtube(data)], about={**about, "recipe": f"C={SPAM_C}, balanced"})
+    sentences = read_sentences(data)
+    sentiment = train_sentiment(sentences, about={**about, "recipe": f"C={SENTIMENT_C}, NB-weighted"})
+    spam_sets = [read_sms(data), read_youtube(data)]
+    recipe = choose_spam_recipe(spam_sets, sentences)
+    spam_about: dict[str, object] = {
+        **about,
+        "recipe": f"C={SPAM_C}, balanced, review sentences as not spam at {recipe.review_weight} of a set's weight, "
+        f"threshold {recipe.threshold} (both by 5-fold CV)",
+    }
+    spam = train_spam(spam_sets, reviews=sentences, recipe=recipe, about=spam_about)
     return FastModels(sentiment=sentiment, spam=spam)
 
 
@@ -256,6 +356,7 @@ def _refit(model: LinearModel, texts: Sequence[str], labels: Sequence[int], dens
         dense_weights=theta[len(active) : len(active) + n_dense].astype(np.float32),
         intercept=float(np.float32(theta[-1])),
         about={**model.about, "corrections": int(model.about.get("corrections", 0)) + len(texts)},
+        threshold=model.threshold,
     )
 
 

@@ -143,6 +143,9 @@ _REPEATED = _words(
 )
 
 
+_ANY_SIGN = re.compile("|".join(pattern.pattern for pattern in (_SAFETY, _LEGAL, _URGENT, _REPEATED)))
+
+
 @dataclass(frozen=True, slots=True)
 class UrgencyDecision:
     """The urgency, the rule that decided it, and the words it matched."""
@@ -152,10 +155,16 @@ class UrgencyDecision:
     words: tuple[str, ...]
 
 
+_NO_SIGN_NEGATIVE = UrgencyDecision("normal", "negative", ())
+_NO_SIGN = UrgencyDecision("low", "no sign of urgency", ())
+
+
 def decide_urgency(normal_text: str, *, is_spam: bool, sentiment: str, sentiment_score: float) -> UrgencyDecision:
     """Apply the rules above to a normalised text and its spam and sentiment labels."""
     if is_spam:
         return UrgencyDecision("low", "spam", ())
+    if _ANY_SIGN.search(normal_text) is None:  # most texts: one search, not four
+        return _NO_SIGN_NEGATIVE if sentiment == "negative" else _NO_SIGN
     for rule, pattern in (("safety", _SAFETY), ("legal threat", _LEGAL), ("says urgent", _URGENT)):
         if found := _found(pattern, normal_text):
             return UrgencyDecision("high", rule, found)
