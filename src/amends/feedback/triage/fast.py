@@ -78,17 +78,16 @@ def _vader() -> SentimentIntensityAnalyzer:
 def vader_features(texts: Sequence[str]) -> FloatArray:
     """VADER's compound, positive and negative scores per text (the dense features of the sentiment model).
 
-    Exactly what `polarity_scores` gives, faster: `_vader.polarity` lower-cases each text once, and a text none of
-    whose tokens is in the lexicon, with no emoji, scores (0, 0, 0) whatever else it holds, so VADER runs only on
-    the others (a third of customer text, about, has no lexicon word at all)."""
-    from amends.feedback.triage._vader import polarity  # imports vaderSentiment: only when scoring
-
+    Exactly what `polarity_scores` gives: a text none of whose tokens is in the lexicon, with no emoji, scores
+    (0, 0, 0) whatever else it holds, so VADER runs only on the others (a third of customer text, about, has no
+    lexicon word at all). VADER itself is the package's, never a copy of its code."""
     analyser = _vader()
     lexicon, emojis = analyser.lexicon, analyser.emojis
     rows = np.zeros((len(texts), len(VADER_FEATURES)), dtype=np.float64)
     for row, text in enumerate(texts):
         if _may_have_opinion(text, lexicon, emojis):
-            rows[row] = polarity(analyser, text)
+            scores = analyser.polarity_scores(text)
+            rows[row] = (scores["compound"], scores["pos"], scores["neg"])
     return rows
 
 
