@@ -272,9 +272,7 @@ class Outreach:
         timing = self.policy.timing(
             uow, customer_id, channel=chosen, proactive=False, timezone=profile.timezone, at=now
         )
-        headers: dict[str, str] = {}
-        if chosen is ChannelName.EMAIL:
-            headers["List-Unsubscribe"] = f"<{self.links.unsubscribe_url(customer_id)}>"
+        headers = self._unsubscribe_headers(chosen, customer_id)
         draft = Draft(
             key=key,
             channel=chosen,
@@ -335,9 +333,7 @@ class Outreach:
             raise InvalidInput("template", f"no {ASK_FEEDBACK} template fits (the shipped ones stand in for none)")
         rendered = render(template, context)
         timing = self.policy.timing(uow, customer_id, channel=chosen, proactive=True, timezone=profile.timezone, at=now)
-        headers: dict[str, str] = {}
-        if chosen is ChannelName.EMAIL:
-            headers["List-Unsubscribe"] = f"<{self.links.unsubscribe_url(customer_id)}>"
+        headers = self._unsubscribe_headers(chosen, customer_id)
         draft = Draft(
             key=key,
             channel=chosen,
@@ -548,13 +544,16 @@ class Outreach:
             raise InvalidInput("template", f"no template for {step.value} fits this case (every set has a generic one)")
         return chosen
 
+    def _unsubscribe_headers(self, channel: ChannelName, customer_id: str) -> dict[str, str]:
+        """An email's List-Unsubscribe header: the customer's signed link (other channels have none)."""
+        if channel is not ChannelName.EMAIL:
+            return {}
+        return {"List-Unsubscribe": f"<{self.links.unsubscribe_url(customer_id)}>"}
+
     def _draft(
         self, case: Case, composed: Composed, rendered: Rendered, *, key: str, due: datetime | None, timing: Timing
     ) -> Draft:
-        headers: dict[str, str] = {}
-        if composed.channel is ChannelName.EMAIL:
-            url = self.links.unsubscribe_url(case.customer_id)
-            headers["List-Unsubscribe"] = f"<{url}>"
+        headers = self._unsubscribe_headers(composed.channel, case.customer_id)
         recipient = composed.recipient
         note = timing.note
         if composed.channel is ChannelName.CARD and not recipient:
