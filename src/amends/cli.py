@@ -155,14 +155,13 @@ def worker() -> None:
         detection = _detection(db, settings)
         recovery = _recovery(db, settings)
         delivery = Delivery.from_settings(db, settings) if settings.outbox_deliver else None
-        asking = None
-        if recovery is not None:  # its messages are outreach's, which needs the remedy policy
-            asking = Asking.from_settings(db, settings, Outreach.from_settings(settings, recovery.policy))
-        asking = asking if asking is not None and asking.enabled else None
-        alerts = None
-        if recovery is not None and settings.alert_webhook_url is not None:
+        asking = alerts = None
+        if recovery is not None:  # asking and alerts write through outreach, which needs the remedy policy
             outreach = Outreach.from_settings(settings, recovery.policy)
-            alerts = (FeedbackDesk.from_settings(settings, intake=recovery.intake, outreach=outreach), db)
+            asking = Asking.from_settings(db, settings, outreach)
+            if settings.alert_webhook_url is not None:
+                alerts = (FeedbackDesk.from_settings(settings, intake=recovery.intake, outreach=outreach), db)
+        asking = asking if asking is not None and asking.enabled else None
         if detection is None and recovery is None and delivery is None:
             raise InvalidInput(
                 "detect_enabled", "detection, recovery and delivery are switched off: a worker has nothing to do"

@@ -67,7 +67,7 @@ class FeedbackDesk:
     intake: Intake
     outreach: Outreach
     sla: ResponseSla
-    editable_for: Any  # timedelta: how long a page answer may be changed
+    editable_for: timedelta  # how long a page answer may be changed
     company: str
     alerts: bool = False  # an alert webhook is configured
 
@@ -149,7 +149,7 @@ class FeedbackDesk:
     def _labels(self, incoming: FeedbackIn) -> tuple[Labels, dict[str, Any]]:
         """Triage's labels and reasons for the feedback, with the desk's two rules: a customer we know is
         quarantined only for sure spam, and words with no opinion take the rating's."""
-        labels: Labels = self.triage.triage_one(incoming.full_text) if incoming.full_text else _RatingOnly(incoming)
+        labels: Labels = self.triage.triage_one(incoming.full_text) if incoming.full_text else _rating_only(incoming)
         reasons = dict(_reasons(labels))
         if labels.spam and _vouched_for(incoming) and labels.spam_score < _SURE_SPAM:
             # A customer we know, or one answering the link we sent them, is rarely a spammer, and quarantining
@@ -358,39 +358,18 @@ class _Labels:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _RatingOnly:
-    """The labels of a rating with no words: nothing to call spam, the sentiment the rating says."""
-
-    incoming: FeedbackIn
-
-    @property
-    def spam(self) -> bool:
-        return False
-
-    @property
-    def spam_score(self) -> float:
-        return 0.0
-
-    @property
-    def sentiment(self) -> str:
-        return "negative" if is_low_rating(self.incoming.rating, self.incoming.scale) else "neutral"
-
-    @property
-    def sentiment_score(self) -> float:
-        return -0.5 if self.sentiment == "negative" else 0.0
-
-    @property
-    def topic(self) -> str | None:
-        return None
-
-    @property
-    def urgency(self) -> str:
-        return "normal"
-
-    @property
-    def model(self) -> str:
-        return "rating"
+def _rating_only(incoming: FeedbackIn) -> _Labels:
+    """The labels of a rating with no words: nothing to call spam, the sentiment a low rating says."""
+    low = is_low_rating(incoming.rating, incoming.scale)
+    return _Labels(
+        spam=False,
+        spam_score=0.0,
+        sentiment="negative" if low else "neutral",
+        sentiment_score=-0.5 if low else 0.0,
+        topic=None,
+        urgency="normal",
+        model="rating",
+    )
 
 
 def _hours(span: timedelta) -> str:

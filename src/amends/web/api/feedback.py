@@ -36,9 +36,6 @@ _Mover = Annotated[Actor, Depends(require(Scope.SUGGESTIONS_WRITE))]
 _POSTED = (FeedbackChannel.EMAIL, FeedbackChannel.WEB_COMMENT, FeedbackChannel.REVIEW, FeedbackChannel.PHONE)
 
 
-_Desk = FeedbackState
-
-
 class FeedbackPost(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -160,7 +157,9 @@ def _out(feedback: Feedback, now: datetime, responses: list[ResponseOut] | None 
 
 
 @router.post("", response_model=FeedbackOut, status_code=201, responses=RECOVERY_ERRORS)
-async def post_feedback(body: FeedbackPost, response: Response, db: DB, desk: _Desk, actor: _Poster) -> FeedbackOut:
+async def post_feedback(
+    body: FeedbackPost, response: Response, db: DB, desk: FeedbackState, actor: _Poster
+) -> FeedbackOut:
     """Feedback from elsewhere: an email, a comment on the website, a review, a note of a call. It is triaged
     and routed at once. 201 when new; the same (source, id) again answers 200 with what is stored."""
     channel = next((c for c in _POSTED if c.value == body.channel), None)
@@ -262,7 +261,7 @@ def _detail(uow: UnitOfWork, feedback_id: int) -> FeedbackOut:
 
 
 @router.post("/{feedback_id}/responses", response_model=FeedbackOut, responses=RECOVERY_ERRORS)
-async def respond(feedback_id: int, body: ResponsePost, db: DB, desk: _Desk, actor: _Answerer) -> FeedbackOut:
+async def respond(feedback_id: int, body: ResponsePost, db: DB, desk: FeedbackState, actor: _Answerer) -> FeedbackOut:
     """Answer it: sent through outreach (email, a text, a card), or recorded when given by phone, in person or
     publicly. 409 for spam (release it first)."""
     now = datetime.now(UTC)
@@ -275,7 +274,7 @@ async def respond(feedback_id: int, body: ResponsePost, db: DB, desk: _Desk, act
 
 
 @router.post("/{feedback_id}/corrections", response_model=FeedbackOut, responses=RECOVERY_ERRORS)
-async def correct(feedback_id: int, body: CorrectionPost, db: DB, desk: _Desk, actor: _Answerer) -> FeedbackOut:
+async def correct(feedback_id: int, body: CorrectionPost, db: DB, desk: FeedbackState, actor: _Answerer) -> FeedbackOut:
     """Correct a triage label (kept for training). `spam` `false` releases quarantined feedback and routes it;
     `true` quarantines it."""
     now = datetime.now(UTC)
@@ -337,7 +336,7 @@ async def read_suggestions(
 
 @suggestions_router.patch("/{suggestion_id}", response_model=SuggestionOut, responses=RECOVERY_ERRORS)
 async def patch_suggestion(
-    suggestion_id: int, body: SuggestionPatch, db: DB, desk: _Desk, actor: _Mover
+    suggestion_id: int, body: SuggestionPatch, db: DB, desk: FeedbackState, actor: _Mover
 ) -> SuggestionOut:
     """Move it along: new, planned, done, declined. Done: every customer who asked is told (the note says what
     was done), once."""
@@ -352,7 +351,7 @@ async def patch_suggestion(
 
 
 @suggestions_router.post("/{suggestion_id}/merge", response_model=SuggestionOut, responses=RECOVERY_ERRORS)
-async def merge(suggestion_id: int, body: MergePost, db: DB, desk: _Desk, actor: _Mover) -> SuggestionOut:
+async def merge(suggestion_id: int, body: MergePost, db: DB, desk: FeedbackState, actor: _Mover) -> SuggestionOut:
     """The same idea twice: its askers join `into`, and this one is declined as a duplicate."""
     now = datetime.now(UTC)
 

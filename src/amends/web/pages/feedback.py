@@ -10,15 +10,12 @@ client address and per token; a refused post changes nothing, and what was accep
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-import jinja2
 import limits
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -38,6 +35,7 @@ from amends.outreach.service import Outreach
 from amends.recover.actors import Actor
 from amends.store import Database, UnitOfWork
 from amends.web.deps import DB, OutreachState, read_body
+from amends.web.pages import public_headers, templates
 
 __all__ = ["PageLimits", "router"]
 
@@ -58,19 +56,8 @@ _STYLE = (
     ".error{border-left:4px solid #a4161a;padding:.25rem .75rem;color:#a4161a;font-weight:600}"
     ".said{white-space:pre-wrap;margin:0 0 1rem}dt{font-weight:600}"
 )
-_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
-_HEADERS = {
-    "Content-Security-Policy": f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-}
+_HEADERS = public_headers(_STYLE)
 _MAX_BODY = 256 * 1024  # two texts of 10,000 characters, percent-encoded, with room to spare
-_pages = jinja2.Environment(
-    loader=jinja2.PackageLoader("amends.web.pages", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
-)
 
 
 @dataclass(frozen=True)
@@ -123,7 +110,7 @@ def _render(
 ) -> HTMLResponse:
     scale = None if request is None else request.scale
     low, high = (0, 0) if scale is None else scale.bounds
-    html = _pages.get_template("feedback.html").render(
+    html = templates.get_template("feedback.html").render(
         language=language,
         title=title,
         company=outreach.company["name"],

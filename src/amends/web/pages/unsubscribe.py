@@ -8,11 +8,8 @@ that could leak it. Using it again is harmless.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from datetime import UTC, datetime
 
-import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
@@ -22,6 +19,7 @@ from amends.outreach.service import Outreach
 from amends.recover.actors import SYSTEM
 from amends.store import UnitOfWork
 from amends.web.deps import DB, OutreachState, in_transaction, reading
+from amends.web.pages import public_headers, templates
 
 __all__ = ["router"]
 
@@ -33,18 +31,7 @@ _STYLE = (
     "h1{font-size:1.4rem}button{font-size:1rem;padding:.6rem 1.2rem;border:0;border-radius:.3rem;"
     "background:#1d4e89;color:#fff;cursor:pointer}button:focus{outline:3px solid #f2a900;outline-offset:2px}"
 )
-_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
-_HEADERS = {
-    "Content-Security-Policy": f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-}
-_pages = jinja2.Environment(
-    loader=jinja2.PackageLoader("amends.web.pages", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
-)
+_HEADERS = public_headers(_STYLE)
 
 
 def _page(
@@ -56,7 +43,7 @@ def _page(
     action: str | None = None,
     button: str | None = None,
 ) -> HTMLResponse:
-    html = _pages.get_template("page.html").render(
+    html = templates.get_template("page.html").render(
         language=outreach.default_language,
         title=title,
         company=outreach.company["name"],
