@@ -6,11 +6,13 @@ from the UCI Machine Learning Repository (docs/feedback.md cites them).
 
 Quality is 5-fold stratified cross-validation with a fixed seed (0). In every fold each model is trained on the
 other folds only, with the recipe the shipped model uses (`amends.feedback.triage.training`); the shipped models
-themselves are never scored, since they were trained on all of it. The fast backend's spam model is trained, as
-shipped, on both spam sets and the review sentences (as not spam): in a fold of one set, on its other folds, all of
-the other set and the reviews' other folds, with the review weight and threshold picked by an inner 5-fold CV of
-that training part only (nested CV; `choose_spam_recipe`), and the recipe before (no reviews, 0.5) beside it;
-the reviews' outer fold is scored too, as the share of them called spam. The baselines in
+themselves are never scored, since they were trained on all of it. The fast backend's spam recipe is scored two
+ways: on the set's own other folds with the review sentences' other folds as not spam (as the baseline is trained
+on the set's own other folds: the row the target is judged on), and as shipped, with all of the other spam set
+added; in both the review weight is picked by an inner 5-fold CV of that training part only (nested CV;
+`choose_spam_recipe`), and the reviews' outer fold is scored too, as the share of them called spam. The
+embeddings backend's head is stacked on the fast model's log-odds, nested too: out of fold within the training
+part, and from the fast model of the whole training part for the outer fold. The baselines in
 the same run: VADER alone (compound >= 0.05 is positive), and scikit-learn's TF-IDF over word 1-2-grams and
 char_wb 2-5-grams with logistic regression (C=10), without and with VADER's scores, trained on the set's own
 other folds.
@@ -55,7 +57,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion
 
 from amends.feedback.triage import load_triage
-from amends.feedback.triage._features import normalise, strip_word
+from amends.feedback.triage._features import featurise, normalise, strip_word
 from amends.feedback.triage.datasets import LabelledSet, read_sentences, read_sms, read_youtube
 from amends.feedback.triage.fast import NEUTRAL_COMPOUND, FastTriage, load_fast_models, vader_features
 from amends.feedback.triage.topics import load_taxonomy
@@ -95,10 +97,6 @@ def subset(data: LabelledSet, share: float) -> LabelledSet:
 def folds(data: LabelledSet) -> list[tuple[np.ndarray, np.ndarray]]:
     splitter = StratifiedKFold(FOLDS, shuffle=True, random_state=SEED)
     return list(splitter.split(np.zeros(len(data.labels)), np.asarray(data.labels)))
-
-
-def take(data: LabelledSet, index: np.ndarray) -> LabelledSet:
-    return LabelledSet(data.name, tuple(data.texts[i] for i in index), tuple(data.labels[i] for i in index))
 
 
 def tfidf() -> FeatureUnion:
@@ -142,7 +140,7 @@ def sentiment_rows(data: LabelledSet, backends: list[str]) -> list[Row]:
     three = np.zeros(len(data.labels), dtype=int)  # -1 neutral
     scores = np.zeros(len(data.labels))
     for train, test in folds(data):
-        fold = replace(shipped, sentiment=train_sentiment(take(data, train)))
+        fold = replace(shipped, sentiment=train_sentiment(data.subset(train)))
         results = FastTriage(fold, taxonomy).triage_many([data.texts[i] for i in test])
         scores[test] = [r.sentiment_score for r in results]
         sign[test] = [int(r.sentiment_score >= 0) for r in results]
@@ -152,7 +150,7 @@ def sentiment_rows(data: LabelledSet, backends: list[str]) -> list[Row]:
     rows.append(score_three("fast, neutral rule before", data, sign, np.where(old, -1, sign)))
     rows += hand_written_rows(FastTriage(shipped, taxonomy))
     if "embeddings" in backends:
-        from amends.feedback.triage.embeddings import HEAD_C, embed, fit_head
+        from amends.feedback.triage.embeddings import HEAD_C, embed, fit_head, out_of_fold_logits
 
         started = time.perf_counter()
         embedded = embed(data.texts)
@@ -161,13 +159,22 @@ def sentiment_rows(data: LabelledSet, backends: list[str]) -> list[Row]:
         from amends.feedback.triage.fast import complaint_cue, is_neutral
 
         cues = [complaint_cue([strip_word(w) for w in normalise(t).split(" ")]) for t in data.texts]
-
+        head_alone = np.zeros(len(data.labels), dtype=int)
         for train, test in folds(data):
-            head = fit_head(embedded[train], vader[train], [data.labels[i] for i in train], c=HEAD_C, version="cv")
-            p = 1 / (1 + np.exp(-head.logits(embedded[test], vader[test])))
+            # Stacking, nested: the head learns from the fast model's log-odds of the training part out of fold
+            # (five inner folds of the training part), and reads those of the fast model trained on all of it.
+            part = data.subset(train)
+            inner = out_of_fold_logits(part, vader[train])
+            head = fit_head(embedded[train], vader[train], inner, part.labels, c=HEAD_C, version="cv")
+            fast = train_sentiment(part).score(featurise([normalise(data.texts[i]) for i in test]), vader[test]).logits
+            p = 1 / (1 + np.exp(-head.logits(embedded[test], vader[test], fast)))
             sign[test] = (p >= 0.5).astype(int)
             neutral = np.asarray([is_neutral(vader[i, 0], q, cues[i]) for i, q in zip(test, p, strict=True)])
             three[test] = np.where(neutral, -1, sign[test])
+            alone = LogisticRegression(C=HEAD_C, solver="liblinear", random_state=SEED)
+            alone.fit(embedded[train], np.asarray(data.labels)[train])
+            head_alone[test] = alone.predict(embedded[test])
+        rows.append(Row("sentences", "MiniLM + LR", f1(data.labels, head_alone, macro=True)))
         row = score_three("embeddings", data, sign, three)
         row.note = f"embedding alone: {len(data.texts) / seconds:,.0f} sentences/s"
         rows.append(row)
@@ -204,38 +211,32 @@ def score_three(method: str, data: LabelledSet, sign: np.ndarray, three: np.ndar
 
 
 def spam_rows(data: LabelledSet, other: LabelledSet, reviews: LabelledSet, inner_folds: int) -> list[Row]:
-    """Nested CV: in each outer fold, `choose_spam_recipe` picks the review weight and threshold by CV of the
-    training part only (this set's other folds, all of the other set, the reviews' other folds); the outer fold,
-    and the reviews' outer fold (all not spam), score it. The recipe before (no reviews, threshold 0.5) beside."""
+    """Nested CV, two ways. "fast": the spam recipe on this set's other folds and the reviews' other folds (as not
+    spam), as the baseline is trained on this set's other folds; "fast, as shipped": the shipped model's mix, which
+    adds all of the other set. In each outer fold `choose_spam_recipe` picks the review weight by CV of the
+    training part only; the outer fold, and the reviews' outer fold (all not spam), score it."""
     rows = [Row(data.name, "TF-IDF + LR", f1(data.labels, baseline_cv(data, False), macro=False))]
     shipped = load_fast_models()
     taxonomy = load_taxonomy()
-    predicted = {
-        "fast": np.zeros(len(data.labels), dtype=int),
-        "fast, recipe before": np.zeros(len(data.labels), dtype=int),
-    }
-    reviews_called = dict.fromkeys(predicted, 0)
-    chosen = []
+    kinds = {"fast": False, "fast, as shipped": True}
+    predicted = {name: np.zeros(len(data.labels), dtype=int) for name in kinds}
+    reviews_called = dict.fromkeys(kinds, 0)
+    chosen: dict[str, list[str]] = {name: [] for name in kinds}
     for (train, test), (review_train, review_test) in zip(folds(data), folds(reviews), strict=True):
-        sets = [take(data, train), other]
-        recipe = choose_spam_recipe(sets, take(reviews, review_train), folds=inner_folds)
-        chosen.append(f"{recipe.review_weight:g}/{recipe.threshold:g}")
-        models = {
-            "fast": train_spam(sets, reviews=take(reviews, review_train), recipe=recipe),
-            "fast, recipe before": train_spam(sets),
-        }
         texts = [data.texts[i] for i in test] + [reviews.texts[i] for i in review_test]
-        for name, model in models.items():
+        for name, with_other in kinds.items():
+            sets = [data.subset(train), other] if with_other else [data.subset(train)]
+            recipe = choose_spam_recipe(sets, reviews.subset(review_train), folds=inner_folds)
+            chosen[name].append(f"{recipe.review_weight:g}")
+            model = train_spam(sets, reviews=reviews.subset(review_train), recipe=recipe)
             results = FastTriage(replace(shipped, spam=model), taxonomy).triage_many(texts)
             predicted[name][test] = [int(r.spam) for r in results[: len(test)]]
             reviews_called[name] += sum(r.spam for r in results[len(test) :])
     for name, called in predicted.items():
         share = reviews_called[name] / len(reviews.texts)
-        note = f"trained on the other folds + all of {other.name}; reviews called spam {share:.2%}"
-        if name == "fast":
-            note += f"; review weight/threshold per fold {', '.join(chosen)}"
-        else:
-            note += "; no reviews, threshold 0.5"
+        trained = f"the other folds + all of {other.name}" if kinds[name] else "the other folds"
+        weights = ", ".join(chosen[name])
+        note = f"trained on {trained}; reviews called spam {share:.2%}; review weight per fold {weights}"
         rows.append(Row(data.name, name, f1(data.labels, called, macro=False), note=note))
     return rows
 

@@ -174,6 +174,22 @@ def test_embeddings_without_the_extra_is_refused_naming_the_setting(monkeypatch:
         load_triage("embeddings")
 
 
+def test_the_embeddings_backend_reads_the_sentence_and_the_fast_model_and_says_so() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("the embeddings extra is not installed (docs/feedback.md#embeddings-installing-pytorchs-cpu-build)")
+    triage = load_triage("embeddings")
+    praise, complaint, fact = triage.triage_many(
+        ["The staff were lovely and fixed it the same day.", *COMPLAINTS[:1], NEUTRAL_TEXTS[0]]
+    )
+    assert (praise.sentiment, complaint.sentiment, fact.sentiment) == ("positive", "negative", "neutral")
+    assert praise.model.startswith("embeddings 2 (all-MiniLM-L6-v2)")
+    names = [reason.feature for reason in complaint.reasons.sentiment]
+    assert names[:3] == ["sentence embedding", "VADER scores", "word and character n-grams"]
+    assert complaint.sentiment_score < 0 < praise.sentiment_score
+
+
 def test_corrections_change_labels_and_generalise_a_little() -> None:
     base = load_fast_models()
     triage = FastTriage(base, load_taxonomy())

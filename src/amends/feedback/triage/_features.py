@@ -18,10 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HASH_BITS", "TRUNCATION_MARKER", "Batch", "featurise", "normalise", "strip_word", "truncate"]
+__all__ = ["CHAR_BLOCK", "HASH_BITS", "TRUNCATION_MARKER", "Batch", "featurise", "normalise", "strip_word", "truncate"]
 
-HASH_BITS = 20  # 2**20 hashed features: collisions between the few hundred thousand n-grams seen stay rare
-_MASK = (1 << HASH_BITS) - 1
+HASH_BITS = 21  # the feature space: word n-grams hashed into its lower half, character n-grams into its upper half
+_BLOCK_BITS = HASH_BITS - 1  # 2**20 per kind: collisions between the few hundred thousand n-grams seen stay rare
+CHAR_BLOCK = 1 << _BLOCK_BITS  # a feature index at or above this is a character n-gram
+_MASK = CHAR_BLOCK - 1
 _CHAR_NS = (2, 3, 4, 5)
 _UNIGRAM = zlib.crc32(b"w\x01")  # the prefixes that keep word unigrams and bigrams apart
 _BIGRAM = zlib.crc32(b"b\x01")
@@ -29,6 +31,7 @@ TRUNCATION_MARKER = " … [truncated]"
 
 _INVISIBLE = re.compile("[\u0000\u00ad\u200b-\u200f\u2028\u2029\u2060\ufeff]")
 _SPACE = re.compile(r"\s+")
+_TOKEN = re.compile(r"[^\W_]+")  # a run of letters and digits
 _PUNCTUATION = "".join(
     chr(c) for c in range(0x2070) if unicodedata.category(chr(c)).startswith(("P", "S")) and chr(c) not in "$€£%"
 )
@@ -39,7 +42,7 @@ _SEEDS = {n: np.uint64(0x9E3779B97F4A7C15 * n % (1 << 64)) for n in _CHAR_NS}
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
-_TOP = np.uint64(64 - HASH_BITS)
+_TOP = np.uint64(64 - _BLOCK_BITS)
 
 
 def truncate(text: str, max_chars: int) -> tuple[str, bool]:
@@ -104,9 +107,11 @@ def featurise(texts: Sequence[str]) -> Batch:
     piece_start = [0]
     word_pieces: list[int] = []  # per word n-gram occurrence: its piece (its text follows from piece_start)
     word_features: list[int] = []
-    # Per distinct word of the batch, once: its unigram feature, and the running CRC of "b\x01word\x01" that a
-    # bigram it starts continues (zlib.crc32(data, crc) carries on from crc: the same as hashing the joined bytes).
-    hashed: dict[str, tuple[int, int, bytes]] = {}
+    # Per distinct word of the batch, once: its tokens (the word itself, or its runs of letters and digits when it
+    # holds other characters: "www.example.com/offer" -> www, example, com, offer), their unigram features and the
+    # bigrams between them, the first token's bytes, and the running CRC of "b\x01token\x01" of the last token,
+    # which a bigram with the next word continues (zlib.crc32(data, crc) carries on from crc).
+    hashed: dict[str, tuple[list[int], bytes, int]] = {}
     crc32 = zlib.crc32
     number = 0
     for text in texts:
@@ -114,21 +119,22 @@ def featurise(texts: Sequence[str]) -> Batch:
         stripped = [piece.strip(_PUNCTUATION) for piece in split]
         pieces += split
         words += stripped
-        previous = -1  # the running CRC of the previous word's bigram prefix, -1 before the first word
+        previous = -1  # the running CRC of the previous token's bigram prefix, -1 before the first token
         for word in stripped:
             if word:
                 known = hashed.get(word)
                 if known is None:
-                    encoded = word.encode()
-                    known = (crc32(encoded, _UNIGRAM) & _MASK, crc32(b"\x01", crc32(encoded, _BIGRAM)), encoded)
+                    known = _word_features(word)
                     hashed[word] = known
-                word_pieces.append(number)
-                word_features.append(known[0])
-                if previous >= 0:
-                    # A bigram belongs to its second word's piece; reasons show it as the pair.
-                    word_pieces.append(number)
-                    word_features.append(crc32(known[2], previous) & _MASK)
-                previous = known[1]
+                own, first, last = known
+                if own:
+                    word_pieces += [number] * len(own)
+                    word_features += own
+                    if previous >= 0:
+                        # A bigram across two pieces belongs to the second; reasons show that piece.
+                        word_pieces.append(number)
+                        word_features.append(crc32(first, previous) & _MASK)
+                    previous = last
             number += 1
         piece_start.append(number)
     char_rows, char_pieces, char_features = _char_ngrams(pieces, piece_start)
@@ -144,6 +150,17 @@ def featurise(texts: Sequence[str]) -> Batch:
         piece_of=np.concatenate([word_piece_array, char_pieces]),
         features=np.concatenate([np.asarray(word_features, dtype=np.int64), char_features]),
     )
+
+
+def _word_features(word: str) -> tuple[list[int], bytes, int]:
+    tokens = [word] if word.isalnum() else _TOKEN.findall(word)
+    if not tokens:
+        return [], b"", -1
+    encoded = [token.encode() for token in tokens]
+    features = [zlib.crc32(token, _UNIGRAM) & _MASK for token in encoded]
+    prefixes = [zlib.crc32(b"\x01", zlib.crc32(token, _BIGRAM)) for token in encoded]
+    features += [zlib.crc32(token, prefix) & _MASK for token, prefix in zip(encoded[1:], prefixes, strict=False)]
+    return features, encoded[0], prefixes[-1]
 
 
 def _char_ngrams(
@@ -173,7 +190,7 @@ def _char_ngrams(
         h ^= h >> _S33
         h *= _M2
         h ^= h >> _S33
-        index = (h >> _TOP).astype(np.int64)[inside]
+        index = (h >> _TOP).astype(np.int64)[inside] | CHAR_BLOCK
         piece = separators_before[starts[inside]]
         rows.append(piece_rows[piece])
         piece_of.append(piece)

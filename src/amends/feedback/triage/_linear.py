@@ -20,7 +20,7 @@ import numpy.typing as npt
 from scipy import sparse
 
 from amends.feedback.errors import ModelError
-from amends.feedback.triage._features import HASH_BITS, Batch
+from amends.feedback.triage._features import CHAR_BLOCK, HASH_BITS, Batch
 
 __all__ = ["Cells", "LinearModel", "Scored", "count_cells", "fit_linear", "vectorise"]
 
@@ -148,7 +148,9 @@ def count_cells(batch: Batch) -> Cells:
 def vectorise(
     batch: Batch, lookup: npt.NDArray[np.int32], idf: npt.NDArray[np.float32], cells: Cells | None = None
 ) -> _Vectors:
-    """Sublinear TF-IDF, L2-normalised per text, over the columns `lookup` maps hashed features to."""
+    """Sublinear TF-IDF over the columns `lookup` maps hashed features to, L2-normalised per text and kind: the word
+    n-grams to length one and the character n-grams to length one, so that the many character n-grams of a text do
+    not drown its few words (as two scikit-learn vectorisers in a FeatureUnion would)."""
     cells = cells or count_cells(batch)
     n_texts, n_cols = len(batch.texts), len(idf)
     # `lookup` keeps the order of the features (a model's columns are sorted), so the kept cells stay in the
@@ -160,9 +162,10 @@ def vectorise(
     occurrence_kept = kept[cells.cell_of]
     cell_of = renumber[cells.cell_of[occurrence_kept]]
     raw = (1.0 + np.log(counts)) * idf[cell_cols].astype(np.float64)
-    norms = np.sqrt(np.bincount(cell_rows, weights=raw * raw, minlength=n_texts))
+    block = cell_rows * 2 + ((cells.keys[kept] & _MASK) >= CHAR_BLOCK)
+    norms = np.sqrt(np.bincount(block, weights=raw * raw, minlength=2 * n_texts))
     norms[norms == 0] = 1.0
-    values = raw / norms[cell_rows]
+    values = raw / norms[block]
     matrix = sparse.csr_matrix((values, (cell_rows, cell_cols)), shape=(n_texts, n_cols))
     return _Vectors(matrix, values, cell_cols, counts.astype(np.float64), cell_of, batch.piece_of[occurrence_kept])
 

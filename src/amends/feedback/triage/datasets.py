@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,11 @@ class LabelledSet:
     name: str
     texts: tuple[str, ...]
     labels: tuple[int, ...]
+
+    def subset(self, rows: Iterable[int]) -> LabelledSet:
+        """The texts at `rows`, in that order."""
+        chosen = list(rows)
+        return LabelledSet(self.name, tuple(self.texts[i] for i in chosen), tuple(self.labels[i] for i in chosen))
 
 
 def _read(path: Path) -> str:

