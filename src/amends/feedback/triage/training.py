@@ -25,7 +25,8 @@ from amends.feedback.errors import ModelError
 from amends.feedback.triage._features import HASH_BITS, featurise, normalise, strip_word
 from amends.feedback.triage._linear import FloatArray, LinearModel, fit_linear, vectorise
 from amends.feedback.triage.datasets import LabelledSet, checksums, read_sentences, read_sms, read_youtube
-from amends.feedback.triage.fast import VADER_FEATURES, FastModels, vader_features
+from amends.feedback.triage.fast import FastModels
+from amends.feedback.triage.lexicon import LEXICON_FEATURES, lexicon_features
 
 __all__ = [
     "MODEL_VERSION",
@@ -123,11 +124,10 @@ class Correction:
 
 
 def train_sentiment(data: LabelledSet, *, about: dict[str, object] | None = None) -> LinearModel:
-    """The sentiment model's recipe: NB-weighted TF-IDF n-grams plus VADER's scores, logistic regression."""
+    """The sentiment model's recipe: NB-weighted TF-IDF n-grams plus the lexicon's scores, logistic regression."""
     batch = featurise([normalise(text) for text in data.texts])
-    dense = vader_features(data.texts)
     return fit_linear(
-        "sentiment", MODEL_VERSION, batch, data.labels, dense, VADER_FEATURES,
+        "sentiment", MODEL_VERSION, batch, data.labels, lexicon_features(batch), LEXICON_FEATURES,
         c=SENTIMENT_C, nb_weighting=True, about=about,
     )  # fmt: skip
 
@@ -307,11 +307,11 @@ def train_from_corrections(corrections: Iterable[Correction], base: FastModels) 
     if sentiment_items:
         texts = [c.text for c in sentiment_items]
         labels = [int(c.label == "positive") for c in sentiment_items]
-        sentiment = _refit(base.sentiment, texts, labels, vader_features(texts))
+        sentiment = _refit(base.sentiment, texts, labels)
     spam = base.spam
     if spam_items:
         texts = [c.text for c in spam_items]
-        spam = _refit(base.spam, texts, [int(c.label == "spam") for c in spam_items], np.zeros((len(texts), 0)))
+        spam = _refit(base.spam, texts, [int(c.label == "spam") for c in spam_items])
     return FastModels(
         sentiment=sentiment,
         spam=spam,
@@ -321,11 +321,12 @@ def train_from_corrections(corrections: Iterable[Correction], base: FastModels) 
     )
 
 
-def _refit(model: LinearModel, texts: Sequence[str], labels: Sequence[int], dense: FloatArray) -> LinearModel:
+def _refit(model: LinearModel, texts: Sequence[str], labels: Sequence[int]) -> LinearModel:
     """Minimise the log-loss on the corrections plus (1/2C)·|w - w_base|², over the weights their n-grams touch.
     N-grams the base never kept become columns with the largest idf the base has (the rarest)."""
     c = SENTIMENT_C if model.name == "sentiment" else SPAM_C
     batch = featurise([normalise(text) for text in texts])
+    dense = lexicon_features(batch) if model.dense_names else np.zeros((len(texts), 0))
     columns = np.union1d(model.columns, np.unique(batch.features)).astype(np.int32)
     old = np.searchsorted(columns, model.columns)
     idf = np.full(len(columns), float(model.idf.max(initial=1.0)), dtype=np.float32)
