@@ -14,6 +14,7 @@ import unicodedata
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,7 @@ TRUNCATION_MARKER = " … [truncated]"
 
 _INVISIBLE = re.compile("[\u0000\u00ad\u200b-\u200f\u2028\u2029\u2060\ufeff]")
 _SPACE = re.compile(r"\s+")
+_KNOWN_WORDS = 1 << 16  # words whose hashes are kept between batches: customers' vocabulary repeats
 _TOKEN = re.compile(r"[^\W_]+")  # a run of letters and digits
 _PUNCTUATION = "".join(
     chr(c) for c in range(0x2070) if unicodedata.category(chr(c)).startswith(("P", "S")) and chr(c) not in "$€£%"
@@ -107,12 +109,13 @@ def featurise(texts: Sequence[str]) -> Batch:
     piece_start = [0]
     word_pieces: list[int] = []  # per word n-gram occurrence: its piece (its text follows from piece_start)
     word_features: list[int] = []
-    # Per distinct word of the batch, once: its tokens (the word itself, or its runs of letters and digits when it
-    # holds other characters: "www.example.com/offer" -> www, example, com, offer), their unigram features and the
-    # bigrams between them, the first token's bytes, and the running CRC of "b\x01token\x01" of the last token,
-    # which a bigram with the next word continues (zlib.crc32(data, crc) carries on from crc).
-    hashed: dict[str, tuple[list[int], bytes, int]] = {}
+    # Per distinct word, once (kept across batches, up to _KNOWN_WORDS words): its tokens (the word itself, or its
+    # runs of letters and digits when it holds other characters: "www.example.com/offer" -> www, example, com,
+    # offer), their unigram features and the bigrams between them, the first token's bytes, and the running CRC of
+    # "b\x01token\x01" of the last token, which a bigram with the next word continues (zlib.crc32(data, crc)
+    # carries on from crc).
     crc32 = zlib.crc32
+    word_hashes = _word_features
     number = 0
     for text in texts:
         split = text.split(" ") if text else []
@@ -122,11 +125,7 @@ def featurise(texts: Sequence[str]) -> Batch:
         previous = -1  # the running CRC of the previous token's bigram prefix, -1 before the first token
         for word in stripped:
             if word:
-                known = hashed.get(word)
-                if known is None:
-                    known = _word_features(word)
-                    hashed[word] = known
-                own, first, last = known
+                own, first, last = word_hashes(word)
                 if own:
                     word_pieces += [number] * len(own)
                     word_features += own
@@ -152,15 +151,16 @@ def featurise(texts: Sequence[str]) -> Batch:
     )
 
 
-def _word_features(word: str) -> tuple[list[int], bytes, int]:
+@lru_cache(maxsize=_KNOWN_WORDS)
+def _word_features(word: str) -> tuple[tuple[int, ...], bytes, int]:
     tokens = [word] if word.isalnum() else _TOKEN.findall(word)
     if not tokens:
-        return [], b"", -1
+        return (), b"", -1
     encoded = [token.encode() for token in tokens]
     features = [zlib.crc32(token, _UNIGRAM) & _MASK for token in encoded]
     prefixes = [zlib.crc32(b"\x01", zlib.crc32(token, _BIGRAM)) for token in encoded]
     features += [zlib.crc32(token, prefix) & _MASK for token, prefix in zip(encoded[1:], prefixes, strict=False)]
-    return features, encoded[0], prefixes[-1]
+    return tuple(features), encoded[0], prefixes[-1]
 
 
 def _char_ngrams(

@@ -54,10 +54,11 @@ class LinearModel:
         """Log-odds per text, and the contribution of each piece of each text to it (`cells`: the batch's counted
         n-grams, if another model has counted them already)."""
         x = vectorise(batch, self._lookup, self.idf, cells)
-        logits = x.matrix @ self.weights.astype(np.float64) + self.intercept
+        per_cell = x.values * self.weights[x.cols].astype(np.float64)
+        # The sparse product without building a sparse matrix: each text's cells summed.
+        logits = np.bincount(x.rows, weights=per_cell, minlength=len(batch.texts)) + self.intercept
         if self.dense_names:
             logits = logits + dense @ self.dense_weights.astype(np.float64)
-        per_cell = x.values * self.weights[x.cols].astype(np.float64)
         per_occurrence = per_cell[x.cell_of] / x.counts[x.cell_of]
         pieces = np.bincount(x.occurrence_piece, weights=per_occurrence, minlength=len(batch.pieces))
         return Scored(np.asarray(logits, dtype=np.float64), np.asarray(pieces, dtype=np.float64))
@@ -119,12 +120,17 @@ class Scored:
 
 @dataclass(frozen=True, slots=True)
 class _Vectors:
-    matrix: sparse.csr_matrix
-    values: FloatArray  # per (text, column) cell
+    shape: tuple[int, int]
+    rows: npt.NDArray[np.int64]  # per (text, column) cell: its text, its column and its value
+    values: FloatArray
     cols: npt.NDArray[np.int64]
     counts: FloatArray
     cell_of: npt.NDArray[np.int64]  # per kept occurrence: its cell
     occurrence_piece: npt.NDArray[np.int64]
+
+    def matrix(self) -> sparse.csr_matrix:
+        """The vectors as a sparse matrix, texts by columns (for training)."""
+        return sparse.csr_matrix((self.values, (self.rows, self.cols)), shape=self.shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +172,10 @@ def vectorise(
     norms = np.sqrt(np.bincount(block, weights=raw * raw, minlength=2 * n_texts))
     norms[norms == 0] = 1.0
     values = raw / norms[block]
-    matrix = sparse.csr_matrix((values, (cell_rows, cell_cols)), shape=(n_texts, n_cols))
-    return _Vectors(matrix, values, cell_cols, counts.astype(np.float64), cell_of, batch.piece_of[occurrence_kept])
+    return _Vectors(
+        (n_texts, n_cols), cell_rows, values, cell_cols, counts.astype(np.float64), cell_of,
+        batch.piece_of[occurrence_kept],
+    )  # fmt: skip
 
 
 def fit_linear(
@@ -196,7 +204,7 @@ def fit_linear(
     idf = (np.log((1.0 + n_texts) / (1.0 + df[columns])) + 1.0).astype(np.float32)
     lookup = np.full(1 << HASH_BITS, -1, dtype=np.int32)
     lookup[columns] = np.arange(len(columns), dtype=np.int32)
-    x = vectorise(batch, lookup, idf, cells).matrix
+    x = vectorise(batch, lookup, idf, cells).matrix()
     y = np.asarray(labels)
     ratio = np.ones(len(columns))
     if nb_weighting:

@@ -335,7 +335,7 @@ def _refit(model: LinearModel, texts: Sequence[str], labels: Sequence[int]) -> L
     base_weights[old] = model.weights
     lookup = np.full(1 << HASH_BITS, -1, dtype=np.int32)
     lookup[columns] = np.arange(len(columns), dtype=np.int32)
-    x = vectorise(batch, lookup, idf).matrix
+    x = vectorise(batch, lookup, idf).matrix()
     active = np.unique(x.indices)
     design = sparse.hstack([x[:, active], sparse.csr_matrix(dense), np.ones((len(texts), 1))], format="csr")
     start = np.concatenate([base_weights[active], model.dense_weights.astype(np.float64), [model.intercept]])
