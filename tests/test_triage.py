@@ -297,6 +297,12 @@ def test_the_lexicon_score_reads_negations_boosters_but_and_emojis() -> None:
     assert score["I \U0001f620 this"] < 0  # the emoji's words ("angry face") carry VADER's valence
     assert score["My order is 12345."] == score[""] == 0.0
     assert score["Not that I mind, the staff were good."] == good  # a negation reaches three words, no further
+    more = ["It was not cheap. Great service!", "Great service!", "not not good", "kind of slow", ":)", "<3"]
+    more_scores = lexicon_features(featurise([normalise(t) for t in more]))[:, 0].tolist()
+    assert more_scores[0] == more_scores[1]  # a negation stops at the end of its sentence
+    assert more_scores[2] == pytest.approx(good)  # two negations cancel
+    assert more_scores[3] == 0.0  # "kind of" is not kind
+    assert min(more_scores[4:]) > 0  # emoticons as written
 
 
 # Plain customer sentences about orders, bookings and invoices. The SMS promotions teach "order" and numbers; the

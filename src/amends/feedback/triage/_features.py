@@ -33,6 +33,7 @@ TRUNCATION_MARKER = " … [truncated]"
 _INVISIBLE = re.compile("[\u0000\u00ad\u200b-\u200f\u2028\u2029\u2060\ufeff]")
 _SPACE = re.compile(r"\s+")
 _KNOWN_WORDS = 1 << 16  # words whose hashes are kept between batches: customers' vocabulary repeats
+_CACHED_WORD_CHARS = 40  # longer "words" (links, blobs) are hashed each time, so the cache stays small
 _TOKEN = re.compile(r"[^\W_]+")  # a run of letters and digits
 _PUNCTUATION = "".join(
     chr(c) for c in range(0x2070) if unicodedata.category(chr(c)).startswith(("P", "S")) and chr(c) not in "$€£%"
@@ -125,7 +126,7 @@ def featurise(texts: Sequence[str]) -> Batch:
         previous = -1  # the running CRC of the previous token's bigram prefix, -1 before the first token
         for word in stripped:
             if word:
-                own, first, last = word_hashes(word)
+                own, first, last = word_hashes(word) if len(word) <= _CACHED_WORD_CHARS else _hash_word(word)
                 if own:
                     word_pieces += [number] * len(own)
                     word_features += own
@@ -151,8 +152,7 @@ def featurise(texts: Sequence[str]) -> Batch:
     )
 
 
-@lru_cache(maxsize=_KNOWN_WORDS)
-def _word_features(word: str) -> tuple[tuple[int, ...], bytes, int]:
+def _hash_word(word: str) -> tuple[tuple[int, ...], bytes, int]:
     tokens = [word] if word.isalnum() else _TOKEN.findall(word)
     if not tokens:
         return (), b"", -1
@@ -161,6 +161,9 @@ def _word_features(word: str) -> tuple[tuple[int, ...], bytes, int]:
     prefixes = [zlib.crc32(b"\x01", zlib.crc32(token, _BIGRAM)) for token in encoded]
     features += [zlib.crc32(token, prefix) & _MASK for token, prefix in zip(encoded[1:], prefixes, strict=False)]
     return tuple(features), encoded[0], prefixes[-1]
+
+
+_word_features = lru_cache(maxsize=_KNOWN_WORDS)(_hash_word)
 
 
 def _char_ngrams(

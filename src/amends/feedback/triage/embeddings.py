@@ -165,7 +165,7 @@ class EmbeddingsTriage:
                 Reason("sentence embedding", "embedding", round(from_embedding, 4)),
                 Reason("lexicon scores", "lexicon", round(from_lexicon, 4)),
                 Reason("word and character n-grams", "model", round(from_fast, 4)),
-                *(r for r in lexicon_hits(words) if sign and r.weight * sign > 0),
+                *(r for r in lexicon_hits(normalise(originals[row]).split(" ")) if sign and r.weight * sign > 0),
             )
             score = round(2 * prob - 1, 4)
             urgency = decide_urgency(

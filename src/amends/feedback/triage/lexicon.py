@@ -1,10 +1,13 @@
 """Opinion words: VADER's lexicon (the `vaderSentiment` package, MIT; its word and emoji lists ship inside it),
 read by amends' own scorer, which works on a whole batch at once.
 
-Each word of a text takes its valence from the lexicon (-4 to +4; an emoji the valence of the words VADER's emoji
-list describes it with), scaled by the booster word just before it ("very", "hardly": the package's booster
-list), turned round by a negation in the three words before it (the package's negation list, plus "no" and
-"nobody"), and, in a text with "but", halved before the last "but" and made half as strong again after it. The
+Each word of a text takes its valence from the lexicon (-4 to +4), looked up as written (":)", "<3") and then
+without the punctuation around it; an emoji takes the valence of the words VADER's emoji list describes it with.
+"kind" and "sort" before "of" carry none ("kind of slow"). A valence is scaled by the booster word just before it
+("very", "hardly": the package's booster list), turned round once for each negation among the three words before
+it in the same sentence (the package's negation list, plus "no" and "nobody"; "without doubt" and "never so" are
+not negations), and, in a text with "but", halved before the last "but" and made half as strong again after
+it. The
 sum of a text's valences, squashed into -1..1 (tanh of a quarter of it), is its **lexicon score**; the positive
 and the negative parts squashed the same way are the other two features the sentiment model reads.
 
@@ -30,6 +33,9 @@ LEXICON_FEATURES = ("lexicon_score", "lexicon_positive", "lexicon_negative")
 _NEGATION_REACH = 3  # a negation turns round the valence of the next three words
 _SQUASH = 4.0  # tanh(sum / 4): one strong word (valence 3) scores 0.64, "please" alone (1.3) 0.31
 _BEFORE_BUT, _AFTER_BUT = 0.5, 1.5
+_SENTENCE_ENDS = (".", "!", "?")
+_SOFTENERS = ["kind", "sort"]
+_AFTER_NEVER = ["so", "this"]
 
 
 class Lexicon:
@@ -44,17 +50,24 @@ class Lexicon:
         self.negations = frozenset(NEGATE) | {"no", "nobody"}
         self.boosters: Mapping[str, float] = BOOSTER_DICT
 
-    def valence(self, word: str) -> float:
-        """A word's valence (0 when it is not an opinion word); for a word with emojis, theirs."""
-        value = self.valences.get(word)
+    def valence(self, piece: str, word: str) -> float:
+        """The valence of a piece of text as written (":)"), else of its word (punctuation stripped); a word with
+        emojis adds theirs to its letters'. 0 when it carries no opinion."""
+        value = self.valences.get(piece)
+        if value is None:
+            value = self.valences.get(word)
         if value is not None:
             return float(value)
         if word.isascii():
             return 0.0
-        total = 0.0
+        total, letters = 0.0, []
         for char in word:
             if (described := self.emojis.get(char)) is not None:
                 total += sum(self.valences.get(part, 0.0) for part in described.split(" "))
+            else:
+                letters.append(char)
+        if total and letters:
+            total += self.valences.get("".join(letters), 0.0)
         return total
 
     def is_negation(self, word: str) -> bool:
@@ -73,15 +86,25 @@ def lexicon_features(batch: Batch) -> FloatArray:
     if not n_words:
         return np.zeros((n_texts, len(LEXICON_FEATURES)))
     found = lexicon()
-    valences, negations, boosts, buts = _word_values(found, words)
+    valences, negations, boosts, buts, ends = _word_values(found, batch.pieces, words)
     rows = np.repeat(np.arange(n_texts), np.diff(batch.piece_start))
-    same_row_as_previous = np.concatenate([[False], rows[1:] == rows[:-1]])
-    boosted = np.concatenate([[0.0], boosts[:-1]]) * same_row_as_previous
+    # A word's sentence: a new one starts with every text and after a piece that ends one (. ! ?).
+    sentence = np.cumsum(np.concatenate([[True], (rows[1:] != rows[:-1]) | ends[:-1]]))
+    same_as_previous = np.concatenate([[False], sentence[1:] == sentence[:-1]])
+    # "kind of" and "sort of" soften, they are not kind; "without doubt" and "never so" affirm.
+    word_array = np.asarray(words, dtype=object)
+    next_word = np.concatenate([word_array[1:], np.asarray([""], dtype=object)])
+    next_word[~np.concatenate([same_as_previous[1:], [False]])] = ""
+    valences = np.where(np.isin(word_array, _SOFTENERS) & (next_word == "of"), 0.0, valences)
+    affirming = (word_array == "without") & (next_word == "doubt")
+    affirming |= (word_array == "never") & np.isin(next_word, _AFTER_NEVER)
+    negations = negations & ~affirming
+    boosted = np.concatenate([[0.0], boosts[:-1]]) * same_as_previous
     values = valences * (1.0 + boosted)
-    negated = np.zeros(n_words, dtype=bool)
+    flips = np.zeros(n_words, dtype=np.int64)
     for back in range(1, _NEGATION_REACH + 1):
-        negated[back:] |= negations[:-back] & (rows[back:] == rows[:-back])
-    values = np.where(negated, -values, values)
+        flips[back:] += negations[:-back] & (sentence[back:] == sentence[:-back])
+    values = np.where(flips % 2 == 1, -values, values)
     if buts.any():
         index = np.arange(n_words)
         last_but = np.full(n_texts, -1)
@@ -95,27 +118,37 @@ def lexicon_features(batch: Batch) -> FloatArray:
     return np.tanh(np.column_stack([total, positive, negative]) / _SQUASH)
 
 
-def _word_values(found: Lexicon, words: Sequence[str]) -> tuple[FloatArray, np.ndarray, FloatArray, np.ndarray]:
-    # Each distinct word of the batch is looked up once.
-    distinct: dict[str, int] = {}
-    codes = np.fromiter((distinct.setdefault(w, len(distinct)) for w in words), dtype=np.int64, count=len(words))
+def _word_values(
+    found: Lexicon, pieces: Sequence[str], words: Sequence[str]
+) -> tuple[FloatArray, np.ndarray, FloatArray, np.ndarray, np.ndarray]:
+    # Each distinct (piece, word) of the batch is looked up once.
+    distinct: dict[tuple[str, str], int] = {}
+    codes = np.fromiter(
+        (distinct.setdefault(pair, len(distinct)) for pair in zip(pieces, words, strict=True)),
+        dtype=np.int64, count=len(words),
+    )  # fmt: skip
     vocabulary = list(distinct)
-    valence = np.fromiter((found.valence(w) for w in vocabulary), dtype=np.float64, count=len(vocabulary))
-    negation = np.fromiter((found.is_negation(w) for w in vocabulary), dtype=bool, count=len(vocabulary))
-    boost = np.fromiter((found.boosters.get(w, 0.0) for w in vocabulary), dtype=np.float64, count=len(vocabulary))
-    but = np.fromiter((w == "but" for w in vocabulary), dtype=bool, count=len(vocabulary))
-    return valence[codes], negation[codes], boost[codes], but[codes]
+    n = len(vocabulary)
+    valence = np.fromiter((found.valence(p, w) for p, w in vocabulary), dtype=np.float64, count=n)
+    negation = np.fromiter((found.is_negation(w) for _, w in vocabulary), dtype=bool, count=n)
+    boost = np.fromiter((found.boosters.get(w, 0.0) for _, w in vocabulary), dtype=np.float64, count=n)
+    but = np.fromiter((w == "but" for _, w in vocabulary), dtype=bool, count=n)
+    ends = np.fromiter((p.endswith(_SENTENCE_ENDS) for p, _ in vocabulary), dtype=bool, count=n)
+    return valence[codes], negation[codes], boost[codes], but[codes], ends[codes]
 
 
-def lexicon_reasons(words: Sequence[str]) -> tuple[Reason, ...]:
-    """The opinion words among a text's words (punctuation already stripped), strongest first, as reasons."""
+def lexicon_reasons(pieces: Sequence[str], words: Sequence[str]) -> tuple[Reason, ...]:
+    """The opinion words among a text's pieces (each also without the punctuation around it: `words`), strongest
+    first, as reasons."""
     found = lexicon()
     valences = found.valences
     hits = {}
-    for word in words:
+    for piece, word in zip(pieces, words, strict=True):
         value = valences.get(word)
-        if value is None and word and not word.isascii():
-            value = found.valence(word)  # emojis
+        shown = word
+        if value is None and (piece != word or not word.isascii()):
+            value = found.valence(piece, word)  # ":)", emojis
+            shown = piece if piece in valences or not word else word
         if value:
-            hits[word] = float(value)
+            hits[shown] = float(value)
     return tuple(Reason(w, "lexicon", v) for w, v in sorted(hits.items(), key=lambda item: -abs(item[1])))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Literal, Protocol
 
 from amends.feedback.triage.urgency import Urgency
@@ -73,10 +72,6 @@ class Triage(Protocol):
         ...
 
 
-_NO_SCORES: Mapping[str, float] = MappingProxyType({})
-
-
 def topic_scores(scores: Mapping[str, float]) -> Mapping[str, float]:
-    """Only the topics that scored, for a short result."""
-    scored = {name: score for name, score in scores.items() if score > 0}
-    return scored or _NO_SCORES
+    """Only the topics that scored, for a short result (a plain dict: results are pickled and sent as JSON)."""
+    return {name: score for name, score in scores.items() if score > 0}
