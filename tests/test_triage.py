@@ -356,3 +356,17 @@ def test_triage_loads_and_runs_with_the_network_refused(backend: str) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{backend} ['negative', 'positive']" in done.stdout
+
+
+def test_an_embeddings_head_of_the_wrong_shape_is_refused_naming_the_file(tmp_path: Path) -> None:
+    import shutil
+
+    import numpy as np
+
+    from amends.feedback.triage.embeddings import EMBEDDINGS_DIR, DenseHead
+
+    shutil.copytree(EMBEDDINGS_DIR / "sentiment", tmp_path / "head")
+    assert DenseHead.load(tmp_path / "head").weights.shape == (388,)
+    np.save(tmp_path / "head" / "weights.npy", np.zeros(10, dtype=np.float32))
+    with pytest.raises(ModelError, match=r"weights\.npy: expected 388 weights"):
+        DenseHead.load(tmp_path / "head")

@@ -55,6 +55,7 @@ def embed(texts: Sequence[str]) -> FloatArray:
     return np.asarray(vectors, dtype=np.float64).reshape(len(texts), -1)
 
 
+_EMBEDDING_SIZE = 384  # all-MiniLM-L6-v2
 _DENSE_NAMES = ["embedding", *LEXICON_FEATURES, "fast_sentiment_logit"]
 
 
@@ -89,6 +90,9 @@ class DenseHead:
                 f"built over {meta.get('dense_names')}, this amends reads {_DENSE_NAMES}: rebuild it "
                 "(amends triage build-models --embeddings)",
             )
+        expected = _EMBEDDING_SIZE + len(LEXICON_FEATURES) + 1
+        if weights.shape != (expected,):
+            raise ModelError(str(directory / "weights.npy"), f"expected {expected} weights, found {weights.shape}")
         return cls(weights, float(meta["intercept"]), str(meta["version"]))
 
 
