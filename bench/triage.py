@@ -64,7 +64,7 @@ from amends.feedback.triage.datasets import LabelledSet, read_sentences, read_sm
 from amends.feedback.triage.fast import NEUTRAL_LEXICON, FastTriage, load_fast_models
 from amends.feedback.triage.lexicon import lexicon_features
 from amends.feedback.triage.topics import load_taxonomy
-from amends.feedback.triage.training import choose_spam_recipe, train_sentiment, train_spam
+from amends.feedback.triage.training import choose_spam_recipe, out_of_fold_logits, train_sentiment, train_spam
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the hand-written texts live with their tests
 from tests.test_triage import COMPLAINTS, CUSTOMER_SENTENCES, NEUTRAL_TEXTS
@@ -172,7 +172,7 @@ def sentiment_rows(data: LabelledSet, backends: list[str]) -> list[Row]:
     rows.append(score_three("fast, neutral rule before", data, sign, np.where(old, -1, sign)))
     rows += hand_written_rows(FastTriage(shipped, taxonomy))
     if "embeddings" in backends:
-        from amends.feedback.triage.embeddings import HEAD_C, embed, fit_head, out_of_fold_logits
+        from amends.feedback.triage.embeddings import HEAD_C, embed, fit_head
 
         started = time.perf_counter()
         embedded = embed(data.texts)

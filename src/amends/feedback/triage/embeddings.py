@@ -18,21 +18,19 @@ from typing import Any
 import numpy as np
 
 from amends.feedback.errors import ModelError
-from amends.feedback.triage._features import featurise, normalise, strip_word, truncate
+from amends.feedback.triage._features import featurise, normalise, truncate
 from amends.feedback.triage._linear import FloatArray
-from amends.feedback.triage.datasets import LabelledSet
 from amends.feedback.triage.fast import (
     SHIPPED_MODELS_DIR,
     FastTriage,
     complaint_cue,
     is_neutral,
-    lexicon_hits,
 )
-from amends.feedback.triage.lexicon import LEXICON_FEATURES, lexicon_features
+from amends.feedback.triage.lexicon import LEXICON_FEATURES, lexicon_features, lexicon_reasons
 from amends.feedback.triage.result import Reason, Sentiment, TriageResult
 from amends.feedback.triage.urgency import decide_urgency
 
-__all__ = ["EMBEDDINGS_DIR", "DenseHead", "EmbeddingsTriage", "embed", "fit_head", "out_of_fold_logits"]
+__all__ = ["EMBEDDINGS_DIR", "DenseHead", "EmbeddingsTriage", "embed", "fit_head"]
 
 EMBEDDINGS_DIR = SHIPPED_MODELS_DIR / "embeddings"
 _BATCH = 64
@@ -114,21 +112,6 @@ def fit_head(
     )
 
 
-def out_of_fold_logits(data: LabelledSet, lexical: FloatArray, *, folds: int = 5) -> FloatArray:
-    """The fast sentiment recipe's log-odds for each text of `data`, from the model trained on the other folds
-    (stratified, seed 0)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    from amends.feedback.triage.training import train_sentiment
-
-    labels = np.asarray(data.labels)
-    logits = np.zeros(len(labels))
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=0).split(np.zeros(len(labels)), labels):
-        model = train_sentiment(data.subset(train))
-        logits[test] = model.score(featurise([normalise(data.texts[i]) for i in test]), lexical[test]).logits
-    return logits
-
-
 class EmbeddingsTriage:
     """The fast backend's triage with sentiment from the embeddings head."""
 
@@ -147,7 +130,9 @@ class EmbeddingsTriage:
         base = self.fast.triage_many(texts)
         originals = [truncate(text, self.fast.max_chars)[0] for text in texts]
         embedded = embed(originals)
-        batch = featurise([normalise(t) for t in originals])
+        normal = [normalise(t) for t in originals]
+        batch = featurise(normal)
+        starts = batch.piece_start.tolist()
         lexical = lexicon_features(batch)
         fast = self.fast.models.sentiment.score(batch, lexical).logits
         p = 1.0 / (1.0 + np.exp(-self.head.logits(embedded, lexical, fast)))
@@ -155,7 +140,7 @@ class EmbeddingsTriage:
         results = []
         for row, result in enumerate(base):
             prob, lexicon_score = float(p[row]), float(lexical[row, 0])
-            words = [strip_word(piece) for piece in normalise(originals[row]).split(" ")]
+            pieces, words = batch.pieces[starts[row] : starts[row + 1]], batch.words[starts[row] : starts[row + 1]]
             label: Sentiment = "positive" if prob >= 0.5 else "negative"
             if is_neutral(lexicon_score, prob, complaint_cue(words)):
                 label = "neutral"
@@ -169,12 +154,10 @@ class EmbeddingsTriage:
                 Reason("sentence embedding", "embedding", round(from_embedding, 4)),
                 Reason("lexicon scores", "lexicon", round(from_lexicon, 4)),
                 Reason("word and character n-grams", "model", round(from_fast, 4)),
-                *(r for r in lexicon_hits(normalise(originals[row]).split(" ")) if sign and r.weight * sign > 0),
+                *(r for r in lexicon_reasons(pieces, words) if sign and r.weight * sign > 0),
             )
             score = round(2 * prob - 1, 4)
-            urgency = decide_urgency(
-                normalise(originals[row]), is_spam=result.spam, sentiment=label, sentiment_score=score
-            )
+            urgency = decide_urgency(normal[row], is_spam=result.spam, sentiment=label, sentiment_score=score)
             results.append(
                 replace(
                     result,
@@ -205,5 +188,7 @@ def build_head(data: Path) -> DenseHead:
 
     sentences = read_sentences(data)
     lexical = lexicon_features(featurise([normalise(t) for t in sentences.texts]))
+    from amends.feedback.triage.training import out_of_fold_logits
+
     fast = out_of_fold_logits(sentences, lexical)
     return fit_head(embed(sentences.texts), lexical, fast, sentences.labels, c=HEAD_C, version=HEAD_VERSION)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from amends.feedback.errors import ModelError
-from amends.feedback.triage._features import Batch, featurise, normalise, strip_word, truncate
+from amends.feedback.triage._features import Batch, featurise, normalise, truncate
 from amends.feedback.triage._linear import FloatArray, LinearModel, count_cells
 from amends.feedback.triage.lexicon import lexicon_features, lexicon_reasons
 from amends.feedback.triage.result import Reason, Reasons, Sentiment, TriageResult, topic_scores
@@ -37,7 +37,6 @@ __all__ = [
     "FastTriage",
     "complaint_cue",
     "is_neutral",
-    "lexicon_hits",
     "load_fast_models",
 ]
 
@@ -258,8 +257,3 @@ def _top_pieces(batch: Batch, contributions: FloatArray, signs: FloatArray) -> l
             seen[row].add(shown)
             reasons[row].append(Reason(shown, "model", round(weight, 4)))
     return [tuple(row_reasons) for row_reasons in reasons]
-
-
-def lexicon_hits(pieces: Sequence[str]) -> tuple[Reason, ...]:
-    """The lexicon's opinion words among a text's pieces, strongest first, as reasons."""
-    return lexicon_reasons(pieces, [strip_word(piece) for piece in pieces])
