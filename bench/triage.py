@@ -24,7 +24,7 @@ counting each such call as wrong; the neutral rule before this one (|2p - 1| < 0
 scored beside it, on the sentences and on the hand-written customer texts of tests/test_triage.py (eight
 without opinion, six complaints without an opinion word). Speed: the whole triage (spam, sentiment, topic,
 urgency, reasons) with the shipped models, on texts from all three sets: batched (`triage_many`, 1,000 a
-call) and one at a time, on 6,000 distinct texts, each the best of three runs, with the word-hash cache emptied
+call) and one at a time, on 6,000 distinct texts, each the best of five runs, with the word-hash cache emptied
 and refilled from 2,000 other texts before each; the fast backend pinned to one core.
 
 Targets (issue 7): fast >= 0.88 sentiment, >= 0.97 spam F1 on both sets, >= 5,000 messages/s batched on one
@@ -278,7 +278,7 @@ def rate(
     texts: list[str],
     batch: int,
     before: Callable[[], object],
-    repeats: int = 3,
+    repeats: int = 5,
 ) -> float:
     """Messages per second over all of `texts`, the best of `repeats` runs (as timeit does: on a shared machine
     the slower runs measure the neighbours); `before` runs, untimed, before each."""
@@ -321,7 +321,7 @@ def speed_rows(texts: list[str], backends: list[str], quick: bool) -> list[Row]:
         finally:
             os.sched_setaffinity(0, cores)
         where = "1 core" if backend == "fast" else f"{len(cores)} cores"
-        note = f"{where}; {n_b:,} distinct texts, best of 3 runs"
+        note = f"{where}; {n_b:,} distinct texts, best of 5 runs"
         rows.append(Row("all three", f"{backend} (whole triage)", batched=batched, one=one, note=note))
     return rows
 

@@ -11,13 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from amends.config import load_settings
 from amends.errors import InvalidInput
 from amends.feedback import ModelError, TaxonomyError, TriageResult, load_triage
 from amends.feedback.triage import Correction, read_corrections, train_from_corrections
-from amends.feedback.triage._features import TRUNCATION_MARKER, truncate
+from amends.feedback.triage._features import TRUNCATION_MARKER, normalise, strip_word, truncate
 from amends.feedback.triage.fast import SHIPPED_MODELS_DIR, FastTriage, load_fast_models
+from amends.feedback.triage.keywords import KeywordGroups
 from amends.feedback.triage.topics import load_taxonomy, parse_taxonomy
 from tests.conftest import REQUIRE_SERVICES
 
@@ -370,3 +373,31 @@ def test_an_embeddings_head_of_the_wrong_shape_is_refused_naming_the_file(tmp_pa
     np.save(tmp_path / "head" / "weights.npy", np.zeros(10, dtype=np.float32))
     with pytest.raises(ModelError, match=r"weights\.npy: expected 388 weights"):
         DenseHead.load(tmp_path / "head")
+
+
+_KEYWORDS = ["fire", "explod*", "caught fire", "e-mail", "still waiting", "£5", "x_y", "flight attend*", "hasn't"]
+_KEYWORD_PIECES = ["fire", "explod", "ing", "caught", " ", "-", "_", ".", "e", "mail", "still", "waiting", "£", "5"]
+_KEYWORD_PIECES += ["x", "y", "flight", "attend", "hasn", "'", "t", "!", "ant"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    groups=st.lists(st.lists(st.sampled_from(_KEYWORDS), min_size=1), min_size=1, max_size=3),
+    texts=st.lists(st.lists(st.sampled_from(_KEYWORD_PIECES), max_size=10).map("".join), max_size=6),
+)
+def test_the_keyword_filter_never_skips_a_text_the_pattern_matches(groups: list[list[str]], texts: list[str]) -> None:
+    # A text is searched only for the groups the filter picks from its words: it may pick too many, never too few.
+    keywords = KeywordGroups.of({f"g{n}": group for n, group in enumerate(groups)})
+    normal = [normalise(text) for text in texts]
+    words = [[strip_word(piece) for piece in text.split(" ")] if text else [] for text in normal]
+    picked = keywords.groups_to_search(words)
+    for text, chosen in zip(normal, picked, strict=True):
+        assert {name for name, pattern in keywords.patterns.items() if pattern.search(text)} <= chosen
+
+
+def test_a_batch_finds_the_same_topics_and_urgency_as_each_text_alone(fast: FastTriage) -> None:
+    texts = ["My delivery is still late, third time I write", "Nice", "The oven caught fire!", "refunds?", ""]
+    alone = [fast.triage_one(text) for text in texts]
+    assert fast.triage_many(texts) == alone
+    assert [r.topic for r in alone[:2]] == ["delivery", None]
+    assert [r.urgency for r in alone[2:4]] == ["high", "low"]

@@ -9,6 +9,7 @@ what every shipped model means: rebuild the models (`amends triage build-models`
 from __future__ import annotations
 
 import html
+import itertools
 import re
 import unicodedata
 import zlib
@@ -19,7 +20,10 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CHAR_BLOCK", "HASH_BITS", "TRUNCATION_MARKER", "Batch", "featurise", "normalise", "strip_word", "truncate"]
+__all__ = [
+    "CHAR_BLOCK", "HASH_BITS", "TRUNCATION_MARKER", "Batch", "featurise", "normalise", "strip_word",
+    "truncate",
+]  # fmt: skip
 
 HASH_BITS = 21  # the feature space: word n-grams hashed into its lower half, character n-grams into its upper half
 _BLOCK_BITS = HASH_BITS - 1  # 2**20 per kind: collisions between the few hundred thousand n-grams seen stay rare
@@ -41,7 +45,7 @@ _PUNCTUATION = "".join(
 # Polynomial hash of a character n-gram over code points, then a 64-bit finaliser (from MurmurHash3) so that the
 # top bits are well mixed. All arithmetic is on uint64 arrays, which wrap modulo 2**64 without a warning.
 _P = np.uint64(1_000_003)
-_SEEDS = {n: np.uint64(0x9E3779B97F4A7C15 * n % (1 << 64)) for n in _CHAR_NS}
+_SEED_TERMS = {n: np.uint64(0x9E3779B97F4A7C15 * n * int(_P) ** n % (1 << 64)) for n in _CHAR_NS}  # seed_n * P**n
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
@@ -77,6 +81,7 @@ class Batch:
     pieces: tuple[str, ...]
     words: tuple[str, ...]  # each piece without the punctuation around it ("" when nothing is left)
     piece_start: npt.NDArray[np.int64]  # len(texts) + 1 entries
+    word_ids: npt.NDArray[np.int64]  # per piece: the same number for the same word ("" aside: each its own number)
     rows: npt.NDArray[np.int64]
     piece_of: npt.NDArray[np.int64]
     features: npt.NDArray[np.int64]
@@ -96,6 +101,7 @@ class Batch:
             pieces=tuple(self.pieces[p] for p in old_pieces.tolist()),
             words=tuple(self.words[p] for p in old_pieces.tolist()),
             piece_start=new_start,
+            word_ids=self.word_ids[old_pieces],
             rows=row_map[self.rows[kept]],
             piece_of=piece_map[self.piece_of[kept]],
             features=self.features[kept],
@@ -108,48 +114,62 @@ def featurise(texts: Sequence[str]) -> Batch:
     pieces: list[str] = []
     words: list[str] = []
     piece_start = [0]
-    word_pieces: list[int] = []  # per word n-gram occurrence: its piece (its text follows from piece_start)
-    word_features: list[int] = []
-    # Per distinct word, once (kept across batches, up to _KNOWN_WORDS words): its tokens (the word itself, or its
-    # runs of letters and digits when it holds other characters: "www.example.com/offer" -> www, example, com,
-    # offer), their unigram features and the bigrams between them, the first token's bytes, and the running CRC of
-    # "b\x01token\x01" of the last token, which a bigram with the next word continues (zlib.crc32(data, crc)
-    # carries on from crc).
-    crc32 = zlib.crc32
-    word_hashes = _word_features
-    number = 0
     for text in texts:
         split = text.split(" ") if text else []
-        stripped = [piece.strip(_PUNCTUATION) for piece in split]
         pieces += split
-        words += stripped
-        previous = -1  # the running CRC of the previous token's bigram prefix, -1 before the first token
-        for word in stripped:
-            if word:
-                own, first, last = word_hashes(word) if len(word) <= _CACHED_WORD_CHARS else _hash_word(word)
-                if own:
-                    word_pieces += [number] * len(own)
-                    word_features += own
-                    if previous >= 0:
-                        # A bigram across two pieces belongs to the second; reasons show that piece.
-                        word_pieces.append(number)
-                        word_features.append(crc32(first, previous) & _MASK)
-                    previous = last
-            number += 1
-        piece_start.append(number)
-    char_rows, char_pieces, char_features = _char_ngrams(pieces, piece_start)
+        words += [piece.strip(_PUNCTUATION) for piece in split]
+        piece_start.append(len(pieces))
     starts = np.asarray(piece_start, dtype=np.int64)
-    piece_rows = np.repeat(np.arange(len(texts), dtype=np.int64), starts[1:] - starts[:-1])
-    word_piece_array = np.asarray(word_pieces, dtype=np.int64)
+    piece_rows = np.repeat(np.arange(len(texts), dtype=np.int64), np.diff(starts))
+    word_ids, word_pieces, word_features = _word_ngrams(words, piece_rows)
+    char_rows, char_pieces, char_features = _char_ngrams(pieces, piece_start)
     return Batch(
         texts=tuple(texts),
         pieces=tuple(pieces),
         words=tuple(words),
         piece_start=starts,
-        rows=np.concatenate([piece_rows[word_piece_array], char_rows]),
-        piece_of=np.concatenate([word_piece_array, char_pieces]),
-        features=np.concatenate([np.asarray(word_features, dtype=np.int64), char_features]),
+        word_ids=word_ids,
+        rows=np.concatenate([piece_rows[word_pieces], char_rows]),
+        piece_of=np.concatenate([word_pieces, char_pieces]),
+        features=np.concatenate([word_features, char_features]),
     )
+
+
+def _word_ngrams(
+    words: list[str], piece_rows: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    # Per distinct word, once (kept across batches, up to _KNOWN_WORDS words): its tokens (the word itself, or its
+    # runs of letters and digits when it holds other characters: "www.example.com/offer" -> www, example, com,
+    # offer), their unigram features and the bigrams between them, the first token's bytes, and the running CRC of
+    # "b\x01token\x01" of the last token, which a bigram with the next word continues (zlib.crc32(data, crc)
+    # carries on from crc). Each occurrence then takes its word's features by index.
+    distinct: dict[str, int] = {}
+    codes = np.fromiter((distinct.setdefault(w, len(distinct)) for w in words), dtype=np.int64, count=len(words))
+    known = [_word_features(w) if len(w) <= _CACHED_WORD_CHARS else _hash_word(w) for w in distinct]
+    lengths = np.fromiter((len(own) for own, _, _ in known), dtype=np.int64, count=len(known))
+    flat = np.fromiter(itertools.chain.from_iterable(own for own, _, _ in known), dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    counts = lengths[codes]  # per piece: how many unigram features its word has
+    unigram_pieces = np.repeat(np.arange(len(words), dtype=np.int64), counts)
+    within = np.arange(len(unigram_pieces)) - np.repeat(np.cumsum(counts) - counts, counts)
+    unigrams = flat[offsets[codes[unigram_pieces]] + within]
+    # A bigram joins each word that has tokens to the one before it in the same text that has tokens (a piece of
+    # punctuation alone is skipped over). It belongs to the second word's piece; reasons show that piece.
+    with_tokens = np.flatnonzero(counts > 0)
+    joined = with_tokens[1:][piece_rows[with_tokens[1:]] == piece_rows[with_tokens[:-1]]]
+    before = with_tokens[:-1][piece_rows[with_tokens[1:]] == piece_rows[with_tokens[:-1]]]
+    crc32 = zlib.crc32
+    bigrams = np.fromiter(
+        (
+            crc32(known[second][1], known[first][2]) & _MASK
+            for first, second in zip(codes[before].tolist(), codes[joined].tolist(), strict=True)
+        ),
+        dtype=np.int64,
+        count=len(joined),
+    )
+    # Word ids: the distinct word's number, but a piece with no word ("!!!") has its own past them all.
+    ids = codes if "" not in distinct else np.where(codes == distinct[""], len(distinct) + np.arange(len(codes)), codes)
+    return ids, np.concatenate([unigram_pieces, joined]), np.concatenate([unigrams, bigrams])
 
 
 def _hash_word(word: str) -> tuple[tuple[int, ...], bytes, int]:
@@ -173,29 +193,31 @@ def _char_ngrams(
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
     # Every piece as " piece " followed by a NUL (never in a normalised text), all in one array of code points.
-    joined = "".join(f" {piece} \x00" for piece in pieces)
+    joined = " " + " \x00 ".join(pieces) + " \x00"
     points = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4").astype(np.uint64)
-    is_separator = points == 0
-    separators_before = np.concatenate([[0], np.cumsum(is_separator)])
+    separators_before = np.concatenate([[0], np.cumsum(points == 0)])
     piece_rows = np.repeat(np.arange(len(piece_start) - 1), np.diff(piece_start))
     rows, piece_of, features = [], [], []
-    for n in _CHAR_NS:
+    # The n-gram at i hashes to seed_n * P**n + sum over j < n of points[i + j] * P**(n - 1 - j): the sum for n
+    # follows from the one for n - 1 with one multiply-add, and the seed's part is a constant.
+    poly = points
+    for n in range(1, max(_CHAR_NS) + 1):
         count = len(points) - n + 1
         if count <= 0:
+            break
+        if n > 1:
+            poly = poly[:count] * _P + points[n - 1 :]
+        if n not in _CHAR_NS:
             continue
-        starts = np.arange(count)
-        inside = separators_before[starts + n] == separators_before[starts]
-        h = np.full(count, _SEEDS[n], dtype=np.uint64)
-        for j in range(n):
-            h = h * _P + points[j : j + count]
+        starts = np.flatnonzero(separators_before[n:] == separators_before[:count])  # n-grams within one piece
+        h = poly[starts] + _SEED_TERMS[n]
         h ^= h >> _S33
         h *= _M1
         h ^= h >> _S33
         h *= _M2
         h ^= h >> _S33
-        index = (h >> _TOP).astype(np.int64)[inside] | CHAR_BLOCK
-        piece = separators_before[starts[inside]]
+        piece = separators_before[starts]
         rows.append(piece_rows[piece])
         piece_of.append(piece)
-        features.append(index)
+        features.append((h >> _TOP).astype(np.int64) | CHAR_BLOCK)
     return (np.concatenate(rows), np.concatenate(piece_of), np.concatenate(features))

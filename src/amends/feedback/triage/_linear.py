@@ -139,6 +139,7 @@ class Cells:
     shared by every model that scores it."""
 
     keys: npt.NDArray[np.int64]  # text << HASH_BITS | feature, ascending
+    features: npt.NDArray[np.int64]  # keys & (2**HASH_BITS - 1): each cell's hashed feature
     counts: npt.NDArray[np.int64]
     cell_of: npt.NDArray[np.int64]  # per occurrence of the batch: its cell
 
@@ -148,7 +149,7 @@ def count_cells(batch: Batch) -> Cells:
     keys, cell_of, counts = np.unique(
         batch.rows * (1 << HASH_BITS) + batch.features, return_inverse=True, return_counts=True
     )
-    return Cells(keys, counts, cell_of.ravel())
+    return Cells(keys, keys & _MASK, counts, cell_of.ravel())
 
 
 def vectorise(
@@ -161,14 +162,14 @@ def vectorise(
     n_texts, n_cols = len(batch.texts), len(idf)
     # `lookup` keeps the order of the features (a model's columns are sorted), so the kept cells stay in the
     # order a count over the model's own columns would give, and every sum below adds up in the same order.
-    cols_all = lookup[cells.keys & _MASK].astype(np.int64)
+    cols_all = lookup[cells.features].astype(np.int64)
     kept = cols_all >= 0
     cell_rows, cell_cols, counts = cells.keys[kept] >> HASH_BITS, cols_all[kept], cells.counts[kept]
     renumber = np.cumsum(kept) - 1
     occurrence_kept = kept[cells.cell_of]
     cell_of = renumber[cells.cell_of[occurrence_kept]]
     raw = (1.0 + np.log(counts)) * idf[cell_cols].astype(np.float64)
-    block = cell_rows * 2 + ((cells.keys[kept] & _MASK) >= CHAR_BLOCK)
+    block = cell_rows * 2 + (cells.features[kept] >= CHAR_BLOCK)
     norms = np.sqrt(np.bincount(block, weights=raw * raw, minlength=2 * n_texts))
     norms[norms == 0] = 1.0
     values = raw / norms[block]
@@ -199,7 +200,7 @@ def fit_linear(
 
     n_texts = len(batch.texts)
     cells = count_cells(batch)
-    df = np.bincount(cells.keys & _MASK, minlength=1 << HASH_BITS)
+    df = np.bincount(cells.features, minlength=1 << HASH_BITS)
     columns = np.flatnonzero(df >= min_df).astype(np.int32)
     idf = (np.log((1.0 + n_texts) / (1.0 + df[columns])) + 1.0).astype(np.float32)
     lookup = np.full(1 << HASH_BITS, -1, dtype=np.int32)

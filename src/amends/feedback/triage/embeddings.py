@@ -26,13 +26,14 @@ from amends.feedback.triage.fast import (
     complaint_cue,
     is_neutral,
 )
-from amends.feedback.triage.lexicon import LEXICON_FEATURES, lexicon_features, lexicon_reasons
+from amends.feedback.triage.lexicon import LEXICON_FEATURES, lexicon_features, read_lexicon
 from amends.feedback.triage.result import Reason, Sentiment, TriageResult
 from amends.feedback.triage.urgency import decide_urgency
 
 __all__ = ["EMBEDDINGS_DIR", "DenseHead", "EmbeddingsTriage", "embed", "fit_head"]
 
 EMBEDDINGS_DIR = SHIPPED_MODELS_DIR / "embeddings"
+_OPINION_WORDS = 3  # the lexicon's words shown after the three parts of the score
 _BATCH = 64
 
 
@@ -133,20 +134,25 @@ class EmbeddingsTriage:
         normal = [normalise(t) for t in originals]
         batch = featurise(normal)
         starts = batch.piece_start.tolist()
-        lexical = lexicon_features(batch)
+        reading = read_lexicon(batch)
+        lexical = reading.features
         fast = self.fast.models.sentiment.score(batch, lexical).logits
         p = 1.0 / (1.0 + np.exp(-self.head.logits(embedded, lexical, fast)))
         d = embedded.shape[1]
-        results = []
+        labels: list[Sentiment] = []
         for row, result in enumerate(base):
-            prob, lexicon_score = float(p[row]), float(lexical[row, 0])
-            pieces, words = batch.pieces[starts[row] : starts[row + 1]], batch.words[starts[row] : starts[row + 1]]
-            label: Sentiment = "positive" if prob >= 0.5 else "negative"
-            if is_neutral(lexicon_score, prob, complaint_cue(words)):
+            words = batch.words[starts[row] : starts[row + 1]]
+            label: Sentiment = "positive" if p[row] >= 0.5 else "negative"
+            if is_neutral(float(lexical[row, 0]), float(p[row]), complaint_cue(words)):
                 label = "neutral"
             if result.reasons.sentiment and result.reasons.sentiment[0].source == "correction":
                 label = result.sentiment  # a staff correction of this very text stands
-            sign = {"positive": 1.0, "negative": -1.0}.get(label, 0.0)
+            labels.append(label)
+        signs = np.asarray([{"positive": 1.0, "negative": -1.0}.get(label, 0.0) for label in labels])
+        opinion_words = reading.reasons(signs, _OPINION_WORDS)
+        results = []
+        for row, result in enumerate(base):
+            prob, label = float(p[row]), labels[row]
             from_embedding = float(embedded[row] @ self.head.weights[:d])
             from_lexicon = float(lexical[row] @ self.head.weights[d : d + len(LEXICON_FEATURES)])
             from_fast = float(fast[row] * self.head.weights[-1])
@@ -154,7 +160,7 @@ class EmbeddingsTriage:
                 Reason("sentence embedding", "embedding", round(from_embedding, 4)),
                 Reason("lexicon scores", "lexicon", round(from_lexicon, 4)),
                 Reason("word and character n-grams", "model", round(from_fast, 4)),
-                *(r for r in lexicon_reasons(pieces, words) if sign and r.weight * sign > 0),
+                *opinion_words[row],
             )
             score = round(2 * prob - 1, 4)
             urgency = decide_urgency(normal[row], is_spam=result.spam, sentiment=label, sentiment_score=score)

@@ -22,10 +22,10 @@ import numpy as np
 from amends.feedback.errors import ModelError
 from amends.feedback.triage._features import Batch, featurise, normalise, truncate
 from amends.feedback.triage._linear import FloatArray, LinearModel, count_cells
-from amends.feedback.triage.lexicon import lexicon_features, lexicon_reasons
+from amends.feedback.triage.lexicon import read_lexicon
 from amends.feedback.triage.result import Reason, Reasons, Sentiment, TriageResult, topic_scores
 from amends.feedback.triage.topics import Taxonomy
-from amends.feedback.triage.urgency import UrgencyDecision, decide_urgency
+from amends.feedback.triage.urgency import UrgencyDecision, decide_urgency, signs_to_check
 
 __all__ = [
     "COMPLAINT_CUES",
@@ -144,7 +144,8 @@ class FastTriage:
         originals = [text for text, _ in cut]
         normal = [normalise(text) for text in originals]
         batch = featurise(normal)
-        lexical = lexicon_features(batch)
+        reading = read_lexicon(batch)
+        lexical = reading.features
         cells = count_cells(batch)  # once for both models
         spam = self.models.spam.score(batch, np.zeros((len(normal), 0)), cells)
         sentiment = self.models.sentiment.score(batch, lexical, cells)
@@ -160,9 +161,11 @@ class FastTriage:
         sentiment_sign = np.where(neutral, 0.0, np.where(sentiment_p >= 0.5, 1.0, -1.0))
         spam_pieces = _top_pieces(batch, spam.piece_contributions, spam_sign)
         sentiment_pieces = _top_pieces(batch, sentiment.piece_contributions, sentiment_sign)
+        opinion_words = reading.reasons(sentiment_sign, _TOP_REASONS)
         # Per text from here on: plain Python values, read once, and what is the same for every text hoisted.
-        spam_scores = spam_p.tolist()
+        spam_scores = np.round(spam_p, 4).tolist()
         sentiment_ps = sentiment_p.tolist()
+        sentiment_scores = np.round(2.0 * sentiment_p - 1.0, 4).tolist()
         lexicon_scores = lexical[:, 0].tolist()
         is_spams = (spam_sign > 0).tolist()
         remembered = self.models.remembered
@@ -170,9 +173,10 @@ class FastTriage:
         remembered_sentiment = remembered.get("sentiment", {})
         remembered_topic = remembered.get("topic", {})
         model = self.model
+        matches = self.taxonomy.match_many(normal, [tuple(word for word in row if word) for row in words])
+        signs = signs_to_check(words)
         results = []
         for row, text in enumerate(normal):
-            present = tuple(word for word in words[row] if word)
             is_spam = is_spams[row]
             spam_reasons = spam_pieces[row]
             if (label := remembered_spam.get(text)) is not None:
@@ -180,24 +184,23 @@ class FastTriage:
                 spam_reasons = (Reason("the same text, corrected by staff", "correction", 0.0), *spam_reasons)
             p = sentiment_ps[row]
             label_, sentiment_reasons = _sentiment(
-                batch.pieces[starts[row] : starts[row + 1]], words[row], sentiment_pieces[row], p,
-                lexicon_scores[row], cues[row], neutral=neutral[row],
-            )  # fmt: skip
+                sentiment_pieces[row], opinion_words[row], p, lexicon_scores[row], cues[row], neutral=neutral[row]
+            )
             if (corrected := remembered_sentiment.get(text)) in ("negative", "neutral", "positive"):
                 label_ = corrected  # type: ignore[assignment]
                 sentiment_reasons = (Reason("the same text, corrected by staff", "correction", 0.0),)
-            score = round(2.0 * p - 1.0, 4)
-            match = self.taxonomy.match(text, present)
+            score = sentiment_scores[row]
+            match = matches[row]
             topic, topic_reasons = match.topic, tuple(Reason(k, "keyword", 1.0) for k in match.matched)
             if (corrected_topic := remembered_topic.get(text)) is not None:
                 topic = corrected_topic
                 topic_reasons = (Reason("the same text, corrected by staff", "correction", 0.0),)
-            urgency = decide_urgency(text, is_spam=is_spam, sentiment=label_, sentiment_score=score)
+            urgency = decide_urgency(text, is_spam=is_spam, sentiment=label_, sentiment_score=score, signs=signs[row])
             urgency_reasons = _urgency_reasons(urgency)
             results.append(
                 TriageResult(
                     spam=is_spam,
-                    spam_score=round(spam_scores[row], 4),
+                    spam_score=spam_scores[row],
                     sentiment=label_,
                     sentiment_score=score,
                     topic=topic,
@@ -218,9 +221,8 @@ def _urgency_reasons(urgency: UrgencyDecision) -> tuple[Reason, ...]:
 
 
 def _sentiment(
-    pieces: Sequence[str],
-    words: Sequence[str],
     model_reasons: tuple[Reason, ...],
+    lexicon: tuple[Reason, ...],
     p: float,
     lexicon_score: float,
     cue: str | None,
@@ -230,8 +232,6 @@ def _sentiment(
     if neutral:
         return "neutral", (Reason("no opinion words, and the model leans neither way", "rule", 0.0),)
     label: Sentiment = "positive" if p >= 0.5 else "negative"
-    sign = 1.0 if label == "positive" else -1.0
-    lexicon = tuple(r for r in lexicon_reasons(pieces, words) if r.weight * sign > 0)[:_TOP_REASONS]
     rule: tuple[Reason, ...] = ()
     if cue is not None and is_neutral(lexicon_score, p, None):
         rule = (Reason(f"a complaint word ({cue}), so not neutral", "rule", 0.0),)
@@ -245,15 +245,18 @@ def _top_pieces(batch: Batch, contributions: FloatArray, signs: FloatArray) -> l
     values = contributions * signs[piece_rows]
     candidates = np.flatnonzero(values > 0)
     order = candidates[np.lexsort((-values[candidates], piece_rows[candidates]))]  # by text, strongest first
+    # Each word once per text, at its strongest; then the first few of each text.
     ordered_rows = piece_rows[order]
+    _, first = np.unique(ordered_rows * (len(batch.pieces) * 2 + 1) + batch.word_ids[order], return_index=True)
+    order = order[np.sort(first)]
+    ordered_rows = ordered_rows[np.sort(first)]
     rank = np.arange(len(order)) - np.searchsorted(ordered_rows, ordered_rows)
-    kept = order[rank < _TOP_REASONS * 2]  # enough to fill three after dropping repeated words
+    kept = order[rank < _TOP_REASONS]
     reasons: list[list[Reason]] = [[] for _ in batch.texts]
-    seen: list[set[str]] = [set() for _ in batch.texts]
-    for index, row, weight in zip(kept.tolist(), piece_rows[kept].tolist(), contributions[kept].tolist(), strict=True):
-        word = batch.words[index] or batch.pieces[index]
+    words, pieces = batch.words, batch.pieces
+    weights = np.round(contributions[kept], 4).tolist()
+    for index, row, weight in zip(kept.tolist(), piece_rows[kept].tolist(), weights, strict=True):
+        word = words[index] or pieces[index]
         shown = word if len(word) <= _SHOWN_CHARS else word[: _SHOWN_CHARS - 1] + "…"
-        if len(reasons[row]) < _TOP_REASONS and shown not in seen[row]:
-            seen[row].add(shown)
-            reasons[row].append(Reason(shown, "model", round(weight, 4)))
+        reasons[row].append(Reason(shown, "model", weight))
     return [tuple(row_reasons) for row_reasons in reasons]

@@ -19,15 +19,17 @@ array operations, about ten times as fast, and the sentiment model learns from i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+import numpy.typing as npt
 
 from amends.feedback.triage._features import Batch
 from amends.feedback.triage._linear import FloatArray
 from amends.feedback.triage.result import Reason
 
-__all__ = ["LEXICON_FEATURES", "Lexicon", "lexicon", "lexicon_features", "lexicon_reasons"]
+__all__ = ["LEXICON_FEATURES", "Lexicon", "LexiconReading", "lexicon", "lexicon_features", "read_lexicon"]
 
 LEXICON_FEATURES = ("lexicon_score", "lexicon_positive", "lexicon_negative")
 _NEGATION_REACH = 3  # a negation turns round the valence of the next three words
@@ -79,15 +81,50 @@ def lexicon() -> Lexicon:
     return Lexicon()
 
 
+@dataclass(frozen=True, slots=True)
+class LexiconReading:
+    """What the lexicon found in a batch: per text the three LEXICON_FEATURES, and per piece its own valence (0 for
+    "kind" in "kind of"; before boosters, negations and "but", which a reason does not show)."""
+
+    features: FloatArray  # texts x LEXICON_FEATURES, each -1..1
+    valences: FloatArray  # per piece of the batch
+    pieces: Sequence[str]  # the batch's pieces and words
+    words: Sequence[str]
+    piece_rows: npt.NDArray[np.int64]  # per piece: its text
+
+    def reasons(self, signs: FloatArray, top: int) -> list[tuple[Reason, ...]]:
+        """Per text, up to `top` opinion words whose valence points the way of its label (`signs`: +1 or -1 per
+        text, 0 for none), strongest first, each word once."""
+        rows = self.piece_rows
+        hits = np.flatnonzero(self.valences * signs[rows] > 0)
+        order = hits[np.lexsort((-np.abs(self.valences[hits]), rows[hits]))]  # by text, strongest first, stable
+        found: list[list[Reason]] = [[] for _ in range(len(signs))]
+        seen: list[set[str]] = [set() for _ in range(len(signs))]
+        valences = lexicon().valences
+        for index, row, value in zip(order.tolist(), rows[order].tolist(), self.valences[order].tolist(), strict=True):
+            # The word, or the piece as written when that is what the lexicon knows (":)", "<3").
+            piece, word = self.pieces[index], self.words[index]
+            word = piece if piece in valences or not word else word
+            if len(found[row]) < top and word not in seen[row]:
+                seen[row].add(word)
+                found[row].append(Reason(word, "lexicon", value))
+        return [tuple(reasons) for reasons in found]
+
+
 def lexicon_features(batch: Batch) -> FloatArray:
     """Per text of the batch: its lexicon score, positive part and negative part (LEXICON_FEATURES), each -1..1."""
+    return read_lexicon(batch).features
+
+
+def read_lexicon(batch: Batch) -> LexiconReading:
+    """Read a batch's words against the lexicon: the features of each text, and the opinion words of each."""
     words = batch.words
     n_texts, n_words = len(batch.texts), len(words)
+    rows = np.repeat(np.arange(n_texts), np.diff(batch.piece_start))
     if not n_words:
-        return np.zeros((n_texts, len(LEXICON_FEATURES)))
+        return LexiconReading(np.zeros((n_texts, len(LEXICON_FEATURES))), np.zeros(0), (), (), rows)
     found = lexicon()
     valences, negations, boosts, buts, ends = _word_values(found, batch.pieces, words)
-    rows = np.repeat(np.arange(n_texts), np.diff(batch.piece_start))
     # A word's sentence: a new one starts with every text and after a piece that ends one (. ! ?).
     sentence = np.cumsum(np.concatenate([[True], (rows[1:] != rows[:-1]) | ends[:-1]]))
     same_as_previous = np.concatenate([[False], sentence[1:] == sentence[:-1]])
@@ -115,7 +152,8 @@ def lexicon_features(batch: Batch) -> FloatArray:
     total = np.bincount(rows, weights=values, minlength=n_texts)
     positive = np.bincount(rows, weights=np.maximum(values, 0.0), minlength=n_texts)
     negative = np.bincount(rows, weights=np.maximum(-values, 0.0), minlength=n_texts)
-    return np.tanh(np.column_stack([total, positive, negative]) / _SQUASH)
+    features = np.tanh(np.column_stack([total, positive, negative]) / _SQUASH)
+    return LexiconReading(features, valences, batch.pieces, words, rows)
 
 
 def _word_values(
@@ -135,20 +173,3 @@ def _word_values(
     but = np.fromiter((w == "but" for _, w in vocabulary), dtype=bool, count=n)
     ends = np.fromiter((p.endswith(_SENTENCE_ENDS) for p, _ in vocabulary), dtype=bool, count=n)
     return valence[codes], negation[codes], boost[codes], but[codes], ends[codes]
-
-
-def lexicon_reasons(pieces: Sequence[str], words: Sequence[str]) -> tuple[Reason, ...]:
-    """The opinion words among a text's pieces (each also without the punctuation around it: `words`), strongest
-    first, as reasons."""
-    found = lexicon()
-    valences = found.valences
-    hits = {}
-    for piece, word in zip(pieces, words, strict=True):
-        value = valences.get(word)
-        shown = word
-        if value is None and (piece != word or not word.isascii()):
-            value = found.valence(piece, word)  # ":)", emojis
-            shown = piece if piece in valences or not word else word
-        if value:
-            hits[shown] = float(value)
-    return tuple(Reason(w, "lexicon", v) for w, v in sorted(hits.items(), key=lambda item: -abs(item[1])))

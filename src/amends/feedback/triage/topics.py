@@ -6,7 +6,7 @@ nothing: TaxonomyError lists each problem with its file, line and field.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from amends.feedback.errors import TaxonomyError
 from amends.feedback.triage._features import normalise
+from amends.feedback.triage.keywords import KeywordGroups, keyword_pattern
 from amends.yamldoc import FileProblem, FileReport, parse_yaml, pydantic_reason
 
 __all__ = ["DEFAULT_TAXONOMY_FILE", "Taxonomy", "Topic", "TopicMatch", "load_taxonomy", "parse_taxonomy"]
@@ -73,16 +74,27 @@ class Taxonomy:
         """The same taxonomy with the word weights learned from staff corrections."""
         return Taxonomy(self.topics, learned, self.source)
 
+    def match_many(self, normal_texts: Sequence[str], words: Sequence[tuple[str, ...]]) -> list[TopicMatch]:
+        """`match` for a batch of texts (each given with its words): a text is searched only for the topics whose
+        keywords its words could hold; most are searched for none."""
+        if self.learned:
+            return [self.match(text, text_words) for text, text_words in zip(normal_texts, words, strict=True)]
+        return [
+            self._match(text, text_words, topics) if topics else self._no_match
+            for text, text_words, topics in zip(normal_texts, words, self._groups.groups_to_search(words), strict=True)
+        ]
+
     def match(self, normal_text: str, words: tuple[str, ...]) -> TopicMatch:
         """Score every topic on a normalised text (and its words, punctuation stripped): one point per distinct
         keyword found, plus the learned weights of the words present."""
-        if not self.learned and self._any_keyword.search(normal_text) is None:
-            return self._no_match  # most texts: one search, not one a topic
+        return self._match(normal_text, words, self.names)
+
+    def _match(self, normal_text: str, words: tuple[str, ...], searched: Collection[str]) -> TopicMatch:
         scores: dict[str, float] = {}
         matched: dict[str, list[str]] = {}
         present = tuple(dict.fromkeys(words))
         for topic in self.topics:
-            hits = sorted(set(topic.pattern.findall(normal_text)))
+            hits = sorted(set(topic.pattern.findall(normal_text))) if topic.name in searched else []
             scores[topic.name], matched[topic.name] = float(len(hits)), hits
         for name, learned in self.learned.items():  # a learned topic may be one the file does not have
             learned_hits = [w for w in present if w in learned]
@@ -99,16 +111,8 @@ class Taxonomy:
         return TopicMatch(None, MappingProxyType(dict.fromkeys(self.names, 0.0)), ())
 
     @cached_property
-    def _any_keyword(self) -> re.Pattern[str]:
-        return _pattern([keyword for topic in self.topics for keyword in topic.keywords])
-
-
-def _pattern(keywords: list[str]) -> re.Pattern[str]:
-    parts = []
-    for keyword in sorted({normalise(k) for k in keywords}, key=len, reverse=True):
-        stem = keyword.rstrip("*")
-        parts.append(re.escape(stem) + (r"\w*" if keyword.endswith("*") else ""))
-    return re.compile(r"(?<!\w)(?:" + "|".join(parts) + r")(?!\w)")
+    def _groups(self) -> KeywordGroups:
+        return KeywordGroups.of({topic.name: topic.keywords for topic in self.topics})
 
 
 def parse_taxonomy(text: str, file: Path | None = None) -> Taxonomy:
@@ -136,7 +140,7 @@ def parse_taxonomy(text: str, file: Path | None = None) -> Taxonomy:
             if not normalise(keyword).rstrip("*"):
                 report.add(("topics", name, "keywords", index), "an empty keyword matches everything")
         if not problems:
-            topics.append(Topic(name, topic.description, tuple(topic.keywords), _pattern(topic.keywords)))
+            topics.append(Topic(name, topic.description, tuple(topic.keywords), keyword_pattern(topic.keywords)))
     if problems:
         raise TaxonomyError(problems)
     return Taxonomy(tuple(topics), source=str(file) if file else "text")

@@ -13,18 +13,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["STRONGLY_NEGATIVE", "Urgency", "UrgencyDecision", "decide_urgency"]
+from amends.feedback.triage.keywords import KeywordGroups
+
+__all__ = ["STRONGLY_NEGATIVE", "Urgency", "UrgencyDecision", "decide_urgency", "signs_to_check"]
 
 Urgency = Literal["low", "normal", "high"]
 STRONGLY_NEGATIVE = -0.6
 
 
-def _words(*words: str) -> re.Pattern[str]:
-    parts = sorted((re.escape(w.rstrip("*")) + (r"\w*" if w.endswith("*") else "") for w in words), key=len)
-    return re.compile(r"(?<!\w)(?:" + "|".join(reversed(parts)) + r")(?!\w)")
+def _words(*words: str) -> tuple[str, ...]:
+    return words
 
 
 _SAFETY = _words(
@@ -143,7 +145,8 @@ _REPEATED = _words(
 )
 
 
-_ANY_SIGN = re.compile("|".join(pattern.pattern for pattern in (_SAFETY, _LEGAL, _URGENT, _REPEATED)))
+_SIGNS = KeywordGroups.of({"safety": _SAFETY, "legal threat": _LEGAL, "says urgent": _URGENT, "repeated": _REPEATED})
+_ALL_SIGNS = frozenset(_SIGNS.names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,16 +162,29 @@ _NO_SIGN_NEGATIVE = UrgencyDecision("normal", "negative", ())
 _NO_SIGN = UrgencyDecision("low", "no sign of urgency", ())
 
 
-def decide_urgency(normal_text: str, *, is_spam: bool, sentiment: str, sentiment_score: float) -> UrgencyDecision:
-    """Apply the rules above to a normalised text and its spam and sentiment labels."""
+def signs_to_check(words: Sequence[Sequence[str]]) -> list[frozenset[str]]:
+    """Per text of a batch (given as its words, punctuation stripped): the signs ("safety", "legal threat", "says
+    urgent", "repeated") whose words it could hold; `decide_urgency(..., signs=...)` searches only for those."""
+    return _SIGNS.groups_to_search(words)
+
+
+def decide_urgency(
+    normal_text: str,
+    *,
+    is_spam: bool,
+    sentiment: str,
+    sentiment_score: float,
+    signs: Collection[str] = _ALL_SIGNS,
+) -> UrgencyDecision:
+    """Apply the rules above to a normalised text and its spam and sentiment labels, searching it for the words of
+    `signs` only (all by default; `signs_to_check` gives fewer for most texts)."""
     if is_spam:
         return UrgencyDecision("low", "spam", ())
-    if _ANY_SIGN.search(normal_text) is None:  # most texts: one search, not four
-        return _NO_SIGN_NEGATIVE if sentiment == "negative" else _NO_SIGN
-    for rule, pattern in (("safety", _SAFETY), ("legal threat", _LEGAL), ("says urgent", _URGENT)):
-        if found := _found(pattern, normal_text):
+    patterns = _SIGNS.patterns
+    for rule in ("safety", "legal threat", "says urgent"):
+        if rule in signs and (found := _found(patterns[rule], normal_text)):
             return UrgencyDecision("high", rule, found)
-    repeated = _found(_REPEATED, normal_text)
+    repeated = _found(patterns["repeated"], normal_text) if "repeated" in signs else ()
     if repeated and sentiment_score <= STRONGLY_NEGATIVE:
         return UrgencyDecision("high", "strongly negative and contacted again", repeated)
     if repeated:
