@@ -379,6 +379,31 @@ def test_staff_add_with_a_key_lets_that_person_act_with_their_role(env: dict[str
         assert authenticate(uow, key).staff_id == "ana"
 
 
+def test_staff_password_sets_a_console_login_and_refuses_a_short_one(env: dict[str, str], tmp_path: Path) -> None:
+    from amends.recover.staff import check_login
+
+    assert amends("init", env=env, cwd=tmp_path).returncode == 0
+    assert amends("staff", "add", "ana", "--name", "Ana", env=env, cwd=tmp_path).returncode == 0
+    short = subprocess.run(
+        [sys.executable, "-m", "amends.cli", "staff", "password", "ana", "--stdin"],
+        env=env, cwd=tmp_path, input="too short\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert short.returncode == 2
+    assert "password: at least 12 characters" in short.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "amends.cli", "staff", "password", "ana", "--stdin"],
+        env=env, cwd=tmp_path, input="a long enough passphrase\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    database = Database(f"sqlite:///{tmp_path / 'amends.db'}")
+    with database.unit_of_work() as uow:
+        assert check_login(uow, "ana", "too short") is None
+        member = check_login(uow, "ana", "a long enough passphrase")
+    database.dispose()
+    assert member is not None
+    assert member.id == "ana"
+
+
 def test_playbooks_and_remedies_check_report_problems_by_line_and_exit_2(env: dict[str, str], tmp_path: Path) -> None:
     shipped = amends("playbooks", "check", env=env, cwd=tmp_path)
     assert shipped.returncode == 0, shipped.stderr

@@ -12,6 +12,7 @@ import os
 import secrets
 import signal
 import stat
+import sys
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -744,6 +745,34 @@ def staff_key(staff_id: Annotated[str, typer.Argument(help="The staff member's i
         db.dispose()
     err_console.print(f"Created key {key.id} for {staff_id}. Keep it now; it will not be shown again:")
     print(text)
+
+
+@staff_app.command("password")
+def staff_password(
+    staff_id: Annotated[str, typer.Argument(help="The staff member's id.")],
+    stdin: Annotated[bool, typer.Option("--stdin", help="Read the password from standard input (one line).")] = False,
+) -> None:
+    """Set a staff member's console password (12 to 256 characters; asked twice, not echoed). Every session
+    they had ends."""
+    from amends.access.passwords import check_new_password
+    from amends.recover.actors import SYSTEM
+    from amends.recover.audit import audit
+    from amends.recover.staff import set_password
+
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    check_new_password(password)  # before the database is opened: a refused password changes nothing
+    db = Database.from_settings(load_settings())
+    try:
+        with db.unit_of_work() as uow:
+            member = set_password(uow, staff_id, password, now=_now())
+            audit(uow, SYSTEM, "staff.password_set", f"staff:{member.id}", at=_now(), via="cli")
+            uow.commit()
+    finally:
+        db.dispose()
+    err_console.print(f"Set the console password of {member.id}; their sessions have ended.")
 
 
 @staff_app.command("list")

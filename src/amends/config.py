@@ -299,6 +299,22 @@ class Settings(BaseSettings):
         default="5/minute", description="Answers posted on one feedback link, e.g. '5/minute'."
     )
 
+    console_session_idle: timedelta = Field(
+        default=timedelta(minutes=30),
+        description="A console session ends after this long without a request, e.g. 'PT30M'.",
+    )
+    console_session_lifetime: timedelta = Field(
+        default=timedelta(hours=12), description="A console session ends this long after login, however busy."
+    )
+    console_login_rate_limit: str = Field(
+        default="10/minute",
+        description="Login attempts from one client address, and for one login name, e.g. '10/minute'.",
+    )
+    console_secure_cookie: bool | None = Field(
+        default=None,
+        description="Send the session cookie only over HTTPS. Unset: when public_url is https, or in production.",
+    )
+
     triage_backend: Literal["fast", "embeddings"] = Field(
         default="fast",
         description="How feedback is triaged: fast (VADER and linear models over n-grams, the default install) or "
@@ -324,7 +340,13 @@ class Settings(BaseSettings):
         return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
     @field_validator(
-        "detect_allowed_lateness", "contact_window", "feedback_editable_for", "feedback_request_ttl", mode="before"
+        "detect_allowed_lateness",
+        "contact_window",
+        "feedback_editable_for",
+        "feedback_request_ttl",
+        "console_session_idle",
+        "console_session_lifetime",
+        mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> Any:
@@ -336,7 +358,10 @@ class Settings(BaseSettings):
         parse_duration(value)
         return value.strip()
 
-    @field_validator("contact_window", "feedback_editable_for", "feedback_request_ttl")
+    @field_validator(
+        "contact_window", "feedback_editable_for", "feedback_request_ttl", "console_session_idle",
+        "console_session_lifetime",
+    )  # fmt: skip
     @classmethod
     def _positive_window(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
@@ -354,7 +379,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a time zone the tz database knows (e.g. Europe/Berlin)") from None
         return value
 
-    @field_validator("feedback_page_rate_limit", "feedback_token_rate_limit")
+    @field_validator("feedback_page_rate_limit", "feedback_token_rate_limit", "console_login_rate_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         try:
@@ -517,6 +542,13 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether the console's cookies go over HTTPS only."""
+        if self.console_secure_cookie is not None:
+            return self.console_secure_cookie
+        return self.environment == "production" or (self.public_url or "").startswith("https://")
 
     def require_secret_key(self) -> SecretStr:
         """Return the secret key, or refuse to go on without one."""

@@ -26,6 +26,8 @@ class Actor:
             return f"staff:{self.staff.id}"
         if self.key_id is not None:
             return f"key:{self.key_id}"
+        if self.origin is not None:
+            return "anonymous"  # someone on a public page or the login page, known by address only
         return "system"
 
     def person(self, doing: str) -> StaffMember:

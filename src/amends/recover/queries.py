@@ -3,7 +3,7 @@ that are overdue. What a staff member sees is limited as in recover/cases.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,18 @@ from amends.recover.remedies import Approval, LedgerEntry, case_approvals, case_
 from amends.store import UnitOfWork, tables
 from amends.store.paging import decode_cursor, encode_cursor
 
-__all__ = ["CaseDetail", "CaseFilter", "CasePage", "OverdueStep", "case_detail", "list_cases", "overdue_steps"]
+__all__ = [
+    "CaseDetail",
+    "CaseFilter",
+    "CasePage",
+    "OverdueStep",
+    "QueueItem",
+    "QueuePage",
+    "case_detail",
+    "list_cases",
+    "overdue_steps",
+    "work_queue",
+]
 
 _cases = tables.cases
 _steps = tables.case_steps
@@ -103,19 +114,99 @@ class OverdueStep:
     due_at: datetime
 
 
-def list_cases(
-    uow: UnitOfWork, flt: CaseFilter, *, actor: Actor, now: datetime, limit: int = 50, cursor: str | None = None
-) -> CasePage:
-    """Cases newest first by opening, a page at a time; every filter narrows."""
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """A case in the work queue, with the step that is due next and the rules of its incidents."""
+
+    case: Case
+    next_kind: str | None
+    next_title: str | None
+    next_due: datetime | None
+    rules: tuple[str, ...]
+
+    def overdue(self, now: datetime) -> bool:
+        return self.next_due is not None and self.next_due < now
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePage:
+    items: tuple[QueueItem, ...]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + len(self.items) < self.total
+
+
+def work_queue(
+    uow: UnitOfWork, flt: CaseFilter, *, actor: Actor, now: datetime, limit: int = 50, offset: int = 0
+) -> QueuePage:
+    """The cases to work (open ones unless the filter names a status), the one whose next step is due soonest
+    first, then the most severe; cases with nothing due come last. Every filter narrows."""
     if not 1 <= limit <= 500:
         raise InvalidInput("limit", "1 to 500")
-    query = sa.select(_cases)
+    if not 0 <= offset <= 100_000:
+        raise InvalidInput("offset", "0 to 100000")
+    flt = flt if flt.status is not None else replace(flt, status=Status.OPEN)
+    next_due = (
+        sa.select(sa.func.min(_steps.c.due_at))
+        .where(_steps.c.case_id == _cases.c.id, _steps.c.completed_at.is_(None))
+        .scalar_subquery()
+    )
+    where = _case_conditions(flt, actor, now)
+    total = uow.execute(sa.select(sa.func.count()).select_from(_cases).where(*where)).scalar_one()
+    rows = uow.execute(
+        sa.select(_cases, next_due.label("next_due"))
+        .where(*where)
+        .order_by(next_due.is_(None), next_due, _cases.c.severity.desc(), _cases.c.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    cases = [case_from_row(row) for row in rows]
+    ids = [case.id for case in cases]
+    due_steps: dict[int, tuple[str, str]] = {}
+    if ids:
+        for step in uow.execute(
+            sa.select(_steps.c.case_id, _steps.c.kind, _steps.c.title)
+            .where(_steps.c.case_id.in_(ids), _steps.c.completed_at.is_(None), _steps.c.due_at.is_not(None))
+            .order_by(_steps.c.case_id, _steps.c.due_at, _steps.c.position)
+        ):
+            due_steps.setdefault(step.case_id, (step.kind, step.title))
+    rules: dict[int, list[str]] = {}
+    if ids:
+        for link in uow.execute(
+            sa.select(_links.c.case_id, _incidents.c.rule_id)
+            .join(_incidents, _incidents.c.id == _links.c.incident_id)
+            .where(_links.c.case_id.in_(ids))
+            .order_by(_links.c.case_id, _incidents.c.id)
+        ):
+            known = rules.setdefault(link.case_id, [])
+            if link.rule_id not in known:
+                known.append(link.rule_id)
+    items = tuple(
+        QueueItem(
+            case,
+            due_steps.get(case.id, (None, None))[0],
+            due_steps.get(case.id, (None, None))[1],
+            row.next_due,
+            tuple(rules.get(case.id, ())),
+        )
+        for case, row in zip(cases, rows, strict=True)
+    )
+    return QueuePage(items, total, offset, limit)
+
+
+def _case_conditions(flt: CaseFilter, actor: Actor, now: datetime) -> list[sa.ColumnElement[bool]]:
+    """The WHERE conditions of a filter, with what the actor may see."""
+    where: list[sa.ColumnElement[bool]] = []
     visible = visibility(actor)
     if visible is not None:
-        query = query.where(visible)
+        where.append(visible)
     if flt.mine:
         member = actor.person("listing your cases")
-        query = query.where(_cases.c.owner_id == member.id)
+        where.append(_cases.c.owner_id == member.id)
     for column, value in (
         (_cases.c.status, None if flt.status is None else flt.status.value),
         (_cases.c.origin, None if flt.origin is None else flt.origin.value),
@@ -124,9 +215,9 @@ def list_cases(
         (_cases.c.customer_id, flt.customer_id),
     ):
         if value is not None:
-            query = query.where(column == value)
+            where.append(column == value)
     if flt.rule_id is not None:
-        query = query.where(
+        where.append(
             sa.exists().where(
                 _links.c.case_id == _cases.c.id,
                 _links.c.incident_id == _incidents.c.id,
@@ -134,10 +225,20 @@ def list_cases(
             )
         )
     if flt.overdue:
-        query = query.where(
-            _cases.c.status != Status.CLOSED.value,
-            sa.exists().where(_steps.c.case_id == _cases.c.id, _steps.c.completed_at.is_(None), _steps.c.due_at < now),
+        where.append(_cases.c.status != Status.CLOSED.value)
+        where.append(
+            sa.exists().where(_steps.c.case_id == _cases.c.id, _steps.c.completed_at.is_(None), _steps.c.due_at < now)
         )
+    return where
+
+
+def list_cases(
+    uow: UnitOfWork, flt: CaseFilter, *, actor: Actor, now: datetime, limit: int = 50, cursor: str | None = None
+) -> CasePage:
+    """Cases newest first by opening, a page at a time; every filter narrows."""
+    if not 1 <= limit <= 500:
+        raise InvalidInput("limit", "1 to 500")
+    query = sa.select(_cases).where(*_case_conditions(flt, actor, now))
     if cursor is not None:
         opened, case_id = decode_cursor(cursor)
         query = query.where(

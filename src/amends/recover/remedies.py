@@ -77,8 +77,9 @@ _DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() also takes "²
 class AboveLimit(Forbidden):
     """A grant above the person's authority: the limit, and that an approval can be requested."""
 
-    def __init__(self, message: str, *, kind: str, limit: Decimal | None, granted_today: Decimal, case_id: int) -> None:
-        super().__init__(message)
+    def __init__(self, summary: str, *, kind: str, limit: Decimal | None, granted_today: Decimal, case_id: int) -> None:
+        super().__init__(f"{summary}. Request an approval: POST /v1/cases/{case_id}/approvals with the same body")
+        self.summary = summary  # what is above which limit, without where to ask (the console offers a button)
         self.kind = kind
         self.limit = limit
         self.granted_today = granted_today
@@ -557,8 +558,7 @@ def _above_limit(
         what += f", and you granted {today} today"
         limit = per_day
     return AboveLimit(
-        f"{amount}{unit} is above your authority: {what}. Request an approval: "
-        f"POST /v1/cases/{case_id}/approvals with the same body",
+        f"{amount}{unit} is above your authority: {what}",
         kind=kind.id,
         limit=limit,
         granted_today=today,

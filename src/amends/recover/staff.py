@@ -14,11 +14,23 @@ from typing import Any
 import sqlalchemy as sa
 
 from amends.access import ApiKey, Scope, create_key
+from amends.access.passwords import hash_password, needs_rehash, verify_password
+from amends.access.sessions import end_sessions_of
 from amends.errors import Conflict, InvalidInput, NotFound
 from amends.recover.roles import ROLES, Role
 from amends.store import UnitOfWork, tables
 
-__all__ = ["ROLE_SCOPES", "StaffMember", "add_staff", "create_staff_key", "get_staff", "list_staff", "update_staff"]
+__all__ = [
+    "ROLE_SCOPES",
+    "StaffMember",
+    "add_staff",
+    "check_login",
+    "create_staff_key",
+    "get_staff",
+    "list_staff",
+    "set_password",
+    "update_staff",
+]
 
 _staff = tables.staff
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -147,7 +159,38 @@ def update_staff(
         values["active"] = active
     if values:
         uow.execute(sa.update(_staff).where(_staff.c.id == current.id).values(**values))
+    if active is False:
+        end_sessions_of(uow, current.id)  # a deactivated person is logged out everywhere at once
     return get_staff(uow, staff_id)
+
+
+def set_password(uow: UnitOfWork, staff_id: str, password: str, *, now: datetime) -> StaffMember:
+    """Set a staff member's console password (12 to 256 characters); every session they had ends."""
+    member = get_staff(uow, staff_id)
+    uow.execute(
+        sa.update(_staff)
+        .where(_staff.c.id == member.id)
+        .values(password_hash=hash_password(password), password_changed_at=now)
+    )
+    end_sessions_of(uow, member.id)
+    return member
+
+
+def check_login(uow: UnitOfWork, login: str, password: str) -> StaffMember | None:
+    """The active staff member whose id or email is `login` and whose password this is; None otherwise, after
+    the same work either way (a wrong name is not told apart from a wrong password, by answer or by time)."""
+    login = login.strip()
+    query = sa.select(_staff).where(
+        sa.or_(_staff.c.id == login, sa.func.lower(_staff.c.email) == login.lower()) if "@" in login
+        else _staff.c.id == login
+    )  # fmt: skip
+    row = uow.execute(query.limit(1)).first() if 0 < len(login) <= 320 else None
+    stored = row.password_hash if row is not None else None
+    if not verify_password(stored, password) or row is None or not row.active:
+        return None
+    if stored is not None and needs_rehash(stored):
+        uow.execute(sa.update(_staff).where(_staff.c.id == row.id).values(password_hash=hash_password(password)))
+    return _from_row(row)
 
 
 def create_staff_key(uow: UnitOfWork, staff_id: str, *, now: datetime) -> tuple[ApiKey, str]:

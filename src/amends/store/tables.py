@@ -34,6 +34,7 @@ __all__ = [
     "case_steps",
     "cases",
     "complaints",
+    "console_sessions",
     "customers",
     "detect_cursors",
     "detect_state",
@@ -188,6 +189,23 @@ staff = Table(
     Column("active", Boolean, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("last_assigned_at", UTCDateTime(), nullable=True),
+    # The console password as an Argon2id hash (access/passwords.py); null: this person cannot log in.
+    Column("password_hash", String(200), nullable=True),
+    Column("password_changed_at", UTCDateTime(), nullable=True),
+)
+
+# Console sessions: the cookie holds a random token, the table only its SHA-256. A session ends at logout,
+# when idle too long, at its absolute expiry, or when the password changes (all of that person's sessions go).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # SHA-256 of the cookie's token, hex
+    Column("staff_id", String(100), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),  # every form of the session carries it back
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("origin", String(100), nullable=True),
 )
 
 # Cases: the recovery work for one customer. At most one open case per customer (the partial unique

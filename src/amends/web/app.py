@@ -22,6 +22,7 @@ from amends.outreach.delivery import Delivery
 from amends.outreach.service import Outreach
 from amends.recover.service import Recovery
 from amends.store import Database
+from amends.web import console
 from amends.web.api import (
     approvals,
     cards,
@@ -90,7 +91,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.outreach = outreach
     app.state.feedback = desk
     app.state.feedback_limits = feedback_page.PageLimits.from_settings(settings)
-    install_error_handlers(app)
+    app.state.console_login_limits = console.LoginLimits.from_settings(settings)
+    install_error_handlers(app, pages={"/console": console.error_page})
     app.include_router(health_router)
     app.include_router(events.router)
     app.include_router(customers.router)
@@ -101,6 +103,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(unsubscribe.router)
     app.include_router(feedback_page.router)
     app.include_router(staff.audit_router)
+    app.include_router(console.router)
+    app.mount("/console/static", console.static_files(), name="console-static")
+    console.add_security_headers(app, secure=settings.secure_cookies)
 
     # Swagger UI's script and styles come from the swagger-ui-py package, so the docs work offline.
     swagger_ui = Path(str(resources.files("swagger_ui") / "static"))
@@ -118,6 +123,6 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        return RedirectResponse("/console")
 
     return app

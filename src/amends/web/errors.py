@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from amends.errors import (
     AmendsError,
@@ -20,7 +23,7 @@ from amends.errors import (
 )
 from amends.events import MalformedJSON
 
-__all__ = ["RECOVERY_ERRORS", "UnsupportedMediaType", "install_error_handlers"]
+__all__ = ["RECOVERY_ERRORS", "UnsupportedMediaType", "install_error_handlers", "status_of"]
 
 
 class UnsupportedMediaType(InvalidInput):
@@ -48,9 +51,22 @@ _STATUS: dict[type[AmendsError], int] = {
 }
 
 
-async def _amends_error(request: Request, exc: Exception) -> JSONResponse:
+def status_of(exc: AmendsError) -> int:
+    """The HTTP status an error is answered with."""
+    return next((_STATUS[k] for k in type(exc).__mro__ if k in _STATUS), 500)
+
+
+def _page_for(request: Request) -> Callable[[Request, Exception, int], Awaitable[Response]] | None:
+    """The HTML error page of the part of the site the request is in (the console), if it has one."""
+    pages = getattr(request.app.state, "error_pages", {})
+    return next((page for prefix, page in pages.items() if request.url.path.startswith(prefix)), None)
+
+
+async def _amends_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AmendsError)
-    status = next((_STATUS[k] for k in type(exc).__mro__ if k in _STATUS), 500)
+    status = status_of(exc)
+    if (page := _page_for(request)) is not None:
+        return await page(request, exc, status)
     body: dict[str, object] = {
         "error": type(exc).__name__,
         "field": getattr(exc, "field", None),
@@ -69,15 +85,30 @@ async def _amends_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _request_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     error = exc.errors()[0]
     field = ".".join(str(p) for p in error["loc"][1:]) or str(error["loc"][0])
+    if (page := _page_for(request)) is not None:
+        return await page(request, InvalidInput(field, error["msg"]), 422)
     body = {"error": "InvalidInput", "field": field, "reason": error["msg"]}
     return JSONResponse(body, status_code=422)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the translation of every AmendsError (and FastAPI's own parameter errors)."""
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if (page := _page_for(request)) is not None:
+        missing = NotFound("no such page") if exc.status_code == 404 else AmendsError(str(exc.detail))
+        return await page(request, missing, exc.status_code)
+    return await http_exception_handler(request, exc)
+
+
+def install_error_handlers(
+    app: FastAPI, pages: dict[str, Callable[[Request, Exception, int], Awaitable[Response]]] | None = None
+) -> None:
+    """Register the translation of every AmendsError (and FastAPI's own parameter errors): JSON, except under
+    a path prefix of `pages`, whose own HTML error page answers."""
+    app.state.error_pages = dict(pages or {})
     app.add_exception_handler(AmendsError, _amends_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,294 @@
+"""What every console page shares: the session behind the cookie, the CSRF check on every form, the security
+headers, the template environment, and the login attempts' rate limit.
+
+Rules a reader must not break: every page depends on `Signed` (or `Maybe` for the login page), so no page is
+reached without a live session; every POST reads its form through `form_of`, which refuses a missing or wrong
+CSRF token and a post from another origin before anything is done; and the role is checked by recover/ and
+feedback/ themselves, with the staff member as the actor, exactly as for their API keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qs, quote, urlsplit
+
+import jinja2
+import limits
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from amends.access.sessions import Session, find_session, valid_csrf
+from amends.config import Settings
+from amends.errors import AmendsError, Forbidden, InvalidInput, NotFound
+from amends.recover.actors import Actor
+from amends.recover.roles import Role
+from amends.recover.staff import StaffMember, get_staff
+from amends.store import Database, UnitOfWork
+from amends.web.deps import read_body
+
+__all__ = [
+    "COOKIE",
+    "STATIC_DIR",
+    "ConsoleUser",
+    "LoginLimits",
+    "Maybe",
+    "Signed",
+    "console_headers",
+    "form_of",
+    "redirect",
+    "render",
+    "safe_next",
+]
+
+T = TypeVar("T")
+STATIC_DIR = Path(str(resources.files(__package__))) / "static"
+COOKIE = "amends_session"
+_MAX_FORM = 256 * 1024
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("amends.web.console", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _when(value: datetime | None, empty: str = "") -> str:
+    return empty if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M}"
+
+
+def _money(value: Decimal | float | int | None, unit: str = "") -> str:
+    if value is None:
+        return "no limit"
+    text = f"{Decimal(value):,.2f}".rstrip("0").rstrip(".") if Decimal(value) % 1 else f"{Decimal(value):,.0f}"
+    return f"{text} {unit}".strip()
+
+
+def _ago(value: datetime | None, now: datetime) -> str:
+    """'in 3 h' or '2 d ago': how far a due time is from now, in the largest whole unit."""
+    if value is None:
+        return ""
+    seconds = (value - now).total_seconds()
+    amount = abs(seconds)
+    for size, unit in ((86_400, "d"), (3_600, "h"), (60, "min")):
+        if amount >= size:
+            text = f"{int(amount // size)} {unit}"
+            return f"in {text}" if seconds > 0 else f"{text} ago"
+    return "now"
+
+
+_templates.filters["when"] = _when
+_templates.filters["money"] = _money
+_templates.globals["ago"] = _ago
+_templates.globals["roles"] = Role
+
+
+def console_headers(*, secure: bool) -> dict[str, str]:
+    """Every console response's headers: scripts and styles only from the console's own static files (no inline
+    script), no framing, no caching of pages with customers' data, and HSTS when served over HTTPS."""
+    headers = {
+        "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "same-origin",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    }
+    if secure:
+        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    return headers
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleUser:
+    """The person behind the session, as the actor every decision names."""
+
+    member: StaffMember
+    session: Session
+    actor: Actor
+
+    @property
+    def csrf(self) -> str:
+        return self.session.csrf_token
+
+
+class LoginRequired(AmendsError):
+    """No live session: the console answers with the login page (a redirect that remembers where to go)."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__("log in to continue")
+        self.next_url = next_url
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _origin(request: Request) -> str | None:
+    return request.client.host if request.client is not None else None
+
+
+def _lookup(db: Database, token: str | None, settings: Settings, origin: str | None) -> ConsoleUser | None:
+    with db.unit_of_work(writes=True) as uow:
+        session = find_session(uow, token, now=datetime.now(UTC), idle=settings.console_session_idle)
+        member = None
+        if session is not None:
+            try:
+                member = get_staff(uow, session.staff_id)
+            except NotFound:
+                member = None
+        uow.commit()  # an expired session removed, a last use recorded
+    if session is None or member is None or not member.active:
+        return None
+    return ConsoleUser(member, session, Actor(None, member, member.scopes, origin))
+
+
+async def _maybe_user(request: Request) -> ConsoleUser | None:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    return await run_in_threadpool(_lookup, request.app.state.db, token, _settings(request), _origin(request))
+
+
+async def _signed_user(request: Request, user: Annotated[ConsoleUser | None, Depends(_maybe_user)]) -> ConsoleUser:
+    if user is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(target if request.method == "GET" else "/console")
+    return user
+
+
+Maybe = Annotated[ConsoleUser | None, Depends(_maybe_user)]
+Signed = Annotated[ConsoleUser, Depends(_signed_user)]
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after login: a path of the console only (never another site: no open redirect)."""
+    if not value or not value.startswith("/console") or value.startswith("//") or "\\" in value:
+        return "/console"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/console"
+    return value
+
+
+def _same_origin(request: Request, settings: Settings) -> bool:
+    """Whether a POST came from the console's own pages, as far as the browser tells (Origin, else Referer)."""
+    claimed = request.headers.get("origin") or request.headers.get("referer")
+    if claimed is None:
+        return True  # not a browser, or one that sends neither: the CSRF token still has to match
+    parts = urlsplit(claimed)
+    theirs = f"{parts.scheme}://{parts.netloc}"
+    ours = {f"{request.url.scheme}://{request.url.netloc}"}
+    base = urlsplit(settings.base_url)
+    ours.add(f"{base.scheme}://{base.netloc}")
+    return theirs in ours
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """A URL-encoded form's fields (the last value of each); no fields for an empty body; InvalidInput for another
+    kind of body."""
+    body = await read_body(request, _MAX_FORM)
+    if not body:
+        return {}
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise InvalidInput("content-type", "a console form is sent as application/x-www-form-urlencoded")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("body", "not UTF-8") from None
+    return {key: values[-1] for key, values in parse_qs(text, keep_blank_values=True).items()}
+
+
+async def form_of(request: Request, user: ConsoleUser) -> dict[str, str]:
+    """The form of a POST by `user`, once its CSRF token and origin are checked (Forbidden otherwise)."""
+    if not _same_origin(request, _settings(request)):
+        raise Forbidden("the form was posted from another site")
+    fields = await form_fields(request)
+    if not valid_csrf(user.session, fields.get("csrf")):
+        raise Forbidden("the form's CSRF token is missing or wrong; reload the page and try again")
+    return fields
+
+
+def render(
+    request: Request,
+    template: str,
+    user: ConsoleUser | None,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """A console page: the template with the person, their CSRF token and the navigation they may use."""
+    settings = _settings(request)
+    context.setdefault("notice", None)
+    context.setdefault("error", None)
+    html = _templates.get_template(template).render(
+        user=user,
+        csrf=user.csrf if user is not None else "",
+        now=datetime.now(UTC),
+        path=request.url.path,
+        company=settings.company_name,
+        **context,
+    )
+    return HTMLResponse(html, status_code=status, headers=dict(headers or {}))  # add_security_headers adds the rest
+
+
+def redirect(url: str, *, status: int = 303) -> RedirectResponse:
+    """After a POST, the page to show (303: the browser fetches it with GET)."""
+    return RedirectResponse(url, status_code=status)
+
+
+def login_url(next_url: str) -> str:
+    return f"/console/login?next={quote(safe_next(next_url), safe='/')}"
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """Login attempts per client address and per login name, counted in this process's memory."""
+
+    per_attempt: limits.RateLimitItem
+    limiter: MovingWindowRateLimiter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoginLimits:
+        return cls(limits.parse(settings.console_login_rate_limit), MovingWindowRateLimiter(MemoryStorage()))
+
+    def allows(self, address: str, login: str) -> bool:
+        by_address = self.limiter.hit(self.per_attempt, "console-login", "address", address)
+        by_login = self.limiter.hit(self.per_attempt, "console-login", "login", login.strip().lower()[:320])
+        return by_address and by_login
+
+
+async def reading(request: Request, work: Callable[[UnitOfWork], T]) -> T:
+    db: Database = request.app.state.db
+
+    def run() -> T:
+        with db.unit_of_work() as uow:
+            return work(uow)
+
+    return await run_in_threadpool(run)
+
+
+async def writing(request: Request, work: Callable[[UnitOfWork], T]) -> T:
+    db: Database = request.app.state.db
+
+    def run() -> T:
+        with db.unit_of_work(writes=True) as uow:
+            result = work(uow)
+            uow.commit()
+            return result
+
+    return await run_in_threadpool(run)

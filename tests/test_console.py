@@ -1,0 +1,300 @@
+"""The staff console as a person meets it, through HTTP (the browser tests drive the same pages in Chromium):
+logging in and out, the queue, working a case from apology to remedy, approvals, and what the console refuses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from amends.access import Scope
+from amends.recover.roles import Role
+from amends.recover.staff import add_staff, set_password, update_staff
+from amends.store import Database, tables
+from amends.web import create_app
+from tests.conftest import new_key, settings_for
+from tests.test_recovery import arrival, booking, profile
+
+NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+PASSWORD = "correct horse battery staple"
+_NONCE = re.compile(r'name="nonce" value="([^"]+)"')
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@dataclass
+class Console:
+    app_client: TestClient
+    db: Database
+    integration: str
+
+    def browser(self) -> TestClient:
+        """A new client with its own cookies: one person's browser."""
+        return TestClient(self.app_client.app, base_url="http://testserver", follow_redirects=False)
+
+    def login(self, who: str, password: str = PASSWORD) -> TestClient:
+        browser = self.browser()
+        response = log_in(browser, who, password)
+        assert response.status_code == 303, response.text
+        return browser
+
+    def send(self, *events: dict[str, object]) -> None:
+        tick = {**arrival(990, "C-0", 0, day=31), "type": "clock.tick"}
+        response = self.app_client.post(
+            "/v1/events", json=[*events, tick], headers={"Authorization": f"Bearer {self.integration}"}
+        )
+        assert response.status_code == 200, response.text
+        self.app_client.app.state.recovery.tick()  # type: ignore[attr-defined]
+
+    def case_id(self, customer: str) -> int:
+        with self.db.unit_of_work() as uow:
+            return int(
+                uow.execute(sa.select(tables.cases.c.id).where(tables.cases.c.customer_id == customer)).scalar_one()
+            )
+
+
+def log_in(browser: TestClient, who: str, password: str, next_url: str = "/console") -> object:
+    page = browser.get(f"/console/login?next={next_url}")
+    nonce = _NONCE.search(page.text)
+    assert nonce is not None, page.text
+    return browser.post(
+        "/console/login", data={"login": who, "password": password, "nonce": nonce.group(1), "next": next_url}
+    )
+
+
+def csrf_of(html: str) -> str:
+    found = _CSRF.search(html)
+    assert found is not None, html
+    return found.group(1)
+
+
+def count(db: Database, table: str) -> int:
+    with db.unit_of_work() as uow:
+        return int(uow.execute(sa.select(sa.func.count()).select_from(tables.metadata.tables[table])).scalar_one())
+
+
+@pytest.fixture
+def console(db: Database) -> Iterator[Console]:
+    with db.unit_of_work() as uow:
+        for staff_id, role, team in (
+            ("ana", Role.AGENT, "air"), ("bob", Role.AGENT, "shop"), ("boss", Role.MANAGER, None),
+        ):  # fmt: skip
+            add_staff(uow, staff_id, name=staff_id.title(), role=role, team=team, email=f"{staff_id}@example.com",
+                      now=NOW)  # fmt: skip
+            set_password(uow, staff_id, PASSWORD, now=NOW)
+        uow.commit()
+    settings = settings_for(
+        db,
+        rule_packs=("airline",),
+        detect_clock="events",
+        detect_allowed_lateness="0s",
+        assign_teams={"air-*": "air"},
+        console_login_rate_limit="5/minute",
+    )
+    app = create_app(settings, db)
+    with TestClient(app) as client:
+        yield Console(client, db, new_key(db, "integration", [Scope.EVENTS_WRITE, Scope.COMPLAINTS_WRITE]))
+
+
+def test_a_page_without_a_session_sends_to_the_login_and_back_but_never_to_another_site(console: Console) -> None:
+    browser = console.browser()
+    response = browser.get("/console/cases/7?tab=x")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console/login?next=/console/cases/7%3Ftab%3Dx"
+    assert log_in(browser, "ana", PASSWORD, "/console/approvals").headers["location"] == "/console/approvals"
+    for evil in ("https://evil.example/console", "//evil.example/console", "/\\evil.example", "/docs"):
+        other = console.browser()
+        assert log_in(other, "ana", PASSWORD, evil).headers["location"] == "/console"
+
+
+def test_a_wrong_name_and_a_wrong_password_get_the_same_answer_and_are_audited(console: Console) -> None:
+    wrong_password = log_in(console.browser(), "ana", "not the password at all")
+    no_such_person = log_in(console.browser(), "nobody", PASSWORD)
+    assert wrong_password.status_code == no_such_person.status_code == 401
+    assert "do not match" in wrong_password.text
+    assert "do not match" in no_such_person.text
+    assert "set-cookie" not in {k.lower() for k in wrong_password.headers if k.lower() == "amends_session"}
+    with console.db.unit_of_work() as uow:
+        actions = [r.action for r in uow.execute(sa.select(tables.audit_log).order_by(tables.audit_log.c.id))]
+    assert actions.count("console.login_failed") == 2
+    # By email, whatever its case, the same person logs in.
+    assert log_in(console.browser(), "ANA@example.com", PASSWORD).status_code == 303
+
+
+def test_login_is_rate_limited_per_name_and_the_limit_is_logged(console: Console) -> None:
+    answers = [log_in(console.browser(), "boss", f"guess number {n:04d}").status_code for n in range(6)]
+    assert answers == [401] * 5 + [429]
+    # Even the right password waits until the minute is over: the name is what is guessed.
+    assert log_in(console.browser(), "boss", PASSWORD).status_code == 429
+    with console.db.unit_of_work() as uow:
+        limited = uow.execute(
+            sa.select(sa.func.count())
+            .select_from(tables.audit_log)
+            .where(tables.audit_log.c.action == "console.login_limited")
+        ).scalar_one()
+    assert limited == 2
+
+
+def test_a_login_makes_a_new_session_and_logout_ends_it(console: Console) -> None:
+    browser = console.browser()
+    browser.cookies.set("amends_session", "planted-by-someone-else", domain="testserver.local")
+    log_in(browser, "ana", PASSWORD)
+    token = browser.cookies.get("amends_session")
+    assert token
+    assert token != "planted-by-someone-else"
+    page = browser.get("/console")
+    assert page.status_code == 200
+    assert "Recovery queue" in page.text
+    # A form without its CSRF token does nothing.
+    assert browser.post("/console/logout", data={}).status_code == 403
+    assert browser.get("/console").status_code == 200
+    assert browser.post("/console/logout", data={"csrf": csrf_of(page.text)}).status_code == 303
+    stolen = console.browser()
+    stolen.cookies.set("amends_session", token)
+    assert stolen.get("/console").status_code == 303  # the old cookie opens nothing any more
+
+
+def test_a_deactivated_person_and_a_changed_password_end_every_session(console: Console) -> None:
+    ana, boss = console.login("ana"), console.login("boss")
+    with console.db.unit_of_work() as uow:
+        update_staff(uow, "ana", active=False)
+        set_password(uow, "boss", "another long passphrase", now=NOW)
+        uow.commit()
+    assert ana.get("/console").status_code == 303
+    assert boss.get("/console").status_code == 303
+    assert log_in(console.browser(), "ana", PASSWORD).status_code == 401
+
+
+def test_every_console_page_has_strict_security_headers(console: Console) -> None:
+    browser = console.login("ana")
+    for path in ("/console", "/console/login", "/console/no-such-page"):
+        headers = browser.get(path).headers
+        policy = headers["content-security-policy"]
+        assert "script-src 'self'" in policy
+        assert "unsafe-inline" not in policy
+        assert "frame-ancestors 'none'" in policy
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["cache-control"] == "no-store"
+    cookies = log_in(console.browser(), "ana", PASSWORD).headers.get_list("set-cookie")  # type: ignore[attr-defined]
+    session = next(c.lower() for c in cookies if c.startswith("amends_session="))
+    assert "httponly" in session
+    assert "samesite=lax" in session
+    assert "path=/" in session
+
+
+def test_an_agent_works_a_case_from_apology_to_a_remedy_and_a_manager_approves_more(console: Console) -> None:
+    console.send(profile("C-1"), booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
+    case_id = console.case_id("C-1")
+    ana = console.login("ana")
+    queue = ana.get("/console")
+    assert f'href="/console/cases/{case_id}"' in queue.text
+    page = ana.get(f"/console/cases/{case_id}")
+    assert page.status_code == 200
+    assert "Proposed:" in page.text
+    assert "Your authority as agent" in page.text
+    csrf = csrf_of(page.text)
+
+    # Edit the apology, save it, and send it.
+    saved = ana.post(f"/console/cases/{case_id}/draft", data={"csrf": csrf, "text": "Dear Alex, we are sorry."})
+    assert saved.status_code == 303
+    assert "Dear Alex, we are sorry." in ana.get(f"/console/cases/{case_id}").text
+    sent = ana.post(
+        f"/console/cases/{case_id}/apology", data={"csrf": csrf, "text": "Dear Alex, we are so sorry about AA1."}
+    )
+    assert sent.status_code == 303
+    assert "The apology is on its way." in ana.get(sent.headers["location"]).text
+    with console.db.unit_of_work() as uow:
+        texts = [
+            r.text for r in uow.execute(sa.select(tables.messages.c.text).where(tables.messages.c.case_id == case_id))
+        ]
+    assert any("so sorry about AA1" in text for text in texts)
+
+    # Far above the agent's limit: refused, nothing written, and the form keeps what was typed.
+    above = ana.post(
+        f"/console/cases/{case_id}/remedy", data={"csrf": csrf, "kind": "voucher", "amount": "150", "action": "grant"}
+    )
+    assert above.status_code == 403
+    assert "above your authority" in above.text
+    assert 'value="150"' in above.text
+    assert count(console.db, "ledger") == 0
+
+    asked = ana.post(
+        f"/console/cases/{case_id}/remedy",
+        data={"csrf": csrf, "kind": "voucher", "amount": "150", "action": "request_approval", "note": "long delay"},
+    )
+    assert asked.status_code == 303
+    assert count(console.db, "approvals") == 1
+
+    # The agent cannot decide; the manager can.
+    assert ana.get("/console/approvals").status_code == 403
+    boss = console.login("boss")
+    approvals = boss.get("/console/approvals")
+    assert f"case #{case_id}" in approvals.text
+    approval_id = re.search(r'action="/console/approvals/(\d+)"', approvals.text).group(1)  # type: ignore[union-attr]
+    decided = boss.post(
+        f"/console/approvals/{approval_id}",
+        data={"csrf": csrf_of(approvals.text), "decision": "approve", "reason": "a long delay, a loyal customer"},
+    )
+    assert decided.status_code == 303
+    assert count(console.db, "ledger") == 1
+    with console.db.unit_of_work() as uow:
+        entry = uow.execute(sa.select(tables.ledger)).one()
+    assert (entry.granted_by, entry.kind, str(entry.amount)) == ("boss", "voucher", "150.00")
+
+
+def test_a_grant_within_the_limit_goes_straight_to_the_ledger(console: Console) -> None:
+    console.send(profile("C-2"), booking(2, "C-2", 300.0), arrival(2, "C-2", 200, booking_ref="BK2"))
+    case_id = console.case_id("C-2")
+    ana = console.login("ana")
+    csrf = csrf_of(ana.get(f"/console/cases/{case_id}").text)
+    granted = ana.post(
+        f"/console/cases/{case_id}/remedy", data={"csrf": csrf, "kind": "voucher", "amount": "20", "action": "grant"}
+    )
+    assert granted.status_code == 303, granted.text
+    assert count(console.db, "ledger") == 1
+    page = ana.get(granted.headers["location"])
+    assert "The remedy is granted" in page.text
+
+
+def test_nobody_sees_a_case_outside_their_reach_and_forms_need_the_token(console: Console) -> None:
+    console.send(profile("C-3"), booking(3, "C-3", 900.0), arrival(3, "C-3", 400, booking_ref="BK3"))
+    case_id = console.case_id("C-3")
+    bob = console.login("bob")  # the shop team: an airline case is not his
+    assert bob.get(f"/console/cases/{case_id}").status_code == 404
+    assert f'href="/console/cases/{case_id}"' not in bob.get("/console").text
+    ana = console.login("ana")
+    page = ana.get(f"/console/cases/{case_id}")
+    no_token = ana.post(f"/console/cases/{case_id}/remedy", data={"kind": "voucher", "amount": "10", "action": "grant"})
+    wrong_token = ana.post(
+        f"/console/cases/{case_id}/remedy",
+        data={"csrf": csrf_of(bob.get("/console").text), "kind": "voucher", "amount": "10", "action": "grant"},
+    )
+    other_site = ana.post(
+        f"/console/cases/{case_id}/remedy",
+        data={"csrf": csrf_of(page.text), "kind": "voucher", "amount": "10", "action": "grant"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert no_token.status_code == wrong_token.status_code == other_site.status_code == 403
+    assert count(console.db, "ledger") == 0
+
+
+def test_what_customers_wrote_is_shown_as_text_never_as_markup(console: Console) -> None:
+    console.send(profile("C-4"), booking(4, "C-4", 900.0), arrival(4, "C-4", 400, booking_ref="BK4"))
+    case_id = console.case_id("C-4")
+    complaint = {
+        "source": "web", "id": "cx-1", "customer": "C-4", "channel": "email",
+        "text": "<script>alert('x')</script><img src=x onerror=alert(1)> my bag is lost",
+    }  # fmt: skip
+    response = console.app_client.post(
+        "/v1/complaints", json=complaint, headers={"Authorization": f"Bearer {console.integration}"}
+    )
+    assert response.status_code in (200, 201), response.text
+    page = console.login("ana").get(f"/console/cases/{case_id}")
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page.text
+    assert "<script>alert" not in page.text
+    assert "<img src=x" not in page.text
