@@ -298,3 +298,25 @@ def test_what_customers_wrote_is_shown_as_text_never_as_markup(console: Console)
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page.text
     assert "<script>alert" not in page.text
     assert "<img src=x" not in page.text
+
+
+def test_a_customers_story_joins_events_incidents_cases_messages_remedies_in_time_order(console: Console) -> None:
+    console.send(profile("C-5"), booking(5, "C-5", 300.0), arrival(5, "C-5", 200, booking_ref="BK5"))
+    case_id = console.case_id("C-5")
+    ana = console.login("ana")
+    csrf = csrf_of(ana.get(f"/console/cases/{case_id}").text)
+    ana.post(f"/console/cases/{case_id}/apology", data={"csrf": csrf, "text": "We are sorry about flight AA5."})
+    ana.post(
+        f"/console/cases/{case_id}/remedy", data={"csrf": csrf, "kind": "voucher", "amount": "20", "action": "grant"}
+    )
+    page = ana.get("/console/customers/C-5")
+    assert page.status_code == 200
+    kinds = re.findall(r'<li class="moment (\w+)">', page.text)
+    assert {"event", "incident", "case", "message", "remedy"} <= set(kinds)
+    times = re.findall(r'<li class="moment \w+">.*?<time datetime="([^"]+)"', page.text, flags=re.S)
+    assert times == sorted(times, reverse=True)
+    assert "Granted: 20 EUR voucher" in page.text
+    # Bob (another team) sees no case of C-5, so not C-5 either; a manager sees every customer.
+    assert console.login("bob").get("/console/customers/C-5").status_code == 404
+    assert console.login("boss").get("/console/customers/C-5").status_code == 200
+    assert console.login("boss").get("/console/customers/nobody-at-all").status_code == 404

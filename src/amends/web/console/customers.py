@@ -1,0 +1,63 @@
+"""A customer's story: events, incidents, cases, messages, remedies, complaints and feedback in one time line.
+
+Managers and admins may open any customer (the `customers:read` right); agents and leads only a customer one of
+whose cases they may see, as the API lets them read customers only through their cases.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse
+
+from amends.access import Scope
+from amends.errors import NotFound
+from amends.insights.story import customer_story
+from amends.outreach.contact import opt_out_of
+from amends.outreach.profiles import customer_profile
+from amends.outreach.service import Outreach
+from amends.recover.queries import CaseFilter, list_cases
+from amends.store import UnitOfWork
+from amends.web.console._base import ConsoleUser, Signed, reading, render
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/console/customers", include_in_schema=False)
+
+
+def _may_read(uow: UnitOfWork, user: ConsoleUser, customer_id: str) -> None:
+    if Scope.CUSTOMERS_READ in user.actor.scopes:
+        return
+    flt = CaseFilter(customer_id=customer_id)
+    if not list_cases(uow, flt, actor=user.actor, now=datetime.now(UTC), limit=1).cases:
+        raise NotFound(f"no customer {customer_id!r} you may see")
+
+
+@router.get("/{customer_id}", response_class=HTMLResponse)
+async def customer_page(
+    request: Request,
+    user: Signed,
+    customer_id: Annotated[str, Path(min_length=1, max_length=200)],
+    before: Annotated[datetime | None, Query()] = None,
+) -> HTMLResponse:
+    outreach: Outreach = request.app.state.outreach
+    detection = request.app.state.detection
+    titles = {} if detection is None else {r.common.id: r.common.description or "" for r in detection.detector.rules}
+    if before is not None and before.tzinfo is None:
+        before = before.replace(tzinfo=UTC)
+
+    def run(uow: UnitOfWork) -> dict[str, Any]:
+        _may_read(uow, user, customer_id)
+        story = customer_story(uow, customer_id, before=before, limit=100, rule_titles=titles)
+        if not story.moments and before is None:
+            raise NotFound(f"nothing is known of customer {customer_id!r}")
+        return {
+            "story": story,
+            "profile": customer_profile(uow, customer_id, event_types=outreach.profile_events),
+            "opted_out": opt_out_of(uow, customer_id),
+        }
+
+    view = await reading(request, run)
+    return render(request, "customer.html", user, customer_id=customer_id, **view)
