@@ -320,3 +320,80 @@ def test_a_customers_story_joins_events_incidents_cases_messages_remedies_in_tim
     assert console.login("bob").get("/console/customers/C-5").status_code == 404
     assert console.login("boss").get("/console/customers/C-5").status_code == 200
     assert console.login("boss").get("/console/customers/nobody-at-all").status_code == 404
+
+
+def post_feedback(console: Console, number: int, text: str, customer: str | None = "C-6") -> dict[str, object]:
+    key = new_key(console.db, f"feedback-{number}", [Scope.FEEDBACK_WRITE])
+    body = {"source": "mailbox", "id": f"fb-{number}", "channel": "email", "text": text}
+    if customer:
+        body["customer"] = customer
+    response = console.app_client.post("/v1/feedback", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 201, response.text
+    found: dict[str, object] = response.json()
+    return found
+
+
+def test_the_inbox_shows_what_waits_with_its_labels_and_reasons_and_staff_answer_and_correct(console: Console) -> None:
+    console.send(profile("C-6"))
+    praise = post_feedback(console, 1, "Thank you, Maria at the desk was wonderful and so helpful!")
+    spam = post_feedback(console, 2, "WINNER!! Claim your free prize now, call 09061701461 www.prizes.example")
+    ana = console.login("ana")
+    inbox = ana.get("/console/feedback")
+    assert inbox.status_code == 200
+    assert "Maria at the desk was wonderful" in inbox.text
+    assert "positive (" in inbox.text
+    assert "because of" in inbox.text
+    assert "call 09061701461" not in inbox.text  # spam never waits for an answer
+    assert "call 09061701461" in ana.get("/console/feedback?view=spam").text
+    csrf = csrf_of(inbox.text)
+
+    answered = ana.post(
+        f"/console/feedback/{praise['id']}/reply",
+        data={"csrf": csrf, "view": "unanswered", "text": "Thank you! We told Maria.", "channel": "phone"},
+    )
+    assert answered.status_code == 303
+    assert "Every customer who wrote has an answer." in ana.get(answered.headers["location"]).text
+    corrected = ana.post(
+        f"/console/feedback/{praise['id']}/correct",
+        data={"csrf": csrf, "view": "all", "field": "urgency", "value": "normal"},
+    )
+    assert corrected.status_code == 303
+    assert count(console.db, "triage_corrections") == 1
+    bad = ana.post(
+        f"/console/feedback/{praise['id']}/correct",
+        data={"csrf": csrf, "view": "all", "field": "sentiment", "value": "ecstatic", "form": "x"},
+    )
+    assert bad.status_code == 422
+    assert "sentiment is one of negative, neutral, positive" in bad.text
+
+    released = ana.post(
+        f"/console/feedback/{spam['id']}/correct",
+        data={"csrf": csrf, "view": "spam", "field": "spam", "value": "false"},
+    )
+    assert released.status_code == 303
+    assert "call 09061701461" not in ana.get("/console/feedback?view=spam").text
+    assert "call 09061701461" in ana.get("/console/feedback?view=unanswered").text
+
+
+def test_suggestions_are_moved_along_by_managers_only(console: Console) -> None:
+    console.send(profile("C-6"))
+    post_feedback(console, 3, "It would be great if you could add an option to choose my seat online.")
+    ana, boss = console.login("ana"), console.login("boss")
+    tracker = ana.get("/console/feedback/suggestions")
+    assert tracker.status_code == 200
+    assert "choose my seat" in tracker.text.lower()
+    assert "Move it along" not in tracker.text
+    with console.db.unit_of_work() as uow:
+        suggestion_id = uow.execute(sa.select(tables.suggestions.c.id)).scalar_one()
+    refused = ana.post(
+        f"/console/feedback/suggestions/{suggestion_id}", data={"csrf": csrf_of(tracker.text), "status": "done"}
+    )
+    assert refused.status_code == 403
+    page = boss.get("/console/feedback/suggestions")
+    moved = boss.post(
+        f"/console/feedback/suggestions/{suggestion_id}",
+        data={"csrf": csrf_of(page.text), "status": "done", "note": "You can now choose your seat online."},
+    )
+    assert moved.status_code == 303
+    with console.db.unit_of_work() as uow:
+        assert uow.execute(sa.select(tables.suggestions.c.status)).scalar_one() == "done"
