@@ -397,3 +397,43 @@ def test_suggestions_are_moved_along_by_managers_only(console: Console) -> None:
     assert moved.status_code == 303
     with console.db.unit_of_work() as uow:
         assert uow.execute(sa.select(tables.suggestions.c.status)).scalar_one() == "done"
+
+
+def test_the_ledger_is_for_managers_and_exports_csv_and_reverses(console: Console) -> None:
+    console.send(profile("C-7"), booking(7, "C-7", 300.0), arrival(7, "C-7", 200, booking_ref="BK7"))
+    case_id = console.case_id("C-7")
+    ana = console.login("ana")
+    csrf = csrf_of(ana.get(f"/console/cases/{case_id}").text)
+    grant = {"csrf": csrf, "kind": "voucher", "amount": "20", "action": "grant", "note": "=HYPERLINK(evil)"}
+    assert ana.post(f"/console/cases/{case_id}/remedy", data=grant).status_code == 303
+    assert ana.get("/console/ledger").status_code == 403
+    assert ana.get("/console/ledger/export.csv").status_code == 403
+    boss = console.login("boss")
+    page = boss.get("/console/ledger")
+    assert page.status_code == 200
+    assert f'href="/console/cases/{case_id}"' in page.text
+    exported = boss.get("/console/ledger/export.csv?kind=voucher")
+    assert exported.status_code == 200
+    assert exported.headers["content-type"].startswith("text/csv")
+    assert "'=HYPERLINK(evil)" in exported.text  # a formula is written as text
+    entry_id = re.search(r'action="/console/ledger/(\d+)/reverse"', page.text).group(1)  # type: ignore[union-attr]
+    reversed_ = boss.post(f"/console/ledger/{entry_id}/reverse", data={"csrf": csrf_of(page.text), "reason": "twice"})
+    assert reversed_.status_code == 303
+    assert count(console.db, "ledger") == 2
+
+
+def test_rules_and_playbooks_are_shown_and_a_pasted_file_is_checked_line_by_line(console: Console) -> None:
+    ana = console.login("ana")
+    page = ana.get("/console/rules")
+    assert page.status_code == 200
+    assert "air-long-delay" in page.text
+    assert "Authority limits" in page.text
+    broken = "rules:\n  - id: r1\n    kind: match\n    on: order.placed\n    severity: 9\n"
+    checked = ana.post("/console/rules/check", data={"csrf": csrf_of(page.text), "document": "rules", "text": broken})
+    assert checked.status_code == 422
+    assert "line 5" in checked.text
+    assert "severity" in checked.text
+    sound = "rules:\n  - id: r1\n    kind: match\n    on: order.placed\n    severity: 3\n"
+    fine = ana.post("/console/rules/check", data={"csrf": csrf_of(page.text), "document": "rules", "text": sound})
+    assert fine.status_code == 200
+    assert "No problems: 1 rules." in fine.text
