@@ -437,3 +437,32 @@ def test_rules_and_playbooks_are_shown_and_a_pasted_file_is_checked_line_by_line
     fine = ana.post("/console/rules/check", data={"csrf": csrf_of(page.text), "document": "rules", "text": sound})
     assert fine.status_code == 200
     assert "No problems: 1 rules." in fine.text
+
+
+def test_the_dashboard_shows_each_measure_as_a_chart_and_as_numbers_for_managers(console: Console) -> None:
+    import json
+
+    console.send(profile("C-8"), booking(8, "C-8", 300.0), arrival(8, "C-8", 200, booking_ref="BK8"))
+    case_id = console.case_id("C-8")
+    ana = console.login("ana")
+    csrf = csrf_of(ana.get(f"/console/cases/{case_id}").text)
+    ana.post(f"/console/cases/{case_id}/apology", data={"csrf": csrf, "text": "We are sorry."})
+    ana.post(
+        f"/console/cases/{case_id}/remedy", data={"csrf": csrf, "kind": "voucher", "amount": "20", "action": "grant"}
+    )
+    assert ana.get("/console/dashboard").status_code == 403
+    page = console.login("boss").get("/console/dashboard?weeks=52")
+    assert page.status_code == 200
+    figures = dict(re.findall(r'<script type="application/json" id="figure-(\w+)">(.*?)</script>', page.text, re.S))
+    assert set(figures) == {"proactive", "contact", "fcr", "responses", "ratings", "spend", "rules"}
+    spend = json.loads(figures["spend"])
+    assert spend["data"][0]["y"] == ["voucher"]
+    assert spend["data"][0]["x"] == [12.0]  # a 20 EUR voucher costs the company 12 (the policy says 0.6 each)
+    rules = json.loads(figures["rules"])
+    assert rules["data"][0]["y"] == ["air-long-delay"]
+    assert "<td>voucher</td><td>12.00</td>" in page.text  # the same numbers, readable without the chart
+    script = re.search(r'<script src="(/console/vendor/plotly-[^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    served = console.login("boss").get(script)
+    assert served.status_code == 200
+    assert served.headers["content-type"].startswith("text/javascript")
+    assert "immutable" in served.headers["cache-control"]

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from amends.errors import InvalidInput
 from amends.store import UnitOfWork, tables
 
-__all__ = ["ResponseMeasures", "response_measures"]
+__all__ = ["RatingMeasures", "ResponseMeasures", "rating_measures", "response_measures"]
 
 _f = tables.feedback
 
@@ -32,8 +32,25 @@ class ResponseMeasures:
     overdue: int  # not answered and past due now
 
 
-def response_measures(uow: UnitOfWork, *, since: datetime, until: datetime, now: datetime) -> list[ResponseMeasures]:
-    """The measures of feedback received in [since, until), by week and channel, oldest week first."""
+@dataclass(frozen=True, slots=True)
+class RatingMeasures:
+    """The ratings customers gave in one ISO week, on each scale: CSAT as the share of 4 and 5 (of 1 to 5), NPS as
+    the share of promoters (9, 10) less the share of detractors (0 to 6), in points, and effort as its mean."""
+
+    week: str
+    csat: float | None
+    csat_answers: int
+    nps: float | None
+    nps_answers: int
+    effort: float | None
+    effort_answers: int
+
+
+def response_measures(
+    uow: UnitOfWork, *, since: datetime, until: datetime, now: datetime, by_channel: bool = True
+) -> list[ResponseMeasures]:
+    """The measures of feedback received in [since, until), by week and channel (or every channel together,
+    called "all"), oldest week first."""
     if until <= since:
         raise InvalidInput("until", "must be after since")
     if until - since > timedelta(days=3 * 366):
@@ -46,7 +63,8 @@ def response_measures(uow: UnitOfWork, *, since: datetime, until: datetime, now:
     groups: dict[tuple[str, str], list[tuple[datetime, datetime, datetime | None]]] = defaultdict(list)
     for row in rows:
         year, week, _ = row.received_at.isocalendar()
-        groups[(f"{year}-W{week:02d}", row.channel)].append((row.received_at, row.due_at, row.responded_at))
+        channel = row.channel if by_channel else "all"
+        groups[(f"{year}-W{week:02d}", channel)].append((row.received_at, row.due_at, row.responded_at))
     out = []
     for (week, channel), items in sorted(groups.items()):
         answered = [(r, d, a) for r, d, a in items if a is not None]
@@ -64,6 +82,36 @@ def response_measures(uow: UnitOfWork, *, since: datetime, until: datetime, now:
                 p90_hours=_quantile(hours, 0.9) if hours else None,
                 within_sla=within / len(decided) if decided else None,
                 overdue=sum(1 for _r, d, a in items if a is None and d < now),
+            )
+        )
+    return out
+
+
+def rating_measures(uow: UnitOfWork, *, since: datetime, until: datetime) -> list[RatingMeasures]:
+    """CSAT, NPS and effort of the ratings given in [since, until), by ISO week, oldest first; spam left out."""
+    if until <= since:
+        raise InvalidInput("until", "must be after since")
+    rows = uow.execute(
+        sa.select(_f.c.received_at, _f.c.rating, _f.c.scale).where(
+            _f.c.received_at >= since, _f.c.received_at < until, _f.c.rating.is_not(None), _f.c.spam.is_(False)
+        )
+    ).all()
+    weeks: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        year, week, _ = row.received_at.isocalendar()
+        weeks[f"{year}-W{week:02d}"][row.scale or ""].append(int(row.rating))
+    out = []
+    for week, scales in sorted(weeks.items()):
+        csat, nps, effort = scales.get("csat", []), scales.get("nps", []), scales.get("effort", [])
+        out.append(
+            RatingMeasures(
+                week=week,
+                csat=sum(1 for r in csat if r >= 4) / len(csat) if csat else None,
+                csat_answers=len(csat),
+                nps=100 * (sum(1 for r in nps if r >= 9) - sum(1 for r in nps if r <= 6)) / len(nps) if nps else None,
+                nps_answers=len(nps),
+                effort=statistics.fmean(effort) if effort else None,
+                effort_answers=len(effort),
             )
         )
     return out

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from amends.errors import Forbidden, NotFound
-from amends.web.console import approvals, case, customers, inbox, ledger, login, queue, rules
+from amends.web.console import approvals, case, customers, dashboard, inbox, ledger, login, queue, rules
 from amends.web.console._base import (
     STATIC_DIR,
     LoginLimits,
@@ -27,7 +27,7 @@ from amends.web.console._base import (
 __all__ = ["LoginLimits", "add_security_headers", "error_page", "router", "static_files"]
 
 router = APIRouter(include_in_schema=False)
-for _module in (login, queue, case, customers, inbox, approvals, ledger, rules):
+for _module in (login, queue, case, customers, inbox, approvals, ledger, rules, dashboard):
     router.include_router(_module.router)
 
 

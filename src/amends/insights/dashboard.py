@@ -1,0 +1,89 @@
+"""The dashboard's numbers, week by week over a recent span: how much recovery is proactive, how soon customers
+hear from us, how often the first owner resolves it, how customers who write are answered, what they rate us,
+what remedies cost, and which rules find the most. Reads; never writes.
+
+Each measure comes from the module that owns it (recover/measures.py, feedback/measures.py), so the dashboard and
+the API's /v1/measures can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from amends.errors import InvalidInput
+from amends.feedback.measures import RatingMeasures, ResponseMeasures, rating_measures, response_measures
+from amends.recover.measures import MeasuresSummary, summarise
+from amends.store import UnitOfWork, tables
+
+__all__ = ["Dashboard", "Week", "dashboard"]
+
+
+@dataclass(frozen=True, slots=True)
+class Week:
+    """One week of recovery: its Monday, the label people read (2026-W47), and the cases opened in it."""
+
+    start: datetime
+    label: str
+    cases: MeasuresSummary
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    since: datetime
+    until: datetime
+    weeks: tuple[Week, ...]
+    overall: MeasuresSummary
+    responses: tuple[ResponseMeasures, ...]  # per week, every channel together
+    ratings: tuple[RatingMeasures, ...]
+    spend_by_kind: tuple[tuple[str, Decimal], ...]  # cash value granted, net of reversals, largest first
+    incidents_by_rule: tuple[tuple[str, int], ...]  # most first
+    currency: str
+
+
+def dashboard(uow: UnitOfWork, *, weeks: int, now: datetime, currency: str) -> Dashboard:
+    """The last `weeks` whole and current weeks (Monday to Monday, UTC) up to `now`."""
+    if not 1 <= weeks <= 104:
+        raise InvalidInput("weeks", "1 to 104")
+    today = now.astimezone(UTC).date()
+    this_monday = datetime.combine(today - timedelta(days=today.weekday()), time(), UTC)
+    since = this_monday - timedelta(weeks=weeks - 1)
+    starts = [since + timedelta(weeks=n) for n in range(weeks)]
+    per_week = tuple(
+        Week(start, _label(start), summarise(uow, since=start, until=min(start + timedelta(weeks=1), now)))
+        for start in starts
+        if start < now
+    )
+    ledger = tables.ledger
+    spend = uow.execute(
+        sa.select(ledger.c.kind, sa.func.sum(sa.type_coerce(ledger.c.cash_value, sa.BigInteger)).label("hundredths"))
+        .where(ledger.c.at >= since, ledger.c.at < now)
+        .group_by(ledger.c.kind)
+    ).all()
+    incidents = tables.incidents
+    by_rule = uow.execute(
+        sa.select(incidents.c.rule_id, sa.func.count().label("n"))
+        .where(incidents.c.failure_at >= since, incidents.c.failure_at < now)
+        .group_by(incidents.c.rule_id)
+    ).all()
+    return Dashboard(
+        since=since,
+        until=now,
+        weeks=per_week,
+        overall=summarise(uow, since=since, until=now),
+        responses=tuple(response_measures(uow, since=since, until=now, now=now, by_channel=False)),
+        ratings=tuple(rating_measures(uow, since=since, until=now)),
+        spend_by_kind=tuple(
+            sorted(((r.kind, Decimal(int(r.hundredths or 0)) / 100) for r in spend), key=lambda kv: -kv[1])
+        ),
+        incidents_by_rule=tuple(sorted(((r.rule_id, int(r.n)) for r in by_rule), key=lambda kv: (-kv[1], kv[0]))),
+        currency=currency,
+    )
+
+
+def _label(start: datetime) -> str:
+    year, week, _ = start.isocalendar()
+    return f"{year}-W{week:02d}"

@@ -1,0 +1,267 @@
+"""The dashboard: recovery and feedback week by week, as charts drawn by plotly.js (the copy the `plotly` package
+ships, served from here: nothing comes from a CDN) with every chart's numbers also in a table, so the page says
+everything without JavaScript and to a screen reader. For managers and admins: the totals span every team.
+
+The figures are plain plotly JSON written here; the page carries them in `application/json` blocks, and the
+console's own script draws them, so the strict content security policy (no inline script) holds.
+"""
+
+from __future__ import annotations
+
+import time as clock
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+
+from amends.insights.dashboard import Dashboard, dashboard
+from amends.recover.roles import Role
+from amends.web.console._base import Signed, reading, render
+
+__all__ = ["PLOTLY_JS", "router"]
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+_PLOTLY_VERSION = metadata.version("plotly")
+PLOTLY_JS = f"/console/vendor/plotly-{_PLOTLY_VERSION}.min.js"
+_PLOTLY_FILE = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+_FRESH_FOR = 60.0  # seconds a computed dashboard is shown again before it is read anew
+_INK, _MUTED, _BRAND, _WARN, _OK, _GRID = "#1b1f24", "#4a5360", "#1d4e89", "#8a1c1c", "#1e5631", "#dfe3e8"
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """One chart: its heading, a sentence saying what it shows (its text alternative), the plotly figure, and
+    the same numbers as a table."""
+
+    id: str
+    title: str
+    summary: str
+    figure: dict[str, Any]
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    @property
+    def figure_json(self) -> str:
+        # Safe inside <script type="application/json">: orjson escapes nothing HTML-special, so "<" is escaped here.
+        return orjson.dumps(self.figure).decode().replace("<", "\\u003c")
+
+
+@router.get(f"/vendor/plotly-{_PLOTLY_VERSION}.min.js", include_in_schema=False)
+async def plotly_js() -> FileResponse:
+    """plotly.js from the installed package; its name carries the version, so browsers may keep it a year."""
+    return FileResponse(
+        _PLOTLY_FILE,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    )
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+async def dashboard_page(
+    request: Request, user: Signed, weeks: Annotated[int, Query(ge=4, le=52)] = 12
+) -> HTMLResponse:
+    user.actor.at_least(Role.MANAGER, "reading the dashboard")
+    board = await _cached(request, weeks)
+    return render(
+        request, "dashboard.html", user, board=board, weeks=weeks, charts=_charts(board), plotly_js=PLOTLY_JS,
+        tiles=_tiles(board),
+    )  # fmt: skip
+
+
+async def _cached(request: Request, weeks: int) -> Dashboard:
+    """The dashboard of `weeks`, computed at most once a minute per process: it sums whole tables."""
+    state = request.app.state
+    cache: dict[int, tuple[float, Dashboard]] = getattr(state, "dashboard_cache", {})
+    state.dashboard_cache = cache
+    found = cache.get(weeks)
+    if found is not None and clock.monotonic() - found[0] < _FRESH_FOR:
+        return found[1]
+    currency = state.recovery.policy.currency
+    board = await reading(request, lambda uow: dashboard(uow, weeks=weeks, now=datetime.now(UTC), currency=currency))
+    cache[weeks] = (clock.monotonic(), board)
+    return board
+
+
+_MISSING = "\u2013"  # an en dash: no value that week
+
+
+def _hours(value: timedelta | None) -> float | None:
+    return None if value is None else round(value.total_seconds() / 3600, 1)
+
+
+def _pct(value: float | None) -> str:
+    return _MISSING if value is None else f"{value:.0%}"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return _MISSING if value is None else f"{value:,.{digits}f}"
+
+
+def _percent(value: float | None) -> int | None:
+    return None if value is None else round(100 * value)
+
+
+def _tiles(board: Dashboard) -> list[tuple[str, str, str]]:
+    overall = board.overall
+    answered = sum(r.answered for r in board.responses)
+    received = sum(r.received for r in board.responses)
+    spend = sum((amount for _kind, amount in board.spend_by_kind), start=0)
+    share = overall.proactive / overall.cases if overall.cases else None
+    return [
+        ("Cases", f"{overall.cases:,}", f"{overall.proactive:,} proactive, {overall.reactive:,} reactive"),
+        ("Proactive share", _pct(share), "opened before the customer complained"),
+        ("Time to first contact", f"{_num(_hours(overall.median_time_to_first_contact))} h", "median"),
+        ("First-contact resolution", _pct(overall.first_contact_resolution_rate), "of resolved cases"),
+        ("Feedback answered", _pct(answered / received if received else None), f"{answered:,} of {received:,}"),
+        ("Remedy spend", f"{spend:,.0f} {board.currency}", "granted, net of reversals"),
+    ]
+
+
+def _layout(**extra: Any) -> dict[str, Any]:
+    layout: dict[str, Any] = {
+        "margin": {"l": 48, "r": 16, "t": 8, "b": 40},
+        "height": 260,
+        "paper_bgcolor": "#ffffff",
+        "plot_bgcolor": "#ffffff",
+        "font": {"family": "system-ui, sans-serif", "size": 13, "color": _INK},
+        "xaxis": {"gridcolor": _GRID, "linecolor": _MUTED},
+        "yaxis": {"gridcolor": _GRID, "linecolor": _MUTED, "rangemode": "tozero"},
+        "legend": {"orientation": "h", "y": -0.2},
+        "hovermode": "x unified",
+    }
+    layout.update(extra)
+    return layout
+
+
+_PERCENT_AXIS = {"range": [0, 100], "ticksuffix": "%", "gridcolor": _GRID}
+_TWO_AXES_MARGIN = {"l": 48, "r": 48, "t": 8, "b": 40}
+
+
+def _line(name: str, x: list[str], y: list[Any], color: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "scatter", "mode": "lines+markers", "name": name, "x": x, "y": y,
+            "line": {"color": color, "width": 3}, **extra}  # fmt: skip
+
+
+def _bars(name: str, x: list[Any], y: list[Any], color: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "bar", "name": name, "x": x, "y": y, "marker": {"color": color}, **extra}
+
+
+def _cell(value: int | None, suffix: str = "") -> str:
+    return _MISSING if value is None else f"{value}{suffix}"
+
+
+def _charts(board: Dashboard) -> list[Chart]:
+    return [_proactive(board), _contact(board), _fcr(board), _responses(board), _ratings(board), _spend(board),
+            _rules(board)]  # fmt: skip
+
+
+def _proactive(board: Dashboard) -> Chart:
+    weeks = [w.label for w in board.weeks]
+    proactive = [w.cases.proactive for w in board.weeks]
+    reactive = [w.cases.reactive for w in board.weeks]
+    overall = board.overall
+    share = _pct(overall.proactive / overall.cases if overall.cases else None)
+    figure = {
+        "data": [_bars("proactive", weeks, proactive, _OK), _bars("reactive", weeks, reactive, "#b3541e")],
+        "layout": _layout(barmode="stack"),
+    }
+    rows = tuple((w, str(p), str(r)) for w, p, r in zip(weeks, proactive, reactive, strict=True))
+    summary = f"{share} of {overall.cases:,} cases were opened before the customer complained."
+    return Chart("proactive", "Proactive share of cases", summary, figure, ("week", "proactive", "reactive"), rows)
+
+
+def _contact(board: Dashboard) -> Chart:
+    weeks = [w.label for w in board.weeks]
+    hours = [_hours(w.cases.median_time_to_first_contact) for w in board.weeks]
+    overall = _num(_hours(board.overall.median_time_to_first_contact))
+    figure = {
+        "data": [_line("median hours", weeks, hours, _BRAND)],
+        "layout": _layout(yaxis={"title": {"text": "hours"}, "gridcolor": _GRID, "rangemode": "tozero"}),
+    }
+    summary = f"Median hours from a case opening to our first contact; {overall} h over the whole span."
+    rows = tuple((w, _num(h)) for w, h in zip(weeks, hours, strict=True))
+    return Chart("contact", "Time to first contact", summary, figure, ("week", "median hours"), rows)
+
+
+def _fcr(board: Dashboard) -> Chart:
+    weeks = [w.label for w in board.weeks]
+    rates = [_percent(w.cases.first_contact_resolution_rate) for w in board.weeks]
+    figure = {"data": [_line("% of resolved", weeks, rates, _OK)], "layout": _layout(yaxis=_PERCENT_AXIS)}
+    summary = (
+        "Share of resolved cases the first owner resolved with no handoff, approval or reopening: "
+        f"{_pct(board.overall.first_contact_resolution_rate)} overall."
+    )
+    rows = tuple((w, _cell(v, "%")) for w, v in zip(weeks, rates, strict=True))
+    return Chart("fcr", "First-contact resolution", summary, figure, ("week", "first-contact resolution"), rows)
+
+
+def _responses(board: Dashboard) -> Chart:
+    weeks = [w.label for w in board.weeks]
+    by_week = {r.week: r for r in board.responses}
+    rates = [_percent(r.response_rate) if (r := by_week.get(w)) else None for w in weeks]
+    hours = [r.median_hours if (r := by_week.get(w)) else None for w in weeks]
+    figure = {
+        "data": [
+            _bars("answered %", weeks, rates, _BRAND),
+            _line("median hours to answer", weeks, hours, _WARN, yaxis="y2"),
+        ],
+        "layout": _layout(
+            yaxis=_PERCENT_AXIS,
+            yaxis2={"overlaying": "y", "side": "right", "rangemode": "tozero", "title": {"text": "hours"}},
+            margin=_TWO_AXES_MARGIN,
+        ),
+    }
+    summary = "Share of the feedback received each week that has an answer, and the median hours to answer it."
+    rows = tuple((w, _cell(r, "%"), _num(h)) for w, r, h in zip(weeks, rates, hours, strict=True))
+    return Chart("responses", "Feedback answered", summary, figure, ("week", "answered", "median hours"), rows)
+
+
+def _ratings(board: Dashboard) -> Chart:
+    weeks = [w.label for w in board.weeks]
+    by_week = {r.week: r for r in board.ratings}
+    csat = [_percent(r.csat) if (r := by_week.get(w)) else None for w in weeks]
+    nps = [None if (r := by_week.get(w)) is None or r.nps is None else round(r.nps) for w in weeks]
+    figure = {
+        "data": [
+            _line("CSAT %", weeks, csat, _OK),
+            _line("NPS", weeks, nps, _BRAND, yaxis="y2"),
+        ],
+        "layout": _layout(
+            yaxis=_PERCENT_AXIS, yaxis2={"overlaying": "y", "side": "right", "range": [-100, 100]},
+            margin=_TWO_AXES_MARGIN,
+        ),
+    }  # fmt: skip
+    summary = "CSAT: share of 4 and 5 out of 5. NPS: promoters less detractors, in points."
+    rows = tuple((w, _cell(c, "%"), _cell(n)) for w, c, n in zip(weeks, csat, nps, strict=True))
+    return Chart("ratings", "CSAT and NPS by week", summary, figure, ("week", "CSAT", "NPS"), rows)
+
+
+def _spend(board: Dashboard) -> Chart:
+    kinds = [kind for kind, _ in board.spend_by_kind]
+    amounts = [float(amount) for _, amount in board.spend_by_kind]
+    figure = {
+        "data": [_bars(board.currency, amounts, kinds, _BRAND, orientation="h")],
+        "layout": _layout(yaxis={"autorange": "reversed"}, margin={"l": 110, "r": 16, "t": 8, "b": 40},
+                          hovermode="closest"),
+    }  # fmt: skip
+    summary = f"What the remedies granted in the span are worth, in {board.currency}, net of reversals."
+    rows = tuple((kind, f"{amount:,.2f}") for kind, amount in board.spend_by_kind)
+    return Chart("spend", "Remedy spend by kind", summary, figure, ("kind", board.currency), rows)
+
+
+def _rules(board: Dashboard) -> Chart:
+    top = board.incidents_by_rule[:12]
+    rules, found = [rule for rule, _ in top], [n for _, n in top]
+    figure = {
+        "data": [_bars("incidents", found, rules, "#5b3f8c", orientation="h")],
+        "layout": _layout(yaxis={"autorange": "reversed", "automargin": True}, hovermode="closest",
+                          margin={"l": 16, "r": 16, "t": 8, "b": 40}, height=max(260, 28 * len(rules) + 60)),
+    }  # fmt: skip
+    rows = tuple((rule, f"{n:,}") for rule, n in board.incidents_by_rule)
+    summary = "How many incidents each rule found in the span, the most first."
+    return Chart("rules", "Incidents by rule", summary, figure, ("rule", "incidents"), rows)
