@@ -973,38 +973,23 @@ def _check_writable(path: Path, hint: str) -> None:
 
 
 @app.command()
-def demo() -> None:
-    """Set up a database, load a small sample world of the three businesses through detection, open its
-    cases, add demo staff with different authority, and serve it."""
-    from amends.detect.packs import PACKS
-    from amends.detect.service import Detection
-    from amends.events import Item, ingest_items
-    from amends.recover.service import Recovery
-    from amends.world import generate_world
+def demo(
+    customers: Annotated[int, typer.Option(min=20, max=5_000, help="Customers per business.")] = 400,
+    days: Annotated[int, typer.Option(min=7, max=365, help="Days of history, up to now.")] = 45,
+    seed: Annotated[int, typer.Option(help="The same seed builds the same world and the same work.")] = 7,
+) -> None:
+    """Set up a database, run a sample world of the three businesses through detection, recovery, outreach (to a
+    file) and feedback with demo staff at work, and serve the console with their logins."""
+    from amends.demo import build_demo, demo_settings
 
     init()
-    settings = load_settings()
-    if not settings.rule_packs and settings.rules_dir is None:
-        settings = load_settings(rule_packs=PACKS)
-    if not settings.assign_teams:
-        settings = settings.model_copy(update={"assign_teams": dict(_DEMO_TEAMS)})
+    settings = demo_settings(load_settings(), outbox_file="amends-demo-outbox.jsonl")
     db = Database.from_settings(settings)
     try:
-        staff_keys = _demo_staff(db)
-        # History is loaded by the events' own clock, so that each order meets its delivery first.
-        loading = Detection.from_settings(db, settings.model_copy(update={"detect_clock": "events"}))
-        stored = 0
-        for business in ("shop", "airline", "car_service"):
-            world = generate_world(business, customers=_DEMO_CUSTOMERS, days=_DEMO_DAYS, seed=7)
-            while chunk := [Item(envelope) for envelope, _ in zip(world, range(5_000), strict=False)]:
-                report = ingest_items(db, chunk, received_at=_now(), watcher=loading.detector)
-                stored += report.accepted
-        detected = loading.detector.detected
-        taken = Recovery.from_settings(db, settings).tick()
-        console.print(
-            f"Sample world: {stored:,} events stored, {detected.opened:,} incidents detected, "
-            f"{taken.opened:,} cases opened."
-        )
+        if _count_cases(db):
+            console.print("The database has cases already: the demo adds its world beside them.")
+        with console.status("Building the sample world and a day's work on it, day by day…"):
+            report = build_demo(db, settings, now=_now(), customers=customers, days=days, seed=seed)
         with db.unit_of_work() as uow:
             if any(k.name == "demo" and not k.is_revoked for k in list_keys(uow)):
                 revoke_key(uow, "demo", now=_now())
@@ -1012,51 +997,31 @@ def demo() -> None:
             uow.commit()
     finally:
         db.dispose()
+    table = Table("", "", title="The demo world", show_header=False)
+    for label, value in (
+        ("events", report.events), ("incidents", report.incidents), ("cases", report.cases),
+        ("apologies sent", report.apologies), ("remedies granted", report.grants),
+        ("awaiting a manager", report.approvals_pending), ("feedback", report.feedback),
+        ("feedback answered", report.answered),
+    ):  # fmt: skip
+        table.add_row(label, f"{value:,}")
+    console.print(table)
     base = settings.base_url
-    console.print(f"\nA demo API key: {text}", soft_wrap=True)
-    console.print("Demo staff; each key acts as that person, with their role's authority:")
-    for (staff_id, role, team), key in zip(_DEMO_STAFF, staff_keys, strict=True):
-        console.print(f"  {staff_id} ({role}{', ' + team if team else ''}): {key}", soft_wrap=True)
-    console.print("Try:")
-    console.print(f"  curl -H 'Authorization: Bearer {text}' '{base}/v1/incidents?limit=5'", soft_wrap=True)
-    console.print(f"  curl -H 'Authorization: Bearer {staff_keys[0]}' '{base}/v1/cases?limit=5'", soft_wrap=True)
-    console.print(f"  open {base}/docs and use a key under 'Authorize'\n", soft_wrap=True)
+    console.print(f"\nThe console: {base}/console   (messages to customers: amends-demo-outbox.jsonl)")
+    console.print(f"Log in as any of them with the password [bold]{report.password}[/]:")
+    for staff_id, role, team in report.logins:
+        console.print(f"  {staff_id:<5} {role}{', ' + team if team else ''}")
+    console.print(f"An API key with every right: {text}   (the API: {base}/docs)\n", soft_wrap=True)
     _serve(settings)
 
 
-# The demo's people: an agent per business, a lead, a manager who approves, an admin (docs/recovery.md).
-_DEMO_STAFF = (
-    ("ana", "agent", "airport"),
-    ("ben", "agent", "web-shop"),
-    ("cara", "agent", "workshop"),
-    ("lee", "lead", "airport"),
-    ("max", "manager", None),
-    ("root", "admin", None),
-)
-_DEMO_TEAMS = (("air-*", "airport"), ("shop-*", "web-shop"), ("car-*", "workshop"))
+def _count_cases(db: Database) -> int:
+    import sqlalchemy as sa
 
+    from amends.store import tables
 
-def _demo_staff(db: Database) -> list[str]:
-    """Add the demo staff (once) and give each a fresh key, revoking the previous demo's."""
-    from amends.recover.staff import add_staff, create_staff_key, get_staff
-
-    keys = []
     with db.unit_of_work() as uow:
-        existing = {k.staff_id for k in list_keys(uow) if k.staff_id and not k.is_revoked}
-        for staff_id, role, team in _DEMO_STAFF:
-            try:
-                get_staff(uow, staff_id)
-            except AmendsError:
-                add_staff(uow, staff_id, name=staff_id.title(), role=role, team=team, now=_now())
-            if staff_id in existing:
-                revoke_key(uow, f"staff {staff_id}", now=_now())
-            keys.append(create_staff_key(uow, staff_id, now=_now())[1])
-        uow.commit()
-    return keys
-
-
-_DEMO_CUSTOMERS = 300
-_DEMO_DAYS = 60
+        return int(uow.execute(sa.select(sa.func.count()).select_from(tables.cases)).scalar_one())
 
 
 def main() -> None:

@@ -86,7 +86,39 @@ def _ago(value: datetime | None, now: datetime) -> str:
     return "now"
 
 
+def _plain_value(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            instant = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if instant.tzinfo is not None and "T" in value:
+            return f"{_when(instant)} UTC"
+        return value
+    if isinstance(value, list):
+        return ", ".join(_plain_value(item) for item in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_plain_value(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _plain_facts(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An incident's facts as a reader takes them in: an event named by its type and time, the fields of the
+    event's data each on their own, instants in UTC, names without underscores."""
+    shown: dict[str, str] = {}
+    for key, value in facts.items():
+        if isinstance(value, dict) and {"type", "time"} <= value.keys():
+            shown[key] = f"{value['type']} at {_plain_value(value['time'])}"
+        elif isinstance(value, dict):
+            for inner, item in value.items():
+                shown.setdefault(inner if key == "data" else f"{key} {inner}", _plain_value(item))
+        else:
+            shown[key] = _plain_value(value)
+    return [(name.replace("_", " "), text) for name, text in shown.items()]
+
+
 _templates.filters["when"] = _when
+_templates.filters["plain_facts"] = _plain_facts
 _templates.filters["money"] = _money
 _templates.globals["ago"] = _ago
 _templates.globals["roles"] = Role
