@@ -466,3 +466,11 @@ def test_the_dashboard_shows_each_measure_as_a_chart_and_as_numbers_for_managers
     assert served.status_code == 200
     assert served.headers["content-type"].startswith("text/javascript")
     assert "immutable" in served.headers["cache-control"]
+
+
+def test_the_queue_form_with_every_filter_left_at_any_shows_the_queue(console: Console) -> None:
+    ana = console.login("ana")
+    page = ana.get("/console?view=mine&status=open&origin=&rule=&owner=&team=")
+    assert page.status_code == 200
+    assert "Recovery queue" in page.text
+    assert ana.get("/console?origin=sideways").status_code == 422

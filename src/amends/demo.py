@@ -56,7 +56,7 @@ _BUSINESSES = ("shop", "airline", "car_service")
 _ASKED_ABOUT = ("order.delivered", "flight.arrived", "service.completed")
 _UNTOUCHED = timedelta(hours=12)  # the newest cases are left for the person trying the demo
 _TAKE_ON = 0.8  # an agent takes on this share of older cases the day after they open
-_RESOLVE = 0.35  # a case whose remedy is settled is resolved this share of days
+_RESOLVE = 0.15  # a case whose remedy is settled is resolved this share of days (the follow-up comes after)
 _APPROVE = 0.6  # a manager decides a pending request this share of days (a sixth of decisions deny)
 _ANSWER_PAGE = 0.3  # customers who answer the feedback link on a given day
 _ANSWER_FEEDBACK = 0.6  # staff answer waiting feedback this share of days
@@ -206,7 +206,9 @@ def _staff_work(
                 work.acknowledge(uow, row.id, actor=actor, now=at)
                 outreach.apologise(uow, row.id, actor=actor, now=at)
                 _remedy(uow, recovery, outreach, actor, row.id, at, generous=rng.random() < _GENEROUS)
-            elif rng.random() < _RESOLVE and _settled(uow, row.id):
+            elif _remedy_state(uow, row.id) == "none":  # a manager said no to more: the proposal, then
+                _remedy(uow, recovery, outreach, actor, row.id, now, generous=False)
+            elif _remedy_state(uow, row.id) == "granted" and rng.random() < _RESOLVE:
                 playbook = recovery.playbooks.get(work.load_case(uow, row.id).playbook)
                 outreach.resolve(uow, row.id, resolution="Apologised and made good.", actor=actor, now=now,
                                  playbook=playbook)  # fmt: skip
@@ -270,12 +272,13 @@ def _remedy(
         remedies.request_approval(uow, case_id, grant, policy=recovery.policy, actor=actor, now=now)
 
 
-def _settled(uow: UnitOfWork, case_id: int) -> bool:
-    """Whether the case's remedy is decided (granted, or a request denied): nothing waits for a manager."""
+def _remedy_state(uow: UnitOfWork, case_id: int) -> str:
+    """ "granted", "pending" (a manager has yet to decide), or "none" yet."""
+    if uow.execute(sa.select(tables.ledger.c.id).where(tables.ledger.c.case_id == case_id)).first() is not None:
+        return "granted"
     a = tables.approvals
     pending = uow.execute(sa.select(a.c.id).where(a.c.case_id == case_id, a.c.status == "pending")).first()
-    granted = uow.execute(sa.select(tables.ledger.c.id).where(tables.ledger.c.case_id == case_id)).first()
-    return pending is None and granted is not None
+    return "pending" if pending is not None else "none"
 
 
 def _customers_answer(uow: UnitOfWork, desk: FeedbackDesk, rng: random.Random, now: datetime) -> None:

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
+from amends.errors import InvalidInput
 from amends.recover.cases import Origin, Status
 from amends.recover.queries import CaseFilter, QueuePage, work_queue
 from amends.recover.staff import StaffMember, list_staff
@@ -41,23 +42,34 @@ class _Filters:
         return urlencode({key: value for key, value in values.items() if value})
 
 
+def _origin(value: str | None) -> Origin | None:
+    if not value:
+        return None
+    try:
+        return Origin(value)
+    except ValueError:
+        raise InvalidInput("origin", f"proactive or reactive, not {value[:20]!r}") from None
+
+
 @router.get("", response_class=HTMLResponse)
 async def queue(
     request: Request,
     user: Signed,
     view: Annotated[str, Query(pattern="^(all|mine)$")] = "all",
     status: Annotated[Status, Query()] = Status.OPEN,
-    origin: Annotated[Origin | None, Query()] = None,
+    origin: Annotated[str | None, Query(max_length=20)] = None,
     rule: Annotated[str | None, Query(max_length=100)] = None,
     owner: Annotated[str | None, Query(max_length=100)] = None,
     team: Annotated[str | None, Query(max_length=100)] = None,
     overdue: Annotated[bool, Query()] = False,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> HTMLResponse:
+    # A form sends every field, the ones left at "any" empty: empty is no filter.
+    chosen = _origin(origin)
     filters = _Filters(
-        view == "mine", status.value, origin.value if origin else "", rule or "", owner or "", team or "", overdue
+        view == "mine", status.value, chosen.value if chosen else "", rule or "", owner or "", team or "", overdue
     )
-    flt = CaseFilter(status, origin, owner or None, team or None, None, rule or None, overdue, view == "mine")
+    flt = CaseFilter(status, chosen, owner or None, team or None, None, rule or None, overdue, view == "mine")
 
     def run(uow: UnitOfWork) -> tuple[QueuePage, list[StaffMember]]:
         page = work_queue(uow, flt, actor=user.actor, now=datetime.now(UTC), limit=_PAGE, offset=offset)

@@ -1,0 +1,244 @@
+"""The console in a real browser: Debian's Chromium, driven by Playwright, against a real server on loopback over
+a demo world. An agent works a case from apology to remedy and asks a manager for more than they may grant; the
+manager approves; a customer answers their feedback page; the agent replies from the inbox. Every page passes
+axe-core's checks with no serious or critical violation, and is photographed at 1280 and 390 pixels wide into
+AMENDS_SCREENSHOTS_DIR (default: build/screenshots).
+
+Chromium is Debian's (`apt-get install chromium`; .ci/run installs it): Playwright never downloads a browser here.
+Without it the tests are skipped, or fail when AMENDS_REQUIRE_SERVICES=1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from amends.access import Scope
+from amends.demo import build_demo, demo_settings
+from amends.store import Database, upgrade
+from amends.web import create_app
+from tests.conftest import SECRET, new_key, service_missing
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("AMENDS_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(
+    os.environ.get("AMENDS_SCREENSHOTS_DIR", Path(__file__).resolve().parents[1] / "build" / "screenshots")
+)
+WIDTHS = (1280, 390)
+# The flags of a browser on a machine with no network beyond loopback (no background calls home).
+_CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]  # fmt: skip
+
+
+@dataclass
+class Site:
+    base: str
+    password: str
+    key: str
+    db: Database
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A server on loopback over a small demo world (300 customers a business, four weeks)."""
+    folder = tmp_path_factory.mktemp("browser")
+    url = f"sqlite:///{folder / 'amends.db'}"
+    db = Database(url)
+    upgrade(db)
+    port = _free_port()
+    from amends.config import Settings
+
+    settings = demo_settings(
+        Settings(database_url=url, secret_key=SECRET, port=port, detect_sweep_in_serve=False),  # type: ignore[arg-type]
+        outbox_file=str(folder / "outbox.jsonl"),
+    )
+    report = build_demo(db, settings, now=datetime.now(UTC), customers=300, days=28, seed=7)
+    key = new_key(db, "browser-test", [Scope.FEEDBACK_REQUESTS_WRITE, Scope.FEEDBACK_READ])
+    app = create_app(settings, db)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield Site(f"http://127.0.0.1:{port}", report.password, key, db)
+    server.should_exit = True
+    thread.join(timeout=10)
+    db.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        service_missing("Chromium", f"no browser at {CHROMIUM} (apt-get install chromium, or set AMENDS_CHROMIUM)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=_CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def log_in(browser: Any, site: Site, who: str, width: int = 1280) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": 900}, base_url=site.base)
+    page = context.new_page()
+    page.goto("/console/login")
+    page.get_by_label("Staff id or email").fill(who)
+    page.get_by_label("Password").fill(site.password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r".*/console$"))
+    return page
+
+
+def shoot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    width = page.viewport_size["width"]
+    page.screenshot(path=SCREENSHOTS / f"{name}-{width}.png", full_page=True)
+
+
+def accessible(page: Any) -> None:
+    """axe-core (the copy axe-playwright-python ships) finds no serious or critical violation."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    bad = [v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
+    assert not bad, [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in bad]
+
+
+def test_an_agent_works_a_case_a_manager_approves_a_customer_answers_and_the_agent_replies(
+    browser: Any, site: Site
+) -> None:
+    agent = log_in(browser, site, "ana")
+    # The top case of their own queue: the agent's most urgent work.
+    agent.get_by_label("Show").select_option("mine")
+    agent.get_by_role("button", name="Filter").click()
+    agent.wait_for_url(re.compile(r".*view=mine.*"))
+    agent.locator("table.queue tbody tr").first.get_by_role("link", name=re.compile(r"^#\d+$")).click()
+    agent.wait_for_url(re.compile(r".*/console/cases/\d+$"))
+    first_case = agent.url
+    if agent.get_by_role("button", name="Take ownership").count():
+        agent.get_by_role("button", name="Take ownership").click()
+        agent.get_by_text("You own this case now.").wait_for()
+    message = agent.get_by_label("Message", exact=True)
+    message.fill(message.input_value().rstrip() + "\n\nI have also arranged a voucher for you. Ana")
+    agent.get_by_role("button", name="Send the apology").click()
+    agent.get_by_text("The apology is on its way.").wait_for()
+
+    # Within the agent's limit: straight to the ledger.
+    agent.get_by_label("Kind").select_option("voucher")
+    agent.get_by_label("Amount").fill("20")
+    agent.get_by_role("button", name="Grant", exact=True).click()
+    agent.get_by_text("The remedy is granted").wait_for()
+
+    # Above it, on the next of their cases with nothing granted yet: refused with the limit, then asked of a manager.
+    agent.goto("/console?view=mine")
+    rows = agent.locator("table.queue tbody tr")
+    links = [
+        rows.nth(i).get_by_role("link", name=re.compile(r"^#\d+$")).get_attribute("href") for i in range(rows.count())
+    ]
+    second = None
+    for href in links:
+        if first_case.endswith(href):
+            continue
+        agent.goto(href)
+        if agent.get_by_role("heading", name="Granted").count() == 0 and agent.get_by_label("Amount").count():
+            second = href
+            break
+    assert second is not None, "the demo gave the agent no second case to work"
+    if agent.get_by_role("button", name="Take ownership").count():
+        agent.get_by_role("button", name="Take ownership").click()
+    agent.get_by_label("Kind").select_option("voucher")
+    agent.get_by_label("Amount").fill("150")
+    agent.get_by_role("button", name="Grant", exact=True).click()
+    agent.get_by_text("is above your authority").wait_for()
+    assert agent.get_by_label("Amount").input_value() == "150"  # what was typed is kept
+    agent.get_by_role("button", name="Ask a manager to approve").click()
+    agent.get_by_text("A manager has been asked to approve the remedy.").wait_for()
+    case_number = second.rsplit("/", 1)[1]
+
+    manager = log_in(browser, site, "max")
+    manager.goto("/console/approvals")
+    request = manager.locator("section", has=manager.get_by_role("link", name=f"case #{case_number}"))
+    request.get_by_label(re.compile("Reason")).fill("A serious delay; agreed.")
+    request.get_by_role("button", name="Approve").click()
+    manager.get_by_text("Approved: the remedy is in the ledger").wait_for()
+    manager.goto(second)
+    assert manager.get_by_text("150 EUR voucher by max").count() == 1
+
+    # A customer answers the feedback page their link opens (no login; it works without an account).
+    with site.db.unit_of_work() as uow:
+        import sqlalchemy as sa
+
+        from amends.store import tables
+
+        r = tables.feedback_requests
+        waiting = sa.select(r.c.id).where(r.c.answered_at.is_(None), r.c.expires_at > datetime.now(UTC))
+        request_id = uow.execute(waiting.order_by(r.c.id.desc())).scalars().first()
+    assert request_id is not None
+    link = httpx.get(
+        f"{site.base}/v1/feedback-requests/{request_id}", headers={"Authorization": f"Bearer {site.key}"}
+    ).json()["url"]
+    customer = browser.new_context(viewport={"width": 390, "height": 800}).new_page()
+    customer.goto(link)
+    accessible(customer)
+    shoot(customer, "feedback-page")
+    complaint = "The replacement part you fitted squeaks already, and nobody called me back about it."
+    customer.locator("textarea[name='disliked']").fill(complaint)  # in the customer's language, whichever it is
+    customer.get_by_role("button").last.click()
+    customer.locator("dd.said", has_text=complaint).wait_for()  # the answer as stored, shown back
+
+    # The agent answers it from the inbox.
+    agent.goto("/console/feedback?view=all")  # the newest first
+    item = agent.locator("section.feedback", has=agent.get_by_text(complaint))
+    item.get_by_text("Reply", exact=True).click()
+    item.get_by_label("Your answer").fill("We are sorry. Our workshop will call you today to book you in free.")
+    item.get_by_label("How").select_option("phone")
+    item.get_by_role("button", name="Send the answer").click()
+    agent.get_by_text("Your answer is on its way (or recorded).").wait_for()
+    answered = agent.locator("section.feedback", has=agent.get_by_text(complaint))
+    assert answered.get_by_text("Answered by ana").count() == 1
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_page_passes_axe_and_is_photographed(browser: Any, site: Site, width: int) -> None:
+    page = log_in(browser, site, "max", width)
+    first_case = page.locator("a[href^='/console/cases/']").first.get_attribute("href")
+    customer = page.locator("a[href^='/console/customers/']").first.get_attribute("href")
+    for name, path in (
+        ("queue", "/console"), ("case", first_case), ("customer", customer), ("feedback", "/console/feedback"),
+        ("suggestions", "/console/feedback/suggestions"), ("approvals", "/console/approvals"),
+        ("ledger", "/console/ledger"), ("rules", "/console/rules"), ("dashboard", "/console/dashboard"),
+    ):  # fmt: skip
+        page.goto(path)
+        if name == "dashboard":
+            page.locator(".chart[data-drawn='true']").first.wait_for()  # plotly drew the charts
+            assert page.locator(".chart[data-drawn='true']").count() == 7
+        accessible(page)
+        shoot(page, name)
+    page.context.clear_cookies()
+    page.goto("/console/login")
+    accessible(page)
+    shoot(page, "login")
