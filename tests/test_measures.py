@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from amends.errors import InvalidInput, NotFound
-from amends.recover.measures import case_measures, summarise
+from amends.recover.measures import case_measures, no_cases, summarise, summarise_by_week
 from amends.store import Database, UnitOfWork, tables
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
@@ -311,3 +311,28 @@ def test_the_summary_refuses_an_empty_window_and_an_unknown_origin(db: Database)
             summarise(uow, origin="psychic")
     assert window.value.field == "since"
     assert origin.value.field == "origin"
+
+
+def test_the_summary_by_week_is_the_summary_of_each_week(db: Database) -> None:
+    build_world(db)
+    with db.unit_of_work() as uow:
+        # Two more cases a week and two weeks later, so the span has weeks with and without cases.
+        a_case(uow, "c7", opened_at=T0 + 8 * DAY, status="resolved", first_contact_at=T0 + 8 * DAY + HOUR,
+               resolved_at=T0 + 9 * DAY)  # fmt: skip
+        a_case(uow, "c8", opened_at=T0 + 15 * DAY)
+        uow.commit()
+    since, until = T0 - 7 * DAY, T0 + 21 * DAY
+    with db.unit_of_work() as uow:
+        weekly, overall = summarise_by_week(uow, since=since, until=until)
+        assert weekly  # the weeks that have cases
+        for week, summary in weekly.items():
+            monday = datetime.fromisoformat(week).replace(tzinfo=UTC)
+            assert monday.weekday() == 0
+            alone = summarise(uow, since=max(monday, since), until=min(monday + 7 * DAY, until))
+            assert summary == alone, week
+        assert overall == summarise(uow, since=since, until=until)
+
+
+def test_no_cases_is_what_an_empty_window_summarises_to(db: Database) -> None:
+    with db.unit_of_work() as uow:
+        assert no_cases() == summarise(uow, since=T0, until=T0 + DAY)

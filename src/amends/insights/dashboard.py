@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from amends.errors import InvalidInput
 from amends.feedback.measures import RatingMeasures, ResponseMeasures, rating_measures, response_measures
-from amends.recover.measures import MeasuresSummary, summarise
+from amends.recover.measures import MeasuresSummary, no_cases, summarise_by_week
 from amends.store import UnitOfWork, tables
 
 __all__ = ["Dashboard", "Week", "dashboard"]
@@ -52,8 +52,9 @@ def dashboard(uow: UnitOfWork, *, weeks: int, now: datetime, currency: str) -> D
     this_monday = datetime.combine(today - timedelta(days=today.weekday()), time(), UTC)
     since = this_monday - timedelta(weeks=weeks - 1)
     starts = [since + timedelta(weeks=n) for n in range(weeks)]
+    by_week, overall = summarise_by_week(uow, since=since, until=now)
     per_week = tuple(
-        Week(start, _label(start), summarise(uow, since=start, until=min(start + timedelta(weeks=1), now)))
+        Week(start, _label(start), by_week.get(start.date().isoformat()) or no_cases())
         for start in starts
         if start < now
     )
@@ -73,7 +74,7 @@ def dashboard(uow: UnitOfWork, *, weeks: int, now: datetime, currency: str) -> D
         since=since,
         until=now,
         weeks=per_week,
-        overall=summarise(uow, since=since, until=now),
+        overall=overall,
         responses=tuple(response_measures(uow, since=since, until=now, now=now, by_channel=False)),
         ratings=tuple(rating_measures(uow, since=since, until=now)),
         spend_by_kind=tuple(

@@ -8,6 +8,8 @@ console's own script draws them, so the strict content security policy (no inlin
 
 from __future__ import annotations
 
+import logging
+import threading
 import time as clock
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,19 +19,22 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse
 
 from amends.insights.dashboard import Dashboard, dashboard
 from amends.recover.roles import Role
-from amends.web.console._base import Signed, reading, render
+from amends.store import Database
+from amends.web.console._base import Signed, render
 
 __all__ = ["PLOTLY_JS", "router"]
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+log = logging.getLogger(__name__)
 _PLOTLY_VERSION = metadata.version("plotly")
 PLOTLY_JS = f"/console/vendor/plotly-{_PLOTLY_VERSION}.min.js"
 _PLOTLY_FILE = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
-_FRESH_FOR = 60.0  # seconds a computed dashboard is shown again before it is read anew
+_FRESH_FOR = 60.0  # seconds a computed dashboard is shown before a fresher one is read
 _INK, _MUTED, _BRAND, _WARN, _OK, _GRID = "#1b1f24", "#4a5360", "#1d4e89", "#8a1c1c", "#1e5631", "#dfe3e8"
 
 
@@ -73,17 +78,64 @@ async def dashboard_page(
     )  # fmt: skip
 
 
+class _Boards:
+    """The dashboards of this process, one per span: computed once, then shown while a fresher one is read in the
+    background once a minute (stale while revalidating), so that no request but the very first waits for the sums."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._boards: dict[int, tuple[float, Dashboard]] = {}
+        self._refreshing: set[int] = set()
+
+    def get(self, weeks: int) -> tuple[float, Dashboard] | None:
+        with self._lock:
+            return self._boards.get(weeks)
+
+    def put(self, weeks: int, board: Dashboard) -> None:
+        with self._lock:
+            self._boards[weeks] = (clock.monotonic(), board)
+            self._refreshing.discard(weeks)
+
+    def claim_refresh(self, weeks: int) -> bool:
+        with self._lock:
+            if weeks in self._refreshing:
+                return False
+            self._refreshing.add(weeks)
+            return True
+
+    def release(self, weeks: int) -> None:
+        with self._lock:
+            self._refreshing.discard(weeks)
+
+
+def _compute(db: Database, weeks: int, currency: str) -> Dashboard:
+    with db.unit_of_work() as uow:
+        return dashboard(uow, weeks=weeks, now=datetime.now(UTC), currency=currency)
+
+
 async def _cached(request: Request, weeks: int) -> Dashboard:
-    """The dashboard of `weeks`, computed at most once a minute per process: it sums whole tables."""
     state = request.app.state
-    cache: dict[int, tuple[float, Dashboard]] = getattr(state, "dashboard_cache", {})
-    state.dashboard_cache = cache
-    found = cache.get(weeks)
-    if found is not None and clock.monotonic() - found[0] < _FRESH_FOR:
-        return found[1]
+    if not hasattr(state, "dashboards"):
+        state.dashboards = _Boards()
+    boards: _Boards = state.dashboards
+    db: Database = state.db
     currency = state.recovery.policy.currency
-    board = await reading(request, lambda uow: dashboard(uow, weeks=weeks, now=datetime.now(UTC), currency=currency))
-    cache[weeks] = (clock.monotonic(), board)
+    found = boards.get(weeks)
+    if found is None:
+        board = await run_in_threadpool(_compute, db, weeks, currency)
+        boards.put(weeks, board)
+        return board
+    made, board = found
+    if clock.monotonic() - made >= _FRESH_FOR and boards.claim_refresh(weeks):
+
+        def refresh() -> None:
+            try:
+                boards.put(weeks, _compute(db, weeks, currency))
+            except Exception:
+                log.exception("the dashboard could not be refreshed")
+                boards.release(weeks)
+
+        threading.Thread(target=refresh, name="dashboard-refresh", daemon=True).start()
     return board
 
 
