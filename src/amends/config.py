@@ -301,7 +301,7 @@ class Settings(BaseSettings):
 
     console_session_idle: timedelta = Field(
         default=timedelta(minutes=30),
-        description="A console session ends after this long without a request, e.g. 'PT30M'.",
+        description="A console session ends after this long without a request, e.g. '30m'.",
     )
     console_session_lifetime: timedelta = Field(
         default=timedelta(hours=12), description="A console session ends this long after login, however busy."

@@ -190,6 +190,14 @@ def _layout(**extra: Any) -> dict[str, Any]:
     return layout
 
 
+_WEEK_AXIS = {"gridcolor": _GRID, "linecolor": _MUTED, "type": "category", "tickangle": 0}
+
+
+def _short(weeks: list[str]) -> list[str]:
+    """Week labels for an axis: "W47" (the tables and the hover keep the year)."""
+    return [week.split("-", 1)[-1] for week in weeks]
+
+
 _PERCENT_AXIS = {"range": [0, 100], "ticksuffix": "%", "gridcolor": _GRID}
 _TWO_AXES_MARGIN = {"l": 48, "r": 48, "t": 8, "b": 40}
 
@@ -219,8 +227,11 @@ def _proactive(board: Dashboard) -> Chart:
     overall = board.overall
     share = _pct(overall.proactive / overall.cases if overall.cases else None)
     figure = {
-        "data": [_bars("proactive", weeks, proactive, _OK), _bars("reactive", weeks, reactive, "#b3541e")],
-        "layout": _layout(barmode="stack"),
+        "data": [
+            _bars("proactive", _short(weeks), proactive, _OK),
+            _bars("reactive", _short(weeks), reactive, "#b3541e"),
+        ],
+        "layout": _layout(xaxis=_WEEK_AXIS, barmode="stack"),
     }
     rows = tuple((w, str(p), str(r)) for w, p, r in zip(weeks, proactive, reactive, strict=True))
     summary = f"{share} of {overall.cases:,} cases were opened before the customer complained."
@@ -232,8 +243,8 @@ def _contact(board: Dashboard) -> Chart:
     hours = [_hours(w.cases.median_time_to_first_contact) for w in board.weeks]
     overall = _num(_hours(board.overall.median_time_to_first_contact))
     figure = {
-        "data": [_line("median hours", weeks, hours, _BRAND)],
-        "layout": _layout(yaxis={"title": {"text": "hours"}, "gridcolor": _GRID, "rangemode": "tozero"}),
+        "data": [_line("median hours", _short(weeks), hours, _BRAND)],
+        "layout": _layout(xaxis=_WEEK_AXIS, yaxis={"ticksuffix": " h", "gridcolor": _GRID, "rangemode": "tozero"}),
     }
     summary = f"Median hours from a case opening to our first contact; {overall} h over the whole span."
     rows = tuple((w, _num(h)) for w, h in zip(weeks, hours, strict=True))
@@ -243,7 +254,10 @@ def _contact(board: Dashboard) -> Chart:
 def _fcr(board: Dashboard) -> Chart:
     weeks = [w.label for w in board.weeks]
     rates = [_percent(w.cases.first_contact_resolution_rate) for w in board.weeks]
-    figure = {"data": [_line("% of resolved", weeks, rates, _OK)], "layout": _layout(yaxis=_PERCENT_AXIS)}
+    figure = {
+        "data": [_line("% of resolved", _short(weeks), rates, _OK)],
+        "layout": _layout(xaxis=_WEEK_AXIS, yaxis=_PERCENT_AXIS),
+    }
     summary = (
         "Share of resolved cases the first owner resolved with no handoff, approval or reopening: "
         f"{_pct(board.overall.first_contact_resolution_rate)} overall."
@@ -259,12 +273,13 @@ def _responses(board: Dashboard) -> Chart:
     hours = [r.median_hours if (r := by_week.get(w)) else None for w in weeks]
     figure = {
         "data": [
-            _bars("answered %", weeks, rates, _BRAND),
-            _line("median hours to answer", weeks, hours, _WARN, yaxis="y2"),
+            _bars("answered %", _short(weeks), rates, _BRAND),
+            _line("median hours to answer", _short(weeks), hours, _WARN, yaxis="y2"),
         ],
         "layout": _layout(
+            xaxis=_WEEK_AXIS,
             yaxis=_PERCENT_AXIS,
-            yaxis2={"overlaying": "y", "side": "right", "rangemode": "tozero", "title": {"text": "hours"}},
+            yaxis2={"overlaying": "y", "side": "right", "rangemode": "tozero", "ticksuffix": " h"},
             margin=_TWO_AXES_MARGIN,
         ),
     }
@@ -280,10 +295,10 @@ def _ratings(board: Dashboard) -> Chart:
     nps = [None if (r := by_week.get(w)) is None or r.nps is None else round(r.nps) for w in weeks]
     figure = {
         "data": [
-            _line("CSAT %", weeks, csat, _OK),
-            _line("NPS", weeks, nps, _BRAND, yaxis="y2"),
+            _line("CSAT %", _short(weeks), csat, _OK),
+            _line("NPS", _short(weeks), nps, _BRAND, yaxis="y2"),
         ],
-        "layout": _layout(
+        "layout": _layout(xaxis=_WEEK_AXIS,
             yaxis=_PERCENT_AXIS, yaxis2={"overlaying": "y", "side": "right", "range": [-100, 100]},
             margin=_TWO_AXES_MARGIN,
         ),
