@@ -37,6 +37,7 @@ __all__ = [
     "Route",
     "Scale",
     "checked",
+    "customer_feedback",
     "get_feedback",
     "is_high_rating",
     "is_low_rating",
@@ -281,6 +282,17 @@ def get_feedback(uow: UnitOfWork, feedback_id: int, *, for_update: bool = False)
     if row is None:
         raise NotFound(f"no feedback {feedback_id}")
     return feedback_from_row(row)
+
+
+def customer_feedback(uow: UnitOfWork, customer_id: str, *, since: datetime, limit: int = 50) -> list[Feedback]:
+    """What one customer wrote since `since`, newest first (spam included: staff see it is quarantined)."""
+    query = (
+        sa.select(_feedback)
+        .where(_feedback.c.customer_id == customer_id, _feedback.c.received_at >= since)
+        .order_by(_feedback.c.received_at.desc(), _feedback.c.id.desc())
+        .limit(limit)
+    )
+    return [feedback_from_row(row) for row in uow.execute(query)]
 
 
 def feedback_from_row(row: Any) -> Feedback:

@@ -24,10 +24,11 @@ from amends.web.console._base import (
     render,
 )
 
-__all__ = ["LoginLimits", "add_security_headers", "error_page", "router", "static_files"]
+__all__ = ["PAGES", "LoginLimits", "add_security_headers", "error_page", "router", "static_files"]
 
+PAGES = (login, queue, case, customers, inbox, approvals, ledger, rules, dashboard)  # each has its `router`
 router = APIRouter(include_in_schema=False)
-for _module in (login, queue, case, customers, inbox, approvals, ledger, rules, dashboard):
+for _module in PAGES:
     router.include_router(_module.router)
 
 

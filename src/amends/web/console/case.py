@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from amends.detect.service import Detection
 from amends.errors import AmendsError, InvalidInput
+from amends.feedback.records import customer_feedback
 from amends.outreach.outbox import MessageKind, list_messages
 from amends.outreach.replies import list_replies
 from amends.outreach.service import Outreach
@@ -123,6 +124,8 @@ def _view(uow: UnitOfWork, case_id: int, user: ConsoleUser, recovery: Recovery, 
         except AmendsError as exc:
             apology_problem = str(exc)
     messages, _next = list_messages(uow, case_id=case_id, limit=200)
+    # What the customer wrote to us from a little before the case on: the feedback that opened it, and since.
+    feedback = customer_feedback(uow, case.customer_id, since=case.opened_at - timedelta(days=7))
     replies, _next_reply = list_replies(uow, case_id=case_id, limit=200)
     history = _History(value, policy.currency, *_counts(uow, case.customer_id))
     assignable: list[StaffMember] = []
@@ -136,6 +139,7 @@ def _view(uow: UnitOfWork, case_id: int, user: ConsoleUser, recovery: Recovery, 
         "apology_problem": apology_problem,
         "messages": messages,
         "replies": replies,
+        "feedback": feedback,
         "history": history,
         "assignable": assignable,
         "channels": _CHANNELS,
