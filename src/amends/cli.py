@@ -978,16 +978,26 @@ def demo(
     days: Annotated[int, typer.Option(min=7, max=365, help="Days of history, up to now.")] = 45,
     seed: Annotated[int, typer.Option(help="The same seed builds the same world and the same work.")] = 7,
 ) -> None:
-    """Set up a database, run a sample world of the three businesses through detection, recovery, outreach (to a
-    file) and feedback with demo staff at work, and serve the console with their logins."""
+    """Run a sample world of the three businesses through detection, recovery, outreach (to a file) and feedback
+    with demo staff at work, in a database of its own (amends-demo.db, made anew), and serve the console with
+    their logins."""
     from amends.demo import build_demo, demo_settings
 
-    init()
-    settings = demo_settings(load_settings(), outbox_file="amends-demo-outbox.jsonl")
+    settings = load_settings()
+    if settings.secret_key is None and not config_path().exists():
+        _write_config(config_path())
+        console.print(f"Wrote {config_path()} with a new secret key (keep it private; it is not in git).")
+        settings = load_settings()
+    # The demo's own database, made anew each time: a configured database (with real staff) is never touched.
+    demo_file = Path("amends-demo.db").resolve()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        demo_file.with_name(demo_file.name + suffix).unlink(missing_ok=True)
+    settings = demo_settings(
+        settings.model_copy(update={"database_url": f"sqlite:///{demo_file}"}), outbox_file="amends-demo-outbox.jsonl"
+    )
     db = Database.from_settings(settings)
     try:
-        if _count_cases(db):
-            console.print("The database has cases already: the demo adds its world beside them.")
+        upgrade(db)
         with console.status("Building the sample world and a day's work on it, day by day…"):
             report = build_demo(db, settings, now=_now(), customers=customers, days=days, seed=seed)
         with db.unit_of_work() as uow:
@@ -1013,15 +1023,6 @@ def demo(
         console.print(f"  {staff_id:<5} {role}{', ' + team if team else ''}")
     console.print(f"An API key with every right: {text}   (the API: {base}/docs)\n", soft_wrap=True)
     _serve(settings)
-
-
-def _count_cases(db: Database) -> int:
-    import sqlalchemy as sa
-
-    from amends.store import tables
-
-    with db.unit_of_work() as uow:
-        return int(uow.execute(sa.select(sa.func.count()).select_from(tables.cases)).scalar_one())
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from amends.config import Settings
 from amends.detect.service import Detection
-from amends.errors import AmendsError
+from amends.errors import AmendsError, Conflict
 from amends.events import Item, ingest_items
 from amends.feedback.asking import Asking, answer_request
 from amends.feedback.records import FeedbackChannel, FeedbackIn
@@ -36,13 +36,13 @@ from amends.recover.actors import Actor
 from amends.recover.cases import Status
 from amends.recover.roles import Role
 from amends.recover.service import Recovery
-from amends.recover.staff import StaffMember, add_staff, get_staff, set_password
+from amends.recover.staff import StaffMember, add_staff, set_password
 from amends.store import Database, UnitOfWork, tables
 from amends.world import generate_world
 
 __all__ = ["DEMO_STAFF", "DEMO_TEAMS", "DemoReport", "build_demo", "demo_settings"]
 
-# The demo's people: an agent per business, a lead, a manager who approves, an admin (docs/console.md#the-demo).
+# The demo's people: an agent per business, a lead, a manager who approves, an admin (docs/console.md#trying-it).
 DEMO_STAFF = (
     ("ana", "Ana Silva", Role.AGENT, "airport"),
     ("ben", "Ben Okafor", Role.AGENT, "web-shop"),
@@ -99,7 +99,11 @@ def demo_settings(settings: Settings, outbox_file: str) -> Settings:
 def build_demo(
     db: Database, settings: Settings, *, now: datetime, customers: int = 400, days: int = 45, seed: int = 7
 ) -> DemoReport:
-    """Build the demo world up to `now` in `db` (migrated, and best empty), with `settings` from `demo_settings`."""
+    """Build the demo world up to `now` in `db` (migrated and empty: Conflict otherwise, so that the demo never sets
+    a password on someone real), with `settings` from `demo_settings`."""
+    with db.unit_of_work() as uow:
+        if _count(uow, tables.staff) or _count(uow, tables.cases):
+            raise Conflict("the demo builds its world in an empty database; this one has staff or cases")
     rng = random.Random(seed)  # noqa: S311  (who does what in a sample world; nothing secret)
     report = DemoReport(password=_password())
     staff = _add_staff(db, report, now)
@@ -142,11 +146,8 @@ def _add_staff(db: Database, report: DemoReport, now: datetime) -> dict[str, Sta
     staff = {}
     with db.unit_of_work(writes=True) as uow:
         for staff_id, name, role, team in DEMO_STAFF:
-            try:
-                member = get_staff(uow, staff_id)
-            except AmendsError:
-                member = add_staff(uow, staff_id, name=name, role=role, team=team, email=f"{staff_id}@demo.example",
-                                   now=now)  # fmt: skip
+            member = add_staff(uow, staff_id, name=name, role=role, team=team, email=f"{staff_id}@demo.example",
+                               now=now)  # fmt: skip
             set_password(uow, staff_id, report.password, now=now)
             staff[staff_id] = member
             report.logins.append((staff_id, role.value, team or ""))

@@ -107,8 +107,17 @@ def read_sources(paths: Iterable[Path]) -> tuple[list[tuple[Path | None, str]], 
 
 
 def parse_yaml(file: Path | None, text: str, problems: list[FileProblem]) -> tuple[Any, Lines] | None:
-    """The document and its lines; None (and a problem) if it is not YAML. Duplicate keys are problems too."""
+    """The document and its lines; None (and a problem) if it is not YAML. Duplicate keys are problems too, and so
+    are aliases (`*name`): a few hundred bytes of nested aliases expand to billions of nodes, and amends' files
+    have no need of them. They are found in one pass over the parser's events, before anything is built."""
     try:
+        alias = next(
+            (event for event in yaml.parse(text, Loader=YamlLoader) if isinstance(event, yaml.AliasEvent)), None
+        )
+        if alias is not None:
+            line = alias.start_mark.line + 1 if alias.start_mark is not None else None
+            problems.append(FileProblem(file, line, "", "YAML aliases (*name) are not accepted; write the value out"))
+            return None
         root = yaml.compose(text, Loader=YamlLoader)
         document = yaml.load(text, Loader=YamlLoader)  # noqa: S506 (a SafeLoader: no Python objects)
     except yaml.YAMLError as exc:

@@ -11,7 +11,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from amends.errors import InvalidInput
 
-__all__ = ["MAX_PASSWORD", "MIN_PASSWORD", "check_new_password", "hash_password", "needs_rehash", "verify_password"]
+__all__ = [
+    "MAX_PASSWORD", "MIN_PASSWORD", "check_new_password", "hash_password", "needs_rehash", "rehash", "verify_password"
+]  # fmt: skip
 
 MIN_PASSWORD = 12
 MAX_PASSWORD = 256
@@ -44,6 +46,12 @@ def verify_password(stored: str | None, password: str) -> bool:
         return matched and stored is not None and not too_long
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+def rehash(password: str) -> str:
+    """A new hash of a password that was just verified, with today's parameters (not checked again: it was set
+    under the rules of its day)."""
+    return _hasher.hash(password)
 
 
 def needs_rehash(stored: str) -> bool:

@@ -18,7 +18,9 @@ import sqlalchemy as sa
 
 from amends.store import UnitOfWork, tables
 
-__all__ = ["Session", "end_session", "end_sessions_of", "find_session", "start_session", "valid_csrf"]
+__all__ = [
+    "Session", "end_session", "end_session_of_token", "end_sessions_of", "find_session", "start_session", "valid_csrf"
+]  # fmt: skip
 
 _sessions = tables.console_sessions
 _TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often, not on every request
@@ -83,6 +85,12 @@ def valid_csrf(session: Session, presented: str | None) -> bool:
 
 def end_session(uow: UnitOfWork, session_id: str) -> None:
     uow.execute(sa.delete(_sessions).where(_sessions.c.id == session_id))
+
+
+def end_session_of_token(uow: UnitOfWork, token: str) -> None:
+    """End the session a cookie's token opens, if any."""
+    if token and len(token) <= 100:
+        uow.execute(sa.delete(_sessions).where(_sessions.c.id == _hash(token)))
 
 
 def end_sessions_of(uow: UnitOfWork, staff_id: str) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from amends.access import ApiKey, Scope, create_key
-from amends.access.passwords import hash_password, needs_rehash, verify_password
+from amends.access.passwords import hash_password, needs_rehash, rehash, verify_password
 from amends.access.sessions import end_sessions_of
 from amends.errors import Conflict, InvalidInput, NotFound
 from amends.recover.roles import ROLES, Role
@@ -184,12 +184,15 @@ def check_login(uow: UnitOfWork, login: str, password: str) -> StaffMember | Non
         sa.or_(_staff.c.id == login, sa.func.lower(_staff.c.email) == login.lower()) if "@" in login
         else _staff.c.id == login
     )  # fmt: skip
-    row = uow.execute(query.limit(1)).first() if 0 < len(login) <= 320 else None
+    rows = uow.execute(query.order_by(_staff.c.id).limit(2)).all() if 0 < len(login) <= 320 else []
+    exact = [r for r in rows if r.id == login]
+    # An email two people share opens neither account: log in with the staff id.
+    row = exact[0] if exact else rows[0] if len(rows) == 1 else None
     stored = row.password_hash if row is not None else None
     if not verify_password(stored, password) or row is None or not row.active:
         return None
-    if stored is not None and needs_rehash(stored):
-        uow.execute(sa.update(_staff).where(_staff.c.id == row.id).values(password_hash=hash_password(password)))
+    if stored is not None and needs_rehash(stored):  # the same password, hashed with today's parameters
+        uow.execute(sa.update(_staff).where(_staff.c.id == row.id).values(password_hash=rehash(password)))
     return _from_row(row)
 
 

@@ -118,6 +118,7 @@ def _plain_facts(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 _templates.filters["when"] = _when
+_templates.filters["segment"] = lambda value: quote(str(value), safe="")  # one path segment, "/" encoded too
 _templates.filters["plain_facts"] = _plain_facts
 _templates.filters["money"] = _money
 _templates.globals["ago"] = _ago
@@ -289,7 +290,7 @@ def login_url(next_url: str) -> str:
 
 @dataclass(frozen=True)
 class LoginLimits:
-    """Login attempts per client address and per login name, counted in this process's memory."""
+    """Failed login attempts per client address and per login name, counted in this process's memory."""
 
     per_attempt: limits.RateLimitItem
     limiter: MovingWindowRateLimiter
@@ -299,9 +300,16 @@ class LoginLimits:
         return cls(limits.parse(settings.console_login_rate_limit), MovingWindowRateLimiter(MemoryStorage()))
 
     def allows(self, address: str, login: str) -> bool:
-        by_address = self.limiter.hit(self.per_attempt, "console-login", "address", address)
-        by_login = self.limiter.hit(self.per_attempt, "console-login", "login", login.strip().lower()[:320])
-        return by_address and by_login
+        """Whether an attempt may be tried now: neither the address nor the name is over its failures."""
+        name = login.strip().lower()[:320]
+        return self.limiter.test(self.per_attempt, "console-login", "address", address) and self.limiter.test(
+            self.per_attempt, "console-login", "login", name
+        )
+
+    def failed(self, address: str, login: str) -> None:
+        """Count a failed attempt against the address and the name (a success counts against neither)."""
+        self.limiter.hit(self.per_attempt, "console-login", "address", address)
+        self.limiter.hit(self.per_attempt, "console-login", "login", login.strip().lower()[:320])
 
 
 async def reading(request: Request, work: Callable[[UnitOfWork], T]) -> T:

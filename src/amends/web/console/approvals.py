@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from amends.errors import AmendsError
+from amends.errors import AmendsError, InvalidInput
 from amends.outreach.service import Outreach
 from amends.recover import remedies
 from amends.recover.roles import Role
@@ -51,10 +51,13 @@ async def decide(request: Request, user: Signed, approval_id: int) -> Response:
     fields = await form_of(request, user)
     recovery: Recovery = request.app.state.recovery
     outreach: Outreach = request.app.state.outreach
-    approving = fields.get("decision") == "approve"
+    decision = fields.get("decision")
+    approving = decision == "approve"
     reason = fields.get("reason", "").strip()[:2000]
 
     def run(uow: UnitOfWork) -> None:
+        if decision not in ("approve", "deny"):
+            raise InvalidInput("decision", "approve or deny")
         now = datetime.now(UTC)
         if approving:
             entry = remedies.approve(uow, approval_id, reason=reason, policy=recovery.policy, actor=user.actor, now=now)

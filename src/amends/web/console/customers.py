@@ -1,7 +1,8 @@
 """A customer's story: events, incidents, cases, messages, remedies, complaints and feedback in one time line.
 
-Managers and admins may open any customer (the `customers:read` right); agents and leads only a customer one of
-whose cases they may see, as the API lets them read customers only through their cases.
+Managers and admins may open any customer and see all of it (the `customers:read` right). Agents and leads see a
+customer only through the cases they may see, as through the API: the story of those cases (their incidents,
+messages, remedies, complaints and feedback), not the customer's events, contact details or other teams' cases.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from fastapi.responses import HTMLResponse
 
 from amends.access import Scope
 from amends.errors import NotFound
-from amends.insights.story import customer_story
+from amends.insights.story import StoryPage, customer_story
 from amends.outreach.contact import opt_out_of
 from amends.outreach.profiles import customer_profile
 from amends.outreach.service import Outreach
@@ -27,15 +28,18 @@ __all__ = ["router"]
 router = APIRouter(prefix="/console/customers", include_in_schema=False)
 
 
-def _may_read(uow: UnitOfWork, user: ConsoleUser, customer_id: str) -> None:
+def _visible_cases(uow: UnitOfWork, user: ConsoleUser, customer_id: str) -> frozenset[int] | None:
+    """The ids of the customer's cases this person may see; None when they may see the whole customer."""
     if Scope.CUSTOMERS_READ in user.actor.scopes:
-        return
+        return None
     flt = CaseFilter(customer_id=customer_id)
-    if not list_cases(uow, flt, actor=user.actor, now=datetime.now(UTC), limit=1).cases:
+    cases = list_cases(uow, flt, actor=user.actor, now=datetime.now(UTC), limit=500).cases
+    if not cases:
         raise NotFound(f"no customer {customer_id!r} you may see")
+    return frozenset(case.id for case in cases)
 
 
-@router.get("/{customer_id}", response_class=HTMLResponse)
+@router.get("/{customer_id:path}", response_class=HTMLResponse)
 async def customer_page(
     request: Request,
     user: Signed,
@@ -49,14 +53,19 @@ async def customer_page(
         before = before.replace(tzinfo=UTC)
 
     def run(uow: UnitOfWork) -> dict[str, Any]:
-        _may_read(uow, user, customer_id)
+        visible = _visible_cases(uow, user, customer_id)
         story = customer_story(uow, customer_id, before=before, limit=100, rule_titles=titles)
         if not story.moments and before is None:
             raise NotFound(f"nothing is known of customer {customer_id!r}")
+        if visible is not None:  # only what belongs to the cases this person may see
+            kept = tuple(m for m in story.moments if m.case_id in visible)
+            story = StoryPage(kept, story.older)
+        whole = visible is None
         return {
             "story": story,
-            "profile": customer_profile(uow, customer_id, event_types=outreach.profile_events),
+            "profile": customer_profile(uow, customer_id, event_types=outreach.profile_events) if whole else None,
             "opted_out": opt_out_of(uow, customer_id),
+            "whole": whole,
         }
 
     view = await reading(request, run)

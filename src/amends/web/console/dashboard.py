@@ -22,6 +22,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse
 
+from amends.errors import InvalidInput
 from amends.insights.dashboard import Dashboard, dashboard
 from amends.recover.roles import Role
 from amends.store import Database
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 _PLOTLY_VERSION = metadata.version("plotly")
 PLOTLY_JS = f"/console/vendor/plotly-{_PLOTLY_VERSION}.min.js"
 _PLOTLY_FILE = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+SPANS = (4, 12, 26, 52)
 _FRESH_FOR = 60.0  # seconds a computed dashboard is shown before a fresher one is read
 _INK, _MUTED, _BRAND, _WARN, _OK, _GRID = "#1b1f24", "#4a5360", "#1d4e89", "#8a1c1c", "#1e5631", "#dfe3e8"
 
@@ -71,10 +73,12 @@ async def dashboard_page(
     request: Request, user: Signed, weeks: Annotated[int, Query(ge=4, le=52)] = 12
 ) -> HTMLResponse:
     user.actor.at_least(Role.MANAGER, "reading the dashboard")
+    if weeks not in SPANS:  # a few spans, each computed once: not one cached board per number a URL can hold
+        raise InvalidInput("weeks", f"one of {', '.join(map(str, SPANS))}")
     board = await _cached(request, weeks)
     return render(
         request, "dashboard.html", user, board=board, weeks=weeks, charts=_charts(board), plotly_js=PLOTLY_JS,
-        tiles=_tiles(board),
+        tiles=_tiles(board), spans=SPANS,
     )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from amends.access.sessions import end_session, start_session
+from amends.access.sessions import end_session, end_session_of_token, start_session
 from amends.config import Settings
 from amends.recover.actors import Actor
 from amends.recover.audit import audit
@@ -71,6 +71,7 @@ async def login(request: Request) -> Response:
     nonce = request.cookies.get(_LOGIN_NONCE)
     if not nonce or not secrets.compare_digest(nonce, fields.get("nonce", "")):
         return _login_page(request, next_url, error="The login form had expired. Please try again.", status=403)
+    previous = request.cookies.get(COOKIE)
     login_name = fields.get("login", "").strip()
     password = fields.get("password", "")
     origin = request.client.host if request.client is not None else "unknown"
@@ -85,6 +86,8 @@ async def login(request: Request) -> Response:
         if member is None:
             _record(uow, origin, login_name, "console.login_failed")
             return None
+        if previous:
+            end_session_of_token(uow, previous)  # a browser's earlier session ends when it logs in again
         _session, token = start_session(
             uow, member.id, now=now, lifetime=settings.console_session_lifetime, origin=origin
         )
@@ -93,6 +96,7 @@ async def login(request: Request) -> Response:
 
     token = await writing(request, attempt)
     if token is None:
+        _limits(request).failed(origin, login_name)
         return _login_page(request, next_url, error="That login name and password do not match.", status=401)
     response = redirect(next_url)
     response.set_cookie(

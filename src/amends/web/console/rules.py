@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from amends.detect.rules import event_types, parse_rules
@@ -65,13 +66,16 @@ async def check(request: Request, user: Signed) -> HTMLResponse:
     fields = await form_of(request, user)
     document: Document = fields.get("document") if fields.get("document") in ("playbooks", "remedies") else "rules"  # type: ignore[assignment]
     text = fields.get("text", "")[:_MAX_TEXT]
-    try:
+
+    def check_text() -> str:
         if document == "rules":
-            verdict = f"No problems: {len(parse_rules([(None, text)]))} rules."
-        elif document == "playbooks":
-            verdict = f"No problems: {len(parse_playbooks([(None, text)]).playbooks)} playbooks."
-        else:
-            verdict = f"No problems: {len(parse_policy(text).kinds)} remedy kinds."
+            return f"No problems: {len(parse_rules([(None, text)]))} rules."
+        if document == "playbooks":
+            return f"No problems: {len(parse_playbooks([(None, text)]).playbooks)} playbooks."
+        return f"No problems: {len(parse_policy(text).kinds)} remedy kinds."
+
+    try:
+        verdict = await run_in_threadpool(check_text)  # parsing is CPU work: not on the event loop
     except FileProblemsError as exc:
         return _page(request, user, document=document, text=text, problems=exc.problems, status=422)
     return _page(request, user, document=document, text=text, verdict=verdict)
