@@ -381,12 +381,18 @@ def get_approval_unchecked(uow: UnitOfWork, approval_id: int) -> Approval:
 
 
 def list_approvals(uow: UnitOfWork, *, status: str, actor: Actor, limit: int = 100) -> list[Approval]:
-    """Approval requests in this status, oldest first, on the cases the actor may see."""
+    """Approval requests in this status on the cases the actor may see: pending ones oldest first (the queue),
+    decided ones the latest decision first."""
+    order = (
+        (_approvals.c.requested_at, _approvals.c.id)
+        if status == "pending"
+        else (_approvals.c.decided_at.desc(), _approvals.c.id.desc())
+    )
     query = (
         sa.select(_approvals)
         .join(tables.cases, tables.cases.c.id == _approvals.c.case_id)
         .where(_approvals.c.status == status)
-        .order_by(_approvals.c.requested_at, _approvals.c.id)
+        .order_by(*order)
         .limit(limit)
     )
     visible = visibility(actor)

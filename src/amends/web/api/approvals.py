@@ -31,7 +31,8 @@ async def read_approvals(
     status: Annotated[Literal["pending", "approved", "denied"], Query()] = "pending",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ApprovalOut]:
-    """The approvals queue, oldest first: a manager sees all, others the requests on cases they can see."""
+    """The approvals queue, oldest first (decided ones: the latest decision first): a manager sees all, others
+    the requests on cases they can see."""
     return await reading(db, lambda uow: _queue(uow, actor, status, limit))
 
 
