@@ -422,6 +422,8 @@ def test_the_ledger_is_for_managers_and_exports_csv_and_reverses(console: Consol
     assert exported.status_code == 200
     assert exported.headers["content-type"].startswith("text/csv")
     assert "'=HYPERLINK(evil)" in exported.text  # a formula is written as text
+    assert boss.get("/console/ledger/export.csv?since=2026-05-02&until=2026-05-01").status_code == 422
+    assert boss.get("/console/ledger?granted_by=nobody").text.count("/reverse") == 0
     entry_id = re.search(r'action="/console/ledger/(\d+)/reverse"', page.text).group(1)  # type: ignore[union-attr]
     reversed_ = boss.post(f"/console/ledger/{entry_id}/reverse", data={"csrf": csrf_of(page.text), "reason": "twice"})
     assert reversed_.status_code == 303

@@ -5,11 +5,12 @@ the `ledger:read` right, as through the API."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from amends.access import Scope
@@ -31,36 +32,55 @@ def _need(user: ConsoleUser) -> None:
         raise Forbidden(f"the ledger is for managers and admins; {user.member.id} is {user.member.role.value}")
 
 
-def _filter(kind: str | None, granted_by: str | None, since: date | None, until: date | None) -> LedgerFilter:
-    start = None if since is None else datetime.combine(since, time(), UTC)
-    end = None if until is None else datetime.combine(until, time(), UTC) + timedelta(days=1)  # the day included
-    if start is not None and end is not None and start >= end:
-        raise InvalidInput("since", "must be on or before until")
-    return LedgerFilter(kind or None, granted_by or None, None, None, start, end)
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """The ledger's filters as the URL gives them (the page and its CSV export take the same)."""
+
+    kind: str | None
+    granted_by: str | None
+    since: date | None
+    until: date | None
+
+    def ledger_filter(self) -> LedgerFilter:
+        start = None if self.since is None else datetime.combine(self.since, time(), UTC)
+        end = None if self.until is None else datetime.combine(self.until, time(), UTC) + timedelta(days=1)
+        if start is not None and end is not None and start >= end:
+            raise InvalidInput("since", "must be on or before until")
+        return LedgerFilter(self.kind or None, self.granted_by or None, None, None, start, end)
+
+    def given(self) -> dict[str, object]:
+        values = {"kind": self.kind, "granted_by": self.granted_by, "since": self.since, "until": self.until}
+        return {key: value for key, value in values.items() if value}
+
+
+def _shown(
+    kind: Annotated[str | None, Query(max_length=50)] = None,
+    granted_by: Annotated[str | None, Query(max_length=100)] = None,
+    since: Annotated[date | None, Query()] = None,
+    until: Annotated[date | None, Query()] = None,
+) -> _Shown:
+    return _Shown(kind, granted_by, since, until)
+
+
+Shown = Annotated[_Shown, Depends(_shown)]
 
 
 @router.get("", response_class=HTMLResponse)
 async def ledger_page(
     request: Request,
     user: Signed,
-    kind: Annotated[str | None, Query(max_length=50)] = None,
-    granted_by: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[date | None, Query()] = None,
-    until: Annotated[date | None, Query()] = None,
+    shown: Shown,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     done: str | None = None,
 ) -> HTMLResponse:
     notice = "The entry is reversed by a new one." if done == "reversed" else None
-    return await _page(request, user, kind, granted_by, since, until, cursor, notice=notice)
+    return await _page(request, user, shown, cursor, notice=notice)
 
 
 async def _page(
     request: Request,
     user: ConsoleUser,
-    kind: str | None = None,
-    granted_by: str | None = None,
-    since: date | None = None,
-    until: date | None = None,
+    shown: _Shown,
     cursor: str | None = None,
     *,
     notice: str | None = None,
@@ -68,9 +88,9 @@ async def _page(
     status: int = 200,
 ) -> HTMLResponse:
     _need(user)
-    flt = _filter(kind, granted_by, since, until)
+    flt = shown.ledger_filter()
     entries, following = await reading(request, lambda uow: list_ledger(uow, flt, limit=_PAGE, cursor=cursor))
-    query = {k: v for k, v in {"kind": kind, "granted_by": granted_by, "since": since, "until": until}.items() if v}
+    query = shown.given()
     policy = request.app.state.recovery.policy
     return render(
         request, "ledger.html", user, status=status, entries=entries, following=following,
@@ -79,16 +99,9 @@ async def _page(
 
 
 @router.get("/export.csv")
-async def ledger_csv(
-    request: Request,
-    user: Signed,
-    kind: Annotated[str | None, Query(max_length=50)] = None,
-    granted_by: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[date | None, Query()] = None,
-    until: Annotated[date | None, Query()] = None,
-) -> StreamingResponse:
+async def ledger_csv(request: Request, user: Signed, shown: Shown) -> StreamingResponse:
     _need(user)
-    flt = _filter(kind, granted_by, since, until)
+    flt = shown.ledger_filter()
     db: Database = request.app.state.db
 
     def stream() -> Iterator[str]:
@@ -115,5 +128,5 @@ async def reverse(request: Request, user: Signed, entry_id: int) -> Response:
             ),
         )
     except AmendsError as exc:
-        return await _page(request, user, error=str(exc), status=status_of(exc))
+        return await _page(request, user, _Shown(None, None, None, None), error=str(exc), status=status_of(exc))
     return redirect("/console/ledger?done=reversed")
