@@ -33,6 +33,7 @@ from amends.recover.actors import Actor
 from amends.recover.roles import Role
 from amends.recover.staff import StaffMember, get_staff
 from amends.store import Database, UnitOfWork
+from amends.web import deps
 from amends.web.deps import read_body
 
 __all__ = [
@@ -313,22 +314,10 @@ class LoginLimits:
 
 
 async def reading(request: Request, work: Callable[[UnitOfWork], T]) -> T:
-    db: Database = request.app.state.db
-
-    def run() -> T:
-        with db.unit_of_work() as uow:
-            return work(uow)
-
-    return await run_in_threadpool(run)
+    """Run `work` in a read-only unit of work of the app's database, off the event loop."""
+    return await deps.reading(request.app.state.db, work)
 
 
 async def writing(request: Request, work: Callable[[UnitOfWork], T]) -> T:
-    db: Database = request.app.state.db
-
-    def run() -> T:
-        with db.unit_of_work(writes=True) as uow:
-            result = work(uow)
-            uow.commit()
-            return result
-
-    return await run_in_threadpool(run)
+    """Run `work` in one unit of work of the app's database and commit it; nothing is kept if it raises."""
+    return await deps.in_transaction(request.app.state.db, work)
