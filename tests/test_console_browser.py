@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         Settings(database_url=url, secret_key=SECRET, port=port, detect_sweep_in_serve=False),  # type: ignore[arg-type]
         outbox_file=str(folder / "outbox.jsonl"),
     )
-    report = build_demo(db, settings, now=datetime.now(UTC), customers=300, days=28, seed=7)
+    now = datetime.now(UTC)
+    report = build_demo(db, settings, now=now, customers=300, days=28, seed=7)
+    _fresh_delays(db, settings, now)
     key = new_key(db, "browser-test", [Scope.FEEDBACK_REQUESTS_WRITE, Scope.FEEDBACK_READ])
     app = create_app(settings, db)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
@@ -88,6 +90,32 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     server.should_exit = True
     thread.join(timeout=10)
     db.dispose()
+
+
+def _fresh_delays(db: Database, settings: Any, now: datetime) -> None:
+    """Four passengers whose flights landed hours late an hour ago: new cases at the airport, so the agent has
+    cases untouched by the demo's staff, whatever the hour the world was built at."""
+    from amends.detect.service import Detection
+    from amends.events import Item, ingest_items
+    from amends.recover.service import Recovery
+
+    landed = (now - timedelta(hours=1)).isoformat()
+    events: list[dict[str, Any]] = []
+    for n in range(4):
+        customer = f"P-9{n:05d}"
+        events.append({
+            "specversion": "1.0", "id": f"browser-profile-{n}", "source": "https://crm.example",
+            "type": "customer.profile", "time": (now - timedelta(days=30)).isoformat(), "subject": customer,
+            "data": {"name": f"Passenger {n}", "email": f"passenger{n}@example.com", "language": "en"},
+        })  # fmt: skip
+        events.append({
+            "specversion": "1.0", "id": f"browser-arrival-{n}", "source": "https://airline.example.com/operations",
+            "type": "flight.arrived", "time": landed, "subject": customer,
+            "data": {"flight_no": f"EX9{n}", "booking_ref": f"BRW{n}", "delay_minutes": 400},
+        })  # fmt: skip
+    detection = Detection.from_settings(db, settings)
+    ingest_items(db, [Item(e) for e in events], received_at=now, watcher=detection.detector)
+    Recovery.from_settings(db, settings).tick(now=now)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +199,8 @@ def test_an_agent_works_a_case_a_manager_approves_a_customer_answers_and_the_age
         if first_case.endswith(href):
             continue
         agent.goto(href)
-        if agent.get_by_role("heading", name="Granted").count() == 0 and agent.get_by_label("Amount").count():
+        untouched = not agent.get_by_role("heading", name=re.compile("^(Granted|Approvals)$")).count()
+        if untouched and agent.get_by_label("Amount").count():  # nothing granted or asked for yet
             second = href
             break
     assert second is not None, "the demo gave the agent no second case to work"

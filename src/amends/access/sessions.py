@@ -1,6 +1,7 @@
 """Console sessions: a random token in a cookie, only its SHA-256 in the database, and a CSRF token that every
 form of the session carries back. A session ends at logout, after `idle` without a request, at its absolute
-expiry, or when its person's password changes or they are deactivated (`end_sessions_of`).
+expiry, or when its person's password changes or they are deactivated (`end_sessions_of`). Looking a session up
+only reads; its last use is written at most once a minute (`keep_session`).
 
 A new session is made at every login and never taken over from the request (no session fixation). Lookups
 compare hashes in the database's index, so nothing is compared character by character in Python.
@@ -19,7 +20,8 @@ import sqlalchemy as sa
 from amends.store import UnitOfWork, tables
 
 __all__ = [
-    "Session", "end_session", "end_session_of_token", "end_sessions_of", "find_session", "start_session", "valid_csrf"
+    "Session", "end_session", "end_session_of_token", "end_sessions_of", "find_session", "keep_session",
+    "needs_keeping", "start_session", "valid_csrf",
 ]  # fmt: skip
 
 _sessions = tables.console_sessions
@@ -44,6 +46,8 @@ def start_session(
     uow: UnitOfWork, staff_id: str, *, now: datetime, lifetime: timedelta, origin: str | None
 ) -> tuple[Session, str]:
     """A new session for `staff_id`, and the token for its cookie (shown this once)."""
+    # Sessions of this person that have run out are removed here: lookups only read.
+    uow.execute(sa.delete(_sessions).where(_sessions.c.staff_id == staff_id, _sessions.c.expires_at <= now))
     token = secrets.token_urlsafe(32)
     session = Session(_hash(token), staff_id, secrets.token_urlsafe(32), now, now, now + lifetime)
     uow.execute(
@@ -61,21 +65,37 @@ def start_session(
 
 
 def find_session(uow: UnitOfWork, token: str | None, *, now: datetime, idle: timedelta) -> Session | None:
-    """The live session the token opens, its last use recorded; None for no token, an unknown one, or a session
-    that has expired or idled out (which is removed)."""
+    """The live session the token opens; None for no token, an unknown one, or a session that has expired or idled
+    out. Reads only: `needs_keeping` says when the caller should `keep_session` in a writing unit of work."""
     if not token or len(token) > 100:
         return None
     row = uow.execute(sa.select(_sessions).where(_sessions.c.id == _hash(token))).first()
     if row is None:
         return None
-    if now >= row.expires_at or now - row.last_seen_at >= idle:
-        uow.execute(sa.delete(_sessions).where(_sessions.c.id == row.id))
-        return None
-    seen = row.last_seen_at
-    if now - seen >= _TOUCH_EVERY:
-        uow.execute(sa.update(_sessions).where(_sessions.c.id == row.id).values(last_seen_at=now))
-        seen = now
-    return Session(row.id, row.staff_id, row.csrf_token, row.created_at, seen, row.expires_at)
+    session = Session(row.id, row.staff_id, row.csrf_token, row.created_at, row.last_seen_at, row.expires_at)
+    return None if _ended(session, now, idle) else session
+
+
+def needs_keeping(session: Session, *, now: datetime) -> bool:
+    """Whether its last use is due to be recorded (at most once a minute, so most requests only read)."""
+    return now - session.last_seen_at >= _TOUCH_EVERY
+
+
+def keep_session(uow: UnitOfWork, token: str, *, now: datetime, idle: timedelta) -> None:
+    """Record the session's use now, or remove it if it has ended meanwhile."""
+    session_id = _hash(token)
+    row = uow.execute(sa.select(_sessions).where(_sessions.c.id == session_id)).first()
+    if row is None:
+        return
+    session = Session(row.id, row.staff_id, row.csrf_token, row.created_at, row.last_seen_at, row.expires_at)
+    if _ended(session, now, idle):
+        uow.execute(sa.delete(_sessions).where(_sessions.c.id == session_id))
+    else:
+        uow.execute(sa.update(_sessions).where(_sessions.c.id == session_id).values(last_seen_at=now))
+
+
+def _ended(session: Session, now: datetime, idle: timedelta) -> bool:
+    return now >= session.expires_at or now - session.last_seen_at >= idle
 
 
 def valid_csrf(session: Session, presented: str | None) -> bool:

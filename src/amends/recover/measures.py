@@ -143,40 +143,14 @@ def summarise(
 
     # One grouped statement per table, joined to the chosen cases: no subquery runs once per case, so a
     # summary of 100k cases reads each table once.
-    totals: dict[str, dict[str, int]] = {name: {} for name in _ORIGINS}
-    for statement in _aggregates(where):
-        for per_origin in uow.execute(statement).mappings():
-            measures = totals.setdefault(per_origin["origin"], {})
-            for measure, value in per_origin.items():
-                if measure != "origin":
-                    # PostgreSQL sums integers as numeric (Decimal), SQLite as int: whole numbers either way.
-                    measures[measure] = int(value or 0)
-
-    to_contact: dict[str, list[int]] = {}
-    to_resolve: dict[str, list[int]] = {}
-    resolved = _cases.c.status.in_(_RESOLVED)
-    timed = sa.select(
-        _cases.c.origin,
-        _microseconds(uow.dialect, _cases.c.opened_at, _cases.c.first_contact_at).label("to_contact"),
-        sa.case((resolved, _microseconds(uow.dialect, _cases.c.opened_at, _cases.c.resolved_at))).label("to_resolve"),
-    ).where(*where, sa.or_(_cases.c.first_contact_at.is_not(None), resolved))
-    for row in uow.execute(timed):
-        if row.to_contact is not None:
-            to_contact.setdefault(row.origin, []).append(int(row.to_contact))
-        if row.to_resolve is not None:
-            to_resolve.setdefault(row.origin, []).append(int(row.to_resolve))
-
-    chosen = (origin,) if origin is not None else _ORIGINS
-    parts = {
-        name: _summary({name: totals.get(name, {})}, to_contact.get(name, []), to_resolve.get(name, []), {})
-        for name in chosen
-    }
-    return _summary(
-        totals,
-        [d for durations in to_contact.values() for d in durations],
-        [d for durations in to_resolve.values() for d in durations],
-        parts,
+    grouped = _read(uow, where)
+    totals, to_contact, to_resolve = (
+        grouped.totals.get("", {}),
+        grouped.contact.get("", {}),
+        grouped.resolve.get("", {}),
     )
+
+    return _of_group(totals, to_contact, to_resolve, (origin,) if origin is not None else _ORIGINS)
 
 
 def summarise_by_week(
@@ -187,44 +161,50 @@ def summarise_by_week(
     table rather than one set per week."""
     if since >= until:
         raise InvalidInput("since", "must be before until")
-    week = _week_of(uow.dialect, _cases.c.opened_at)
     where = [_cases.c.opened_at >= since, _cases.c.opened_at < until]
-    totals: dict[str, dict[str, dict[str, int]]] = {}
-    for statement in _aggregates(where, week):
+    grouped = _read(uow, where, _week_of(uow.dialect, _cases.c.opened_at))
+    totals, to_contact, to_resolve = grouped.totals, grouped.contact, grouped.resolve
+    weeks = {
+        key: _of_group(totals.get(key, {}), to_contact.get(key, {}), to_resolve.get(key, {}), _ORIGINS)
+        for key in sorted(set(totals) | set(to_contact) | set(to_resolve))
+    }
+    return weeks, _overall(totals, to_contact, to_resolve)
+
+
+@dataclass(frozen=True, slots=True)
+class _Grouped:
+    """Per group (the value of `by`, or "" for all the chosen cases) and origin: each measure's total, and the
+    durations to first contact and to resolution in microseconds."""
+
+    totals: dict[str, dict[str, dict[str, int]]]
+    contact: dict[str, dict[str, list[int]]]
+    resolve: dict[str, dict[str, list[int]]]
+
+
+def _read(uow: UnitOfWork, where: list[sa.ColumnElement[bool]], by: sa.ColumnElement[Any] | None = None) -> _Grouped:
+    """The measures' raw material for the chosen cases, one grouped statement per table and one for durations."""
+    grouped = _Grouped({}, {}, {})
+    for statement in _aggregates(where, by):
         for row in uow.execute(statement).mappings():
-            measures = totals.setdefault(str(row["by"]), {}).setdefault(row["origin"], {})
+            measures = grouped.totals.setdefault("" if by is None else str(row["by"]), {}).setdefault(row["origin"], {})
             for measure, value in row.items():
                 if measure not in ("origin", "by"):
+                    # PostgreSQL sums integers as numeric (Decimal), SQLite as int: whole numbers either way.
                     measures[measure] = int(value or 0)
-    to_contact: dict[str, dict[str, list[int]]] = {}
-    to_resolve: dict[str, dict[str, list[int]]] = {}
     resolved = _cases.c.status.in_(_RESOLVED)
+    keys: list[sa.ColumnElement[Any]] = [_cases.c.origin] if by is None else [_cases.c.origin, by.label("by")]
     timed = sa.select(
-        week.label("by"),
-        _cases.c.origin,
+        *keys,
         _microseconds(uow.dialect, _cases.c.opened_at, _cases.c.first_contact_at).label("to_contact"),
         sa.case((resolved, _microseconds(uow.dialect, _cases.c.opened_at, _cases.c.resolved_at))).label("to_resolve"),
     ).where(*where, sa.or_(_cases.c.first_contact_at.is_not(None), resolved))
-    for duration in uow.execute(timed):
-        if duration.to_contact is not None:
-            to_contact.setdefault(str(duration.by), {}).setdefault(duration.origin, []).append(int(duration.to_contact))
-        if duration.to_resolve is not None:
-            to_resolve.setdefault(str(duration.by), {}).setdefault(duration.origin, []).append(int(duration.to_resolve))
-    weeks = {}
-    for key in sorted(set(totals) | set(to_contact) | set(to_resolve)):
-        by_origin = totals.get(key, {})
-        contact, resolve = to_contact.get(key, {}), to_resolve.get(key, {})
-        parts = {
-            name: _summary({name: by_origin.get(name, {})}, contact.get(name, []), resolve.get(name, []), {})
-            for name in _ORIGINS
-        }
-        weeks[key] = _summary(
-            by_origin,
-            [d for durations in contact.values() for d in durations],
-            [d for durations in resolve.values() for d in durations],
-            parts,
-        )
-    return weeks, _overall(totals, to_contact, to_resolve)
+    for row in uow.execute(timed).mappings():
+        group = "" if by is None else str(row["by"])
+        if row["to_contact"] is not None:
+            grouped.contact.setdefault(group, {}).setdefault(row["origin"], []).append(int(row["to_contact"]))
+        if row["to_resolve"] is not None:
+            grouped.resolve.setdefault(group, {}).setdefault(row["origin"], []).append(int(row["to_resolve"]))
+    return grouped
 
 
 def _overall(
@@ -241,9 +221,25 @@ def _overall(
                 summed[measure] = summed.get(measure, 0) + value
     contact = {o: [d for week in to_contact.values() for d in week.get(o, [])] for o in _ORIGINS}
     resolve = {o: [d for week in to_resolve.values() for d in week.get(o, [])] for o in _ORIGINS}
-    parts = {o: _summary({o: by_origin.get(o, {})}, contact[o], resolve[o], {}) for o in _ORIGINS}
+    return _of_group(by_origin, contact, resolve, _ORIGINS)
+
+
+def _of_group(
+    by_origin: Mapping[str, Mapping[str, int]],
+    to_contact: Mapping[str, list[int]],
+    to_resolve: Mapping[str, list[int]],
+    origins: tuple[str, ...],
+) -> MeasuresSummary:
+    """The summary of one group of cases from its totals and durations per origin, with a part per origin."""
+    parts = {
+        name: _summary({name: by_origin.get(name, {})}, to_contact.get(name, []), to_resolve.get(name, []), {})
+        for name in origins
+    }
     return _summary(
-        by_origin, [d for ds in contact.values() for d in ds], [d for ds in resolve.values() for d in ds], parts
+        by_origin,
+        [d for durations in to_contact.values() for d in durations],
+        [d for durations in to_resolve.values() for d in durations],
+        parts,
     )
 
 

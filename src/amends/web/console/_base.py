@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from amends.access.sessions import Session, find_session, valid_csrf
+from amends.access.sessions import Session, find_session, keep_session, needs_keeping, valid_csrf
 from amends.config import Settings
 from amends.errors import AmendsError, Forbidden, InvalidInput, NotFound
 from amends.recover.actors import Actor
@@ -47,6 +47,7 @@ __all__ = [
     "form_of",
     "redirect",
     "render",
+    "rule_titles",
     "safe_next",
 ]
 
@@ -174,16 +175,20 @@ def _origin(request: Request) -> str | None:
     return request.client.host if request.client is not None else None
 
 
-def _lookup(db: Database, token: str | None, settings: Settings, origin: str | None) -> ConsoleUser | None:
-    with db.unit_of_work(writes=True) as uow:
-        session = find_session(uow, token, now=datetime.now(UTC), idle=settings.console_session_idle)
-        member = None
-        if session is not None:
-            try:
-                member = get_staff(uow, session.staff_id)
-            except NotFound:
-                member = None
-        uow.commit()  # an expired session removed, a last use recorded
+def _lookup(db: Database, token: str, settings: Settings, origin: str | None) -> ConsoleUser | None:
+    """The person a session cookie stands for. A page view only reads; the session's last use is written at most
+    once a minute, in a unit of work of its own (ended sessions are removed at their person's next login)."""
+    now, idle = datetime.now(UTC), settings.console_session_idle
+    with db.unit_of_work() as uow:
+        session = find_session(uow, token, now=now, idle=idle)
+        try:
+            member = None if session is None else get_staff(uow, session.staff_id)
+        except NotFound:
+            member = None
+    if session is not None and needs_keeping(session, now=now):
+        with db.unit_of_work(writes=True) as uow:
+            keep_session(uow, token, now=now, idle=idle)
+            uow.commit()
     if session is None or member is None or not member.active:
         return None
     return ConsoleUser(member, session, Actor(None, member, member.scopes, origin))
@@ -205,6 +210,14 @@ async def _signed_user(request: Request, user: Annotated[ConsoleUser | None, Dep
 
 Maybe = Annotated[ConsoleUser | None, Depends(_maybe_user)]
 Signed = Annotated[ConsoleUser, Depends(_signed_user)]
+
+
+def rule_titles(request: Request) -> dict[str, str]:
+    """Each running rule's id and what it notices, in its own words (its description); none with detection off."""
+    detection = request.app.state.detection
+    if detection is None:
+        return {}
+    return {rule.common.id: rule.common.description or "" for rule in detection.detector.rules}
 
 
 def safe_next(value: str | None) -> str:

@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from amends.detect.service import Detection
 from amends.errors import AmendsError, InvalidInput
 from amends.feedback.records import customer_feedback
 from amends.outreach.outbox import MessageKind, list_messages
@@ -27,7 +26,7 @@ from amends.outreach.service import Outreach
 from amends.recover import cases as work
 from amends.recover import remedies
 from amends.recover.cases import Status
-from amends.recover.playbooks import StepKind
+from amends.recover.playbooks import Playbook, StepKind
 from amends.recover.policy import CustomerValue, Limit, Proposal, RemedyKind
 from amends.recover.queries import CaseDetail, case_detail
 from amends.recover.roles import Role
@@ -35,7 +34,7 @@ from amends.recover.service import Recovery
 from amends.recover.staff import StaffMember, list_staff
 from amends.recover.value import customer_value
 from amends.store import UnitOfWork, tables
-from amends.web.console._base import ConsoleUser, Signed, form_of, reading, redirect, render, writing
+from amends.web.console._base import ConsoleUser, Signed, form_of, reading, redirect, render, rule_titles, writing
 from amends.web.errors import status_of
 
 __all__ = ["router"]
@@ -80,15 +79,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _services(request: Request) -> tuple[Recovery, Outreach, Detection | None]:
+def _services(request: Request) -> tuple[Recovery, Outreach]:
     state = request.app.state
-    return state.recovery, state.outreach, state.detection
-
-
-def _descriptions(detection: Detection | None) -> dict[str, str]:
-    if detection is None:
-        return {}
-    return {rule.common.id: rule.common.description or "" for rule in detection.detector.rules}
+    return state.recovery, state.outreach
 
 
 def _view(uow: UnitOfWork, case_id: int, user: ConsoleUser, recovery: Recovery, outreach: Outreach) -> dict[str, Any]:
@@ -173,11 +166,11 @@ async def _page(
     status: int = 200,
     typed: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
-    recovery, outreach, detection = _services(request)
+    recovery, outreach = _services(request)
     view = await reading(request, lambda uow: _view(uow, case_id, user, recovery, outreach))
     return render(
         request, "case.html", user, status=status, notice=notice, error=error, typed=dict(typed or {}),
-        rules=_descriptions(detection), **view,
+        rules=rule_titles(request), **view,
     )  # fmt: skip
 
 
@@ -201,6 +194,11 @@ async def _act(
     except AmendsError as exc:
         return await _page(request, user, case_id, error=str(exc), status=status_of(exc), typed=fields)
     return redirect(f"/console/cases/{case_id}?done={done}#top")
+
+
+def _playbook(uow: UnitOfWork, recovery: Recovery, case_id: int) -> Playbook:
+    """The playbook the case runs (resolving and reopening schedule its later steps)."""
+    return recovery.playbooks.get(work.load_case(uow, case_id).playbook)
 
 
 def _text(fields: Mapping[str, str], name: str, *, required: bool = True, limit: int = 10_000) -> str | None:
@@ -310,8 +308,8 @@ async def resolve(request: Request, user: Signed, case_id: int) -> Response:
     outreach: Outreach = request.app.state.outreach
 
     def change(uow: UnitOfWork, fields: Mapping[str, str]) -> None:
-        playbook = recovery.playbooks.get(work.load_case(uow, case_id).playbook)
         resolution = _text(fields, "resolution", limit=2000) or ""
+        playbook = _playbook(uow, recovery, case_id)
         outreach.resolve(uow, case_id, resolution=resolution, actor=user.actor, now=_now(), playbook=playbook)
 
     return await _act(request, user, case_id, "resolved", change)
@@ -330,8 +328,8 @@ async def reopen(request: Request, user: Signed, case_id: int) -> Response:
     outreach: Outreach = request.app.state.outreach
 
     def change(uow: UnitOfWork, fields: Mapping[str, str]) -> None:
-        playbook = recovery.playbooks.get(work.load_case(uow, case_id).playbook)
         reason = _text(fields, "reason", limit=1000) or ""
+        playbook = _playbook(uow, recovery, case_id)
         outreach.reopen(uow, case_id, reason=reason, actor=user.actor, now=_now(), playbook=playbook)
 
     return await _act(request, user, case_id, "reopened", change)

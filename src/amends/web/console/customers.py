@@ -21,7 +21,7 @@ from amends.outreach.profiles import customer_profile
 from amends.outreach.service import Outreach
 from amends.recover.queries import CaseFilter, list_cases
 from amends.store import UnitOfWork
-from amends.web.console._base import ConsoleUser, Signed, reading, render
+from amends.web.console._base import ConsoleUser, Signed, reading, render, rule_titles
 
 __all__ = ["router"]
 
@@ -47,8 +47,7 @@ async def customer_page(
     before: Annotated[datetime | None, Query()] = None,
 ) -> HTMLResponse:
     outreach: Outreach = request.app.state.outreach
-    detection = request.app.state.detection
-    titles = {} if detection is None else {r.common.id: r.common.description or "" for r in detection.detector.rules}
+    titles = rule_titles(request)
     if before is not None and before.tzinfo is None:
         before = before.replace(tzinfo=UTC)
 

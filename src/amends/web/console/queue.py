@@ -16,7 +16,7 @@ from amends.recover.cases import Origin, Status
 from amends.recover.queries import CaseFilter, QueuePage, work_queue
 from amends.recover.staff import StaffMember, list_staff
 from amends.store import UnitOfWork
-from amends.web.console._base import Signed, reading, render
+from amends.web.console._base import Signed, reading, render, rule_titles
 
 __all__ = ["router"]
 
@@ -76,8 +76,7 @@ async def queue(
         return page, list_staff(uow, active=True)
 
     page, staff = await reading(request, run)
-    detection = request.app.state.detection
-    rule_ids = sorted(r.common.id for r in detection.detector.rules) if detection is not None else []
+    rule_ids = sorted(rule_titles(request))
     return render(
         request,
         "queue.html",
