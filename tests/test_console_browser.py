@@ -93,15 +93,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def _fresh_delays(db: Database, settings: Any, now: datetime) -> None:
-    """Four passengers whose flights landed hours late an hour ago: new cases at the airport, so the agent has
-    cases untouched by the demo's staff, whatever the hour the world was built at."""
+    """Eight passengers whose flights landed hours late an hour ago: new cases at the airport, so the agent has
+    cases untouched by the demo's staff, whatever the hour the world was built at (the demo runs the holdout
+    experiment: a tenth of them wait without an owner)."""
     from amends.detect.service import Detection
     from amends.events import Item, ingest_items
     from amends.recover.service import Recovery
 
     landed = (now - timedelta(hours=1)).isoformat()
     events: list[dict[str, Any]] = []
-    for n in range(4):
+    for n in range(8):
         customer = f"P-9{n:05d}"
         events.append({
             "specversion": "1.0", "id": f"browser-profile-{n}", "source": "https://crm.example",

@@ -136,6 +136,36 @@ class Settings(BaseSettings):
         default=False, description="Also open cases for incidents found by `amends backfill` (history)."
     )
 
+    holdout_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=0.5,
+        description="The share of incidents opening a proactive case that are held out of proactive recovery, to "
+        "measure its effect (docs/insights.md#holdout); 0 turns the experiment off.",
+    )
+    holdout_shares: dict[str, float] = Field(
+        default_factory=dict,
+        description='Shares for some rules or severities, the most specific first: {"late-delivery@3" = 0.2, '
+        '"late-delivery" = 0.15, "*@1" = 0.3}.',
+    )
+    holdout_ceiling: int = Field(
+        default=4,
+        ge=0,
+        le=5,
+        description="Incidents more severe than this are never held out (a safety incident always gets its "
+        "apology); 0: none is held out.",
+    )
+    holdout_salt: str = Field(
+        default="amends",
+        min_length=1,
+        max_length=200,
+        description="Mixed into each incident's draw; a new salt starts a new experiment with new draws.",
+    )
+    holdout_close_after: timedelta = Field(
+        default=timedelta(days=30),
+        description="A held-out case the customer never raised is closed this long after it opened, e.g. '30d'.",
+    )
+
     smtp_host: str | None = Field(
         default=None,
         min_length=1,
@@ -346,6 +376,7 @@ class Settings(BaseSettings):
         "feedback_request_ttl",
         "console_session_idle",
         "console_session_lifetime",
+        "holdout_close_after",
         mode="before",
     )
     @classmethod
@@ -360,7 +391,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "contact_window", "feedback_editable_for", "feedback_request_ttl", "console_session_idle",
-        "console_session_lifetime",
+        "console_session_lifetime", "holdout_close_after",
     )  # fmt: skip
     @classmethod
     def _positive_window(cls, value: timedelta) -> timedelta:
@@ -387,6 +418,22 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError(f"expected a rate like '20/minute' or '100 per hour', got {value!r}") from None
         return value.strip()
+
+    @field_validator("holdout_shares")
+    @classmethod
+    def _holdout_shares(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, share in value.items():
+            rule, _, severity = name.partition("@")
+            if (
+                not rule
+                or (severity and severity not in "12345")
+                or len(severity) > 1
+                or (rule == "*" and not severity)
+            ):
+                raise ValueError(f"{name!r}: expected RULE, RULE@SEVERITY or *@SEVERITY (severity 1-5)")
+            if not 0 <= share <= 0.5:
+                raise ValueError(f"{name!r}: a share from 0 to 0.5, got {share}")
+        return value
 
     @field_validator("quiet_hours")
     @classmethod

@@ -52,6 +52,7 @@ from amends.outreach.templates import (
 from amends.recover import cases as work
 from amends.recover.actors import Actor
 from amends.recover.cases import Case, CaseStep, load_case
+from amends.recover.holdout import refuse_if_withheld
 from amends.recover.playbooks import Playbook, StepKind
 from amends.recover.policy import RemedyPolicy
 from amends.recover.remedies import LedgerEntry
@@ -231,6 +232,8 @@ class Outreach:
             proactive = not spoke and contact is None
             if contact is not None:
                 answered = f"an answer, not proactive: the customer contacted us about it ({contact})"
+        if proactive:
+            refuse_if_withheld(case, f"sending the {composed.kind}")
         timing = self.policy.timing(
             uow,
             case.customer_id,
@@ -413,6 +416,8 @@ class Outreach:
         apology: `text`, else the saved draft, else the template's text. Without a channel, the one the customer
         can receive. On a channel staff use themselves (phone, in person), it is only recorded."""
         case = work.visible_case(uow, case_id, actor)
+        if contacted_about(uow, case, self.contact_events, now=now) is None:
+            refuse_if_withheld(case, "apologising")
         composed = None
         if channel is None or channel in _DELIVERED:
             wanted = None if channel is None else _DELIVERED[channel]

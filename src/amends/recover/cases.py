@@ -125,6 +125,14 @@ class Case:
     customer_spoke_at: datetime | None
     reopened: int
     resolution: str | None
+    held_out: bool = False  # drawn into the holdout experiment when it opened (recover/holdout.py)
+    holdout_lifted_at: datetime | None = None
+
+    @property
+    def withheld(self) -> bool:
+        """Held out (recover/holdout.py), and neither has the customer raised it nor a more severe incident lifted
+        it: nothing proactive goes out on it."""
+        return self.held_out and self.customer_spoke_at is None and self.holdout_lifted_at is None
 
     @property
     def customer_spoke_first(self) -> bool | None:
@@ -167,6 +175,8 @@ def case_from_row(row: sa.Row[Any]) -> Case:
         row.customer_spoke_at,
         row.reopened,
         row.resolution,
+        bool(row.held_out),
+        row.holdout_lifted_at,
     )
 
 

@@ -10,7 +10,7 @@ passed over unless `open_backfilled` is set: a year-old late delivery needs no a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from amends.recover.actors import SYSTEM, Actor
 from amends.recover.assign import Assigner
 from amends.recover.audit import audit
 from amends.recover.cases import Case, Origin, add_contact, load_case, open_case, open_case_of, set_owner
+from amends.recover.holdout import HoldoutPlan, record_draw
 from amends.recover.lock import recovery_lock
 from amends.recover.playbooks import PlaybookSet
 from amends.store import Database, UnitOfWork, tables
@@ -33,6 +34,7 @@ _links = tables.case_incidents
 _cursors = tables.recover_cursors
 _complaints = tables.complaints
 _cases = tables.cases
+_steps = tables.case_steps
 _CURSOR = "main"
 _COMPLAINT_CHANNELS = ("email", "phone", "web", "chat", "letter", "in_person", "social", "review", "other")
 
@@ -68,6 +70,7 @@ class Intake:
     assigner: Assigner
     complaint_playbook: str = "complaint"
     open_backfilled: bool = False
+    holdout: HoldoutPlan = field(default_factory=HoldoutPlan)
 
     def take_incidents(self, uow: UnitOfWork, *, now: datetime, up_to: int, limit: int = 1_000) -> Taken:
         """Open or join cases for up to `limit` incidents past the cursor, up to the id `up_to` (from
@@ -93,6 +96,8 @@ class Intake:
                 opened += 1
             else:
                 _join(uow, case, row.id, row.severity, now)
+                if case.withheld and row.severity > self.holdout.ceiling:
+                    self._release(uow, case, now, lifted=True)
                 joined += 1
         last = rows[-1].id
         if cursor is None:
@@ -114,9 +119,42 @@ class Intake:
             now=now,
         )
         _join(uow, case, row.id, row.severity, now)
+        if self.holdout.running and record_draw(uow, self.holdout, row, case.id, now=now):
+            # Recorded, but nobody is asked to work it and nothing falls due until the customer raises it.
+            uow.execute(sa.update(_cases).where(_cases.c.id == case.id).values(held_out=True))
+            uow.execute(sa.update(_steps).where(_steps.c.case_id == case.id).values(due_at=None))
+            audit(uow, SYSTEM, "case.held_out", f"case:{case.id}", at=now, period=self.holdout.period)
+            return load_case(uow, case.id)
         if assignment.owner is not None:
             case = set_owner(uow, case, assignment.owner, reason=assignment.reason, by=SYSTEM, now=now)
         return case
+
+    def _release(self, uow: UnitOfWork, case: Case, now: datetime, *, lifted: bool) -> None:
+        """A held-out case the customer raised, or that a severe incident lifted, is worked from now: its steps
+        fall due as if it opened now, and it gets an owner as a new case would. Its draw stays as it was."""
+        if lifted:
+            uow.execute(sa.update(_cases).where(_cases.c.id == case.id).values(holdout_lifted_at=now))
+        playbook = self.playbooks.get(case.playbook)
+        for step in playbook.steps:
+            uow.execute(
+                sa.update(_steps)
+                .where(_steps.c.case_id == case.id, _steps.c.kind == step.kind.value, _steps.c.completed_at.is_(None))
+                .values(due_at=step.due_at(now, None))
+            )
+        reason = "lifted: a more severe incident joined" if lifted else "the customer raised it"
+        audit(uow, SYSTEM, "case.holdout_released", f"case:{case.id}", at=now, reason=reason)
+        if case.owner_id is None:
+            first = uow.execute(
+                sa.select(_incidents.c.rule_id, _incidents.c.facts)
+                .join(_links, _links.c.incident_id == _incidents.c.id)
+                .where(_links.c.case_id == case.id)
+                .order_by(_incidents.c.id)
+                .limit(1)
+            ).first()
+            rule_id, facts = (None, None) if first is None else (first.rule_id, first.facts)
+            assignment = self.assigner.choose(uow, rule_id=rule_id, facts=facts, now=now)
+            if assignment.owner is not None:
+                set_owner(uow, case, assignment.owner, reason=assignment.reason, by=SYSTEM, now=now)
 
     def file_complaint(
         self,
@@ -175,6 +213,8 @@ class Intake:
             if reference is not None:
                 incident_id = _incident_about(uow, case.id, reference)
             spoke = fields["received_at"]
+            if case.withheld:
+                self._release(uow, case, now, lifted=False)
             if case.customer_spoke_at is None or spoke < case.customer_spoke_at:
                 uow.execute(sa.update(_cases).where(_cases.c.id == case.id).values(customer_spoke_at=spoke))
         add_contact(uow, case, "inbound", fields["channel"], None, "complaint", fields["received_at"])

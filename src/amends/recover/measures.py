@@ -125,6 +125,12 @@ def case_measures(uow: UnitOfWork, case_id: int) -> CaseMeasures:
     )
 
 
+# A case recovery worked on: not held out, or held out and then raised by the customer or lifted.
+_WORKED = sa.or_(
+    _cases.c.held_out.is_(False), _cases.c.customer_spoke_at.is_not(None), _cases.c.holdout_lifted_at.is_not(None)
+)
+
+
 def summarise(
     uow: UnitOfWork, *, since: datetime | None = None, until: datetime | None = None, origin: str | None = None
 ) -> MeasuresSummary:
@@ -182,7 +188,10 @@ class _Grouped:
 
 
 def _read(uow: UnitOfWork, where: list[sa.ColumnElement[bool]], by: sa.ColumnElement[Any] | None = None) -> _Grouped:
-    """The measures' raw material for the chosen cases, one grouped statement per table and one for durations."""
+    """The measures' raw material for the chosen cases, one grouped statement per table and one for durations.
+    Held-out cases nobody worked (the customer never raised them) are not recovery work: they are left out, and
+    measured by the experiment instead (insights/)."""
+    where = [*where, _WORKED]
     grouped = _Grouped({}, {}, {})
     for statement in _aggregates(where, by):
         for row in uow.execute(statement).mappings():

@@ -38,6 +38,7 @@ from amends.recover.cases import (
     visible_case,
     workable_case,
 )
+from amends.recover.holdout import refuse_if_withheld
 from amends.recover.lock import recovery_lock
 from amends.recover.policy import Proposal, RemedyKind, RemedyPolicy
 from amends.recover.roles import Role
@@ -460,6 +461,7 @@ def _amount(value: Any) -> Decimal:
 def _granting_allowed(case: Case, doing: str) -> None:
     if case.status is Status.CLOSED:
         raise Conflict(f"{doing}: case {case.id} is closed")
+    refuse_if_withheld(case, doing)
 
 
 def _slot_grants(uow: UnitOfWork, case_id: int, slot: str) -> tuple[LedgerEntry | None, str]:

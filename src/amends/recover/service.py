@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from amends.config import Settings
 from amends.recover.assign import Assigner
+from amends.recover.holdout import HoldoutPlan, close_silent
 from amends.recover.intake import Intake, Taken, incident_horizon
 from amends.recover.playbooks import PlaybookSet, load_playbooks, shipped_playbooks
 from amends.recover.policy import RemedyPolicy, load_policy, shipped_policy
@@ -35,7 +36,13 @@ class Recovery:
         playbooks = load_playbooks([settings.playbooks_dir]) if settings.playbooks_dir else shipped_playbooks()
         policy = load_policy(settings.remedy_policy_file) if settings.remedy_policy_file else shipped_policy()
         assigner = Assigner.from_texts(settings.assign_served_by, settings.assign_teams)
-        intake = Intake(playbooks, assigner, settings.complaint_playbook, settings.recover_open_backfilled)
+        intake = Intake(
+            playbooks,
+            assigner,
+            settings.complaint_playbook,
+            settings.recover_open_backfilled,
+            HoldoutPlan.from_settings(settings),
+        )
         return cls(db, intake, policy)
 
     def tick(self, now: datetime | None = None, *, batch: int = 1_000) -> Taken:
@@ -51,4 +58,9 @@ class Recovery:
                 break
         if opened or joined:
             log.info("intake: %d case(s) opened, %d incident(s) joined an open case", opened, joined)
+        with self.db.unit_of_work(writes=True) as uow:
+            closed = close_silent(uow, self.intake.holdout, now=now or datetime.now(UTC))
+            uow.commit()
+        if closed:
+            log.info("holdout: %d held-out case(s) nobody raised closed", closed)
         return Taken(opened, joined, passed)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from amends.store.types import Hundredths, JSONDocument, SerialKey, UTCDateTime
@@ -232,6 +233,8 @@ cases = Table(
     Column("customer_spoke_at", UTCDateTime(), nullable=True),
     Column("reopened", Integer, nullable=False),
     Column("resolution", Text, nullable=True),
+    Column("held_out", Boolean, nullable=False, server_default=false()),  # drawn into the holdout at opening
+    Column("holdout_lifted_at", UTCDateTime(), nullable=True),  # a joining incident above the ceiling lifted it
     Index(None, "status", "opened_at"),
     Index(None, "owner_id", "status"),
     Index(None, "customer_id", "opened_at"),
@@ -242,6 +245,34 @@ Index(
     unique=True,
     sqlite_where=cases.c.status == "open",
     postgresql_where=cases.c.status == "open",
+)
+
+# The holdout experiment (recover/holdout.py): the draw of every incident that opened a proactive case while
+# an experiment ran, recorded once (append-only), and each period's settings.
+holdout_periods = Table(
+    "holdout_periods",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("plan", JSONDocument, nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+)
+holdout_draws = Table(
+    "holdout_draws",
+    metadata,
+    Column("incident_id", BigInteger, primary_key=True),
+    Column("case_id", BigInteger, nullable=False),
+    Column("customer_id", String(200), nullable=False),
+    Column("rule_id", String(100), nullable=False),
+    Column("severity", Integer, nullable=False),
+    Column("failure_at", UTCDateTime(), nullable=False),
+    Column("period", String(32), nullable=False),
+    Column("share", Float, nullable=False),
+    Column("draw", Float, nullable=False),
+    Column("held_out", Boolean, nullable=False),
+    Column("drawn_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("case_id"),
+    Index(None, "period", "failure_at"),
+    Index(None, "customer_id"),
 )
 
 # Which case each incident opened or joined: one case per incident.

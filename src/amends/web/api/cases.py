@@ -59,13 +59,19 @@ class CaseOut(_Out):
     customer_spoke_first: bool | None = Field(description="The customer raised it before we contacted them.")
     reopened: int
     resolution: str | None
+    held_out: bool = Field(
+        description="Drawn into the holdout experiment: nothing proactive goes out unless the customer raises it."
+    )
+    holdout_lifted_at: datetime | None = Field(description="When a more severe incident lifted the holdout.")
 
 
 class StepOut(_Out):
     kind: StepKind
     position: int
     title: str
-    due_at: datetime | None = Field(description="Null while it is anchored on a resolution still to come.")
+    due_at: datetime | None = Field(
+        description="Null while it is anchored on a resolution still to come, or the case is held out."
+    )
     completed_at: datetime | None
     completed_by: str | None
     draft: str | None

@@ -1,0 +1,471 @@
+"""The holdout experiment's results: for each outcome, the difference between customers whose incident was treated
+(proactive recovery) and those held out, with its 95 % confidence interval, the minimum detectable effect, and a
+verdict only when the experiment is big enough and its horizon is over (docs/insights.md#estimates).
+
+Units are the draws of recover/holdout.py: one per incident that opened a proactive case while an experiment ran.
+A unit counts once its outcome window has closed (`failure_at + within` before `as_of`); the experiment is
+analysed per period (one set of holdout settings) and per round: the draws of each `horizon` from the period's
+start form one fixed-horizon experiment, looked at for a verdict once, when every window of the round has closed.
+Earlier looks are interim: their intervals are shown, without a verdict, because looking every day at a
+fixed-horizon test would find "significant" differences far more often than 5 % of the time.
+
+The measuring is done in the database (one grouped join per outcome source over a temporary table of the units'
+windows) and the estimating by scipy and statsmodels: Newcombe's hybrid score interval (from Wilson's) for a
+difference of proportions, a bootstrap for sums and means, CUPED with each customer's same measure over the same
+window before the incident when it narrows the interval (then a Welch interval on the adjusted values), and a
+normal approximation across strata when a period holds out different shares of different rules.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+import sqlalchemy as sa
+from scipy import stats
+from statsmodels.stats.proportion import confint_proportions_2indep
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+
+from amends.errors import InvalidInput
+from amends.insights.outcomes import Kind, Outcome, Source
+from amends.store import UnitOfWork, tables
+from amends.store.types import UTCDateTime
+
+__all__ = [
+    "ALPHA",
+    "MIN_PER_ARM",
+    "POWER",
+    "Arm",
+    "Estimate",
+    "Experiment",
+    "Round",
+    "Verdict",
+    "analyse",
+    "estimate",
+]
+
+ALPHA = 0.05
+POWER = 0.8
+MIN_PER_ARM = 30  # fewer units in an arm than this and no interval is trusted
+_BOOTSTRAP_RESAMPLES = 2_000
+_CUPED_GAIN = 0.05  # CUPED is used when it removes at least this share of the variance
+_SEED = 20_261_124  # the bootstrap's: the same data give the same interval
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class Verdict:
+    BETTER = "better"
+    WORSE = "worse"
+    NO_DIFFERENCE = "no detectable difference"
+    TOO_SMALL = "too small to tell"
+    INTERIM = "interim: no verdict before the horizon"
+    NO_DATA = "no data"
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    units: int
+    mean: float | None  # the share (happened, absent) or mean per customer
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """One outcome's effect in one group (every unit, a rule's, a remedy kind's): treated minus held out."""
+
+    outcome: Outcome
+    group: str
+    treated: Arm
+    held_out: Arm
+    difference: float | None
+    low: float | None
+    high: float | None
+    method: str
+    mde: float | None  # the smallest difference this sample would detect with 80 % power at 5 %
+    cuped: float | None  # the share of variance CUPED removed, when used
+    p_value: float | None
+    verdict: str
+
+    @property
+    def relative(self) -> float | None:
+        """The difference as a share of the held-out mean."""
+        if self.difference is None or not self.held_out.mean:
+            return None
+        return self.difference / self.held_out.mean
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """One fixed-horizon experiment: the draws of one horizon of one period."""
+
+    period: str
+    number: int
+    starts: datetime
+    ends: datetime
+    final: bool  # every unit's windows have closed: the look that gives verdicts
+    treated: int
+    held_out: int
+    waiting: int  # units whose window has not closed yet, by the longest outcome
+    estimates: tuple[Estimate, ...]
+    remedy_spend: float  # cash value granted on the round's treated cases, net of reversals
+    retained: Estimate | None  # the spend outcome's difference, times the treated units: what recovery kept
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    as_of: datetime
+    horizon: timedelta
+    periods: dict[str, dict[str, Any]]  # each period's settings
+    rounds: tuple[Round, ...]
+    outcomes: tuple[Outcome, ...] = field(default_factory=tuple)
+
+    @property
+    def empty(self) -> bool:
+        return not self.rounds
+
+
+def analyse(
+    uow: UnitOfWork,
+    outcomes: Sequence[Outcome],
+    *,
+    as_of: datetime,
+    horizon: timedelta,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    by_rule: bool = True,
+    spend_outcome: str | None = None,
+) -> Experiment:
+    """Every period and round with draws whose incidents failed in [since, until), measured as of `as_of`."""
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput("since", "must be before until")
+    if horizon <= timedelta(0):
+        raise InvalidInput("horizon", "must be positive")
+    periods = {
+        row.id: {"plan": row.plan, "started_at": row.started_at}
+        for row in uow.execute(sa.select(tables.holdout_periods))
+    }
+    units = _units(uow, since, until)
+    if units.is_empty():
+        return Experiment(as_of, horizon, periods, (), tuple(outcomes))
+    started = pl.DataFrame(
+        {"period": list(periods), "started_at": [p["started_at"] for p in periods.values()]},
+        schema={"period": pl.String, "started_at": pl.Datetime("us", "UTC")},
+    )
+    units = units.join(started, on="period", how="left").with_columns(
+        ((pl.col("failure_at") - pl.col("started_at")).dt.total_microseconds() // (horizon // _MICROSECOND))
+        .cast(pl.Int64)
+        .clip(lower_bound=0)
+        .alias("round")
+    )
+    longest = max(outcome.within for outcome in outcomes)
+    values = {outcome.id: _measure(uow, units, outcome, as_of) for outcome in outcomes}
+    spend = _remedy_spend(uow, units)
+    rounds = []
+    for (period, number), group in sorted(units.group_by(["period", "round"]), key=_by_key):
+        period_start = periods[str(period)]["started_at"]
+        starts = period_start + horizon * int(number)
+        ends = starts + horizon
+        final = as_of >= ends + longest
+        ids = group["unit"]
+        estimates = []
+        for outcome in outcomes:
+            measured = values[outcome.id].filter(pl.col("unit").is_in(ids.implode()))
+            estimates.append(estimate(measured, outcome, "all", final=final))
+            if by_rule:
+                for rule in sorted(measured["rule_id"].unique().to_list()):
+                    estimates.append(estimate(measured.filter(pl.col("rule_id") == rule), outcome, rule, final=final))
+        waiting = int((group["failure_at"] > as_of - longest).sum())
+        round_spend = float(spend.filter(pl.col("unit").is_in(ids.implode()))["cash"].sum())
+        treated = int((~group["held_out"]).sum())
+        retained = next(
+            (e for e in estimates if e.group == "all" and e.outcome.id == spend_outcome and e.difference is not None),
+            None,
+        )
+        rounds.append(
+            Round(
+                str(period),
+                int(number) + 1,
+                starts,
+                ends,
+                final,
+                treated,
+                len(group) - treated,
+                waiting,
+                tuple(estimates),
+                round_spend,
+                retained,
+            )
+        )
+    return Experiment(as_of, horizon, periods, tuple(rounds), tuple(outcomes))
+
+
+def estimate(measured: pl.DataFrame, outcome: Outcome, group: str, *, final: bool) -> Estimate:
+    """The effect on one outcome of one group's units: a frame with `held_out`, `share` (the stratum), `y` (null:
+    not measurable for the unit, e.g. a mean with no value) and `x` (the same before the incident, for CUPED)."""
+    measured = measured.filter(pl.col("y").is_not_null())
+    treated = measured.filter(~pl.col("held_out"))
+    held = measured.filter(pl.col("held_out"))
+    arms = Arm(len(treated), _mean(treated["y"])), Arm(len(held), _mean(held["y"]))
+    if not len(treated) or not len(held):
+        return Estimate(outcome, group, *arms, None, None, None, "", None, None, None, Verdict.NO_DATA)
+    strata = measured["share"].unique().to_list()
+    y_t, y_h = treated["y"].to_numpy().astype(float), held["y"].to_numpy().astype(float)
+    mde = _mde(y_t, y_h)
+    cuped = None
+    if len(strata) > 1:
+        difference, low, high, p_value = _stratified(measured)
+        method = "stratified by share, normal approximation"
+    else:
+        gain, adjusted = _cuped(measured)
+        if gain is not None and gain >= _CUPED_GAIN and adjusted is not None:
+            cuped = gain
+            a_t, a_h = adjusted
+            compared = CompareMeans(DescrStatsW(a_t), DescrStatsW(a_h))
+            low, high = compared.tconfint_diff(alpha=ALPHA, usevar="unequal")
+            p_value = float(compared.ttest_ind(usevar="unequal")[1])
+            difference = float(a_t.mean() - a_h.mean())
+            method = f"CUPED (pre-incident {outcome.id}), Welch"
+            mde = _mde(a_t, a_h)
+        elif outcome.kind.is_share:
+            count_t, count_h = int(y_t.sum()), int(y_h.sum())
+            low, high = confint_proportions_2indep(
+                count_t, len(y_t), count_h, len(y_h), method="newcomb", compare="diff", alpha=ALPHA
+            )
+            difference = count_t / len(y_t) - count_h / len(y_h)
+            p_value = float(stats.fisher_exact([[count_t, len(y_t) - count_t], [count_h, len(y_h) - count_h]])[1])
+            method = "Newcombe (Wilson score)"
+        else:
+            result = stats.bootstrap(
+                (y_t, y_h),
+                _difference_of_means,
+                n_resamples=_BOOTSTRAP_RESAMPLES,
+                confidence_level=1 - ALPHA,
+                method="percentile",
+                vectorized=True,
+                batch=max(1, 20_000_000 // max(1, len(y_t) + len(y_h))),
+                rng=np.random.default_rng(_SEED),
+            )
+            low, high = result.confidence_interval
+            difference = float(y_t.mean() - y_h.mean())
+            p_value = float(stats.ttest_ind(y_t, y_h, equal_var=False).pvalue)
+            method = "bootstrap (percentile)"
+    low, high = float(low), float(high)
+    verdict = _verdict(outcome, arms, difference, low, high, mde, final)
+    return Estimate(outcome, group, *arms, difference, low, high, method, mde, cuped, p_value, verdict)
+
+
+def _verdict(
+    outcome: Outcome, arms: tuple[Arm, Arm], difference: float, low: float, high: float, mde: float | None, final: bool
+) -> str:
+    treated, held = arms
+    scale = max(abs(treated.mean or 0.0), abs(held.mean or 0.0))
+    if min(treated.units, held.units) < MIN_PER_ARM or mde is None or math.isnan(mde) or mde >= scale > 0:
+        return Verdict.TOO_SMALL
+    if not final:
+        return Verdict.INTERIM
+    if low <= 0 <= high:
+        return Verdict.NO_DIFFERENCE
+    good = (difference > 0) == outcome.higher_is_better
+    return Verdict.BETTER if good else Verdict.WORSE
+
+
+def _by_key(item: tuple[tuple[Any, ...], pl.DataFrame]) -> tuple[str, int]:
+    return str(item[0][0]), int(item[0][1])
+
+
+def _difference_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.asarray(a.mean(axis=axis) - b.mean(axis=axis))
+
+
+def _mean(values: pl.Series) -> float | None:
+    mean = values.mean()
+    return None if mean is None else float(mean)  # type: ignore[arg-type]
+
+
+def _mde(y_t: np.ndarray, y_h: np.ndarray) -> float | None:
+    """The smallest difference a two-sided test at ALPHA finds with POWER, given these arms' sizes and spread."""
+    if len(y_t) < 2 or len(y_h) < 2:
+        return None
+    error = math.sqrt(y_t.var(ddof=1) / len(y_t) + y_h.var(ddof=1) / len(y_h))
+    return float((stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)) * error)
+
+
+def _cuped(measured: pl.DataFrame) -> tuple[float | None, tuple[np.ndarray, np.ndarray] | None]:
+    """The share of the outcome's variance the pre-incident covariate explains, and the adjusted outcomes of the
+    treated and held-out arms (θ pooled over both: the draw makes the covariate independent of the arm)."""
+    with_x = measured.filter(pl.col("x").is_not_null())
+    if len(with_x) != len(measured) or len(measured) < 2 * MIN_PER_ARM:
+        return None, None
+    y = measured["y"].to_numpy().astype(float)
+    x = measured["x"].to_numpy().astype(float)
+    if x.var() == 0 or y.var() == 0:
+        return None, None
+    theta = np.cov(y, x)[0, 1] / x.var(ddof=1)
+    adjusted = y - theta * (x - x.mean())
+    gain = 1 - adjusted.var() / y.var()
+    held = measured["held_out"].to_numpy()
+    return float(gain), (adjusted[~held], adjusted[held])
+
+
+def _stratified(measured: pl.DataFrame) -> tuple[float, float, float, float]:
+    """Post-stratified difference over the shares of a period: each stratum's difference, weighted by its units."""
+    total = len(measured)
+    difference = variance = 0.0
+    for _share, stratum in measured.group_by("share"):
+        y_t = stratum.filter(~pl.col("held_out"))["y"].to_numpy().astype(float)
+        y_h = stratum.filter(pl.col("held_out"))["y"].to_numpy().astype(float)
+        if len(y_t) < 2 or len(y_h) < 2:
+            continue
+        weight = len(stratum) / total
+        difference += weight * (y_t.mean() - y_h.mean())
+        variance += weight**2 * (y_t.var(ddof=1) / len(y_t) + y_h.var(ddof=1) / len(y_h))
+    error = math.sqrt(variance)
+    z = stats.norm.ppf(1 - ALPHA / 2)
+    p_value = float(2 * stats.norm.sf(abs(difference) / error)) if error else 1.0
+    return difference, difference - z * error, difference + z * error, p_value
+
+
+# --- measuring, in the database ------------------------------------------------------------------------------
+
+
+def _units(uow: UnitOfWork, since: datetime | None, until: datetime | None) -> pl.DataFrame:
+    d = tables.holdout_draws
+    query = sa.select(d.c.incident_id, d.c.case_id, d.c.customer_id, d.c.rule_id, d.c.failure_at, d.c.period,
+                      d.c.share, d.c.held_out)  # fmt: skip
+    if since is not None:
+        query = query.where(d.c.failure_at >= since)
+    if until is not None:
+        query = query.where(d.c.failure_at < until)
+    rows = uow.execute(query).all()
+    schema: dict[str, Any] = {
+        "unit": pl.Int64,
+        "case_id": pl.Int64,
+        "customer_id": pl.String,
+        "rule_id": pl.String,
+        "failure_at": pl.Datetime("us", "UTC"),
+        "period": pl.String,
+        "share": pl.Float64,
+        "held_out": pl.Boolean,
+    }
+    return pl.DataFrame([tuple(row) for row in rows], schema=schema, orient="row")
+
+
+def _measure(uow: UnitOfWork, units: pl.DataFrame, outcome: Outcome, as_of: datetime) -> pl.DataFrame:
+    """Per unit whose window closed by `as_of`: y (the outcome in the window after the incident) and x (the same
+    in the window before it)."""
+    closed = units.filter(pl.col("failure_at") <= as_of - outcome.within)
+    windows = closed.select(
+        "unit",
+        "customer_id",
+        (pl.col("failure_at") - outcome.within).alias("pre_from"),
+        pl.col("failure_at").alias("at"),
+        (pl.col("failure_at") + outcome.within).alias("until"),
+    )
+    counts = _counted(uow, windows, outcome)
+    joined = closed.join(counts, on="unit", how="left").with_columns(pl.col("^(post|pre)_.*$").fill_null(0))
+    if outcome.kind is Kind.HAPPENED:
+        y, x = pl.col("post_n") > 0, pl.col("pre_n") > 0
+    elif outcome.kind is Kind.ABSENT:
+        y, x = pl.col("post_n") == 0, pl.col("pre_n") == 0
+    elif outcome.kind is Kind.COUNT:
+        y, x = pl.col("post_n"), pl.col("pre_n")
+    elif outcome.kind is Kind.SUM:
+        y, x = pl.col("post_sum"), pl.col("pre_sum")
+    else:
+        y = pl.when(pl.col("post_v") > 0).then(pl.col("post_sum") / pl.col("post_v"))
+        x = pl.when(pl.col("pre_v") > 0).then(pl.col("pre_sum") / pl.col("pre_v"))
+    return joined.select(
+        "unit", "rule_id", "share", "held_out", y.cast(pl.Float64).alias("y"), x.cast(pl.Float64).alias("x")
+    )
+
+
+def _counted(uow: UnitOfWork, windows: pl.DataFrame, outcome: Outcome) -> pl.DataFrame:
+    """Rows and values of the outcome's sources in each unit's windows, grouped in the database."""
+    schema: dict[str, pl.DataType] = dict.fromkeys(
+        ("post_n", "post_sum", "post_v", "pre_n", "pre_sum", "pre_v"), pl.Float64()
+    )
+    empty = pl.DataFrame(schema={"unit": pl.Int64(), **schema})
+    if windows.is_empty():
+        return empty
+    table = sa.Table(
+        f"amends_units_{uuid.uuid4().hex[:12]}",
+        sa.MetaData(),
+        sa.Column("unit", sa.BigInteger, primary_key=True),
+        sa.Column("customer_id", sa.String(200), nullable=False),
+        sa.Column("pre_from", UTCDateTime(), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("until", UTCDateTime(), nullable=False),
+        prefixes=["TEMPORARY"],
+    )
+    connection = uow.connection
+    table.create(connection)
+    try:
+        rows = windows.to_dicts()
+        for first in range(0, len(rows), 10_000):
+            connection.execute(table.insert(), rows[first : first + 10_000])
+        parts = [_grouped(connection, table, source, outcome) for source in outcome.sources]
+    finally:
+        table.drop(connection)
+    frames = [pl.DataFrame(part, schema={"unit": pl.Int64(), **schema}, orient="row") for part in parts]
+    if not frames:
+        return empty
+    return pl.concat(frames).group_by("unit").agg(pl.all().sum())
+
+
+def _grouped(connection: sa.Connection, units: sa.Table, source: Source, outcome: Outcome) -> list[tuple[Any, ...]]:
+    u = units.c
+    conditions: list[sa.ColumnElement[bool]] = []
+    value: sa.ColumnElement[Any] | None = None
+    if source is Source.EVENTS:
+        e = tables.events
+        subject, at, table = e.c.subject, e.c.time, e
+        if outcome.events is not None:
+            conditions.append(e.c.type.in_(outcome.events))
+        if outcome.value is not None:
+            value = e.c.data[outcome.value].as_float()
+    elif source is Source.COMPLAINTS:
+        c = tables.complaints
+        subject, at, table = c.c.customer_id, c.c.received_at, c
+    else:
+        f = tables.feedback
+        subject, at, table = f.c.customer_id, f.c.received_at, f
+        conditions.append(f.c.spam.is_(False))
+        if outcome.sentiment is not None:
+            conditions.append(f.c.sentiment == outcome.sentiment)
+        if outcome.value is not None:
+            value = sa.cast(f.c.rating, sa.Float)
+    one, zero = sa.literal(1.0), sa.literal(0.0)
+    columns: list[sa.ColumnElement[Any]] = []
+    for window in (at > u.at, at <= u.at):  # after the incident, and before it
+        columns.append(sa.func.sum(sa.case((window, one), else_=zero)))
+        if value is None:
+            columns += [zero, zero]
+        else:
+            columns.append(sa.func.sum(sa.case((window, value), else_=None)))
+            columns.append(sa.func.sum(sa.case((sa.and_(window, value.is_not(None)), one), else_=zero)))
+    query = (
+        sa.select(u.unit, *columns)
+        .select_from(units.join(table, sa.and_(subject == u.customer_id, at > u.pre_from, at <= u.until)))
+        .where(*conditions)
+        .group_by(u.unit)
+    )
+    return [(int(row[0]), *(float(v or 0) for v in row[1:])) for row in connection.execute(query)]
+
+
+def _remedy_spend(uow: UnitOfWork, units: pl.DataFrame) -> pl.DataFrame:
+    """The cash value granted on each unit's case, net of reversals (which are entries of their own)."""
+    ledger = tables.ledger
+    d = tables.holdout_draws
+    rows = uow.execute(
+        sa.select(d.c.incident_id, sa.func.sum(ledger.c.cash_value).label("cash"))
+        .join(ledger, ledger.c.case_id == d.c.case_id)
+        .group_by(d.c.incident_id)
+    ).all()
+    cash = [(row.incident_id, float(row.cash or 0)) for row in rows]
+    frame = pl.DataFrame(cash, schema={"unit": pl.Int64, "cash": pl.Float64}, orient="row")
+    return units.select("unit").join(frame, on="unit", how="left").with_columns(pl.col("cash").fill_null(0.0))

@@ -1,0 +1,173 @@
+"""The holdout experiment's estimates, on both engines, over draws and events made with a known effect: the interval
+covers it, the verdict waits for the horizon, a small experiment says so and shows what it could detect, CUPED
+narrows the interval when the past predicts the future, and outcome definitions are checked."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from amends.events import Item, ingest_items
+from amends.insights.experiment import Verdict, analyse
+from amends.insights.outcomes import OutcomeSetError, check_event_types, parse_outcomes, shipped_outcomes
+from amends.store import Database, tables
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+HORIZON = timedelta(days=60)
+OUTCOMES = parse_outcomes(
+    [
+        (
+            None,
+            """
+outcomes:
+  - {id: complained, title: Complained, kind: happened, from: [complaints, events], events: [complaint.filed],
+     within: 30d, better: lower}
+  - {id: spend, title: Spend, kind: sum, events: [order.placed], value: data.total, within: 30d, better: higher}
+  - {id: silent, title: Silent, kind: absent, events: any, within: 30d, better: lower}
+""",
+        )
+    ]
+)
+
+
+def world(db: Database, units: int, *, complain: tuple[float, float], spend: tuple[float, float], seed: int = 1) -> None:
+    """`units` incidents in one period with half held out; a held-out customer complains with chance complain[1]
+    and a treated one with complain[0]; each spends an amount that follows their spend before the incident
+    (a customer's habit), plus spend[0] or spend[1]."""
+    rng = random.Random(seed)
+    draws, events = [], []
+    for n in range(units):
+        held_out = n % 2 == 1
+        customer = f"C-{n}"
+        failure = START + timedelta(hours=n)
+        draws.append(
+            {
+                "incident_id": n + 1,
+                "case_id": n + 1,
+                "customer_id": customer,
+                "rule_id": "late" if n % 3 else "lost",
+                "severity": 2,
+                "failure_at": failure,
+                "period": "p1",
+                "share": 0.5,
+                "draw": 0.0 if held_out else 0.9,
+                "held_out": held_out,
+                "drawn_at": failure,
+            }
+        )
+        habit = rng.uniform(10, 200)
+        events.append(_event(f"pre-{n}", "order.placed", customer, failure - timedelta(days=5), total=habit))
+        after = habit + (spend[1] if held_out else spend[0]) + rng.gauss(0, 5)
+        events.append(_event(f"post-{n}", "order.placed", customer, failure + timedelta(days=5), total=round(after, 2)))
+        if rng.random() < (complain[1] if held_out else complain[0]):
+            events.append(_event(f"c-{n}", "complaint.filed", customer, failure + timedelta(days=2)))
+    with db.unit_of_work(writes=True) as uow:
+        uow.execute(sa.insert(tables.holdout_periods).values(id="p1", plan={"share": 0.5}, started_at=START))
+        uow.execute(sa.insert(tables.holdout_draws), draws)
+        uow.commit()
+    ingest_items(db, [Item(e) for e in events], received_at=START + timedelta(days=200))
+
+
+def _event(id: str, type: str, subject: str, at: datetime, **data: object) -> dict[str, object]:
+    return {
+        "specversion": "1.0",
+        "id": id,
+        "source": "https://shop.example",
+        "type": type,
+        "time": at.isoformat(),
+        "subject": subject,
+        "data": data,
+    }
+
+
+def test_a_known_effect_is_estimated_with_an_interval_that_covers_it(db: Database) -> None:
+    world(db, 1_200, complain=(0.10, 0.30), spend=(20.0, 0.0))
+    with db.unit_of_work() as uow:
+        result = analyse(uow, OUTCOMES, as_of=START + timedelta(days=200), horizon=HORIZON, spend_outcome="spend")
+    [round_] = result.rounds
+    assert round_.final
+    assert (round_.treated, round_.held_out, round_.waiting) == (600, 600, 0)
+    by = {(e.outcome.id, e.group): e for e in round_.estimates}
+    complained = by["complained", "all"]
+    assert complained.method.startswith("Newcombe")  # nobody complained before: the past predicts nothing
+    assert complained.low < -0.20 < complained.high  # the truth is 0.10 - 0.30
+    assert complained.high < 0
+    assert complained.verdict == Verdict.BETTER
+    assert complained.held_out.mean == pytest.approx(0.30, abs=0.06)
+    assert complained.mde is not None
+    assert 0 < complained.mde < 0.1
+    spend = by["spend", "all"]
+    assert spend.cuped is not None
+    assert spend.cuped > 0.5  # a customer's habit explains most of their spend
+    assert spend.method.startswith("CUPED")
+    assert spend.low < 20.0 < spend.high
+    assert spend.high - spend.low < 3.0  # without CUPED the habit's spread (sd ~55) would make it ~9 wide
+    assert spend.verdict == Verdict.BETTER
+    assert {group for _, group in by} == {"all", "late", "lost"}
+    assert by["complained", "lost"].treated.units + by["complained", "late"].treated.units == 600
+    assert round_.retained is spend
+    silent = by["silent", "all"]
+    assert silent.treated.mean == 0.0  # everybody ordered again
+    assert silent.verdict == Verdict.NO_DIFFERENCE
+    assert silent.low <= 0 <= silent.high
+
+
+def test_before_the_horizon_is_over_there_is_no_verdict(db: Database) -> None:
+    world(db, 1_200, complain=(0.10, 0.30), spend=(20.0, 0.0))
+    with db.unit_of_work() as uow:
+        early = analyse(uow, OUTCOMES, as_of=START + timedelta(days=70), horizon=HORIZON)
+    [round_] = early.rounds
+    assert not round_.final
+    complained = next(e for e in round_.estimates if e.outcome.id == "complained" and e.group == "all")
+    assert complained.verdict == Verdict.INTERIM
+    assert complained.low is not None  # shown for information, without a verdict
+    # Units drawn in the last 10 days (after hour 960) still wait for their 30 days; the others are measured.
+    assert round_.waiting == 239
+    assert complained.treated.units + complained.held_out.units == 961
+
+
+def test_an_experiment_too_small_says_so_and_shows_what_it_could_detect(db: Database) -> None:
+    world(db, 24, complain=(0.10, 0.30), spend=(20.0, 0.0))
+    with db.unit_of_work() as uow:
+        result = analyse(uow, OUTCOMES, as_of=START + timedelta(days=200), horizon=HORIZON)
+    complained = next(e for e in result.rounds[0].estimates if e.outcome.id == "complained" and e.group == "all")
+    assert complained.verdict == Verdict.TOO_SMALL
+    assert complained.mde is not None
+    assert complained.mde > 0.2  # twelve a side detect nothing subtle
+
+
+def test_a_period_with_no_draws_is_empty_not_zero(db: Database) -> None:
+    with db.unit_of_work() as uow:
+        result = analyse(uow, OUTCOMES, as_of=START, horizon=HORIZON)
+    assert result.empty
+    assert result.rounds == ()
+
+
+def test_with_no_effect_the_interval_covers_zero(db: Database) -> None:
+    world(db, 1_000, complain=(0.2, 0.2), spend=(0.0, 0.0), seed=5)
+    with db.unit_of_work() as uow:
+        result = analyse(uow, OUTCOMES, as_of=START + timedelta(days=200), horizon=HORIZON, by_rule=False)
+    by = {e.outcome.id: e for e in result.rounds[0].estimates}
+    assert by["complained"].low < 0 < by["complained"].high
+    assert by["complained"].verdict == Verdict.NO_DIFFERENCE
+    assert by["spend"].low < 0 < by["spend"].high
+
+
+def test_outcome_definitions_are_checked(db: Database, tmp_path: Path) -> None:
+    with pytest.raises(OutcomeSetError) as caught:
+        parse_outcomes([(tmp_path / "o.yaml", "outcomes:\n  - {id: x, title: X, kind: sum, within: 30d, better: up}\n")])
+    reasons = str(caught.value)
+    assert "o.yaml:2: outcomes[0].value: a sum needs a value" in reasons
+    assert "outcomes[0].better: required: higher or lower" in reasons
+    assert "outcomes[0].events: required for events" in reasons
+    world(db, 4, complain=(0.0, 0.0), spend=(0.0, 0.0))
+    typo = parse_outcomes([(None, "outcomes:\n  - {id: x, title: X, kind: happened, events: [order.placced], within: 30d, better: higher}\n")])
+    with db.unit_of_work() as uow:
+        with pytest.raises(OutcomeSetError, match=r"outcomes.x.events: no event of type 'order.placced'"):
+            check_event_types(uow, typo)
+        check_event_types(uow, OUTCOMES, known=["complaint.filed"])  # order.placed is stored; the settings name the other
+        check_event_types(uow, shipped_outcomes(("shop",)), known=["complaint.filed"])
