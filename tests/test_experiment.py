@@ -34,7 +34,9 @@ outcomes:
 )
 
 
-def world(db: Database, units: int, *, complain: tuple[float, float], spend: tuple[float, float], seed: int = 1) -> None:
+def world(
+    db: Database, units: int, *, complain: tuple[float, float], spend: tuple[float, float], seed: int = 1
+) -> None:
     """`units` incidents in one period with half held out; a held-out customer complains with chance complain[1]
     and a treated one with complain[0]; each spends an amount that follows their spend before the incident
     (a customer's habit), plus spend[0] or spend[1]."""
@@ -159,15 +161,22 @@ def test_with_no_effect_the_interval_covers_zero(db: Database) -> None:
 
 def test_outcome_definitions_are_checked(db: Database, tmp_path: Path) -> None:
     with pytest.raises(OutcomeSetError) as caught:
-        parse_outcomes([(tmp_path / "o.yaml", "outcomes:\n  - {id: x, title: X, kind: sum, within: 30d, better: up}\n")])
+        parse_outcomes([(tmp_path / "o.yaml", "outcomes:\n  - {id: x, title: X, kind: sum, within: 30d, better: up}")])
     reasons = str(caught.value)
     assert "o.yaml:2: outcomes[0].value: a sum needs a value" in reasons
     assert "outcomes[0].better: required: higher or lower" in reasons
     assert "outcomes[0].events: required for events" in reasons
     world(db, 4, complain=(0.0, 0.0), spend=(0.0, 0.0))
-    typo = parse_outcomes([(None, "outcomes:\n  - {id: x, title: X, kind: happened, events: [order.placced], within: 30d, better: higher}\n")])
+    typo = parse_outcomes(
+        [
+            (
+                None,
+                "outcomes:\n  - {id: x, title: X, kind: happened, events: [order.placced], within: 30d, better: higher}",
+            )
+        ]
+    )
     with db.unit_of_work() as uow:
         with pytest.raises(OutcomeSetError, match=r"outcomes.x.events: no event of type 'order.placced'"):
             check_event_types(uow, typo)
-        check_event_types(uow, OUTCOMES, known=["complaint.filed"])  # order.placed is stored; the settings name the other
+        check_event_types(uow, OUTCOMES, known=["complaint.filed"])  # order.placed is stored; settings name the other
         check_event_types(uow, shipped_outcomes(("shop",)), known=["complaint.filed"])
