@@ -171,7 +171,7 @@ def test_outcome_definitions_are_checked(db: Database, tmp_path: Path) -> None:
         [
             (
                 None,
-                "outcomes:\n  - {id: x, title: X, kind: happened, events: [order.placced], within: 30d, better: higher}",
+                "outcomes:\n  - {id: x, title: X, kind: happened, events: [order.placced], within: 9d, better: lower}",
             )
         ]
     )
