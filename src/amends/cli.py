@@ -945,6 +945,111 @@ def world_generate(
     console.print(f"Ground truth: {summary.truth_path}", soft_wrap=True)
 
 
+@world_app.command("simulate")
+def world_simulate(
+    business: Annotated[str, typer.Option(help="shop, airline or car-service.", show_default=False)],
+    true_effect: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="How much a timely apology with a remedy lowers the chance to complain and to leave."
+        ),
+    ] = 0.3,
+    days: Annotated[int, typer.Option(min=45, max=730, help="Days the world runs.")] = 180,
+    customers: Annotated[int, typer.Option(min=50, max=200_000, help="How many customers the world has.")] = 3_000,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same world and the same run.")] = 1,
+    holdout_share: Annotated[
+        float, typer.Option(min=0.01, max=0.5, help="The share of incidents held out of proactive recovery.")
+    ] = 0.5,
+    database: Annotated[Path, typer.Option(help="The simulation's own SQLite file, made anew.", dir_okay=False)] = Path(
+        "amends-simulation.db"
+    ),
+) -> None:
+    """Run a sample world day by day with amends in the loop (detection, the holdout draw, a recovery desk that
+    apologises and grants, the outbox), with customers who react to a timely recovery by the true effect; then
+    estimate the effect from the holdout experiment and set it beside the world's own truth."""
+    from amends.simulation import simulate, simulation_settings
+    from amends.world import WorldError, parse_business
+
+    try:
+        name = parse_business(business)
+    except WorldError as exc:
+        raise typer.BadParameter(exc.reason, param_hint="--business") from None
+    path = database.resolve()
+    _check_writable(path, "--database")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    settings = load_settings().model_copy(update={"database_url": f"sqlite:///{path}"})
+    settings = simulation_settings(
+        settings, business=name, outbox_file=path.with_suffix(".outbox.jsonl"), holdout_share=holdout_share
+    )
+    db = Database.from_settings(settings)
+    try:
+        upgrade(db)
+        with console.status(f"Running the {name} for {days} days with amends in the loop…"):
+            result = simulate(db, settings, business=name, customers=customers, days=days, seed=seed,
+                              true_effect=true_effect)  # fmt: skip
+    finally:
+        db.dispose()
+    table = Table("", "", title=f"The {name}, {days} days, {customers:,} customers, seed {seed}", show_header=False)
+    reacted = result.reacted
+    for label, value in (
+        ("events", result.events), ("incidents", result.incidents), ("cases", result.cases),
+        ("held out", result.held_out), ("apologies", result.apologies), ("remedies granted", result.grants),
+        ("recovered in time", reacted.timely if reacted else 0), ("recovered late", reacted.late if reacted else 0),
+        ("won back", reacted.won_back if reacted else 0),
+        ("complaints prevented", reacted.complaints_prevented if reacted else 0),
+        ("departures prevented", reacted.departures_prevented if reacted else 0),
+    ):  # fmt: skip
+        table.add_row(label, f"{value:,}")
+    console.print(table)
+    if result.experiment is None or result.experiment.empty:
+        console.print("No incident was drawn into the experiment: nothing to estimate.")
+        return
+    first = result.experiment.rounds[0]
+    uplift = Table("outcome", "treated", "held out", "difference (95% CI)", "relative (95% CI)", "detectable",
+                   "verdict", title=f"The holdout experiment, first round ({first.treated:,} treated, "
+                   f"{first.held_out:,} held out)")  # fmt: skip
+    for estimate in first.estimates:
+        if estimate.group != "all":
+            continue
+        share = estimate.outcome.kind.is_share
+        uplift.add_row(
+            estimate.outcome.title,
+            _share_or_mean(estimate.treated.mean, share),
+            _share_or_mean(estimate.held_out.mean, share),
+            _interval(estimate.difference, estimate.low, estimate.high, "pts" if share else ""),
+            _interval(estimate.relative, estimate.relative_low, estimate.relative_high, "%"),
+            _share_or_mean(estimate.mde, share),
+            estimate.verdict,
+        )
+    console.print(uplift)
+    truth = result.truth
+    if truth is not None and truth.treated:
+        console.print(
+            f"The world's own truth for the treated: {truth.complained:.1%} complained within 30 days; without "
+            f"recovery {truth.without_recovery:.1%} would have: an effect of {truth.effect * 100:+.1f} points "
+            f"(the world was given {true_effect:.0%} fewer complaints and departures for a timely recovery)."
+        )
+
+
+def _share_or_mean(value: float | None, share: bool) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1%}" if share else f"{value:,.2f}"
+
+
+def _interval(value: float | None, low: float | None, high: float | None, unit: str) -> str:
+    """A difference and its interval: in percentage points (`pts`), as a relative change (`%`), or as a number."""
+    if value is None:
+        return "n/a"
+
+    def one(x: float) -> str:
+        return f"{x * 100:+.1f}" if unit == "pts" else f"{x:+.0%}" if unit == "%" else f"{x:+,.2f}"
+
+    text = one(value) + (" pts" if unit == "pts" else "")
+    return text if low is None or high is None else f"{text} [{one(low)}, {one(high)}]"
+
+
 def _world_start(text: str) -> datetime:
     return _instant_option(text, "--start")
 

@@ -2,10 +2,12 @@
 (proactive recovery) and those held out, with its 95 % confidence interval, the minimum detectable effect, and a
 verdict only when the experiment is big enough and its horizon is over (docs/insights.md#estimates).
 
-Units are the draws of recover/holdout.py: one per incident that opened a proactive case while an experiment ran.
-A unit counts once its outcome window has closed (`failure_at + within` before `as_of`); the experiment is
-analysed per period (one set of holdout settings) and per round: the draws of each `horizon` from the period's
-start form one fixed-horizon experiment, looked at for a verdict once, when every window of the round has closed.
+Units are the draws of recover/holdout.py, one per incident that opened a proactive case while an experiment ran;
+each customer counts once per period, by their first draw (the arm of a later one is as random, but whether it is
+drawn at all depends on what the first one's arm did). A unit counts once its outcome window has closed
+(`failure_at + within` before `as_of`). The experiment is analysed per period (one set of holdout settings) and
+per round: the draws of each `horizon` from the period's start form one fixed-horizon experiment, looked at for a
+verdict once, when every window of the round has closed.
 Earlier looks are interim: their intervals are shown, without a verdict, because looking every day at a
 fixed-horizon test would find "significant" differences far more often than 5 % of the time.
 
@@ -90,6 +92,8 @@ class Estimate:
     cuped: float | None  # the share of variance CUPED removed, when used
     p_value: float | None
     verdict: str
+    relative_low: float | None = None  # the interval of treated / held out - 1, for shares (a ratio of proportions)
+    relative_high: float | None = None
 
     @property
     def relative(self) -> float | None:
@@ -107,13 +111,14 @@ class Round:
     number: int
     starts: datetime
     ends: datetime
-    final: bool  # every unit's windows have closed: the look that gives verdicts
+    final: bool  # every unit's windows have closed, for every outcome (each outcome's verdict waits for its own)
     treated: int
     held_out: int
     waiting: int  # units whose window has not closed yet, by the longest outcome
     estimates: tuple[Estimate, ...]
     remedy_spend: float  # cash value granted on the round's treated cases, net of reversals
-    retained: Estimate | None  # the spend outcome's difference, times the treated units: what recovery kept
+    retained: Estimate | None  # the spend outcome's estimate: its difference times the treated is what recovery kept
+    units: pl.DataFrame = field(compare=False, repr=False)  # unit, customer_id, rule_id, failure_at, held_out
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +180,11 @@ def analyse(
         estimates = []
         for outcome in outcomes:
             measured = values[outcome.id].filter(pl.col("unit").is_in(ids.implode()))
-            estimates.append(estimate(measured, outcome, "all", final=final))
+            closed = as_of >= ends + outcome.within  # this outcome's look: every window of the round has closed
+            estimates.append(estimate(measured, outcome, "all", final=closed))
             if by_rule:
                 for rule in sorted(measured["rule_id"].unique().to_list()):
-                    estimates.append(estimate(measured.filter(pl.col("rule_id") == rule), outcome, rule, final=final))
+                    estimates.append(estimate(measured.filter(pl.col("rule_id") == rule), outcome, rule, final=closed))
         waiting = int((group["failure_at"] > as_of - longest).sum())
         round_spend = float(spend.filter(pl.col("unit").is_in(ids.implode()))["cash"].sum())
         treated = int((~group["held_out"]).sum())
@@ -199,6 +205,7 @@ def analyse(
                 tuple(estimates),
                 round_spend,
                 retained,
+                group.select("unit", "customer_id", "rule_id", "failure_at", "held_out"),
             )
         )
     return Experiment(as_of, horizon, periods, tuple(rounds), tuple(outcomes))
@@ -213,10 +220,14 @@ def estimate(measured: pl.DataFrame, outcome: Outcome, group: str, *, final: boo
     arms = Arm(len(treated), _mean(treated["y"])), Arm(len(held), _mean(held["y"]))
     if not len(treated) or not len(held):
         return Estimate(outcome, group, *arms, None, None, None, "", None, None, None, Verdict.NO_DATA)
+    if len(treated) < 2 or len(held) < 2:  # no spread to measure: no interval
+        difference = (arms[0].mean or 0.0) - (arms[1].mean or 0.0)
+        return Estimate(outcome, group, *arms, difference, None, None, "", None, None, None, Verdict.TOO_SMALL)
     strata = measured["share"].unique().to_list()
     y_t, y_h = treated["y"].to_numpy().astype(float), held["y"].to_numpy().astype(float)
     mde = _mde(y_t, y_h)
     cuped = None
+    relative: tuple[float | None, float | None] = (None, None)
     if len(strata) > 1:
         difference, low, high, p_value = _stratified(measured)
         method = "stratified by share, normal approximation"
@@ -239,6 +250,11 @@ def estimate(measured: pl.DataFrame, outcome: Outcome, group: str, *, final: boo
             difference = count_t / len(y_t) - count_h / len(y_h)
             p_value = float(stats.fisher_exact([[count_t, len(y_t) - count_t], [count_h, len(y_h) - count_h]])[1])
             method = "Newcombe (Wilson score)"
+            if count_h:
+                ratio = confint_proportions_2indep(
+                    count_t, len(y_t), count_h, len(y_h), method="log-adjusted", compare="ratio", alpha=ALPHA
+                )
+                relative = (float(ratio[0]) - 1, float(ratio[1]) - 1)
         else:
             result = stats.bootstrap(
                 (y_t, y_h),
@@ -256,7 +272,7 @@ def estimate(measured: pl.DataFrame, outcome: Outcome, group: str, *, final: boo
             method = "bootstrap (percentile)"
     low, high = float(low), float(high)
     verdict = _verdict(outcome, arms, difference, low, high, mde, final)
-    return Estimate(outcome, group, *arms, difference, low, high, method, mde, cuped, p_value, verdict)
+    return Estimate(outcome, group, *arms, difference, low, high, method, mde, cuped, p_value, verdict, *relative)
 
 
 def _verdict(
@@ -341,7 +357,7 @@ def _units(uow: UnitOfWork, since: datetime | None, until: datetime | None) -> p
         query = query.where(d.c.failure_at >= since)
     if until is not None:
         query = query.where(d.c.failure_at < until)
-    rows = uow.execute(query).all()
+    rows = uow.execute(query.order_by(d.c.period, d.c.customer_id, d.c.failure_at, d.c.incident_id)).all()
     schema: dict[str, Any] = {
         "unit": pl.Int64,
         "case_id": pl.Int64,
@@ -352,7 +368,11 @@ def _units(uow: UnitOfWork, since: datetime | None, until: datetime | None) -> p
         "share": pl.Float64,
         "held_out": pl.Boolean,
     }
-    return pl.DataFrame([tuple(row) for row in rows], schema=schema, orient="row")
+    drawn = pl.DataFrame([tuple(row) for row in rows], schema=schema, orient="row")
+    # One unit per customer and period: their first drawn incident. A later one's draw is as random, but whether
+    # it is drawn at all depends on the first one's arm (a treated case resolved sooner lets the next incident open
+    # a case of its own; an open held-out case takes it in), and its customer has already been treated or not.
+    return drawn.unique(subset=["period", "customer_id"], keep="first", maintain_order=True)
 
 
 def _measure(uow: UnitOfWork, units: pl.DataFrame, outcome: Outcome, as_of: datetime) -> pl.DataFrame:

@@ -8,7 +8,14 @@ rest of amends: it produces input, it reads none. See docs/world.md.
 
 from amends.world._business import BUSINESSES, Business, parse_business
 from amends.world._errors import WorldError
-from amends.world._stream import DEFAULT_MAX_LATENESS, DEFAULT_START, WorldStream, generate_world
+from amends.world._stream import (
+    DEFAULT_MAX_LATENESS,
+    DEFAULT_START,
+    DEFAULT_TIMELY,
+    Reacted,
+    WorldStream,
+    generate_world,
+)
 from amends.world._truth import CustomerTruth
 from amends.world._write import WorldSummary, truth_path_for, write_world
 
@@ -16,8 +23,10 @@ __all__ = [
     "BUSINESSES",
     "DEFAULT_MAX_LATENESS",
     "DEFAULT_START",
+    "DEFAULT_TIMELY",
     "Business",
     "CustomerTruth",
+    "Reacted",
     "WorldError",
     "WorldStream",
     "WorldSummary",

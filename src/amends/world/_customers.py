@@ -30,12 +30,15 @@ class Customer:
         "home",
         "id",
         "last_activity_at",
+        "last_failure_at",
         "mean_gap_days",
         "ratings",
+        "recovered_failure_at",
         "satisfaction",
         "start_satisfaction",
         "tier",
         "vehicles",
+        "won_back_until",
         "zone",
     )
 
@@ -55,6 +58,9 @@ class Customer:
         self.episodes = 0
         self.failures: dict[str, int] | None = None  # made on the first failure: most customers have none
         self.first_failure_at: int | None = None
+        self.last_failure_at: int | None = None
+        self.recovered_failure_at: int | None = None  # the failure the last timely recovery answered
+        self.won_back_until: int | None = None  # a recovery won them back: no complaint, no leaving, until then
         self.contacts = 0
         self.complaints = 0
         self.first_complaint_at: int | None = None
@@ -78,7 +84,12 @@ class Customer:
             self.failures = {}
             self.first_failure_at = now
         self.failures[kind] = self.failures.get(kind, 0) + 1
+        self.last_failure_at = now
         return satisfaction
+
+    def won_back(self, now: int) -> bool:
+        """Whether a timely recovery has won the customer back for now (see `Engine.recover`)."""
+        return self.won_back_until is not None and now <= self.won_back_until
 
     def rated(self, stars: int) -> None:
         """Count a rating given."""

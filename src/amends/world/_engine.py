@@ -20,12 +20,34 @@ from amends.world._satisfaction import churn_probability, gap_factor
 from amends.world._weights import Weights
 from amends.world._zones import DAY_MS, HOUR_MS, Clock
 
-__all__ = ["Engine", "Envelope", "Step"]
+__all__ = ["Effect", "Engine", "Envelope", "Step"]
 
 Envelope = dict[str, Any]
 Step = Callable[[int, Any], Envelope | None]
 _SEQ_BITS = 40  # a trillion steps per world before sequence numbers could collide
 _BUCKET_MS = HOUR_MS
+
+
+class Effect:
+    """How customers react to recovery, when the world has the product in the loop (docs/world.md#reacting).
+
+    A recovery (an apology with a remedy) that reaches a customer within `timely` of their last failure wins them
+    back with probability `true_effect`, drawn from a generator of its own: then, for `lasts`, they neither complain
+    nor leave. A late recovery, or none, changes nothing. So a timely recovery lowers the chance to complain and to
+    leave by `true_effect`, and the rest of the world runs as it would have.
+    """
+
+    __slots__ = ("complaints_prevented", "departures_prevented", "lasts", "late", "prevented", "rng", "timely",
+                 "timely_count", "true_effect", "won_back")  # fmt: skip
+
+    def __init__(self, true_effect: float, rng: random.Random, *, timely: int, lasts: int) -> None:
+        self.true_effect = true_effect
+        self.rng = rng
+        self.timely = timely
+        self.lasts = lasts
+        self.timely_count = self.late = self.won_back = 0
+        self.complaints_prevented = self.departures_prevented = 0
+        self.prevented: list[tuple[str, int]] = []  # (customer, when) of each complaint not made
 
 
 class Engine:
@@ -41,6 +63,7 @@ class Engine:
         "built",
         "clock",
         "customers",
+        "effect",
         "end",
         "now",
         "rng",
@@ -55,6 +78,7 @@ class Engine:
         self.now = start
         self.customers: list[Customer] = []
         self.built = 0
+        self.effect: Effect | None = None
         # A calendar queue: steps wait in hourly buckets (appending is cheap) and only the current hour's
         # steps are kept in a heap, which stays small. Entries are (time << 40 | sequence, step, arg).
         self._current: list[tuple[int, Step, Any]] = []
@@ -119,12 +143,33 @@ class Engine:
         }
 
     def stays(self, customer: Customer, now: int) -> float | None:
-        """The customer's satisfaction now, or None when they leave now (and are marked as churned)."""
+        """The customer's satisfaction now, or None when they leave now (and are marked as churned). A customer a
+        recovery won back stays (the draw is made all the same, so the rest of the world does not shift)."""
         satisfaction = customer.feel(now)
         if self.rng.random() < churn_probability(satisfaction):
+            if self.effect is not None and customer.won_back(now):
+                self.effect.departures_prevented += 1
+                return satisfaction
             customer.churned_at = now
             return None
         return satisfaction
+
+    def recover(self, customer: Customer, at: int) -> bool:
+        """An apology with a remedy reached the customer at `at` (not before the simulation's `now`); whether it
+        came in time to count (see `Effect`)."""
+        effect = self.effect
+        failed = customer.last_failure_at
+        if effect is None or failed is None or customer.recovered_failure_at == failed:
+            return False
+        if at - failed > effect.timely:
+            effect.late += 1
+            return False
+        customer.recovered_failure_at = failed
+        effect.timely_count += 1
+        if effect.rng.random() < effect.true_effect:
+            effect.won_back += 1
+            customer.won_back_until = max(customer.won_back_until or 0, at + effect.lasts)
+        return True
 
     def next_visit(self, customer: Customer, now: int, satisfaction: float, hours: Weights[int]) -> int:
         """When the customer will next buy, book or come in: an exponential gap at a usual hour of day."""

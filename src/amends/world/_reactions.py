@@ -117,8 +117,13 @@ class Reactions:
             data[self._key] = key
         return engine.emit(now, customer.zone, "support.contact", self._support, customer, data)
 
-    def _complain(self, now: int, arg: tuple[Customer, str, str]) -> Envelope:
+    def _complain(self, now: int, arg: tuple[Customer, str, str]) -> Envelope | None:
         customer, key, topic = arg
+        effect = self._engine.effect
+        if effect is not None and customer.won_back(now):
+            effect.complaints_prevented += 1
+            effect.prevented.append((customer.id, now))
+            return None
         customer.complaints += 1
         if customer.first_complaint_at is None:
             customer.first_complaint_at = now

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -15,7 +16,7 @@ from amends.world._airline import Airline
 from amends.world._business import Business, parse_business
 from amends.world._customers import Customer
 from amends.world._delivery import Arrivals
-from amends.world._engine import Engine, Envelope
+from amends.world._engine import Effect, Engine, Envelope
 from amends.world._errors import WorldError
 from amends.world._garage import Garage
 from amends.world._profiles import Profiles
@@ -25,10 +26,12 @@ from amends.world._truth import CustomerTruth, customer_truth
 from amends.world._weights import Weights
 from amends.world._zones import DAY_MS, Clock, ms_to_datetime
 
-__all__ = ["DEFAULT_MAX_LATENESS", "DEFAULT_START", "WorldStream", "generate_world"]
+__all__ = ["DEFAULT_MAX_LATENESS", "DEFAULT_START", "DEFAULT_TIMELY", "Reacted", "WorldStream", "generate_world"]
 
 DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
 DEFAULT_MAX_LATENESS = timedelta(hours=2)
+DEFAULT_TIMELY = timedelta(hours=48)
+_WON_BACK_FOR = timedelta(days=90)
 
 _TIERS = Weights((0, 1, 2), (60, 30, 10))  # bronze, silver, gold
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -41,6 +44,19 @@ class _Behaviour(Protocol):
 
     def home(self, customer: Customer) -> None:
         """Settle a new customer (zone, habits) and schedule their first visit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reacted:
+    """How customers reacted to recovery so far: recoveries in time and late, customers won back, and the
+    complaints and departures that did not happen because of it."""
+
+    true_effect: float
+    timely: int
+    late: int
+    won_back: int
+    complaints_prevented: int
+    departures_prevented: int
 
 
 class WorldStream(Iterator[Envelope]):
@@ -62,6 +78,8 @@ class WorldStream(Iterator[Envelope]):
         late_share: float,
         max_lateness: timedelta,
         duplicate_share: float,
+        true_effect: float | None = None,
+        timely: timedelta = DEFAULT_TIMELY,
     ) -> None:
         self.business = business
         self.customers = customers
@@ -86,6 +104,13 @@ class WorldStream(Iterator[Envelope]):
         source = {"shop": Shop.source, "airline": Airline.source, "car_service": Garage.source}[business]
         # Profiles draw from a generator of their own, so the rest of the world is the same with or without them.
         profiles = Profiles(engine, random.Random(name + "/profiles"), source + "/customers", zones)  # noqa: S311
+        if true_effect is not None:
+            engine.effect = Effect(
+                true_effect,
+                random.Random(name + "/effect"),  # noqa: S311 - as above
+                timely=timely // timedelta(milliseconds=1),
+                lasts=_WON_BACK_FOR // timedelta(milliseconds=1),
+            )
         rng = engine.rng
         low, high = BASELINE
         for n in range(1, customers + 1):
@@ -103,6 +128,7 @@ class WorldStream(Iterator[Envelope]):
             duplicate_share=duplicate_share,
         )
         self._events = self._arrivals.run()
+        self._by_id = {customer.id: customer for customer in engine.customers}
 
     def __next__(self) -> Envelope:
         return next(self._events)
@@ -143,6 +169,35 @@ class WorldStream(Iterator[Envelope]):
         for customer in engine.customers:
             yield customer_truth(customer, self.business, zones[customer.zone].name, now)
 
+    def recovered(self, customer_id: str, at: datetime) -> bool:
+        """Tell the world an apology with a remedy reached a customer at `at`; whether it came in time to count.
+        Only for a world generated with a `true_effect` (WorldError otherwise); a customer it does not know, or a
+        time before the simulation's present, is a WorldError."""
+        engine = self._engine
+        if engine.effect is None:
+            raise WorldError("true_effect", "this world was generated without one: it does not react to recovery")
+        customer = self._by_id.get(customer_id)
+        if customer is None:
+            raise WorldError("customer", f"no customer {customer_id!r} in this world")
+        # Complaints between `at` and the simulation's present have been made already: the effect starts now.
+        return engine.recover(customer, (at - _EPOCH) // timedelta(milliseconds=1))
+
+    def prevented(self) -> Iterator[tuple[str, datetime]]:
+        """Each complaint a customer did not make because a recovery had won them back: who, and when they would
+        have made it. With the complaints made, this is what the customers would have done without recovery."""
+        effect = self._engine.effect
+        for customer_id, at in () if effect is None else effect.prevented:
+            yield customer_id, ms_to_datetime(at)
+
+    @property
+    def reacted(self) -> Reacted | None:
+        """How customers reacted to recovery so far; None for a world without a `true_effect`."""
+        effect = self._engine.effect
+        if effect is None:
+            return None
+        return Reacted(effect.true_effect, effect.timely_count, effect.late, effect.won_back,
+                       effect.complaints_prevented, effect.departures_prevented)  # fmt: skip
+
     @property
     def now(self) -> datetime:
         """The simulation's time: that of the last event generated."""
@@ -159,14 +214,18 @@ def generate_world(
     late_share: float = 0.0,
     max_lateness: timedelta = DEFAULT_MAX_LATENESS,
     duplicate_share: float = 0.0,
+    true_effect: float | None = None,
+    timely: timedelta = DEFAULT_TIMELY,
 ) -> WorldStream:
     """Generate a business's sample world as a stream of CloudEvents envelopes (JSON-ready dicts).
 
     Events cover `days` from `start` (default 2025-01-01T00:00Z) and come in non-decreasing time
     order, except that a `late_share` of them arrives late, by at most `max_lateness`, and a
     `duplicate_share` is sent a second time (same source, id and content) within the same bound.
-    `business` is shop, airline or car_service (car-service also accepted). Raises WorldError for
-    arguments out of range.
+    `business` is shop, airline or car_service (car-service also accepted). With a `true_effect` (0 to 1), the
+    world reacts to recovery: `WorldStream.recovered` tells it an apology with a remedy reached a customer, and one
+    within `timely` of their last failure lowers their chance to complain and to leave by `true_effect`. Raises
+    WorldError for arguments out of range.
     """
     name = parse_business(business)
     _check_count("customers", customers)
@@ -178,6 +237,10 @@ def generate_world(
         raise WorldError("start", "needs a time zone, e.g. datetime(2025, 1, 1, tzinfo=UTC)")
     _check_share("late_share", late_share)
     _check_share("duplicate_share", duplicate_share)
+    if true_effect is not None:
+        _check_share("true_effect", true_effect)
+    if timely <= timedelta(0):
+        raise WorldError("timely", f"must be positive, got {timely}")
     if max_lateness < timedelta(0):
         raise WorldError("max_lateness", f"must not be negative, got {max_lateness}")
     if late_share > 0 and max_lateness < timedelta(milliseconds=2):
@@ -191,6 +254,8 @@ def generate_world(
         late_share=late_share,
         max_lateness=max_lateness,
         duplicate_share=duplicate_share,
+        true_effect=true_effect,
+        timely=timely,
     )
 
 
