@@ -15,9 +15,9 @@ import stat
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -1128,6 +1128,60 @@ def demo(
         console.print(f"  {staff_id:<5} {role}{', ' + team if team else ''}")
     console.print(f"An API key with every right: {text}   (the API: {base}/docs)\n", soft_wrap=True)
     _serve(settings)
+
+
+@app.command()
+def report(
+    since: Annotated[
+        str | None, typer.Option("--from", help="The first day (YYYY-MM-DD, UTC); default: 90 days before --to.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--to", help="The last day, included (YYYY-MM-DD); default: today.")
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="html, pdf or md.")] = "html",
+    out: Annotated[
+        Path | None, typer.Option(help="The file to write; default: amends-report-FROM-TO.FORMAT.", dir_okay=False)
+    ] = None,
+) -> None:
+    """Write the report a CX lead forwards: recovery and feedback week by week, what the holdout experiment says
+    recovery does for customers, and "you said, we did" (docs/insights.md#the-report)."""
+    from amends.insights.outcomes import check_event_types, known_event_types, outcomes_from_settings
+    from amends.insights.render import FORMATS, render
+    from amends.insights.report import build_report
+    from amends.recover.service import Recovery
+
+    if format not in FORMATS:
+        raise typer.BadParameter(f"one of {', '.join(FORMATS)}, got {format!r}", param_hint="'--format'")
+    now = _now()
+    last = _instant_option(until, "--to") if until else now
+    end = datetime.combine(last.date(), datetime.min.time(), UTC) + timedelta(days=1)
+    start = _instant_option(since, "--from") if since else end - timedelta(days=90)
+    start = datetime.combine(start.date(), datetime.min.time(), UTC)
+    if start >= end:
+        raise typer.BadParameter("must be on or before --to", param_hint="'--from'")
+    path = out or Path(f"amends-report-{start:%Y-%m-%d}-{end - timedelta(days=1):%Y-%m-%d}.{format}")
+    _check_writable(path.resolve(), "--out")
+    settings = load_settings()
+    outcomes = outcomes_from_settings(settings)
+    db = Database.from_settings(settings)
+    try:
+        currency = Recovery.from_settings(db, settings).policy.currency
+        with db.unit_of_work() as uow:
+            check_event_types(uow, outcomes, known=known_event_types(settings))
+            built = build_report(uow, since=start, until=end, now=now, outcomes=outcomes,
+                                 horizon=settings.holdout_horizon, currency=currency,
+                                 spend_outcome=_spend_outcome(outcomes))  # fmt: skip
+    finally:
+        db.dispose()
+    path.write_bytes(render(built, format))
+    if built.empty:
+        console.print(f"No data between {start:%Y-%m-%d} and {end - timedelta(days=1):%Y-%m-%d}: the report says so.")
+    console.print(f"Wrote {path}", soft_wrap=True)
+
+
+def _spend_outcome(outcomes: Sequence[Any]) -> str | None:
+    """The outcome the return on recovery sets remedies against: the first sum of spend."""
+    return next((o.id for o in outcomes if o.kind.value == "sum"), None)
 
 
 def main() -> None:

@@ -161,6 +161,16 @@ class Settings(BaseSettings):
         max_length=200,
         description="Mixed into each incident's draw; a new salt starts a new experiment with new draws.",
     )
+    holdout_horizon: timedelta = Field(
+        default=timedelta(days=90),
+        description="Each experiment round's length from its period's start: a round gives its verdict once, when "
+        "it is over and every outcome window has closed, e.g. '90d' (docs/insights.md#estimates).",
+    )
+    outcomes_file: Path | None = Field(
+        default=None,
+        description="The experiment's outcome definitions (YAML, docs/insights.md#outcomes); unset: the shipped "
+        "generic ones and those of the rule packs in use.",
+    )
     holdout_close_after: timedelta = Field(
         default=timedelta(days=30),
         description="A held-out case the customer never raised is closed this long after it opened, e.g. '30d'.",
@@ -377,6 +387,7 @@ class Settings(BaseSettings):
         "console_session_idle",
         "console_session_lifetime",
         "holdout_close_after",
+        "holdout_horizon",
         mode="before",
     )
     @classmethod
@@ -391,7 +402,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "contact_window", "feedback_editable_for", "feedback_request_ttl", "console_session_idle",
-        "console_session_lifetime", "holdout_close_after",
+        "console_session_lifetime", "holdout_close_after", "holdout_horizon",
     )  # fmt: skip
     @classmethod
     def _positive_window(cls, value: timedelta) -> timedelta:

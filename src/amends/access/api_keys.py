@@ -49,6 +49,7 @@ class Scope(StrEnum):
     SUGGESTIONS_WRITE = "suggestions:write"  # move a suggestion along (planned, done, declined), merge two
     # Create a feedback request and read its link and QR code (to print on an invoice); the link is a credential.
     FEEDBACK_REQUESTS_WRITE = "feedback_requests:write"
+    METRICS_READ = "metrics:read"  # the report's figures and the holdout experiment's estimates, in aggregate
 
 
 @dataclass(frozen=True, slots=True)

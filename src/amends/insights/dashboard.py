@@ -19,7 +19,7 @@ from amends.feedback.measures import RatingMeasures, ResponseMeasures, rating_me
 from amends.recover.measures import MeasuresSummary, no_cases, summarise_by_week
 from amends.store import UnitOfWork, tables
 
-__all__ = ["Dashboard", "Week", "dashboard"]
+__all__ = ["Dashboard", "Week", "dashboard", "measures_between"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,39 +50,53 @@ def dashboard(uow: UnitOfWork, *, weeks: int, now: datetime, currency: str) -> D
         raise InvalidInput("weeks", "1 to 104")
     today = now.astimezone(UTC).date()
     this_monday = datetime.combine(today - timedelta(days=today.weekday()), time(), UTC)
-    since = this_monday - timedelta(weeks=weeks - 1)
-    starts = [since + timedelta(weeks=n) for n in range(weeks)]
-    by_week, overall = summarise_by_week(uow, since=since, until=now)
-    per_week = tuple(
-        Week(start, _label(start), by_week.get(start.date().isoformat()) or no_cases())
-        for start in starts
-        if start < now
-    )
+    return measures_between(uow, since=this_monday - timedelta(weeks=weeks - 1), until=now, now=now, currency=currency)
+
+
+def measures_between(uow: UnitOfWork, *, since: datetime, until: datetime, now: datetime, currency: str) -> Dashboard:
+    """The same measures for any span [since, until): cases by the week they opened in (the first week from
+    `since`, the last up to `until`), feedback by the week it arrived, grants by when they were made, incidents by
+    when they failed. `now` is when overdue answers are counted."""
+    if since >= until:
+        raise InvalidInput("since", "must be before until")
+    first = since.astimezone(UTC)
+    monday = datetime.combine(first.date() - timedelta(days=first.weekday()), time(), UTC)
+    starts = []
+    while monday < until:
+        starts.append(max(monday, since))
+        monday += timedelta(weeks=1)
+    by_week, overall = summarise_by_week(uow, since=since, until=until)
+    per_week = tuple(Week(start, _label(start), by_week.get(_monday(start)) or no_cases()) for start in starts)
     ledger = tables.ledger
     spend = uow.execute(
         sa.select(ledger.c.kind, sa.func.sum(sa.type_coerce(ledger.c.cash_value, sa.BigInteger)).label("hundredths"))
-        .where(ledger.c.at >= since, ledger.c.at < now)
+        .where(ledger.c.at >= since, ledger.c.at < until)
         .group_by(ledger.c.kind)
     ).all()
     incidents = tables.incidents
     by_rule = uow.execute(
         sa.select(incidents.c.rule_id, sa.func.count().label("n"))
-        .where(incidents.c.failure_at >= since, incidents.c.failure_at < now)
+        .where(incidents.c.failure_at >= since, incidents.c.failure_at < until)
         .group_by(incidents.c.rule_id)
     ).all()
     return Dashboard(
         since=since,
-        until=now,
+        until=until,
         weeks=per_week,
         overall=overall,
-        responses=tuple(response_measures(uow, since=since, until=now, now=now, by_channel=False)),
-        ratings=tuple(rating_measures(uow, since=since, until=now)),
+        responses=tuple(response_measures(uow, since=since, until=until, now=now, by_channel=False)),
+        ratings=tuple(rating_measures(uow, since=since, until=until)),
         spend_by_kind=tuple(
             sorted(((r.kind, Decimal(int(r.hundredths or 0)) / 100) for r in spend), key=lambda kv: -kv[1])
         ),
         incidents_by_rule=tuple(sorted(((r.rule_id, int(r.n)) for r in by_rule), key=lambda kv: (-kv[1], kv[0]))),
         currency=currency,
     )
+
+
+def _monday(start: datetime) -> str:
+    day = start.astimezone(UTC).date()
+    return (day - timedelta(days=day.weekday())).isoformat()
 
 
 def _label(start: datetime) -> str:

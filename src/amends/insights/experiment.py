@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 import sqlalchemy as sa
 from scipy import stats
+from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import confint_proportions_2indep
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
@@ -225,7 +226,7 @@ def estimate(measured: pl.DataFrame, outcome: Outcome, group: str, *, final: boo
         return Estimate(outcome, group, *arms, difference, None, None, "", None, None, None, Verdict.TOO_SMALL)
     strata = measured["share"].unique().to_list()
     y_t, y_h = treated["y"].to_numpy().astype(float), held["y"].to_numpy().astype(float)
-    mde = _mde(y_t, y_h)
+    mde = _mde_share(y_t, y_h) if outcome.kind.is_share else _mde(y_t, y_h)
     cuped = None
     relative: tuple[float | None, float | None] = (None, None)
     if len(strata) > 1:
@@ -241,7 +242,7 @@ def estimate(measured: pl.DataFrame, outcome: Outcome, group: str, *, final: boo
             p_value = float(compared.ttest_ind(usevar="unequal")[1])
             difference = float(a_t.mean() - a_h.mean())
             method = f"CUPED (pre-incident {outcome.id}), Welch"
-            mde = _mde(a_t, a_h)
+            mde = _mde(a_t, a_h) if not outcome.kind.is_share else min(mde or math.inf, _mde(a_t, a_h) or math.inf)
         elif outcome.kind.is_share:
             count_t, count_h = int(y_t.sum()), int(y_h.sum())
             low, high = confint_proportions_2indep(
@@ -251,10 +252,7 @@ def estimate(measured: pl.DataFrame, outcome: Outcome, group: str, *, final: boo
             p_value = float(stats.fisher_exact([[count_t, len(y_t) - count_t], [count_h, len(y_h) - count_h]])[1])
             method = "Newcombe (Wilson score)"
             if count_h:
-                ratio = confint_proportions_2indep(
-                    count_t, len(y_t), count_h, len(y_h), method="log-adjusted", compare="ratio", alpha=ALPHA
-                )
-                relative = (float(ratio[0]) - 1, float(ratio[1]) - 1)
+                relative = _relative_interval(count_t, len(y_t), count_h, len(y_h))
         else:
             result = stats.bootstrap(
                 (y_t, y_h),
@@ -309,6 +307,30 @@ def _mde(y_t: np.ndarray, y_h: np.ndarray) -> float | None:
         return None
     error = math.sqrt(y_t.var(ddof=1) / len(y_t) + y_h.var(ddof=1) / len(y_h))
     return float((stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)) * error)
+
+
+def _relative_interval(count_t: int, n_t: int, count_h: int, n_h: int) -> tuple[float | None, float | None]:
+    """The interval of the ratio of the shares, minus 1: the score interval (Koopman's; it handles a count of 0),
+    or, where statsmodels' root finding gives no real answer, the log interval with the 0.5 correction."""
+    for method in ("score", "log-adjusted"):
+        low, high = confint_proportions_2indep(count_t, n_t, count_h, n_h, method=method, compare="ratio", alpha=ALPHA)
+        if not (np.iscomplexobj(low) or np.iscomplexobj(high)) and math.isfinite(low) and math.isfinite(high):
+            return float(low) - 1, float(high) - 1
+    return None, None
+
+
+def _mde_share(y_t: np.ndarray, y_h: np.ndarray) -> float | None:
+    """For a share: the smallest rise or fall from the held-out share that a two-sided test at ALPHA finds with
+    POWER (Cohen's h, by statsmodels, turned back into a difference at the held-out share), so that a share of 0
+    in both arms does not claim to detect anything."""
+    if len(y_t) < 2 or len(y_h) < 2:
+        return None
+    h = NormalIndPower().solve_power(nobs1=len(y_t), ratio=len(y_h) / len(y_t), alpha=ALPHA, power=POWER)
+    base = math.asin(math.sqrt(float(y_h.mean())))
+    up = math.sin(min(math.pi / 2, base + h / 2)) ** 2
+    down = math.sin(max(0.0, base - h / 2)) ** 2
+    held = float(y_h.mean())
+    return max(up - held, held - down) if held > 0 else up - held
 
 
 def _cuped(measured: pl.DataFrame) -> tuple[float | None, tuple[np.ndarray, np.ndarray] | None]:

@@ -35,6 +35,9 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from amends.config import Settings
+from amends.detect.rules import event_types
+from amends.detect.service import RuleSource
 from amends.durations import parse_duration
 from amends.store import UnitOfWork, tables
 from amends.yamldoc import FileProblem, FileProblemsError, FileReport, parse_yaml, read_sources
@@ -46,7 +49,9 @@ __all__ = [
     "OutcomeSetError",
     "Source",
     "check_event_types",
+    "known_event_types",
     "load_outcomes",
+    "outcomes_from_settings",
     "parse_outcomes",
     "shipped_outcomes",
 ]
@@ -98,6 +103,21 @@ class Outcome:
     @property
     def higher_is_better(self) -> bool:
         return self.better == "higher"
+
+
+def outcomes_from_settings(settings: Settings) -> tuple[Outcome, ...]:
+    """The outcomes the settings name: their file, else the shipped ones for the rule packs in use."""
+    if settings.outcomes_file is not None:
+        return load_outcomes([settings.outcomes_file])
+    return shipped_outcomes(settings.rule_packs)
+
+
+def known_event_types(settings: Settings) -> set[str]:
+    """The event types amends is told of before any arrives: those the rules read and the settings name."""
+    known = {*settings.contact_event_types, *settings.profile_event_types, *settings.feedback_request_event_types}
+    for rule in RuleSource(settings.rule_packs, settings.rules_dir).load().rules:
+        known.update(event_types(rule))
+    return known
 
 
 def shipped_outcomes(packs: Sequence[str] = ()) -> tuple[Outcome, ...]:

@@ -64,6 +64,7 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
         Scope.MESSAGES_READ,
         Scope.MESSAGES_WRITE,
         Scope.SUGGESTIONS_WRITE,
+        Scope.METRICS_READ,
     },
     Role.ADMIN: frozenset(Scope),
 }

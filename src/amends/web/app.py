@@ -36,6 +36,7 @@ from amends.web.api import (
     incidents,
     ledger,
     messages,
+    metrics,
     staff,
 )
 from amends.web.errors import install_error_handlers
@@ -97,7 +98,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(customers.router)
     app.include_router(incidents.router)
-    for module in (cases, complaints, approvals, ledger, staff, messages, cards, inbound, feedback, feedback_requests):
+    for module in (cases, complaints, approvals, ledger, staff, messages, cards, inbound, feedback, feedback_requests,
+                   metrics):  # fmt: skip
         app.include_router(module.router)
     app.include_router(feedback.suggestions_router)
     app.include_router(unsubscribe.router)
