@@ -476,6 +476,25 @@ def test_the_dashboard_shows_each_measure_as_a_chart_and_as_numbers_for_managers
     assert "immutable" in served.headers["cache-control"]
 
 
+def test_the_dashboard_shows_what_recovery_does_from_the_holdout_experiment(console: Console) -> None:
+    import json
+
+    from tests.test_experiment import world
+
+    board = console.login("boss").get("/console/dashboard")
+    assert "the effect of recovery is not known yet" in board.text  # no draw yet: said, not shown as zeros
+    world(console.db, 600, complain=(0.10, 0.30), spend=(20.0, 0.0))
+    del console.app_client.app.state.dashboards  # type: ignore[attr-defined]  # computed anew, not in a minute
+    page = console.login("boss").get("/console/dashboard")
+    assert page.status_code == 200
+    figure = json.loads(re.search(r'id="figure-uplift">(.*?)</script>', page.text, re.S).group(1))  # type: ignore[union-attr]
+    [points] = figure["data"]
+    complained = points["y"].index("Complained within 30 days")
+    assert -30 < points["x"][complained] < -10  # 10 % against 30 %, in points
+    assert "300 customers treated, 300 held out" in page.text
+    assert "better" in page.text
+
+
 def test_the_queue_form_with_every_filter_left_at_any_shows_the_queue(console: Console) -> None:
     ana = console.login("ana")
     page = ana.get("/console?view=mine&status=open&origin=&rule=&owner=&team=")

@@ -33,7 +33,7 @@ async def read_report(
     ratings, remedy spend by kind, incidents by rule, the holdout experiment's rounds with their estimates, and
     "you said, we did". Definitions: docs/insights.md. `empty` is true when nothing happened in the span."""
     start, end, now = _span(actor, since, until)
-    outcomes, known = _outcomes(request)
+    outcomes, known = experiment_outcomes(request)
     settings = request.app.state.settings
     currency = request.app.state.recovery.policy.currency
 
@@ -55,7 +55,7 @@ async def read_uplift(
     outcome (overall and per rule) treated and held-out means, the difference with its 95 % interval, the minimum
     detectable effect and the verdict (docs/insights.md#estimates)."""
     start, end, now = _span(actor, since, until)
-    outcomes, known = _outcomes(request)
+    outcomes, known = experiment_outcomes(request)
     settings = request.app.state.settings
 
     def run(uow: UnitOfWork) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def _span(actor: Actor, since: datetime | None, until: datetime | None) -> tuple
     return start, end, now
 
 
-def _outcomes(request: Request) -> tuple[tuple[Outcome, ...], set[str]]:
+def experiment_outcomes(request: Request) -> tuple[tuple[Outcome, ...], set[str]]:
     """The outcomes and the event types known from the rules and settings, read once per app."""
     state = request.app.state
     if not hasattr(state, "outcomes"):

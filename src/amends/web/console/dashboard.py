@@ -24,8 +24,11 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from amends.errors import InvalidInput
 from amends.insights.dashboard import Dashboard, dashboard
+from amends.insights.experiment import Estimate, Experiment, Round, analyse
+from amends.insights.outcomes import Outcome
 from amends.recover.roles import Role
 from amends.store import Database
+from amends.web.api.metrics import experiment_outcomes
 from amends.web.console._base import Signed, render
 
 __all__ = ["PLOTLY_JS", "router"]
@@ -75,10 +78,11 @@ async def dashboard_page(
     user.actor.at_least(Role.MANAGER, "reading the dashboard")
     if weeks not in SPANS:  # a few spans, each computed once: not one cached board per number a URL can hold
         raise InvalidInput("weeks", f"one of {', '.join(map(str, SPANS))}")
-    board = await _cached(request, weeks)
+    board, experiment = await _cached(request, weeks)
+    shown = _shown_round(experiment)
     return render(
         request, "dashboard.html", user, board=board, weeks=weeks, charts=_charts(board), plotly_js=PLOTLY_JS,
-        tiles=_tiles(board), spans=SPANS,
+        tiles=_tiles(board), spans=SPANS, uplift=None if shown is None else _uplift(shown), round=shown,
     )  # fmt: skip
 
 
@@ -88,14 +92,14 @@ class _Boards:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._boards: dict[int, tuple[float, Dashboard]] = {}
+        self._boards: dict[int, tuple[float, _Board]] = {}
         self._refreshing: set[int] = set()
 
-    def get(self, weeks: int) -> tuple[float, Dashboard] | None:
+    def get(self, weeks: int) -> tuple[float, _Board] | None:
         with self._lock:
             return self._boards.get(weeks)
 
-    def put(self, weeks: int, board: Dashboard) -> None:
+    def put(self, weeks: int, board: _Board) -> None:
         with self._lock:
             self._boards[weeks] = (clock.monotonic(), board)
             self._refreshing.discard(weeks)
@@ -112,21 +116,29 @@ class _Boards:
             self._refreshing.discard(weeks)
 
 
-def _compute(db: Database, weeks: int, currency: str) -> Dashboard:
+_Board = tuple[Dashboard, Experiment]
+
+
+def _compute(db: Database, weeks: int, currency: str, outcomes: tuple[Outcome, ...], horizon: timedelta) -> _Board:
+    """The span's measures, and the holdout experiment as a whole (its rounds do not follow the span)."""
+    now = datetime.now(UTC)
     with db.unit_of_work() as uow:
-        return dashboard(uow, weeks=weeks, now=datetime.now(UTC), currency=currency)
+        board = dashboard(uow, weeks=weeks, now=now, currency=currency)
+        return board, analyse(uow, outcomes, as_of=now, horizon=horizon, by_rule=False)
 
 
-async def _cached(request: Request, weeks: int) -> Dashboard:
+async def _cached(request: Request, weeks: int) -> _Board:
     state = request.app.state
     if not hasattr(state, "dashboards"):
         state.dashboards = _Boards()
     boards: _Boards = state.dashboards
     db: Database = state.db
     currency = state.recovery.policy.currency
+    outcomes, _known = experiment_outcomes(request)
+    horizon = state.settings.holdout_horizon
     found = boards.get(weeks)
     if found is None:
-        board = await run_in_threadpool(_compute, db, weeks, currency)
+        board = await run_in_threadpool(_compute, db, weeks, currency, outcomes, horizon)
         boards.put(weeks, board)
         return board
     made, board = found
@@ -134,7 +146,7 @@ async def _cached(request: Request, weeks: int) -> Dashboard:
 
         def refresh() -> None:
             try:
-                boards.put(weeks, _compute(db, weeks, currency))
+                boards.put(weeks, _compute(db, weeks, currency, outcomes, horizon))
             except Exception:
                 log.exception("the dashboard could not be refreshed")
                 boards.release(weeks)
@@ -336,3 +348,77 @@ def _rules(board: Dashboard) -> Chart:
     rows = tuple((rule, f"{n:,}") for rule, n in board.incidents_by_rule)
     summary = "How many incidents each rule found in the span, the most first."
     return Chart("rules", "Incidents by rule", summary, figure, ("rule", "incidents"), rows)
+
+
+def _shown_round(experiment: Experiment) -> Round | None:
+    """The round to show: the latest final one, else the latest with anything measured."""
+    measured = [r for r in experiment.rounds if any(e.low is not None for e in r.estimates)]
+    final = [r for r in measured if r.final]
+    chosen = final or measured
+    return chosen[-1] if chosen else None
+
+
+def _uplift(round_: Round) -> Chart:
+    """Each share outcome's difference, treated minus held out, in points with its 95 % interval."""
+    shown = [e for e in round_.estimates if e.group == "all" and e.outcome.kind.is_share and e.low is not None]
+    titles = [e.outcome.title for e in shown]
+    points = [_points(e.difference) for e in shown]
+    figure = {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": points,
+                "y": titles,
+                "marker": {"color": _BRAND, "size": 10},
+                "error_x": {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [_points((e.high or 0) - (e.difference or 0)) for e in shown],
+                    "arrayminus": [_points((e.difference or 0) - (e.low or 0)) for e in shown],
+                    "color": _BRAND,
+                    "thickness": 3,
+                },
+                "name": "treated minus held out",
+            }
+        ],
+        "layout": _layout(
+            height=90 + 44 * max(1, len(shown)),
+            margin={"l": 260, "r": 16, "t": 8, "b": 40},
+            xaxis={"ticksuffix": " pts", "gridcolor": _GRID, "zeroline": True, "zerolinecolor": _INK},
+            yaxis={"type": "category", "autorange": "reversed"},
+            hovermode="closest",
+            showlegend=False,
+        ),
+    }
+    look = "final" if round_.final else "interim, no verdict yet"
+    summary = (
+        f"Round {round_.number} of the holdout experiment ({look}): {round_.treated:,} customers treated, "
+        f"{round_.held_out:,} held out. Treated minus held out, in percentage points, with 95% intervals."
+    )
+    rows = tuple(_uplift_row(e) for e in round_.estimates if e.group == "all")
+    columns = ("outcome", "treated", "held out", "difference (95% CI)", "detectable", "verdict")
+    return Chart("uplift", "What recovery does", summary, figure, columns, rows)
+
+
+def _points(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 2)
+
+
+def _uplift_row(e: Estimate) -> tuple[str, ...]:
+    share = e.outcome.kind.is_share
+
+    def shown(value: float | None) -> str:
+        return _MISSING if value is None else f"{value:.1%}" if share else f"{value:,.2f}"
+
+    def signed(value: float) -> str:
+        return f"{value * 100:+.1f}" if share else f"{value:+,.2f}"
+
+    if e.difference is None:
+        difference = _MISSING
+    elif e.low is None or e.high is None:
+        difference = signed(e.difference)
+    else:
+        difference = f"{signed(e.difference)} [{signed(e.low)}, {signed(e.high)}]" + (" pts" if share else "")
+    detectable = _MISSING if e.mde is None else f"±{e.mde * 100:.1f} pts" if share else f"±{e.mde:,.2f}"
+    return (e.outcome.title, shown(e.treated.mean), shown(e.held_out.mean), difference, detectable, e.verdict)
