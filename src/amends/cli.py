@@ -1116,7 +1116,8 @@ def demo(
     for label, value in (
         ("events", report.events), ("incidents", report.incidents), ("cases", report.cases),
         ("apologies sent", report.apologies), ("remedies granted", report.grants),
-        ("awaiting a manager", report.approvals_pending), ("feedback", report.feedback),
+        ("awaiting a manager", report.approvals_pending), ("held out (the experiment)", report.held_out),
+        ("feedback", report.feedback),
         ("feedback answered", report.answered),
     ):  # fmt: skip
         table.add_row(label, f"{value:,}")

@@ -10,6 +10,7 @@ the same seed gives the same world and the same work.
 
 from __future__ import annotations
 
+import heapq
 import random
 import secrets
 from collections.abc import Iterator
@@ -37,10 +38,12 @@ from amends.recover.cases import Status
 from amends.recover.roles import Role
 from amends.recover.service import Recovery
 from amends.recover.staff import StaffMember, add_staff, set_password
+from amends.simulation import tell_world
 from amends.store import Database, UnitOfWork, tables
-from amends.world import generate_world
+from amends.world import WorldStream, generate_world
 
-__all__ = ["DEMO_STAFF", "DEMO_TEAMS", "DemoReport", "build_demo", "demo_settings"]
+__all__ = ["DEMO_HOLDOUT_SHARE", "DEMO_STAFF", "DEMO_TEAMS", "DEMO_TRUE_EFFECT", "DemoReport", "build_demo",
+           "demo_settings"]  # fmt: skip
 
 # The demo's people: an agent per business, a lead, a manager who approves, an admin (docs/console.md#trying-it).
 DEMO_STAFF = (
@@ -53,6 +56,9 @@ DEMO_STAFF = (
 )
 DEMO_TEAMS = (("air-*", "airport"), ("shop-*", "web-shop"), ("car-*", "workshop"))
 _BUSINESSES = ("shop", "airline", "car_service")
+_BUSINESS_OF = {"C": "shop", "P": "airline", "D": "car_service"}  # by the first letter of their customers' ids
+DEMO_TRUE_EFFECT = 0.3  # how much a timely apology with a remedy lowers a demo customer's chance to complain, leave
+DEMO_HOLDOUT_SHARE = 0.25  # more than the default tenth: the demo's 45 days are short for an experiment
 _ASKED_ABOUT = ("order.delivered", "flight.arrived", "service.completed")
 _UNTOUCHED = timedelta(hours=12)  # the newest cases are left for the person trying the demo
 _TAKE_ON = 0.8  # an agent takes on this share of older cases the day after they open
@@ -74,6 +80,7 @@ class DemoReport:
     apologies: int = 0
     grants: int = 0
     approvals_pending: int = 0
+    held_out: int = 0  # cases held out of proactive recovery by the experiment
     feedback: int = 0
     answered: int = 0
     password: str = ""
@@ -91,6 +98,7 @@ def demo_settings(settings: Settings, outbox_file: str) -> Settings:
     if not settings.feedback_request_event_types:
         update["feedback_request_event_types"] = _ASKED_ABOUT
     update["feedback_cap_per_month"] = 0
+    update["holdout_share"] = DEMO_HOLDOUT_SHARE
     update["quiet_hours"] = ""
     update["business_hours"] = "Mon-Sun 08:00-20:00"
     return settings.model_copy(update=update)
@@ -114,7 +122,14 @@ def build_demo(
     desk = FeedbackDesk.from_settings(settings, intake=recovery.intake, outreach=outreach)
     delivery = Delivery.from_settings(db, settings)
     start = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
-    for day_end, events in _days(start, now, customers, days, seed):
+    streams = {
+        business: generate_world(
+            business, customers=customers, days=days, seed=seed, start=start, true_effect=DEMO_TRUE_EFFECT
+        )
+        for business in _BUSINESSES
+    }
+    told: set[int] = set()
+    for day_end, events in _days(list(streams.values()), now, start):
         for first in range(0, len(events), 5_000):
             chunk = [Item(envelope) for envelope in events[first : first + 5_000]]
             report.events += ingest_items(db, chunk, received_at=day_end, watcher=detection.detector).accepted
@@ -125,6 +140,8 @@ def build_demo(
             _staff_work(uow, recovery, outreach, desk, staff, rng, day_end)
             uow.commit()
         delivery.tick(now=day_end)  # to the file channel: the day's messages go out that day
+        # The customers read them: a timely apology with a remedy wins some back (docs/world.md#reacting).
+        tell_world(db, lambda customer, at: streams[_BUSINESS_OF[customer[0]]].recovered(customer, at), told)
     _spam(db, desk, now)
     with db.unit_of_work() as uow:
         report.incidents = _count(uow, tables.incidents)
@@ -132,6 +149,7 @@ def build_demo(
         report.apologies = _count(uow, tables.messages, tables.messages.c.kind == "apology")
         report.grants = _count(uow, tables.ledger)
         report.approvals_pending = _count(uow, tables.approvals, tables.approvals.c.status == "pending")
+        report.held_out = _count(uow, tables.holdout_draws, tables.holdout_draws.c.held_out.is_(True))
         report.feedback = _count(uow, tables.feedback)
         report.answered = _count(uow, tables.feedback, tables.feedback.c.responded_at.is_not(None))
     return report
@@ -155,10 +173,10 @@ def _add_staff(db: Database, report: DemoReport, now: datetime) -> dict[str, Sta
     return staff
 
 
-def _days(start: datetime, now: datetime, customers: int, days: int, seed: int) -> Iterator[tuple[datetime, list[Any]]]:
-    """The three businesses' events, a day at a time (by event time), each day with its end; none after `now`."""
-    streams = [generate_world(b, customers=customers, days=days, seed=seed, start=start) for b in _BUSINESSES]
-    events = sorted((e for stream in streams for e in stream), key=lambda e: datetime.fromisoformat(e["time"]))
+def _days(streams: list[WorldStream], now: datetime, start: datetime) -> Iterator[tuple[datetime, list[Any]]]:
+    """The businesses' events, a day at a time (by event time), each day with its end; none after `now`. The worlds
+    run only as far as the day being worked, so that what amends did the day before reaches them in time."""
+    events = heapq.merge(*streams, key=lambda e: datetime.fromisoformat(e["time"]))
     day_end = start + timedelta(days=1)
     today: list[Any] = []
     for envelope in events:

@@ -14,7 +14,7 @@ recovery; the difference in the share who complained within 30 days is the effec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,7 +41,7 @@ from amends.recover.staff import StaffMember, add_staff
 from amends.store import Database, UnitOfWork, tables
 from amends.world import DEFAULT_START, Reacted, WorldStream, generate_world
 
-__all__ = ["Simulation", "Truth", "simulate", "simulation_settings"]
+__all__ = ["Simulation", "Truth", "simulate", "simulation_settings", "tell_world"]
 
 _COMPLAINED = "complained"
 _COMPLAINED_WITHIN = timedelta(days=30)
@@ -146,7 +146,7 @@ def simulate(
             _work(uow, recovery, outreach, desk, step_end)
             uow.commit()
         delivery.tick(now=step_end)
-        result.recoveries_told += _tell(db, world, told)
+        result.recoveries_told += tell_world(db, world.recovered, told)
     end = start + timedelta(days=days)
     outcomes = shipped_outcomes((business,))
     with db.unit_of_work() as uow:
@@ -217,9 +217,9 @@ def _work(uow: UnitOfWork, recovery: Recovery, outreach: Outreach, desk: Actor, 
             continue  # what the desk could not do (no address to write to, a budget spent): a missing recovery
 
 
-def _tell(db: Database, world: WorldStream, told: set[int]) -> int:
-    """Tell the world of each case whose apology went out and whose remedy is granted: when both had reached the
-    customer. Each case once."""
+def tell_world(db: Database, recovered: Callable[[str, datetime], object], told: set[int]) -> int:
+    """Tell a world (`recovered(customer, at)`) of each case whose apology went out and whose remedy is granted:
+    when both had reached the customer. Each case once: `told` keeps the cases told."""
     m, ledger = tables.messages, tables.ledger
     with db.unit_of_work() as uow:
         rows = uow.execute(
@@ -238,7 +238,7 @@ def _tell(db: Database, world: WorldStream, told: set[int]) -> int:
         if row.case_id in told:
             continue
         told.add(row.case_id)
-        world.recovered(row.customer_id, max(row.sent_at, row.granted_at))
+        recovered(row.customer_id, max(row.sent_at, row.granted_at))
         new += 1
     return new
 

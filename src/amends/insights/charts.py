@@ -50,12 +50,12 @@ def cases_by_week(measures: Dashboard) -> Figure:
 
 
 def csat_by_week(measures: Dashboard) -> Figure:
-    """The mean CSAT (1-5) of each week's answers."""
+    """CSAT each week: the share of answers on the CSAT scale that rate 4 or 5."""
     figure, axes = _figure()
-    points = [(r.week, r.csat) for r in measures.ratings if r.csat is not None]
+    points = [(r.week, r.csat * 100) for r in measures.ratings if r.csat is not None]
     axes.plot([w for w, _ in points], [c for _, c in points], marker="o", color=_BLUE)
-    axes.set_ylim(1, 5)
-    axes.set_ylabel("CSAT (1-5)")
+    axes.set_ylim(0, 100)
+    axes.set_ylabel("CSAT (% rating 4 or 5)")
     _thin_labels(axes, [w for w, _ in points])
     return figure
 

@@ -311,10 +311,14 @@ def _mde(y_t: np.ndarray, y_h: np.ndarray) -> float | None:
 
 def _relative_interval(count_t: int, n_t: int, count_h: int, n_h: int) -> tuple[float | None, float | None]:
     """The interval of the ratio of the shares, minus 1: the score interval (Koopman's; it handles a count of 0),
-    or, where statsmodels' root finding gives no real answer, the log interval with the 0.5 correction."""
+    or, where statsmodels' root finding gives no real answer, the log interval with the 0.5 correction; None when
+    neither holds the estimate itself."""
+    ratio = (count_t / n_t) / (count_h / n_h)
     for method in ("score", "log-adjusted"):
         low, high = confint_proportions_2indep(count_t, n_t, count_h, n_h, method=method, compare="ratio", alpha=ALPHA)
-        if not (np.iscomplexobj(low) or np.iscomplexobj(high)) and math.isfinite(low) and math.isfinite(high):
+        if np.iscomplexobj(low) or np.iscomplexobj(high) or not (math.isfinite(low) and math.isfinite(high)):
+            continue
+        if low <= ratio <= high:  # at a share of 0 or 1 a method can miss its own estimate: then the next one
             return float(low) - 1, float(high) - 1
     return None, None
 

@@ -115,9 +115,9 @@ def _sections(report: Report) -> list[Section]:
         ),
     )  # fmt: skip
     ratings = Table(
-        ("week", "CSAT (1-5)", "answers", "NPS", "answers"),
+        ("week", "CSAT (rating 4-5)", "answers", "NPS", "answers"),
         tuple(
-            (r.week, _number(r.csat), f"{r.csat_answers:,}", _number(r.nps, 0), f"{r.nps_answers:,}") for r in m.ratings
+            (r.week, _share(r.csat), f"{r.csat_answers:,}", _number(r.nps, 0), f"{r.nps_answers:,}") for r in m.ratings
         ),
     )
     feedback_charts = (("CSAT by week", lambda: charts.csat_by_week(m)),) if any(r.csat for r in m.ratings) else ()
