@@ -208,14 +208,14 @@ def test_the_draw_cannot_be_changed_after_the_fact(world: World, db: Database) -
     ):
         with pytest.raises(sa.exc.DBAPIError, match="append-only"), db.engine.begin() as connection:
             connection.execute(statement)
-    # No endpoint writes a draw: none is named for it, and none of the API's writes touches the table.
-    app = world.client.app
-    writes = [
-        (route.path, sorted(route.methods))
-        for route in app.routes  # type: ignore[attr-defined]
-        if "holdout" in getattr(route, "path", "") and set(getattr(route, "methods", ())) - {"GET", "HEAD"}
-    ]
-    assert writes == []
+    # A case's arm is fixed when it opens, and a period's settings when it starts: no statement changes them.
+    for statement in (
+        sa.update(tables.cases).values(held_out=sa.not_(tables.cases.c.held_out)),
+        sa.update(tables.holdout_periods).values(started_at=tables.holdout_periods.c.started_at),
+        sa.delete(tables.holdout_periods),
+    ):
+        with pytest.raises(sa.exc.DBAPIError, match="held_out is fixed|append-only"), db.engine.begin() as connection:
+            connection.execute(statement)
     # Intake again, and a new share, draw nobody twice; a new incident is drawn in the new period.
     world.recovery.tick()
     assert [tuple(row) for row in draws(db)] == before
@@ -249,8 +249,29 @@ def test_held_out_cases_nobody_raised_close_after_the_window(world: World) -> No
     after = cases(world.db)
     assert {case_id for case_id, case in after.items() if case.status == "closed"} == held
     assert all(after[case_id].resolution.startswith("Held out") for case_id in held)
+    assert all(after[case_id].resolved_at is None for case_id in held)  # nothing was done: no follow-up, no survey
 
 
 def _key(db: Database, incident_id: int) -> str:
     with db.unit_of_work() as uow:
         return str(uow.execute(sa.select(tables.incidents.c.key).where(tables.incidents.c.id == incident_id)).scalar())
+
+
+def test_staff_do_not_contact_a_held_out_customer_but_their_call_ends_the_holdout(world: World) -> None:
+    delayed(world)
+    case_id = next(draw.case_id for draw in draws(world.db) if draw.held_out)
+    call = {"direction": "outbound", "channel": "phone", "note": "Rang to apologise"}
+    refused = world.client.post(f"/v1/cases/{case_id}/contacts", json=call, headers=world.as_("boss"))
+    assert refused.status_code == 409
+    assert "holdout" in refused.json()["reason"]
+    inbound = {"direction": "inbound", "channel": "phone", "note": "The customer rang about the delay"}
+    post(world, f"/v1/cases/{case_id}/contacts", "boss", **inbound)
+    world.recovery.tick()  # the next tick works it like a case a complaint raised
+    case = cases(world.db)[case_id]
+    assert case.owner_id == "ana"
+    with world.db.unit_of_work() as uow:
+        steps = tables.case_steps
+        due = uow.execute(sa.select(steps.c.due_at).where(steps.c.case_id == case_id, steps.c.kind == "empathise"))
+        assert due.scalar_one() is not None
+    [apology] = post(world, f"/v1/cases/{case_id}/steps/empathise/complete")["messages"]
+    assert apology["kind"] == "apology"

@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     holdout_ceiling: int = Field(
         default=4,
         ge=0,
-        le=5,
+        le=4,
         description="Incidents more severe than this are never held out (a safety incident always gets its "
         "apology); 0: none is held out.",
     )

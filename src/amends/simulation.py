@@ -193,15 +193,16 @@ def _desk(db: Database, now: datetime) -> Actor:
 
 
 def _work(uow: UnitOfWork, recovery: Recovery, outreach: Outreach, desk: Actor, now: datetime) -> None:
-    """Every open case the desk may work and has not: take it on, apologise, grant what the policy proposes. Held-out
-    cases are refused by the product itself, and left."""
+    """Every open case the desk has not taken on: take it on, apologise, grant what the policy proposes, resolve.
+    The desk tries held-out cases too: the product itself refuses them."""
     c = tables.cases
     waiting = uow.execute(
-        sa.select(c.c.id)
-        .where(c.c.status == Status.OPEN.value, c.c.acknowledged_at.is_(None), c.c.held_out.is_(False))
-        .order_by(c.c.id)
+        sa.select(c.c.id).where(c.c.status == Status.OPEN.value, c.c.acknowledged_at.is_(None)).order_by(c.c.id)
     ).scalars()
     for case_id in list(waiting):
+        # Each case in a savepoint: what the product refuses (a held-out case, a customer with no address, a spent
+        # budget) leaves nothing half done behind.
+        savepoint = uow.connection.begin_nested()
         try:
             work.acknowledge(uow, case_id, actor=desk, now=now)
             outreach.apologise(uow, case_id, actor=desk, now=now)
@@ -214,7 +215,9 @@ def _work(uow: UnitOfWork, recovery: Recovery, outreach: Outreach, desk: Actor, 
             outreach.resolve(uow, case_id, resolution="Apologised and made good.", actor=desk, now=now,
                              playbook=playbook)  # fmt: skip
         except AmendsError:
-            continue  # what the desk could not do (no address to write to, a budget spent): a missing recovery
+            savepoint.rollback()  # a missing recovery
+            continue
+        savepoint.commit()
 
 
 def tell_world(db: Database, recovered: Callable[[str, datetime], object], told: set[int]) -> int:

@@ -159,6 +159,12 @@ class Asking:
         query = sa.select(cases.c.id, cases.c.customer_id, cases.c.resolved_at).where(
             cases.c.status.in_(_RESOLVED),
             cases.c.resolved_at <= now - self.settle,
+            # A held-out case nobody raised gets nothing proactive, a feedback request neither (recover/holdout.py).
+            sa.or_(
+                cases.c.held_out.is_(False),
+                cases.c.customer_spoke_at.is_not(None),
+                cases.c.holdout_lifted_at.is_not(None),
+            ),
         )
         if cursor.at is not None:
             query = query.where(

@@ -117,7 +117,7 @@ class Round:
     held_out: int
     waiting: int  # units whose window has not closed yet, by the longest outcome
     estimates: tuple[Estimate, ...]
-    remedy_spend: float  # cash value granted on the round's treated cases, net of reversals
+    remedy_spend: float  # what recovery cost in remedies: treated minus held out per unit, times the treated
     retained: Estimate | None  # the spend outcome's estimate: its difference times the treated is what recovery kept
     units: pl.DataFrame = field(compare=False, repr=False)  # unit, customer_id, rule_id, failure_at, held_out
 
@@ -155,7 +155,7 @@ def analyse(
         row.id: {"plan": row.plan, "started_at": row.started_at}
         for row in uow.execute(sa.select(tables.holdout_periods))
     }
-    units = _units(uow, since, until)
+    units = _units(uow)
     if units.is_empty():
         return Experiment(as_of, horizon, periods, (), tuple(outcomes))
     started = pl.DataFrame(
@@ -168,6 +168,11 @@ def analyse(
         .clip(lower_bound=0)
         .alias("round")
     )
+    if since is not None or until is not None:
+        # Whole rounds only: a round is one experiment, looked at as a whole; a slice of it is not.
+        units = _whole_rounds(units, horizon, since, until)
+        if units.is_empty():
+            return Experiment(as_of, horizon, periods, (), tuple(outcomes))
     longest = max(outcome.within for outcome in outcomes)
     values = {outcome.id: _measure(uow, units, outcome, as_of) for outcome in outcomes}
     spend = _remedy_spend(uow, units)
@@ -187,7 +192,7 @@ def analyse(
                 for rule in sorted(measured["rule_id"].unique().to_list()):
                     estimates.append(estimate(measured.filter(pl.col("rule_id") == rule), outcome, rule, final=closed))
         waiting = int((group["failure_at"] > as_of - longest).sum())
-        round_spend = float(spend.filter(pl.col("unit").is_in(ids.implode()))["cash"].sum())
+        round_spend = _incremental_spend(group.select("unit", "held_out").join(spend, on="unit", how="left"))
         treated = int((~group["held_out"]).sum())
         retained = next(
             (e for e in estimates if e.group == "all" and e.outcome.id == spend_outcome and e.difference is not None),
@@ -230,7 +235,11 @@ def estimate(measured: pl.DataFrame, outcome: Outcome, group: str, *, final: boo
     cuped = None
     relative: tuple[float | None, float | None] = (None, None)
     if len(strata) > 1:
-        difference, low, high, p_value = _stratified(measured)
+        stratified = _stratified(measured)
+        if stratified is None:
+            difference = (arms[0].mean or 0.0) - (arms[1].mean or 0.0)
+            return Estimate(outcome, group, *arms, difference, None, None, "", mde, None, None, Verdict.TOO_SMALL)
+        difference, low, high, p_value = stratified
         method = "stratified by share, normal approximation"
     else:
         gain, adjusted = _cuped(measured)
@@ -354,16 +363,21 @@ def _cuped(measured: pl.DataFrame) -> tuple[float | None, tuple[np.ndarray, np.n
     return float(gain), (adjusted[~held], adjusted[held])
 
 
-def _stratified(measured: pl.DataFrame) -> tuple[float, float, float, float]:
-    """Post-stratified difference over the shares of a period: each stratum's difference, weighted by its units."""
-    total = len(measured)
-    difference = variance = 0.0
+def _stratified(measured: pl.DataFrame) -> tuple[float, float, float, float] | None:
+    """Post-stratified difference over the shares of a period: each stratum's difference, weighted by its units,
+    over the strata with at least two units in each arm; None when there is none."""
+    usable = []
     for _share, stratum in measured.group_by("share"):
         y_t = stratum.filter(~pl.col("held_out"))["y"].to_numpy().astype(float)
         y_h = stratum.filter(pl.col("held_out"))["y"].to_numpy().astype(float)
-        if len(y_t) < 2 or len(y_h) < 2:
-            continue
-        weight = len(stratum) / total
+        if len(y_t) >= 2 and len(y_h) >= 2:  # a stratum without spread in both arms says nothing
+            usable.append((y_t, y_h))
+    if not usable:
+        return None
+    total = sum(len(y_t) + len(y_h) for y_t, y_h in usable)
+    difference = variance = 0.0
+    for y_t, y_h in usable:
+        weight = (len(y_t) + len(y_h)) / total
         difference += weight * (y_t.mean() - y_h.mean())
         variance += weight**2 * (y_t.var(ddof=1) / len(y_t) + y_h.var(ddof=1) / len(y_h))
     error = math.sqrt(variance)
@@ -375,15 +389,24 @@ def _stratified(measured: pl.DataFrame) -> tuple[float, float, float, float]:
 # --- measuring, in the database ------------------------------------------------------------------------------
 
 
-def _units(uow: UnitOfWork, since: datetime | None, until: datetime | None) -> pl.DataFrame:
+def _whole_rounds(
+    units: pl.DataFrame, horizon: timedelta, since: datetime | None, until: datetime | None
+) -> pl.DataFrame:
+    """The units of the rounds that overlap [since, until)."""
+    starts = pl.col("started_at") + pl.duration(microseconds=pl.col("round") * (horizon // _MICROSECOND))
+    keep = pl.lit(True)
+    if until is not None:
+        keep = keep & (starts < until)
+    if since is not None:
+        keep = keep & (starts + horizon > since)
+    return units.filter(keep)
+
+
+def _units(uow: UnitOfWork) -> pl.DataFrame:
     d = tables.holdout_draws
     query = sa.select(d.c.incident_id, d.c.case_id, d.c.customer_id, d.c.rule_id, d.c.failure_at, d.c.period,
                       d.c.share, d.c.held_out)  # fmt: skip
-    if since is not None:
-        query = query.where(d.c.failure_at >= since)
-    if until is not None:
-        query = query.where(d.c.failure_at < until)
-    rows = uow.execute(query.order_by(d.c.period, d.c.customer_id, d.c.failure_at, d.c.incident_id)).all()
+    rows = uow.execute(query.order_by(d.c.period, d.c.customer_id, d.c.drawn_at, d.c.incident_id)).all()
     schema: dict[str, Any] = {
         "unit": pl.Int64,
         "case_id": pl.Int64,
@@ -395,9 +418,10 @@ def _units(uow: UnitOfWork, since: datetime | None, until: datetime | None) -> p
         "held_out": pl.Boolean,
     }
     drawn = pl.DataFrame([tuple(row) for row in rows], schema=schema, orient="row")
-    # One unit per customer and period: their first drawn incident. A later one's draw is as random, but whether
-    # it is drawn at all depends on the first one's arm (a treated case resolved sooner lets the next incident open
-    # a case of its own; an open held-out case takes it in), and its customer has already been treated or not.
+    # One unit per customer and period: their first drawn incident, over the whole period, before any span is
+    # chosen. A later one's draw is as random, but whether it is drawn at all depends on the first one's arm (a
+    # treated case resolved sooner lets the next incident open a case of its own; an open held-out case takes it
+    # in), and its customer has already been treated or not.
     return drawn.unique(subset=["period", "customer_id"], keep="first", maintain_order=True)
 
 
@@ -449,14 +473,13 @@ def _counted(uow: UnitOfWork, windows: pl.DataFrame, outcome: Outcome) -> pl.Dat
         prefixes=["TEMPORARY"],
     )
     connection = uow.connection
+    # Made and dropped in the caller's transaction: if anything fails, the rollback removes it with the rest.
     table.create(connection)
-    try:
-        rows = windows.to_dicts()
-        for first in range(0, len(rows), 10_000):
-            connection.execute(table.insert(), rows[first : first + 10_000])
-        parts = [_grouped(connection, table, source, outcome) for source in outcome.sources]
-    finally:
-        table.drop(connection)
+    rows = windows.to_dicts()
+    for first in range(0, len(rows), 10_000):
+        connection.execute(table.insert(), rows[first : first + 10_000])
+    parts = [_grouped(connection, table, source, outcome) for source in outcome.sources]
+    table.drop(connection)
     frames = [pl.DataFrame(part, schema={"unit": pl.Int64(), **schema}, orient="row") for part in parts]
     if not frames:
         return empty
@@ -473,7 +496,7 @@ def _grouped(connection: sa.Connection, units: sa.Table, source: Source, outcome
         if outcome.events is not None:
             conditions.append(e.c.type.in_(outcome.events))
         if outcome.value is not None:
-            value = e.c.data[outcome.value].as_float()
+            value = _number(connection.dialect.name, e.c.data, outcome.value)
     elif source is Source.COMPLAINTS:
         c = tables.complaints
         subject, at, table = c.c.customer_id, c.c.received_at, c
@@ -501,6 +524,26 @@ def _grouped(connection: sa.Connection, units: sa.Table, source: Source, outcome
         .group_by(u.unit)
     )
     return [(int(row[0]), *(float(v or 0) for v in row[1:])) for row in connection.execute(query)]
+
+
+def _number(dialect: str, data: sa.Column[Any], path: tuple[str, ...]) -> sa.ColumnElement[Any]:
+    """The number at `path` in an event's data, NULL when it is not a number (text, absent): a stray value is not
+    counted, on either engine, rather than failing the report (PostgreSQL) or counting as 0 (SQLite)."""
+    element = data[path]
+    if dialect == "postgresql":
+        return sa.case((sa.func.jsonb_typeof(element) == "number", element.as_float()), else_=None)
+    kind = sa.func.json_type(data, "$." + ".".join(f'"{part}"' for part in path))
+    return sa.case((kind.in_(("integer", "real")), element.as_float()), else_=None)
+
+
+def _incremental_spend(units: pl.DataFrame) -> float:
+    """Remedies granted per treated unit beyond those granted per held-out unit (held-out customers who raise it
+    get remedies too), times the treated units: what proactive recovery added to the remedy bill."""
+    cash = units.with_columns(pl.col("cash").fill_null(0.0))
+    treated = cash.filter(~pl.col("held_out"))["cash"]
+    held = cash.filter(pl.col("held_out"))["cash"]
+    held_mean = float(held.mean()) if len(held) else 0.0  # type: ignore[arg-type]
+    return float(treated.sum()) - held_mean * len(treated)
 
 
 def _remedy_spend(uow: UnitOfWork, units: pl.DataFrame) -> pl.DataFrame:

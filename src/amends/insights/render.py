@@ -207,13 +207,17 @@ def _uplift(report: Report) -> list[Section]:
 def _return_on_recovery(round_: Round, currency: str) -> str:
     retained = round_.retained
     spent = _money(Decimal(str(round(round_.remedy_spend, 2))), currency)
+    cost = (
+        f"what recovery added to the remedy bill (remedies per treated customer beyond those per held-out customer, "
+        f"times the {round_.treated:,} treated): {spent}"
+    )
     if retained is None or retained.difference is None or retained.low is None or retained.high is None:
-        return f"Remedies granted on the treated cases: {spent}. No spend outcome is measured yet to set against it."
+        return f"Return on recovery: {cost}. No spend outcome is measured yet to set against it."
     n = round_.treated
     kept = f"{retained.difference * n:,.0f} [{retained.low * n:,.0f}, {retained.high * n:,.0f}] {currency}"
     return (
-        f"Return on recovery: remedies granted on the treated cases {spent}; spend the treated customers made beyond "
-        f"what the held out did ({retained.outcome.title.lower()}), over all {n:,} treated: {kept}."
+        f"Return on recovery: {cost}; against it, what the treated customers spent beyond what the held-out ones "
+        f"did ({retained.outcome.title.lower()}), times the treated: {kept}."
     )
 
 
@@ -290,7 +294,8 @@ def _markdown(title: str, report: Report, sections: Sequence[Section]) -> str:
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A table cell: its pipes escaped, and markup shown as text (a Markdown viewer would render raw HTML)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
 
 
 # --- HTML ----------------------------------------------------------------------------------------------------

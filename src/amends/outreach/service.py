@@ -232,8 +232,7 @@ class Outreach:
             proactive = not spoke and contact is None
             if contact is not None:
                 answered = f"an answer, not proactive: the customer contacted us about it ({contact})"
-        if proactive:
-            refuse_if_withheld(case, f"sending the {composed.kind}")
+        refuse_if_withheld(case, f"sending the {composed.kind}")
         timing = self.policy.timing(
             uow,
             case.customer_id,
@@ -416,8 +415,7 @@ class Outreach:
         apology: `text`, else the saved draft, else the template's text. Without a channel, the one the customer
         can receive. On a channel staff use themselves (phone, in person), it is only recorded."""
         case = work.visible_case(uow, case_id, actor)
-        if contacted_about(uow, case, self.contact_events, now=now) is None:
-            refuse_if_withheld(case, "apologising")
+        refuse_if_withheld(case, "apologising")
         composed = None
         if channel is None or channel in _DELIVERED:
             wanted = None if channel is None else _DELIVERED[channel]

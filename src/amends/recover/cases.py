@@ -254,8 +254,10 @@ def open_case(
     now: datetime,
     customer_spoke_at: datetime | None = None,
     actor: Actor = SYSTEM,
+    held_out: bool = False,
 ) -> Case:
-    """Open a case and its steps (callers hold the recovery lock and know the customer has no open case)."""
+    """Open a case and its steps (callers hold the recovery lock and know the customer has no open case). A case
+    `held_out` by the experiment (recover/holdout.py) says so for good, and its steps wait: nothing falls due."""
     case_id = uow.execute(
         sa.insert(_cases)
         .values(
@@ -275,6 +277,7 @@ def open_case(
             customer_spoke_at=customer_spoke_at,
             reopened=0,
             resolution=None,
+            held_out=held_out,
         )
         .returning(_cases.c.id)
     ).scalar_one()
@@ -286,7 +289,7 @@ def open_case(
                 "position": position,
                 "kind": step.kind.value,
                 "title": step.title,
-                "due_at": step.due_at(now, None),
+                "due_at": None if held_out else step.due_at(now, None),
                 "completed_at": None,
                 "completed_by": None,
                 "draft": None,
@@ -420,6 +423,11 @@ def record_contact(
     if direction not in ("outbound", "inbound"):
         raise InvalidInput("direction", "outbound or inbound")
     case, member = workable_case(uow, case_id, actor, "recording a contact")
+    if direction == "outbound" and case.withheld:
+        raise Conflict(
+            f"recording a contact: case {case.id} is in the holdout experiment; we do not contact the customer "
+            "about it unless they raise it (record their contact as inbound)"
+        )
     when = at or now
     if when > now:
         raise InvalidInput("at", "a contact cannot be in the future")

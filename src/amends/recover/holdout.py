@@ -33,7 +33,7 @@ from amends.recover.cases import Case, Status
 from amends.recover.lock import recovery_lock
 from amends.store import UnitOfWork, tables
 
-__all__ = ["HoldoutPlan", "close_silent", "record_draw", "refuse_if_withheld"]
+__all__ = ["Draw", "HoldoutPlan", "close_silent", "draw_for", "record_draw", "refuse_if_withheld"]
 
 _draws = tables.holdout_draws
 _periods = tables.holdout_periods
@@ -75,7 +75,10 @@ class HoldoutPlan:
 
     @property
     def described(self) -> dict[str, Any]:
-        return {"share": self.share, "shares": dict(self.shares), "ceiling": self.ceiling, "salt": self.salt}
+        """The settings as recorded with the period; the salt only as a hash, so that what is shown of a period
+        (the report, /v1/metrics) cannot be used to work out which future incidents will be held out."""
+        salted = hashlib.sha256(("amends-holdout-salt\x1f" + self.salt).encode()).hexdigest()[:16]
+        return {"share": self.share, "shares": dict(self.shares), "ceiling": self.ceiling, "salt_hash": salted}
 
     def share_for(self, rule_id: str, severity: int) -> float:
         """The share of this rule's incidents at this severity that are held out (0 above the ceiling)."""
@@ -92,17 +95,32 @@ class HoldoutPlan:
         return int.from_bytes(digest[:8], "big") / _SCALE
 
 
-def record_draw(uow: UnitOfWork, plan: HoldoutPlan, incident: sa.Row[Any], case_id: int, *, now: datetime) -> bool:
-    """Draw the incident that opens proactive case `case_id` and record it; whether the case is held out. Incidents
-    that cannot be held out (above the ceiling, or a share of 0) are not drawn: they are not in the experiment."""
+@dataclass(frozen=True, slots=True)
+class Draw:
+    share: float
+    number: float
+
+    @property
+    def held_out(self) -> bool:
+        return self.number < self.share
+
+
+def draw_for(plan: HoldoutPlan, incident: sa.Row[Any]) -> Draw | None:
+    """The incident's draw, or None when it cannot be held out (above the ceiling, or a share of 0): then it is not
+    in the experiment."""
     share = plan.share_for(incident.rule_id, incident.severity)
     if share <= 0:
-        return False
+        return None
+    return Draw(share, plan.draw(incident.rule_id, incident.key))
+
+
+def record_draw(
+    uow: UnitOfWork, plan: HoldoutPlan, incident: sa.Row[Any], case_id: int, draw: Draw, *, now: datetime
+) -> None:
+    """Record the draw of the incident that opened proactive case `case_id` (once: the table takes no update)."""
     period = plan.period
     if uow.execute(sa.select(_periods.c.id).where(_periods.c.id == period)).first() is None:
         uow.execute(sa.insert(_periods).values(id=period, plan=plan.described, started_at=now))
-    number = plan.draw(incident.rule_id, incident.key)
-    held_out = number < share
     uow.execute(
         sa.insert(_draws).values(
             incident_id=incident.id,
@@ -112,17 +130,17 @@ def record_draw(uow: UnitOfWork, plan: HoldoutPlan, incident: sa.Row[Any], case_
             severity=incident.severity,
             failure_at=incident.failure_at,
             period=period,
-            share=share,
-            draw=number,
-            held_out=held_out,
+            share=draw.share,
+            draw=draw.number,
+            held_out=draw.held_out,
             drawn_at=now,
         )
     )
-    return held_out
 
 
 def refuse_if_withheld(case: Case, doing: str) -> None:
-    """Conflict when the case is held out and the customer has not raised it."""
+    """Conflict when the case is held out and the customer has not raised it (a complaint, negative feedback, a
+    reply, or an inbound contact staff record): then nothing goes out on it, whoever asks."""
     if case.withheld:
         raise Conflict(
             f"{doing}: case {case.id} is in the holdout experiment; nothing goes out on it unless the customer "
@@ -147,7 +165,7 @@ def close_silent(uow: UnitOfWork, plan: HoldoutPlan, *, now: datetime) -> int:
     uow.execute(
         sa.update(_cases)
         .where(_cases.c.id.in_(ids))
-        .values(status=Status.CLOSED.value, resolved_at=now, closed_at=now, resolution=resolution)
+        .values(status=Status.CLOSED.value, closed_at=now, resolution=resolution)  # never resolved: nothing was done
     )
     for case_id in ids:
         audit(uow, SYSTEM, "case.closed", f"case:{case_id}", at=now, reason="holdout")

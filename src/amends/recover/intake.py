@@ -22,7 +22,7 @@ from amends.recover.actors import SYSTEM, Actor
 from amends.recover.assign import Assigner
 from amends.recover.audit import audit
 from amends.recover.cases import Case, Origin, add_contact, load_case, open_case, open_case_of, set_owner
-from amends.recover.holdout import HoldoutPlan, record_draw
+from amends.recover.holdout import HoldoutPlan, draw_for, record_draw
 from amends.recover.lock import recovery_lock
 from amends.recover.playbooks import PlaybookSet
 from amends.store import Database, UnitOfWork, tables
@@ -109,6 +109,8 @@ class Intake:
     def _open(self, uow: UnitOfWork, row: sa.Row[Any], now: datetime) -> Case:
         playbook = self.playbooks.get(row.playbook)
         assignment = self.assigner.choose(uow, rule_id=row.rule_id, facts=row.facts, now=now)
+        draw = draw_for(self.holdout, row) if self.holdout.running else None
+        held_out = draw is not None and draw.held_out
         case = open_case(
             uow,
             customer_id=row.customer_id,
@@ -117,17 +119,37 @@ class Intake:
             severity=row.severity,
             team=assignment.case_team,
             now=now,
+            held_out=held_out,
         )
         _join(uow, case, row.id, row.severity, now)
-        if self.holdout.running and record_draw(uow, self.holdout, row, case.id, now=now):
+        if draw is not None:
+            record_draw(uow, self.holdout, row, case.id, draw, now=now)
+        if held_out:
             # Recorded, but nobody is asked to work it and nothing falls due until the customer raises it.
-            uow.execute(sa.update(_cases).where(_cases.c.id == case.id).values(held_out=True))
-            uow.execute(sa.update(_steps).where(_steps.c.case_id == case.id).values(due_at=None))
             audit(uow, SYSTEM, "case.held_out", f"case:{case.id}", at=now, period=self.holdout.period)
-            return load_case(uow, case.id)
+            return case
         if assignment.owner is not None:
             case = set_owner(uow, case, assignment.owner, reason=assignment.reason, by=SYSTEM, now=now)
         return case
+
+    def release_raised(self, uow: UnitOfWork, *, now: datetime, limit: int = 1_000) -> int:
+        """Work the held-out cases the customer has raised by a way that is not intake's (a reply to us, a contact
+        staff recorded): they get an owner and due steps, as a complaint gives them at once. How many."""
+        waiting = sa.exists().where(_steps.c.case_id == _cases.c.id, _steps.c.due_at.is_not(None))
+        raised = sa.and_(
+            _cases.c.status == "open",
+            _cases.c.held_out.is_(True),
+            _cases.c.customer_spoke_at.is_not(None),
+            _cases.c.owner_id.is_(None),
+            sa.not_(waiting),
+        )
+        if uow.execute(sa.select(_cases.c.id).where(raised).limit(1)).first() is None:
+            return 0
+        recovery_lock(uow)
+        rows = uow.execute(sa.select(_cases).where(raised).order_by(_cases.c.id).limit(limit)).all()
+        for row in rows:
+            self._release(uow, load_case(uow, row.id), now, lifted=False)
+        return len(rows)
 
     def _release(self, uow: UnitOfWork, case: Case, now: datetime, *, lifted: bool) -> None:
         """A held-out case the customer raised, or that a severe incident lifted, is worked from now: its steps

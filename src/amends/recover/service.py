@@ -59,6 +59,7 @@ class Recovery:
         if opened or joined:
             log.info("intake: %d case(s) opened, %d incident(s) joined an open case", opened, joined)
         with self.db.unit_of_work(writes=True) as uow:
+            self.intake.release_raised(uow, now=now or datetime.now(UTC))
             closed = close_silent(uow, self.intake.holdout, now=now or datetime.now(UTC))
             uow.commit()
         if closed:

@@ -53,25 +53,49 @@ def upgrade() -> None:
     with op.batch_alter_table("cases") as batch:
         batch.add_column(sa.Column("held_out", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column("holdout_lifted_at", _instant(), nullable=True))
+    # The draws and the periods take no UPDATE or DELETE, and a case's held_out never changes once written.
     if op.get_bind().dialect.name == "postgresql":
-        # amends_append_only() was made by 0004.
+        for table in ("holdout_draws", "holdout_periods"):  # amends_append_only() was made by 0004
+            op.execute(
+                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION amends_append_only()"
+            )
         op.execute(
-            "CREATE TRIGGER holdout_draws_append_only BEFORE UPDATE OR DELETE ON holdout_draws "
-            "FOR EACH ROW EXECUTE FUNCTION amends_append_only()"
+            """
+            CREATE FUNCTION amends_held_out_fixed() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'cases.held_out is fixed when the case opens: UPDATE refused';
+            END $$
+            """
+        )
+        op.execute(
+            "CREATE TRIGGER cases_held_out_fixed BEFORE UPDATE OF held_out ON cases FOR EACH ROW "
+            "WHEN (OLD.held_out IS DISTINCT FROM NEW.held_out) EXECUTE FUNCTION amends_held_out_fixed()"
         )
     else:
-        for operation in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER holdout_draws_no_{operation.lower()} BEFORE {operation} ON holdout_draws "
-                f"BEGIN SELECT RAISE(ABORT, 'holdout_draws is append-only: {operation} refused'); END"
-            )
+        for table in ("holdout_draws", "holdout_periods"):
+            for operation in ("UPDATE", "DELETE"):
+                op.execute(
+                    f"CREATE TRIGGER {table}_no_{operation.lower()} BEFORE {operation} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {operation} refused'); END"
+                )
+        op.execute(
+            "CREATE TRIGGER cases_held_out_fixed BEFORE UPDATE OF held_out ON cases "
+            "WHEN OLD.held_out IS NOT NEW.held_out "
+            "BEGIN SELECT RAISE(ABORT, 'cases.held_out is fixed when the case opens: UPDATE refused'); END"
+        )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER cases_held_out_fixed ON cases")
+        op.execute("DROP FUNCTION amends_held_out_fixed()")
+    else:
+        op.execute("DROP TRIGGER cases_held_out_fixed")
     with op.batch_alter_table("cases") as batch:
         batch.drop_column("holdout_lifted_at")
         batch.drop_column("held_out")
     op.drop_index(op.f("ix_holdout_draws_customer_id"), table_name="holdout_draws")
     op.drop_index(op.f("ix_holdout_draws_period_failure_at"), table_name="holdout_draws")
-    op.drop_table("holdout_draws")  # its triggers go with it
+    op.drop_table("holdout_draws")  # their triggers go with them
     op.drop_table("holdout_periods")
