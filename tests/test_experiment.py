@@ -180,3 +180,51 @@ def test_outcome_definitions_are_checked(db: Database, tmp_path: Path) -> None:
             check_event_types(uow, typo)
         check_event_types(uow, OUTCOMES, known=["complaint.filed"])  # order.placed is stored; settings name the other
         check_event_types(uow, shipped_outcomes(("shop",)), known=["complaint.filed"])
+
+
+def test_shares_that_differ_by_rule_are_analysed_stratum_by_stratum(db: Database) -> None:
+    """Held out at 0.5 for one rule and 0.2 for another: each stratum's difference, weighted by its units."""
+    rng = random.Random(9)
+    draws, events = [], []
+    for n in range(1_500):
+        share = 0.5 if n % 2 else 0.2
+        held_out = rng.random() < share
+        customer, failure = f"S-{n}", START + timedelta(hours=n)
+        draws.append({"incident_id": n + 1, "case_id": n + 1, "customer_id": customer, "rule_id": f"r{share}",
+                      "severity": 2, "failure_at": failure, "period": "p1", "share": share, "draw": 0.0,
+                      "held_out": held_out, "drawn_at": failure})  # fmt: skip
+        base = 0.4 if share == 0.5 else 0.1  # the strata differ: pooling them naively would mislead
+        if rng.random() < base * (0.5 if not held_out else 1.0):
+            events.append(_event(f"c-{n}", "complaint.filed", customer, failure + timedelta(days=3)))
+    with db.unit_of_work(writes=True) as uow:
+        uow.execute(sa.insert(tables.holdout_periods).values(id="p1", plan={"share": 0.5}, started_at=START))
+        uow.execute(sa.insert(tables.holdout_draws), draws)
+        uow.commit()
+    ingest_items(db, [Item(e) for e in events], received_at=START + timedelta(days=200))
+    with db.unit_of_work() as uow:
+        result = analyse(uow, OUTCOMES[:1], as_of=START + timedelta(days=200), horizon=HORIZON * 2, by_rule=False)
+    [estimate] = result.rounds[0].estimates
+    assert estimate.method.startswith("stratified")
+    truth = -(0.5 * 0.2 + 0.5 * 0.05)  # each stratum halves its complaints; equal units in each
+    assert estimate.low < truth < estimate.high
+    assert estimate.high < 0
+
+
+def test_a_customer_counts_once_by_their_first_draw_and_a_span_takes_whole_rounds(db: Database) -> None:
+    world(db, 1_200, complain=(0.10, 0.30), spend=(20.0, 0.0))
+    with db.unit_of_work(writes=True) as uow:  # C-0 drawn again later, in the other arm
+        later = START + timedelta(days=40)
+        uow.execute(sa.insert(tables.holdout_draws).values(
+            incident_id=9_999, case_id=9_999, customer_id="C-0", rule_id="late", severity=2, failure_at=later,
+            period="p1", share=0.5, draw=0.0, held_out=True, drawn_at=later))  # fmt: skip
+        uow.commit()
+    with db.unit_of_work() as uow:
+        whole = analyse(uow, OUTCOMES[:1], as_of=START + timedelta(days=200), horizon=HORIZON, by_rule=False)
+        sliced = analyse(uow, OUTCOMES[:1], as_of=START + timedelta(days=200), horizon=HORIZON, by_rule=False,
+                         since=START + timedelta(days=30), until=START + timedelta(days=31))  # fmt: skip
+        after = analyse(uow, OUTCOMES[:1], as_of=START + timedelta(days=200), horizon=HORIZON, by_rule=False,
+                        since=START + timedelta(days=70))  # fmt: skip
+    [round_] = whole.rounds
+    assert (round_.treated, round_.held_out) == (600, 600)  # C-0's second draw is not a unit
+    assert sliced.rounds[0].treated + sliced.rounds[0].held_out == 1_200  # the whole round, not one day of it
+    assert after.empty

@@ -214,7 +214,7 @@ def test_the_draw_cannot_be_changed_after_the_fact(world: World, db: Database) -
         sa.update(tables.holdout_periods).values(started_at=tables.holdout_periods.c.started_at),
         sa.delete(tables.holdout_periods),
     ):
-        with pytest.raises(sa.exc.DBAPIError, match="held_out is fixed|append-only"), db.engine.begin() as connection:
+        with pytest.raises(sa.exc.DBAPIError, match=r"held_out is fixed|append-only"), db.engine.begin() as connection:
             connection.execute(statement)
     # Intake again, and a new share, draw nobody twice; a new incident is drawn in the new period.
     world.recovery.tick()
