@@ -490,6 +490,7 @@ def _grouped(connection: sa.Connection, units: sa.Table, source: Source, outcome
     u = units.c
     conditions: list[sa.ColumnElement[bool]] = []
     value: sa.ColumnElement[Any] | None = None
+    table: sa.FromClause
     if source is Source.EVENTS:
         e = tables.events
         subject, at, table = e.c.subject, e.c.time, e
@@ -501,8 +502,12 @@ def _grouped(connection: sa.Connection, units: sa.Table, source: Source, outcome
         c = tables.complaints
         subject, at, table = c.c.customer_id, c.c.received_at, c
     else:
-        f = tables.feedback
-        subject, at, table = f.c.customer_id, f.c.received_at, f
+        f, r = tables.feedback, tables.feedback_requests
+        subject, at = f.c.customer_id, f.c.received_at
+        # Not the answers to a case's own request ("did we make it right?"): only treated cases are asked that,
+        # so counting them would compare customers asked more often with customers asked less.
+        table = f.outerjoin(r, r.c.id == f.c.request_id)
+        conditions.append(r.c.case_id.is_(None))
         conditions.append(f.c.spam.is_(False))
         if outcome.sentiment is not None:
             conditions.append(f.c.sentiment == outcome.sentiment)

@@ -34,7 +34,8 @@ class Effect:
     A recovery (an apology with a remedy) that reaches a customer within `timely` of their last failure wins them
     back with probability `true_effect`, drawn from a generator of its own: then, for `lasts`, they neither complain
     nor leave. A late recovery, or none, changes nothing. So a timely recovery lowers the chance to complain and to
-    leave by `true_effect`, and the rest of the world runs as it would have.
+    leave by `true_effect`. (A customer who stays instead of leaving goes on drawing from the world's generator:
+    what follows is not the world without recovery, event for event.)
     """
 
     __slots__ = ("complaints_prevented", "departures_prevented", "lasts", "late", "prevented", "rng", "timely",
