@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,29 @@ def test_a_customer_counts_once_by_their_first_draw_and_a_span_takes_whole_round
     assert (round_.treated, round_.held_out) == (600, 600)  # C-0's second draw is not a unit
     assert sliced.rounds[0].treated + sliced.rounds[0].held_out == 1_200  # the whole round, not one day of it
     assert after.empty
+
+
+def test_estimates_per_remedy_kind_compare_arms_within_the_rule_and_severity_that_grant_it(db: Database) -> None:
+    world(db, 600, complain=(0.10, 0.30), spend=(20.0, 0.0))
+    with db.unit_of_work(writes=True) as uow:
+        d = tables.holdout_draws
+        treated = uow.execute(sa.select(d.c.case_id, d.c.customer_id, d.c.rule_id).where(d.c.held_out.is_(False)))
+        uow.execute(
+            sa.insert(tables.ledger),
+            [
+                {"entry_key": f"case:{row.case_id}:1", "case_id": row.case_id, "slot": "1",
+                 "customer_id": row.customer_id, "incident_id": row.case_id,
+                 "kind": "voucher" if row.rule_id == "late" else "miles", "amount": Decimal(20), "unit": "EUR",
+                 "cash_value": Decimal(12), "policy": "late", "granted_by": "desk", "at": START}
+                for row in treated
+            ],
+        )  # fmt: skip
+        uow.commit()
+    with db.unit_of_work() as uow:
+        result = analyse(uow, OUTCOMES[:1], as_of=START + timedelta(days=200), horizon=HORIZON)
+    [round_] = result.rounds
+    by = {e.group: e for e in round_.estimates}
+    assert by["remedy: voucher"].treated.units == by["late"].treated.units
+    assert by["remedy: voucher"].held_out.units == by["late"].held_out.units  # the held out of the same stratum
+    assert by["remedy: miles"].held_out.units == by["lost"].held_out.units
+    assert round_.remedy_spend == pytest.approx(12.0 * 300)  # the held out got nothing: all of it is recovery's

@@ -174,6 +174,10 @@ def analyse(
         if units.is_empty():
             return Experiment(as_of, horizon, periods, (), tuple(outcomes))
     longest = max(outcome.within for outcome in outcomes)
+    if by_rule:
+        units = units.join(_remedy_kinds(uow, units), on="unit", how="left")
+    else:
+        units = units.with_columns(pl.lit(None, dtype=pl.String).alias("remedy_kind"))
     values = {outcome.id: _measure(uow, units, outcome, as_of) for outcome in outcomes}
     spend = _remedy_spend(uow, units)
     rounds = []
@@ -191,6 +195,9 @@ def analyse(
             if by_rule:
                 for rule in sorted(measured["rule_id"].unique().to_list()):
                     estimates.append(estimate(measured.filter(pl.col("rule_id") == rule), outcome, rule, final=closed))
+                for kind in sorted(measured["remedy_kind"].drop_nulls().unique().to_list()):
+                    of_kind = measured.filter(pl.col("remedy_kind") == kind)
+                    estimates.append(estimate(of_kind, outcome, f"remedy: {kind}", final=closed))
         waiting = int((group["failure_at"] > as_of - longest).sum())
         round_spend = _incremental_spend(group.select("unit", "held_out").join(spend, on="unit", how="left"))
         treated = int((~group["held_out"]).sum())
@@ -404,14 +411,15 @@ def _whole_rounds(
 
 def _units(uow: UnitOfWork) -> pl.DataFrame:
     d = tables.holdout_draws
-    query = sa.select(d.c.incident_id, d.c.case_id, d.c.customer_id, d.c.rule_id, d.c.failure_at, d.c.period,
-                      d.c.share, d.c.held_out)  # fmt: skip
+    query = sa.select(d.c.incident_id, d.c.case_id, d.c.customer_id, d.c.rule_id, d.c.severity, d.c.failure_at,
+                      d.c.period, d.c.share, d.c.held_out)  # fmt: skip
     rows = uow.execute(query.order_by(d.c.period, d.c.customer_id, d.c.drawn_at, d.c.incident_id)).all()
     schema: dict[str, Any] = {
         "unit": pl.Int64,
         "case_id": pl.Int64,
         "customer_id": pl.String,
         "rule_id": pl.String,
+        "severity": pl.Int64,
         "failure_at": pl.Datetime("us", "UTC"),
         "period": pl.String,
         "share": pl.Float64,
@@ -450,7 +458,13 @@ def _measure(uow: UnitOfWork, units: pl.DataFrame, outcome: Outcome, as_of: date
         y = pl.when(pl.col("post_v") > 0).then(pl.col("post_sum") / pl.col("post_v"))
         x = pl.when(pl.col("pre_v") > 0).then(pl.col("pre_sum") / pl.col("pre_v"))
     return joined.select(
-        "unit", "rule_id", "share", "held_out", y.cast(pl.Float64).alias("y"), x.cast(pl.Float64).alias("x")
+        "unit",
+        "rule_id",
+        "remedy_kind",
+        "share",
+        "held_out",
+        y.cast(pl.Float64).alias("y"),
+        x.cast(pl.Float64).alias("x"),
     )
 
 
@@ -539,6 +553,36 @@ def _number(dialect: str, data: sa.Column[Any], path: tuple[str, ...]) -> sa.Col
         return sa.case((sa.func.jsonb_typeof(element) == "number", element.as_float()), else_=None)
     kind = sa.func.json_type(data, "$." + ".".join(f'"{part}"' for part in path))
     return sa.case((kind.in_(("integer", "real")), element.as_float()), else_=None)
+
+
+def _remedy_kinds(uow: UnitOfWork, units: pl.DataFrame) -> pl.DataFrame:
+    """Each unit's remedy kind, for the per-kind estimates: the kind granted most often to the treated units of
+    its rule and severity (the policy proposes by them), given to every unit of that stratum, held out or not, so
+    that the comparison within a kind stays between arms the draw made alike. Strata where no treated unit was
+    granted anything have none."""
+    ledger = tables.ledger
+    d = tables.holdout_draws
+    granted = uow.execute(
+        sa.select(d.c.incident_id, sa.func.min(ledger.c.kind).label("kind"))
+        .join(ledger, ledger.c.case_id == d.c.case_id)
+        .where(d.c.held_out.is_(False), ledger.c.reverses_id.is_(None))
+        .group_by(d.c.incident_id)
+    ).all()
+    kinds = pl.DataFrame([tuple(row) for row in granted], schema={"unit": pl.Int64, "kind": pl.String}, orient="row")
+    strata = (
+        units.select("unit", "rule_id", "severity")
+        .join(kinds, on="unit", how="inner")
+        .group_by("rule_id", "severity", "kind")
+        .len()
+        .sort(["rule_id", "severity", "len", "kind"], descending=[False, False, True, False])
+        .unique(subset=["rule_id", "severity"], keep="first", maintain_order=True)
+        .select("rule_id", "severity", pl.col("kind").alias("remedy_kind"))
+    )
+    return (
+        units.select("unit", "rule_id", "severity")
+        .join(strata, on=["rule_id", "severity"], how="left")
+        .select("unit", "remedy_kind")
+    )
 
 
 def _incremental_spend(units: pl.DataFrame) -> float:
