@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -1146,7 +1146,7 @@ def report(
 ) -> None:
     """Write the report a CX lead forwards: recovery and feedback week by week, what the holdout experiment says
     recovery does for customers, and "you said, we did" (docs/insights.md#the-report)."""
-    from amends.insights.outcomes import check_event_types, known_event_types, outcomes_from_settings
+    from amends.insights.outcomes import check_event_types, known_event_types, outcomes_from_settings, spend_outcome
     from amends.insights.render import FORMATS, render
     from amends.insights.report import build_report
     from amends.recover.service import Recovery
@@ -1171,18 +1171,13 @@ def report(
             check_event_types(uow, outcomes, known=known_event_types(settings))
             built = build_report(uow, since=start, until=end, now=now, outcomes=outcomes,
                                  horizon=settings.holdout_horizon, currency=currency,
-                                 spend_outcome=_spend_outcome(outcomes))  # fmt: skip
+                                 spend_outcome=spend_outcome(outcomes))  # fmt: skip
     finally:
         db.dispose()
     path.write_bytes(render(built, format))
     if built.empty:
         console.print(f"No data between {start:%Y-%m-%d} and {end - timedelta(days=1):%Y-%m-%d}: the report says so.")
     console.print(f"Wrote {path}", soft_wrap=True)
-
-
-def _spend_outcome(outcomes: Sequence[Any]) -> str | None:
-    """The outcome the return on recovery sets remedies against: the first sum of spend."""
-    return next((o.id for o in outcomes if o.kind.value == "sum"), None)
 
 
 def main() -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "outcomes_from_settings",
     "parse_outcomes",
     "shipped_outcomes",
+    "spend_outcome",
 ]
 
 OUTCOMES_DIR = Path(__file__).parent / "outcomes"
@@ -118,6 +119,11 @@ def known_event_types(settings: Settings) -> set[str]:
     for rule in RuleSource(settings.rule_packs, settings.rules_dir).load().rules:
         known.update(event_types(rule))
     return known
+
+
+def spend_outcome(outcomes: Sequence[Outcome]) -> str | None:
+    """The outcome the return on recovery sets remedies against: the first sum (spend), if any."""
+    return next((outcome.id for outcome in outcomes if outcome.kind is Kind.SUM), None)
 
 
 def shipped_outcomes(packs: Sequence[str] = ()) -> tuple[Outcome, ...]:

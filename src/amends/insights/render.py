@@ -183,7 +183,7 @@ def _uplift(report: Report) -> list[Section]:
             tuple(_estimate_row(e) for e in estimates),
         )
         by_rule = Table(
-            ("rule", "outcome", "treated", "held out", "difference (95% CI)", "verdict"),
+            ("by rule or remedy", "outcome", "treated", "held out", "difference (95% CI)", "verdict"),
             tuple(
                 (e.group, e.outcome.title, f"{e.treated.units:,}", f"{e.held_out.units:,}", _difference(e), e.verdict)
                 for e in round_.estimates

@@ -11,7 +11,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from amends.access import Scope
 from amends.errors import InvalidInput
 from amends.insights.experiment import analyse
-from amends.insights.outcomes import Outcome, check_event_types, known_event_types, outcomes_from_settings
+from amends.insights.outcomes import (
+    Outcome,
+    check_event_types,
+    known_event_types,
+    outcomes_from_settings,
+    spend_outcome,
+)
 from amends.insights.report import build_report, report_json, round_json
 from amends.recover.actors import Actor
 from amends.recover.roles import Role
@@ -41,7 +47,7 @@ async def read_report(
         check_event_types(uow, outcomes, known=known)
         report = build_report(uow, since=start, until=end, now=now, outcomes=outcomes,
                               horizon=settings.holdout_horizon, currency=currency,
-                              spend_outcome=_spend(outcomes))  # fmt: skip
+                              spend_outcome=spend_outcome(outcomes))  # fmt: skip
         return report_json(report)
 
     return await reading(db, run)
@@ -61,7 +67,7 @@ async def read_uplift(
     def run(uow: UnitOfWork) -> dict[str, Any]:
         check_event_types(uow, outcomes, known=known)
         experiment = analyse(uow, outcomes, as_of=now, horizon=settings.holdout_horizon, since=start, until=end,
-                             spend_outcome=_spend(outcomes))  # fmt: skip
+                             spend_outcome=spend_outcome(outcomes))  # fmt: skip
         return {
             "as_of": experiment.as_of,
             "horizon_days": experiment.horizon / timedelta(days=1),
@@ -94,7 +100,3 @@ def experiment_outcomes(request: Request) -> tuple[tuple[Outcome, ...], set[str]
         state.outcomes = (outcomes_from_settings(settings), known_event_types(settings))
     found: tuple[tuple[Outcome, ...], set[str]] = state.outcomes
     return found
-
-
-def _spend(outcomes: tuple[Outcome, ...]) -> str | None:
-    return next((o.id for o in outcomes if o.kind.value == "sum"), None)
