@@ -53,7 +53,10 @@ def experiment_rows(db: Database, scale: float) -> None:
            SELECT i.id, c.id, c.customer_id, i.rule_id, i.severity, i.failure_at, 'bench', 0.1,
                   (c.id % 100) / 100.0, c.id % 10 = 0, c.opened_at
            FROM cases c JOIN incidents i ON i.id = 2 * c.id - 1 WHERE c.origin = 'proactive'""",
+        # The cases were written before their draws here: the trigger that fixes a case's arm is set aside for it.
+        "ALTER TABLE cases DISABLE TRIGGER cases_held_out_fixed",
         "UPDATE cases SET held_out = true WHERE origin = 'proactive' AND id % 10 = 0",
+        "ALTER TABLE cases ENABLE TRIGGER cases_held_out_fixed",
         f"""INSERT INTO events (dedup_key, source, event_id, type, time, subject, data, received_at)
             SELECT 'c' || n, 'https://shop.example/support', 'c-' || n, 'complaint.filed',
                    now() - (n % 259200) * interval '1 minute', 'B-' || lpad((1 + n * 20 % {customers})::text, 6, '0'),
