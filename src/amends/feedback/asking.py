@@ -43,6 +43,7 @@ from amends.feedback.requests import (
 from amends.feedback.service import FeedbackDesk
 from amends.outreach.service import Outreach
 from amends.recover.actors import SYSTEM, Actor
+from amends.recover.cases import WITHHELD
 from amends.store import Database, UnitOfWork, tables
 
 __all__ = ["Asked", "Asking", "answer_request"]
@@ -160,11 +161,7 @@ class Asking:
             cases.c.status.in_(_RESOLVED),
             cases.c.resolved_at <= now - self.settle,
             # A held-out case nobody raised gets nothing proactive, a feedback request neither (recover/holdout.py).
-            sa.or_(
-                cases.c.held_out.is_(False),
-                cases.c.customer_spoke_at.is_not(None),
-                cases.c.holdout_lifted_at.is_not(None),
-            ),
+            sa.not_(WITHHELD),
         )
         if cursor.at is not None:
             query = query.where(

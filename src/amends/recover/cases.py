@@ -31,6 +31,7 @@ from amends.recover.staff import StaffMember, get_staff
 from amends.store import UnitOfWork, tables
 
 __all__ = [
+    "WITHHELD",
     "Case",
     "CaseStep",
     "Fault",
@@ -140,6 +141,12 @@ class Case:
         if self.customer_spoke_at is None:
             return None if self.first_contact_at is None else False
         return self.first_contact_at is None or self.customer_spoke_at <= self.first_contact_at
+
+
+# `Case.withheld` as a condition on the cases table: held out, and neither raised by the customer nor lifted.
+WITHHELD = sa.and_(
+    _cases.c.held_out.is_(True), _cases.c.customer_spoke_at.is_(None), _cases.c.holdout_lifted_at.is_(None)
+)
 
 
 # --- reading ---------------------------------------------------------------------------------------------

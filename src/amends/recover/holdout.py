@@ -29,7 +29,7 @@ from amends.config import Settings
 from amends.errors import Conflict
 from amends.recover.actors import SYSTEM
 from amends.recover.audit import audit
-from amends.recover.cases import Case, Status
+from amends.recover.cases import WITHHELD, Case, Status
 from amends.recover.lock import recovery_lock
 from amends.store import UnitOfWork, tables
 
@@ -150,13 +150,7 @@ def refuse_if_withheld(case: Case, doing: str) -> None:
 
 def close_silent(uow: UnitOfWork, plan: HoldoutPlan, *, now: datetime) -> int:
     """Close the held-out cases the customer never raised, `close_after` after they opened; how many."""
-    quiet = sa.and_(
-        _cases.c.status == Status.OPEN.value,
-        _cases.c.held_out.is_(True),
-        _cases.c.customer_spoke_at.is_(None),
-        _cases.c.holdout_lifted_at.is_(None),
-        _cases.c.opened_at <= now - plan.close_after,
-    )
+    quiet = sa.and_(_cases.c.status == Status.OPEN.value, WITHHELD, _cases.c.opened_at <= now - plan.close_after)
     if uow.execute(sa.select(_cases.c.id).where(quiet).limit(1)).first() is None:
         return 0
     recovery_lock(uow)

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from amends.errors import InvalidInput, NotFound
+from amends.recover.cases import WITHHELD
 from amends.store import UnitOfWork, tables
 
 __all__ = ["CaseMeasures", "MeasuresSummary", "case_measures", "no_cases", "summarise", "summarise_by_week"]
@@ -126,9 +127,7 @@ def case_measures(uow: UnitOfWork, case_id: int) -> CaseMeasures:
 
 
 # A case recovery worked on: not held out, or held out and then raised by the customer or lifted.
-_WORKED = sa.or_(
-    _cases.c.held_out.is_(False), _cases.c.customer_spoke_at.is_not(None), _cases.c.holdout_lifted_at.is_not(None)
-)
+_WORKED = sa.not_(WITHHELD)
 
 
 def summarise(
