@@ -71,7 +71,7 @@ def postgres_migrated(postgres_server: str) -> Iterator[Database]:
     db.dispose()
 
 
-def _empty_tables(db: Database) -> None:
+def empty_tables(db: Database) -> None:
     with db.engine.begin() as connection:
         names = ", ".join(table.name for table in tables.metadata.sorted_tables)
         connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
@@ -87,7 +87,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         database.dispose()
         return
     database = request.getfixturevalue("postgres_migrated")
-    _empty_tables(database)
+    empty_tables(database)
     yield database
 
 

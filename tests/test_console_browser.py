@@ -24,11 +24,12 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import uvicorn
 
 from amends.access import Scope
 from amends.demo import build_demo, demo_settings
-from amends.store import Database, upgrade
+from amends.store import Database, tables, upgrade
 from amends.web import create_app
 from tests.conftest import SECRET, new_key, service_missing
 
@@ -113,8 +114,16 @@ def _fresh_delays(db: Database, settings: Any, now: datetime) -> None:
             "type": "flight.arrived", "time": landed, "subject": customer,
             "data": {"flight_no": f"EX9{n}", "booking_ref": f"BRW{n}", "delay_minutes": 400},
         })  # fmt: skip
-    detection = Detection.from_settings(db, settings)
+    # On the wall clock: the demo's detection follows event time, and when the world was quiet in the hour before
+    # `now` these arrivals would be the latest events and wait for a later one to pass them.
+    detection = Detection.from_settings(db, settings.model_copy(update={"detect_clock": "wall"}))
     ingest_items(db, [Item(e) for e in events], received_at=now, watcher=detection.detector)
+    detection.tick()
+    with db.engine.connect() as connection:
+        fresh = connection.execute(
+            sa.select(sa.func.count()).select_from(tables.incidents).where(tables.incidents.c.customer_id.like("P-9%"))
+        ).scalar_one()
+    assert fresh == 8, f"the eight late arrivals opened {fresh} incidents"
     # Taken in with the holdout off: the demo holds a quarter out, and these are the cases the agent must have.
     Recovery.from_settings(db, settings.model_copy(update={"holdout_share": 0.0})).tick(now=now)
 

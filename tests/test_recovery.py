@@ -27,7 +27,7 @@ from amends.recover.service import Recovery
 from amends.recover.staff import add_staff, create_staff_key, get_staff
 from amends.store import Database, tables
 from amends.web import create_app
-from tests.conftest import _empty_tables, new_key, settings_for
+from tests.conftest import empty_tables, new_key, settings_for
 
 NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -568,7 +568,7 @@ def test_intake_never_passes_over_an_incident_committed_after_a_later_one(postgr
     """Ids are handed out before commit: intake waits for the writers of incidents in flight. (PostgreSQL
     only: SQLite has one writer at a time, so no incident can be in flight while intake reads.)"""
     db = postgres_migrated
-    _empty_tables(db)
+    empty_tables(db)
     from amends.detect.incidents import Candidate
     from amends.detect.runner import store_findings
     from amends.recover.intake import incident_horizon
