@@ -34,7 +34,7 @@ from amends.outreach.service import Outreach
 from amends.recover import cases as work
 from amends.recover import remedies
 from amends.recover.actors import Actor
-from amends.recover.cases import Status
+from amends.recover.cases import WITHHELD, Status
 from amends.recover.roles import Role
 from amends.recover.service import Recovery
 from amends.recover.staff import StaffMember, add_staff
@@ -137,13 +137,14 @@ def simulate(
     outreach = Outreach.from_settings(settings, recovery.policy)
     delivery = Delivery.from_settings(db, settings)
     told: set[int] = set()
+    refused: set[int] = set()
     for step_end, events in _steps(world, start, days, step):
         if events:
             result.events += ingest_items(db, [Item(e) for e in events], received_at=step_end,
                                           watcher=detection.detector).accepted  # fmt: skip
         recovery.tick(now=step_end)
         with db.unit_of_work(writes=True) as uow:
-            _work(uow, recovery, outreach, desk, step_end)
+            _work(uow, recovery, outreach, desk, step_end, refused)
             uow.commit()
         delivery.tick(now=step_end)
         result.recoveries_told += tell_world(db, world.recovered, told)
@@ -192,14 +193,21 @@ def _desk(db: Database, now: datetime) -> Actor:
     return Actor(None, member, member.scopes, None)
 
 
-def _work(uow: UnitOfWork, recovery: Recovery, outreach: Outreach, desk: Actor, now: datetime) -> None:
+def _work(
+    uow: UnitOfWork, recovery: Recovery, outreach: Outreach, desk: Actor, now: datetime, refused: set[int]
+) -> None:
     """Every open case the desk has not taken on: take it on, apologise, grant what the policy proposes, resolve.
-    The desk tries held-out cases too: the product itself refuses them."""
+    The desk tries held-out cases too: the product itself refuses them. A held-out case refused once (in `refused`)
+    is tried again only once the customer has raised it."""
     c = tables.cases
     waiting = uow.execute(
-        sa.select(c.c.id).where(c.c.status == Status.OPEN.value, c.c.acknowledged_at.is_(None)).order_by(c.c.id)
-    ).scalars()
-    for case_id in list(waiting):
+        sa.select(c.c.id, WITHHELD.label("withheld"))
+        .where(c.c.status == Status.OPEN.value, c.c.acknowledged_at.is_(None))
+        .order_by(c.c.id)
+    ).all()
+    for case_id, withheld in waiting:
+        if withheld and case_id in refused:
+            continue
         # Each case in a savepoint: what the product refuses (a held-out case, a customer with no address, a spent
         # budget) leaves nothing half done behind.
         savepoint = uow.connection.begin_nested()
@@ -216,6 +224,8 @@ def _work(uow: UnitOfWork, recovery: Recovery, outreach: Outreach, desk: Actor, 
                              playbook=playbook)  # fmt: skip
         except AmendsError:
             savepoint.rollback()  # a missing recovery
+            if withheld:
+                refused.add(case_id)
             continue
         savepoint.commit()
 
