@@ -205,7 +205,8 @@ def _work(
         .where(c.c.status == Status.OPEN.value, c.c.acknowledged_at.is_(None))
         .order_by(c.c.id)
     ).all()
-    for case_id, withheld in waiting:
+    for row in waiting:
+        case_id, withheld = int(row.id), bool(row.withheld)
         if withheld and case_id in refused:
             continue
         # Each case in a savepoint: what the product refuses (a held-out case, a customer with no address, a spent
