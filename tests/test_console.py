@@ -495,6 +495,41 @@ def test_the_dashboard_shows_what_recovery_does_from_the_holdout_experiment(cons
     assert "better" in page.text
 
 
+def test_the_dashboard_gives_managers_the_report_of_its_span_as_a_page_a_pdf_and_markdown(console: Console) -> None:
+    from tests.test_experiment import world
+
+    console.send(profile("C-8"), booking(8, "C-8", 300.0), arrival(8, "C-8", 200, booking_ref="BK8"))
+    world(console.db, 200, complain=(0.10, 0.30), spend=(20.0, 0.0))
+    boss = console.login("boss")
+    board = boss.get("/console/dashboard?weeks=26")
+    assert 'href="/console/report?weeks=26&amp;format=pdf"' in board.text
+    page = boss.get("/console/report?weeks=26&format=html")
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    policy = page.headers["content-security-policy"]
+    assert "script-src" not in policy
+    assert "default-src 'none'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "What recovery does" in page.text
+    assert "air-long-delay" in page.text
+    assert "<svg" in page.text  # the charts inline
+    pdf = boss.get("/console/report?weeks=26&format=pdf")
+    assert pdf.status_code == 200
+    assert pdf.content.startswith(b"%PDF-")
+    assert re.fullmatch(
+        r'attachment; filename="amends-report-\d{4}-\d\d-\d\d-to-\d{4}-\d\d-\d\d\.pdf"',
+        pdf.headers["content-disposition"],
+    )
+    md = boss.get("/console/report?weeks=26&format=md")
+    assert md.headers["content-type"] == "text/markdown; charset=utf-8"
+    assert md.text.startswith("# Recovery and feedback")
+    assert console.login("ana").get("/console/report").status_code == 403  # agents: their own work, not the totals
+    refused = boss.get("/console/report?format=docx")
+    assert refused.status_code == 422
+    assert "format" in refused.text
+    assert boss.get("/console/report?weeks=5").status_code == 422
+
+
 def test_the_queue_form_with_every_filter_left_at_any_shows_the_queue(console: Console) -> None:
     ana = console.login("ana")
     page = ana.get("/console?view=mine&status=open&origin=&rule=&owner=&team=")

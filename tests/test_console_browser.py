@@ -284,6 +284,14 @@ def test_every_page_passes_axe_and_is_photographed(browser: Any, site: Site, wid
             assert page.locator(".chart[data-drawn='true']").count() == 7
         accessible(page)
         shoot(page, name)
+    # The report of the dashboard's span, opened from its link: one page with its charts drawn, and no script.
+    page.goto("/console/dashboard")
+    page.get_by_role("link", name="open it").click()
+    page.wait_for_url(re.compile(r".*/console/report\?.*format=html"))
+    page.get_by_role("heading", name="What recovery does", exact=False).first.wait_for()
+    assert page.locator("figure svg").count() >= 3
+    accessible(page)
+    shoot(page, "report")
     page.context.clear_cookies()
     page.goto("/console/login")
     accessible(page)

@@ -1027,8 +1027,10 @@ def world_simulate(
     if truth is not None and truth.treated:
         console.print(
             f"The world's own truth for the treated: {truth.complained:.1%} complained within 30 days; without "
-            f"recovery {truth.without_recovery:.1%} would have: an effect of {truth.effect * 100:+.1f} points "
-            f"(the world was given {true_effect:.0%} fewer complaints and departures for a timely recovery)."
+            f"recovery {truth.without_recovery:.1%} would have: an effect of {truth.effect * 100:+.1f} points"
+            + ("" if truth.relative is None else f", {truth.relative:+.0%}")
+            + f" (the world was given {true_effect:.0%} fewer complaints and departures for a timely recovery; a "
+            "complaint made before the apology arrives is not prevented)."
         )
 
 

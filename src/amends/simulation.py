@@ -62,6 +62,12 @@ class Truth:
         """Treated minus what they would have done without recovery: what the experiment estimates."""
         return self.complained - self.without_recovery
 
+    @property
+    def relative(self) -> float | None:
+        """The effect as a share of what would have been: the experiment's relative estimate, and what the world's
+        true effect becomes once complaints made before a recovery arrived (which none can prevent) are counted."""
+        return self.complained / self.without_recovery - 1 if self.without_recovery else None
+
 
 @dataclass
 class Simulation:

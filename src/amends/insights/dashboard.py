@@ -19,7 +19,7 @@ from amends.feedback.measures import RatingMeasures, ResponseMeasures, rating_me
 from amends.recover.measures import MeasuresSummary, no_cases, summarise_by_week
 from amends.store import UnitOfWork, tables
 
-__all__ = ["Dashboard", "Week", "dashboard", "measures_between"]
+__all__ = ["Dashboard", "Week", "dashboard", "measures_between", "weeks_since"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +48,14 @@ def dashboard(uow: UnitOfWork, *, weeks: int, now: datetime, currency: str) -> D
     """The last `weeks` whole and current weeks (Monday to Monday, UTC) up to `now`."""
     if not 1 <= weeks <= 104:
         raise InvalidInput("weeks", "1 to 104")
+    return measures_between(uow, since=weeks_since(weeks, now), until=now, now=now, currency=currency)
+
+
+def weeks_since(weeks: int, now: datetime) -> datetime:
+    """The start of the last `weeks` whole and current weeks up to `now`: the Monday (UTC) `weeks - 1` before this
+    week's."""
     today = now.astimezone(UTC).date()
-    this_monday = datetime.combine(today - timedelta(days=today.weekday()), time(), UTC)
-    return measures_between(uow, since=this_monday - timedelta(weeks=weeks - 1), until=now, now=now, currency=currency)
+    return datetime.combine(today - timedelta(days=today.weekday()), time(), UTC) - timedelta(weeks=weeks - 1)
 
 
 def measures_between(uow: UnitOfWork, *, since: datetime, until: datetime, now: datetime, currency: str) -> Dashboard:

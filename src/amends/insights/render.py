@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from amends.insights import charts
 from amends.insights.experiment import Estimate, Round
+from amends.insights.outcomes import Outcome
 from amends.insights.report import Report
 
 __all__ = ["FORMATS", "Format", "render"]
@@ -178,9 +179,12 @@ def _uplift(report: Report) -> list[Section]:
             f"{round_.waiting:,} still in their window ({look}).",
             _return_on_recovery(round_, report.measures.currency),
         ]
+        measured = [e for e in estimates if e.treated.units or e.held_out.units]
+        if not measured:
+            sentences.append(_first_figures(round_, experiment.outcomes))
         table = Table(
             ("outcome", "treated", "held out", "difference (95% CI)", "relative (95% CI)", "detectable", "verdict"),
-            tuple(_estimate_row(e) for e in estimates),
+            tuple(_estimate_row(e) for e in estimates) if measured else (),
         )
         by_rule = Table(
             ("by rule or remedy", "outcome", "treated", "held out", "difference (95% CI)", "verdict"),
@@ -202,6 +206,18 @@ def _uplift(report: Report) -> list[Section]:
             )
         )
     return sections
+
+
+def _first_figures(round_: Round, outcomes: Sequence[Outcome]) -> str:
+    """Said instead of a table of empty rows: when the first outcome can be measured."""
+    if round_.units.is_empty() or not outcomes:
+        return "No outcome can be measured yet."
+    earliest: datetime = round_.units["failure_at"].min()  # type: ignore[assignment]  # a Datetime column
+    first = earliest + min(o.within for o in outcomes)
+    return (
+        f"No outcome can be measured yet: every customer is still in their window. The first figures come from "
+        f"{_day(first)}, when the first window closes."
+    )
 
 
 def _return_on_recovery(round_: Round, currency: str) -> str:

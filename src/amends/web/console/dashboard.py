@@ -20,12 +20,15 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from amends.errors import InvalidInput
-from amends.insights.dashboard import Dashboard, dashboard
+from amends.insights.dashboard import Dashboard, dashboard, weeks_since
 from amends.insights.experiment import Estimate, Experiment, Round, analyse
-from amends.insights.outcomes import Outcome
+from amends.insights.outcomes import Outcome, check_event_types, spend_outcome
+from amends.insights.render import FORMATS
+from amends.insights.render import render as render_report
+from amends.insights.report import Report, build_report
 from amends.recover.roles import Role
 from amends.store import Database
 from amends.web.api.metrics import experiment_outcomes
@@ -84,6 +87,47 @@ async def dashboard_page(
         request, "dashboard.html", user, board=board, weeks=weeks, charts=_charts(board), plotly_js=PLOTLY_JS,
         tiles=_tiles(board), spans=SPANS, uplift=None if shown is None else _uplift(shown), round=shown,
     )  # fmt: skip
+
+
+_REPORT_CSP = (  # the report is one self-contained page: its own styles and inline SVG charts, no script at all
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+_REPORT_TYPES = {"html": "text/html; charset=utf-8", "pdf": "application/pdf", "md": "text/markdown; charset=utf-8"}
+
+
+@router.get("/report")
+async def report_file(
+    request: Request,
+    user: Signed,
+    weeks: Annotated[int, Query(ge=4, le=52)] = 12,
+    format: Annotated[str, Query(description="html, pdf or md")] = "html",
+) -> Response:
+    """The report of the dashboard's span (docs/insights.md#the-report): HTML shown in the browser, PDF and Markdown
+    as files to forward. The same figures as `amends report` and GET /v1/metrics/report."""
+    user.actor.at_least(Role.MANAGER, "reading the report")
+    if weeks not in SPANS:
+        raise InvalidInput("weeks", f"one of {', '.join(map(str, SPANS))}")
+    if format not in FORMATS:
+        raise InvalidInput("format", f"one of {', '.join(FORMATS)}")
+    state = request.app.state
+    outcomes, known = experiment_outcomes(request)
+    currency, horizon = state.recovery.policy.currency, state.settings.holdout_horizon
+
+    def write() -> tuple[Report, bytes]:
+        now = datetime.now(UTC)
+        with state.db.unit_of_work() as uow:
+            check_event_types(uow, outcomes, known=known)
+            built = build_report(uow, since=weeks_since(weeks, now), until=now, now=now, outcomes=outcomes,
+                                 horizon=horizon, currency=currency, spend_outcome=spend_outcome(outcomes))  # fmt: skip
+        return built, render_report(built, format)
+
+    built, body = await run_in_threadpool(write)
+    headers = {"Content-Security-Policy": _REPORT_CSP}
+    if format != "html":
+        name = f"amends-report-{built.since:%Y-%m-%d}-to-{built.until:%Y-%m-%d}.{format}"
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return Response(body, media_type=_REPORT_TYPES[format], headers=headers)
 
 
 class _Boards:
