@@ -1130,7 +1130,9 @@ def demo(
     for staff_id, role, team in report.logins:
         console.print(f"  {staff_id:<5} {role}{', ' + team if team else ''}")
     console.print(f"An API key with every right: {text}   (the API: {base}/docs)\n", soft_wrap=True)
-    _serve(settings)
+    # The history was read on the events' own clock; from now on the world is live, and detection follows the wall
+    # clock, so an event sent now is evaluated within the allowed lateness instead of waiting for a later one.
+    _serve(settings.model_copy(update={"detect_clock": "wall"}))
 
 
 @app.command()
