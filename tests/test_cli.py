@@ -309,6 +309,8 @@ def test_the_demo_builds_a_worked_world_and_serves_the_console_to_its_logins(
         assert counts["cases"] > 0
         assert 0 < counts["apologies sent"] <= counts["cases"]
         assert counts["feedback"] > 0
+        assert "What recovery does" in text  # twenty days: every 30-day window still open, and it says so
+        assert "nothing measured yet" in text
         password = re.search(r"the password (demo-\S+?):", text).group(1)  # type: ignore[union-attr]
         key = text.split("An API key with every right: ")[1].split()[0]
         base = f"http://127.0.0.1:{port}"

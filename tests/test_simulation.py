@@ -67,6 +67,19 @@ def test_a_timely_recovery_wins_customers_back_and_a_late_one_does_not() -> None
             assert made[1] == made[0]
 
 
+def test_a_customer_won_back_stays_won_back_for_ninety_days_and_no_longer() -> None:
+    world = generate_world("airline", customers=300, days=30, seed=2, true_effect=1.0)
+    failed = next(e for e in world if e["type"] in ("flight.cancelled", "connection.missed"))
+    customer, at = str(failed["subject"]), world.now + timedelta(hours=1)
+    assert not world.won_back(customer, at)
+    assert world.recovered(customer, at)  # within 48 hours of the failure, and an effect of 1: won back
+    assert world.won_back(customer, at + timedelta(days=89))
+    assert not world.won_back(customer, at + timedelta(days=91))
+    assert not world.won_back("nobody", at)
+    plain = generate_world("airline", customers=50, days=20, seed=2)
+    assert not plain.won_back(customer, at)
+
+
 def run(tmp_path: Path, seed: int, effect: float, customers: int = 500) -> Simulation:
     path = tmp_path / f"sim-{seed}-{effect}.db"
     settings = simulation_settings(

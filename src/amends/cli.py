@@ -44,6 +44,7 @@ from amends.store import Database, head_revision, upgrade
 if TYPE_CHECKING:
     from amends.detect import RuleSetError
     from amends.detect.service import Detection
+    from amends.insights.experiment import Estimate
     from amends.recover.service import Recovery
 
 app = typer.Typer(
@@ -1034,6 +1035,27 @@ def world_simulate(
         )
 
 
+def _print_demo_uplift(complained: Estimate | None) -> None:
+    """What the demo's holdout experiment says so far, beside what its customers were given."""
+    from amends.demo import DEMO_TRUE_EFFECT
+
+    given = (
+        f"The demo's customers were given a {DEMO_TRUE_EFFECT:.0%} lower chance to complain after a timely apology "
+        "with a remedy; `amends world simulate` measures the estimator against a known truth on a larger world."
+    )
+    if complained is None or complained.difference is None:
+        console.print(f"\nWhat recovery does: nothing measured yet. {given}")
+        return
+    console.print(
+        f"\nWhat recovery does, the experiment's first round: {complained.treated.mean:.1%} of "
+        f"{complained.treated.units:,} treated customers complained within 30 days, against "
+        f"{complained.held_out.mean:.1%} of {complained.held_out.units:,} held out: "
+        f"{_interval(complained.difference, complained.low, complained.high, 'pts')}, "
+        f"{_interval(complained.relative, complained.relative_low, complained.relative_high, '%')} "
+        f"({complained.verdict}). {given}",
+    )
+
+
 def _share_or_mean(value: float | None, share: bool) -> str:
     if value is None:
         return "n/a"
@@ -1124,6 +1146,7 @@ def demo(
     ):  # fmt: skip
         table.add_row(label, f"{value:,}")
     console.print(table)
+    _print_demo_uplift(report.complained)
     base = settings.base_url
     console.print(f"\nThe console: {base}/console   (messages to customers: amends-demo-outbox.jsonl)")
     console.print(f"Log in as any of them with the password [bold]{report.password}[/]:")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import random
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,6 +29,8 @@ from amends.feedback.asking import Asking, answer_request
 from amends.feedback.records import FeedbackChannel, FeedbackIn
 from amends.feedback.requests import get_request
 from amends.feedback.service import FeedbackDesk
+from amends.insights.experiment import Estimate, analyse
+from amends.insights.outcomes import outcomes_from_settings
 from amends.outreach.delivery import Delivery
 from amends.outreach.service import Outreach
 from amends.recover import cases as work
@@ -42,8 +44,10 @@ from amends.simulation import tell_world
 from amends.store import Database, UnitOfWork, tables
 from amends.world import WorldStream, generate_world
 
-__all__ = ["DEMO_HOLDOUT_SHARE", "DEMO_STAFF", "DEMO_TEAMS", "DEMO_TRUE_EFFECT", "DemoReport", "build_demo",
-           "demo_settings"]  # fmt: skip
+__all__ = [
+    "DEMO_HOLDOUT_HORIZON", "DEMO_HOLDOUT_SHARE", "DEMO_STAFF", "DEMO_TEAMS", "DEMO_TRUE_EFFECT", "DemoReport",
+    "build_demo", "demo_settings",
+]  # fmt: skip
 
 # The demo's people: an agent per business, a lead, a manager who approves, an admin (docs/console.md#trying-it).
 DEMO_STAFF = (
@@ -59,6 +63,7 @@ _BUSINESSES = ("shop", "airline", "car_service")
 _BUSINESS_OF = {"C": "shop", "P": "airline", "D": "car_service"}  # by the first letter of their customers' ids
 DEMO_TRUE_EFFECT = 0.3  # how much a timely apology with a remedy lowers a demo customer's chance to complain, leave
 DEMO_HOLDOUT_SHARE = 0.25  # more than the default tenth: the demo's 45 days are short for an experiment
+DEMO_HOLDOUT_HORIZON = timedelta(days=14)  # rounds of two weeks: the first has a verdict once its 30 days are over
 _ASKED_ABOUT = ("order.delivered", "flight.arrived", "service.completed")
 _UNTOUCHED = timedelta(hours=12)  # the newest cases are left for the person trying the demo
 _TAKE_ON = 0.8  # an agent takes on this share of older cases the day after they open
@@ -83,6 +88,7 @@ class DemoReport:
     held_out: int = 0  # cases held out of proactive recovery by the experiment
     feedback: int = 0
     answered: int = 0
+    complained: Estimate | None = None  # the experiment's estimate of "complained within 30 days" (its first round)
     password: str = ""
     logins: list[tuple[str, str, str]] = field(default_factory=list)  # id, role, team
 
@@ -99,6 +105,7 @@ def demo_settings(settings: Settings, outbox_file: str) -> Settings:
         update["feedback_request_event_types"] = _ASKED_ABOUT
     update["feedback_cap_per_month"] = 0
     update["holdout_share"] = DEMO_HOLDOUT_SHARE
+    update["holdout_horizon"] = DEMO_HOLDOUT_HORIZON
     update["quiet_hours"] = ""
     update["business_hours"] = "Mon-Sun 08:00-20:00"
     return settings.model_copy(update=update)
@@ -129,6 +136,10 @@ def build_demo(
         for business in _BUSINESSES
     }
     told: set[int] = set()
+
+    def won_back(customer: str, at: datetime) -> bool:
+        return streams[_BUSINESS_OF[customer[0]]].won_back(customer, at)
+
     for day_end, events in _days(list(streams.values()), now, start):
         for first in range(0, len(events), 5_000):
             chunk = [Item(envelope) for envelope in events[first : first + 5_000]]
@@ -136,7 +147,7 @@ def build_demo(
         recovery.tick(now=day_end)
         asking.tick(day_end)
         with db.unit_of_work(writes=True) as uow:
-            _customers_answer(uow, desk, rng, day_end)
+            _customers_answer(uow, desk, rng, day_end, won_back)
             _staff_work(uow, recovery, outreach, desk, staff, rng, day_end)
             uow.commit()
         delivery.tick(now=day_end)  # to the file channel: the day's messages go out that day
@@ -152,6 +163,12 @@ def build_demo(
         report.held_out = _count(uow, tables.holdout_draws, tables.holdout_draws.c.held_out.is_(True))
         report.feedback = _count(uow, tables.feedback)
         report.answered = _count(uow, tables.feedback, tables.feedback.c.responded_at.is_not(None))
+        experiment = analyse(uow, outcomes_from_settings(settings), as_of=now, horizon=settings.holdout_horizon,
+                             by_rule=False)  # fmt: skip
+    if experiment.rounds:
+        report.complained = next(
+            (e for e in experiment.rounds[0].estimates if e.outcome.id == "complained" and e.group == "all"), None
+        )
     return report
 
 
@@ -300,8 +317,11 @@ def _remedy_state(uow: UnitOfWork, case_id: int) -> str:
     return "pending" if pending is not None else "none"
 
 
-def _customers_answer(uow: UnitOfWork, desk: FeedbackDesk, rng: random.Random, now: datetime) -> None:
-    """Some customers answer yesterday's feedback links: in words that fit what happened to them."""
+def _customers_answer(
+    uow: UnitOfWork, desk: FeedbackDesk, rng: random.Random, now: datetime, won_back: Callable[[str, datetime], bool]
+) -> None:
+    """Some customers answer yesterday's feedback links: in words that fit what happened to them, and kindly if a
+    timely recovery has won them back (`won_back`, the world's own reaction)."""
     r = tables.feedback_requests
     open_requests = uow.execute(
         sa.select(r.c.id, r.c.customer_id, r.c.event_type)
@@ -316,7 +336,12 @@ def _customers_answer(uow: UnitOfWork, desk: FeedbackDesk, rng: random.Random, n
             i.c.customer_id == row.customer_id, i.c.failure_at > now - timedelta(days=10)
         )
         rules = list(uow.execute(recent).scalars())
-        liked, disliked, rating = _answer_for(row.event_type or "", rules, rng)
+        liked: str | None
+        disliked: str | None
+        if rules and won_back(row.customer_id, now):
+            liked, disliked, rating = rng.choice(_MADE_GOOD), None, rng.choice((4, 5, 5))
+        else:
+            liked, disliked, rating = _answer_for(row.event_type or "", rules, rng)
         request = get_request(uow, row.id)
         try:
             answer_request(uow, request, liked=liked, disliked=disliked, rating=rating, desk=desk, now=now)
@@ -360,6 +385,11 @@ def _count(uow: UnitOfWork, table: sa.Table, *where: sa.ColumnElement[bool]) -> 
 
 
 # What customers write on the feedback page: sample texts for the demo, chosen by what happened to them.
+_MADE_GOOD = (
+    "You told me about the problem before I had to ask, apologised, and made it good. Thank you.",
+    "Things went wrong, but the way you put them right was excellent.",
+    "I appreciated the apology and the gesture. That is how it should be done.",
+)
 _PROBLEMS = {
     "late-delivery": "My parcel came days after the date you promised, and nobody told me it would be late.",
     "not-delivered": "I am still waiting for my order. Tracking has said the same thing for a week.",

@@ -182,6 +182,15 @@ class WorldStream(Iterator[Envelope]):
         # Complaints between `at` and the simulation's present have been made already: the effect starts now.
         return engine.recover(customer, (at - _EPOCH) // timedelta(milliseconds=1))
 
+    def won_back(self, customer_id: str, at: datetime) -> bool:
+        """Whether a timely recovery has won a customer back at `at` (for the 90 days after it): they neither
+        complain nor leave, and speak of the company kindly. False in a world without a `true_effect`, and for a
+        customer it does not know."""
+        customer = self._by_id.get(customer_id)
+        if self._engine.effect is None or customer is None:
+            return False
+        return customer.won_back((at - _EPOCH) // timedelta(milliseconds=1))
+
     def prevented(self) -> Iterator[tuple[str, datetime]]:
         """Each complaint a customer did not make because a recovery had won them back: who, and when they would
         have made it. With the complaints made, this is what the customers would have done without recovery."""
