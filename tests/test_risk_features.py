@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,8 @@ label:
   within: 14d
   complaint: true
   events: [complaint.filed]
-  rating_at_most: 2
-  rated: {events: [feedback.rated], value: data.rating}
+  low_rating: true
+  rated: {events: [feedback.rated], value: data.rating, at_most: 2}
 moments: [order.delivered]
 """
 
@@ -115,7 +116,8 @@ def history() -> tuple[pl.DataFrame, Records]:
                      schema=records.incidents.schema),
         pl.DataFrame({"customer_id": ["C-1"], "at": [T0 + 290 * h], "cash": [12.0]}, schema=records.remedies.schema),
         pl.DataFrame({"customer_id": ["C-1", "C-1"], "at": [T0 + 100 * h, T0 + 300 * h],
-                      "sentiment": ["negative", "positive"], "rating": [2.0, 4.0]}, schema=records.feedback.schema),
+                      "sentiment": ["negative", "positive"], "rating": [2.0, 4.0], "low": [True, False]},
+                     schema=records.feedback.schema),
         records.complaints,
     )  # fmt: skip
     return frame, records
@@ -204,7 +206,7 @@ def _histories(draw: st.DrawFn) -> tuple[pl.DataFrame, Records, pl.DataFrame]:
                      schema=base.incidents.schema),
         pl.DataFrame({"customer_id": ["C-2"] * 3, "at": known, "cash": [5.0, 6.0, 7.0]}, schema=base.remedies.schema),
         pl.DataFrame({"customer_id": ["C-1"] * 3, "at": known, "sentiment": ["negative", "neutral", "negative"],
-                      "rating": [1.0, 3.0, 5.0]}, schema=base.feedback.schema),
+                      "rating": [1.0, 3.0, 5.0], "low": [True, False, False]}, schema=base.feedback.schema),
         base.complaints,
     )  # fmt: skip
     return events(*rows), records, pairs(*moments)
@@ -286,3 +288,75 @@ def test_the_check_names_an_unknown_event_type_and_a_field_no_event_has() -> Non
     ]
     assert "no order.placed event has data.total" in refused.value.problems[0].reason
     check_spec(loaded, known=known, fields={"order.placed": {"order_id", "promised_by", "total"}})
+
+
+# --- what the model reads of the database ----------------------------------------------------------------------
+
+
+def test_records_are_read_from_the_database_as_known_at_their_time(db: Any) -> None:
+    import sqlalchemy as sa
+
+    from amends.detect.risk.data import load_records, moment_pairs, seen_fields
+    from amends.store import tables
+
+    at = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    with db.unit_of_work(writes=True) as uow:
+        case = uow.execute(
+            sa.insert(tables.cases).values(customer_id="C-1", origin="proactive", status="open", playbook="p",
+                                           severity=2, fault="company", opened_at=at, reopened=0)
+            .returning(tables.cases.c.id)
+        ).scalar_one()  # fmt: skip
+        incident = {"key": "k", "customer_id": "C-1", "severity": 2, "playbook": "p", "status": "open", "facts": {}}
+        uow.execute(sa.insert(tables.incidents), [
+            {**incident, "rule_id": "live", "failure_at": at, "detected_at": at + timedelta(minutes=5),
+             "detected_by": "stream"},
+            {**incident, "rule_id": "replayed", "key": "k2", "failure_at": at, "detected_at": at + timedelta(days=90),
+             "detected_by": "backfill"},
+        ])  # fmt: skip
+        grant = {"case_id": case, "customer_id": "C-1", "unit": "EUR", "policy": "p", "granted_by": "ana", "at": at}
+        voucher = {**grant, "slot": "s1", "kind": "voucher"}
+        uow.execute(sa.insert(tables.ledger), [
+            {**voucher, "entry_key": "e1", "amount": 20, "cash_value": Decimal("12.50"), "reverses_id": None},
+            {**voucher, "entry_key": "e2", "amount": -20, "cash_value": Decimal("-12.50"), "reverses_id": 1},
+        ])  # fmt: skip
+        feedback = {
+            "channel": "page",
+            "customer_id": "C-1",
+            "text": "x",
+            "received_at": at,
+            "created_at": at,
+            "updated_at": at,
+            "spam": False,
+            "spam_score": 0.0,
+            "sentiment": "negative",
+            "sentiment_score": -0.5,
+            "urgency": "normal",
+            "reasons": {},
+            "model": "m",
+            "route": "inbox",
+        }
+        uow.execute(sa.insert(tables.feedback), [
+            {**feedback, "dedup_key": "f1", "rating": 2, "scale": "csat"},
+            {**feedback, "dedup_key": "f2", "rating": 6, "scale": "nps"},
+            {**feedback, "dedup_key": "f3", "rating": 4, "scale": "effort", "sentiment": "neutral"},
+            {**feedback, "dedup_key": "f4", "rating": 5, "scale": "csat", "spam": True},
+        ])  # fmt: skip
+        complaint = {"source": "s", "external_id": "c1", "customer_id": "C-1", "channel": "email", "text": "x"}
+        uow.execute(sa.insert(tables.complaints).values(**complaint, received_at=at, case_id=case, created_at=at))
+        uow.commit()
+    with db.unit_of_work() as uow:
+        records = load_records(uow)
+        assert load_records(uow, until=at).incidents.is_empty()
+    naive = at.replace(tzinfo=None)
+    known = dict(zip(records.incidents["rule_id"], records.incidents["known_at"], strict=True))
+    assert known == {"live": naive + timedelta(minutes=5), "replayed": naive}  # a replay knew it when it happened
+    assert records.remedies["cash"].to_list() == [12.5]  # the grant; its reversal is not a remedy given
+    assert records.feedback.sort("rating")["low"].to_list() == [True, True, True]  # CSAT 2, NPS 6, effort 4
+    assert records.feedback["rating"].drop_nulls().to_list() == [2.0]  # ratings on the CSAT scale only; no spam
+    assert records.complaints["customer_id"].to_list() == ["C-1"]
+
+    frame, _ = history()
+    assert seen_fields(frame, ["order.placed", "order.delivered"]) == {
+        "order.placed": {"order_id", "total", "promised_by"}, "order.delivered": {"order_id"}}  # fmt: skip
+    moments = moment_pairs(frame, ["order.delivered"], since=datetime(2026, 3, 5, tzinfo=UTC))
+    assert moments.rows() == [("C-1", T0 + timedelta(hours=288))]

@@ -28,6 +28,10 @@ from amends.detect.risk.spec import Aggregate, Feature, FeatureKind, FeatureSpec
 __all__ = ["PAIR_SCHEMA", "Records", "feature_frame", "label_frame"]
 
 PAIR_SCHEMA = {"customer_id": pl.String(), "at": pl.Datetime("us")}  # naive UTC, as the events frame's `t`
+FEEDBACK_SCHEMA = {
+    "customer_id": pl.String(), "at": pl.Datetime("us"), "sentiment": pl.String(), "rating": pl.Float64(),
+    "low": pl.Boolean(),
+}  # fmt: skip
 _DAY, _HOUR = 86_400.0, 3_600.0
 
 
@@ -35,7 +39,8 @@ _DAY, _HOUR = 86_400.0, 3_600.0
 class Records:
     """What amends itself recorded of its customers, as frames (naive UTC times), for the features and labels that
     read them: incidents (`customer_id`, `rule_id`, `known_at`), remedies (`customer_id`, `at`, `cash`),
-    feedback (`customer_id`, `at`, `sentiment`, `rating`), complaints (`customer_id`, `at`)."""
+    feedback (`customer_id`, `at`, `sentiment`, `rating` on the CSAT scale, `low`: a low rating on its own scale),
+    complaints (`customer_id`, `at`)."""
 
     incidents: pl.DataFrame
     remedies: pl.DataFrame
@@ -47,9 +52,7 @@ class Records:
         return cls(
             pl.DataFrame(schema={"customer_id": pl.String, "rule_id": pl.String, "known_at": pl.Datetime("us")}),
             pl.DataFrame(schema={"customer_id": pl.String, "at": pl.Datetime("us"), "cash": pl.Float64}),
-            pl.DataFrame(
-                schema={"customer_id": pl.String, "at": pl.Datetime("us"), "sentiment": pl.String, "rating": pl.Float64}
-            ),
+            pl.DataFrame(schema=FEEDBACK_SCHEMA),
             pl.DataFrame(schema={"customer_id": pl.String, "at": pl.Datetime("us")}),
         )
 
@@ -100,22 +103,16 @@ def label_frame(
         if label.complaints:
             parts.append(f"SELECT p.pair FROM pairs p JOIN complaints x ON x.customer_id = p.customer_id AND {after}")
             parameters.append(within)
-        if label.negative_feedback or label.rating_at_most is not None:
-            wanted = []
-            if label.negative_feedback:
-                wanted.append("x.sentiment = 'negative'")
-            if label.rating_at_most is not None:
-                wanted.append("x.rating <= ?")
+        if label.negative_feedback or label.low_rating:
+            either = (("x.sentiment = 'negative'", label.negative_feedback), ("x.low", label.low_rating))
+            wanted = [condition for condition, on in either if on]
             parts.append(
                 f"SELECT p.pair FROM pairs p JOIN feedback x ON x.customer_id = p.customer_id AND {after} "
                 f"AND ({' OR '.join(wanted)})"
             )
             parameters.append(within)
-            if label.rating_at_most is not None:
-                parameters.append(label.rating_at_most)
         if label.rated_events:
             assert label.rated_value is not None
-            assert label.rating_at_most is not None
             marks = ", ".join("?" for _ in label.rated_events)
             rating = f"TRY_CAST(json_extract_string(data, '{_json_path(label.rated_value.text)}') AS DOUBLE)"
             parts.append(
@@ -123,7 +120,7 @@ def label_frame(
                 f"FROM ledger WHERE type IN ({marks})) x ON x.customer_id = p.customer_id AND {after} "
                 "AND x.rating <= ?"
             )
-            parameters += [*label.rated_events, within, label.rating_at_most]
+            parameters += [*label.rated_events, within, label.rated_at_most]
         hits = connection.sql(" UNION ".join(parts), params=parameters).pl()
     seen = numbered.join(hits.unique().with_columns(pl.lit(True).alias("hit")), on="pair", how="left")
     happened = pl.col("hit").fill_null(False)
@@ -153,8 +150,9 @@ def _types(types: tuple[str, ...] | None) -> str:
 
 
 def _number(path_text: str) -> str:
-    """A number at a data path, or NULL: JSON numbers, and numeric strings ("12.50")."""
-    return f"TRY_CAST(json_extract_string(data, '{_json_path(path_text)}') AS DOUBLE)"
+    """A number at a data path, or NULL: JSON numbers, numeric strings ("12.50"), and true and false as 1 and 0."""
+    text = f"json_extract_string(data, '{_json_path(path_text)}')"
+    return f"(CASE {text} WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0 ELSE TRY_CAST({text} AS DOUBLE) END)"
 
 
 def _json_path(path_text: str) -> str:

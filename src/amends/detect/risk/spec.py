@@ -17,7 +17,8 @@ A spec file (YAML, docs/anticipation.md) has three parts:
     remedies granted (`value: count` or `cash`), feedback received (`sentiment:` to name one), in the window;
     `rating`: the mean rating they gave.
 - `label:` what the model predicts, from the `within` after the moment: `happened` (a complaint, negative
-  feedback, a rating at or below `rating_at_most`, events of the types named) or `absent` (no event of the types
+  feedback, a `low_rating` in amends' own feedback (CSAT 1-2, NPS 0-6, effort 4-5), a rating that arrives as an
+  event at or below `rated.at_most`, events of the types named) or `absent` (no event of the types
   named: no purchase within 180 days).
 - `moments:` when to score: each event of the types named (a delivery, a landing, a finished job).
 
@@ -133,11 +134,12 @@ class Label:
     within: timedelta
     complaints: bool = False
     negative_feedback: bool = False
-    rating_at_most: int | None = None
+    low_rating: bool = False
     events: tuple[str, ...] = ()
     description: str = ""
     rated_events: tuple[str, ...] = ()  # ratings that arrive as events (feedback.rated), read at `rated_value`
     rated_value: FieldPath | None = None
+    rated_at_most: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +185,7 @@ class _RatedIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     events: list[_TYPE] = Field(min_length=1)
     value: str
+    at_most: float
 
 
 class _LabelIn(BaseModel):
@@ -191,7 +194,7 @@ class _LabelIn(BaseModel):
     within: str
     complaint: bool = False
     negative_feedback: bool = False
-    rating_at_most: Annotated[int, Field(ge=0, le=10)] | None = None
+    low_rating: bool = False
     events: list[_TYPE] = []
     rated: _RatedIn | None = None
     description: Annotated[str, Field(max_length=200)] = ""
@@ -361,23 +364,24 @@ def _feature(raw: _FeatureIn, where: tuple[str | int, ...], file: Path | None, l
 def _label(raw: _LabelIn) -> Label:
     within = _duration(("label", "within"), raw.within)
     if raw.kind == "absent":
-        if not raw.events or raw.complaint or raw.negative_feedback or raw.rating_at_most is not None:
+        if not raw.events or raw.complaint or raw.negative_feedback or raw.low_rating or raw.rated is not None:
             raise _Problem(("label", "events"), "an absent label names the event types that did not come, only")
-    elif not (raw.events or raw.complaint or raw.negative_feedback or raw.rating_at_most is not None):
-        raise _Problem(("label", "kind"), "name what happens: complaint, negative_feedback, rating_at_most or events")
-    if raw.rated is not None and raw.rating_at_most is None:
-        raise _Problem(("label", "rated"), "ratings read from events need rating_at_most")
+    elif not (raw.events or raw.complaint or raw.negative_feedback or raw.low_rating or raw.rated is not None):
+        raise _Problem(
+            ("label", "kind"), "name what happens: complaint, negative_feedback, low_rating, rated or events"
+        )
     value = None if raw.rated is None else _data_path(("label", "rated", "value"), raw.rated.value, "the rating")
     return Label(
         raw.kind,
         within,
         raw.complaint,
         raw.negative_feedback,
-        raw.rating_at_most,
+        raw.low_rating,
         tuple(dict.fromkeys(raw.events)),
         raw.description.strip(),
         tuple(dict.fromkeys(raw.rated.events)) if raw.rated is not None else (),
         value,
+        raw.rated.at_most if raw.rated is not None else None,
     )
 
 
