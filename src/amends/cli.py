@@ -1207,6 +1207,91 @@ def report(
     console.print(f"Wrote {path}", soft_wrap=True)
 
 
+@app.command()
+def train(
+    spec: Annotated[
+        Path | None,
+        typer.Option(
+            help="The feature spec (YAML); default: the setting risk_spec_file, else the shipped one.", dir_okay=False
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Learn from the history before this day or instant (default: now).")
+    ] = None,
+) -> None:
+    """Learn the risk model from the stored history (docs/anticipation.md): point-in-time features at each moment
+    the spec names, labels from what came after, trees fitted on the earlier moments, calibrated and evaluated on
+    the later ones; stored as a new version, and its evaluation printed."""
+    from amends.detect.risk.service import spec_from_settings, train_model
+    from amends.detect.risk.spec import load_spec
+
+    settings = load_settings()
+    chosen = load_spec(spec) if spec is not None else spec_from_settings(settings)
+    end = _instant_option(until, "--until") if until else None
+    db = Database.from_settings(settings)
+    try:
+        with console.status("Reading the history and learning from it…"):
+            model = train_model(db, settings, spec=chosen, now=_now(), until=end)
+    finally:
+        db.dispose()
+    title = f"Risk model version {model.version}: {chosen.label.description or 'label'}"
+    table = Table("part", "moments", "positives", "base rate", "ROC-AUC", "PR-AUC", "Brier", "precision, top 10%",
+                  "recall, top 10%", title=title)  # fmt: skip
+    for part, label in (
+        ("fit", "fit (earliest 70%)"),
+        ("calibrate", "calibrate (next 15%)"),
+        ("test", "test (latest 15%)"),
+    ):
+        m = model.metrics[part]
+        table.add_row(
+            label, f"{m['rows']:,}", f"{m['positives']:,}", _ratio(m["base_rate"]), _ratio(m["roc_auc"], 3),
+            _ratio(m["pr_auc"], 3), _ratio(m["brier"], 4), _ratio(m["precision_top_10pct"]),
+            _ratio(m["recall_top_10pct"]),
+        )  # fmt: skip
+    console.print(table)
+    importance = model.booster.feature_importance(importance_type="gain")
+    ranked = sorted(zip(model.features, importance, strict=True), key=lambda pair: -pair[1])[:5]
+    console.print("Strongest features: " + "; ".join(
+        (f.description if (f := chosen.get(name)) else name) for name, _ in ranked))  # fmt: skip
+    console.print(f"Learned from moments up to {model.trained_until:%Y-%m-%d %H:%M} UTC. Score with: amends score")
+
+
+@app.command()
+def score(
+    at: Annotated[str | None, typer.Option(help="Score as of this day or instant (default: now).")] = None,
+    customer: Annotated[
+        list[str] | None, typer.Option(help="Score only this customer. Repeatable.", show_default=False)
+    ] = None,
+    top: Annotated[int, typer.Option(min=0, max=1000, help="How many of the riskiest to print.")] = 10,
+) -> None:
+    """Score customers in bulk with the newest risk model: everyone with an event in the year before the moment (or
+    those named), each with the features that pushed their score up; the scores are recorded."""
+    from amends.detect.risk.service import score_customers
+
+    settings = load_settings()
+    moment = _instant_option(at, "--at") if at else None
+    db = Database.from_settings(settings)
+    try:
+        with console.status("Scoring…"):
+            scored = score_customers(db, settings, now=_now(), at=moment, customers=customer)
+    finally:
+        db.dispose()
+    frame = scored.frame.with_row_index("row").sort("score", descending=True)
+    table = Table("customer", "risk", "why", title=f"The riskiest of {len(frame):,} customers at "
+                  f"{scored.at:%Y-%m-%d %H:%M} UTC (model version {scored.model.version})")  # fmt: skip
+    for row in frame.head(top).iter_rows(named=True):
+        why = "; ".join(str(reason) for reason in scored.reasons[row["row"]]) or "nothing stands out"
+        table.add_row(row["customer_id"], f"{row['score']:.1%}", why)
+    console.print(table)
+    console.print(f"{scored.recorded:,} scores recorded.")
+
+
+def _ratio(value: object, digits: int | None = None) -> str:
+    if not isinstance(value, int | float):
+        return "n/a"
+    return f"{value:.{digits}f}" if digits is not None else f"{value:.1%}"
+
+
 def main() -> None:
     """Console entry point: the one place where errors become exit codes."""
     try:

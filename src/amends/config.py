@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         default=(), description="Shipped rule packs to run: shop, airline, car_service (docs/rules.md)."
     )
     rules_dir: Path | None = Field(default=None, description="A directory of rule files (*.yaml) to run.")
+    risk_spec_file: Path | None = Field(
+        default=None,
+        description="The risk model's feature spec (docs/anticipation.md); default: the shipped one for the one "
+        "rule pack in use, else the generic one.",
+    )
     detect_clock: Literal["wall", "events"] = Field(
         default="wall",
         description="What moves detection's watermark: the wall clock (live), or the latest event time "

@@ -1,8 +1,10 @@
 """Stored history for the batch evaluator: the ledger between two instants, as the frame it takes.
 
-The rows come through the database's ADBC driver as Arrow record batches, a bounded number at a time, and
-are converted column by column (no Python object per row). Only the frame being built and one batch are in
-memory at once; a progress callback hears of every batch. Reads only: it never writes and commits nothing.
+On PostgreSQL the rows come through its ADBC driver as Arrow record batches, a bounded number at a time, and are
+converted column by column (no Python object per row), by several connections at once. On SQLite they come
+through Python's own sqlite3, the copy of SQLite the store writes with (see `_read_sqlite`). Only the frame being
+built and one batch are in memory at once; a progress callback hears of every batch. Reads only: it never writes
+and commits nothing.
 """
 
 # The SQL is this module's own text; every value (instants, types, seq bounds) is bound as a parameter.
@@ -11,14 +13,14 @@ memory at once; a progress callback hears of every batch. Reads only: it never w
 from __future__ import annotations
 
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import adbc_driver_postgresql.dbapi  # type: ignore[import-untyped]
-import adbc_driver_sqlite.dbapi
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
 from adbc_driver_manager import dbapi as adbc
@@ -58,7 +60,9 @@ def read_history(
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise ValueError(f"{name} must be an aware datetime, got {value.isoformat()}")
-    reader = _SQLite(db) if db.is_sqlite else _PostgreSQL(db)
+    if db.is_sqlite:
+        return _read_sqlite(db, since=since, until=until, types=types, chunk_rows=chunk_rows, progress=progress)
+    reader = _PostgreSQL(db)
     where, params = reader.where(since, until, sorted(types) if types is not None else None)
     with _translated(), reader.connect() as connection, connection.cursor() as cursor:
         # An exact total costs a scan when there is a filter (SQLite has no index on time); without one,
@@ -113,37 +117,42 @@ def read_history(
     return pl.concat([frame for share in frames for frame in share], rechunk=False)
 
 
-class _SQLite:
-    """SQLite keeps times as UTC wall-clock text ('2025-03-01 08:00:00.000000') and `data` as JSON text."""
-
-    columns = "dedup_key AS ord, event_id AS id, source, type, time AS t, subject, data"
-
-    def __init__(self, db: Database) -> None:
-        self.path = str(db.url.database)
-
-    def connect(self) -> adbc.Connection:
-        connection: adbc.Connection = adbc_driver_sqlite.dbapi.connect(self.path)
-        with connection.cursor() as cursor:
-            # Readers opening a WAL database at once may find it busy for a moment: wait, as the store does.
-            cursor.execute("PRAGMA busy_timeout = 30000")
-        return connection
-
-    def where(self, since: datetime | None, until: datetime | None, types: list[str] | None) -> tuple[str, list[Any]]:
-        # The text sorts in time order, so the bounds compare as text in the same form.
-        return _where("?", since, until, types, _sqlite_instant)
-
-    @staticmethod
-    def seq_range(where: str, bound: int) -> str:
-        return f"{where} AND seq >= ? AND seq < ?" if where else " WHERE seq >= ? AND seq < ?"
-
-    @staticmethod
-    def chunked(cursor: adbc.Cursor, rows: int) -> None:
-        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(rows)})
-
-    @staticmethod
-    def frame(batch: pa.RecordBatch) -> pl.DataFrame:
-        frame = _polars(batch)
-        return frame.with_columns(pl.col("t").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us"))
+def _read_sqlite(
+    db: Database,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    types: Collection[str] | None,
+    chunk_rows: int,
+    progress: Progress | None,
+) -> pl.DataFrame:
+    """SQLite through Python's own sqlite3, the same copy of SQLite the store writes with: two copies of SQLite in
+    one process do not share their file locks, and a reader of the other copy can miss what was just committed to
+    the write-ahead log (https://www.sqlite.org/howtocorrupt.html, 2.2.1). Times are UTC wall-clock text, `data`
+    JSON text; rows come `chunk_rows` at a time."""
+    where, params = _where("?", since, until, sorted(types) if types is not None else None, _sqlite_instant)
+    columns = ["ord", "id", "source", "type", "t", "subject", "data"]
+    frames: list[pl.DataFrame] = []
+    try:
+        with closing(sqlite3.connect(str(db.url.database), timeout=30)) as connection:
+            total = int(connection.execute(f"SELECT count(*) FROM events{where}", params).fetchone()[0])
+            if progress is not None:
+                progress(0, total)
+            cursor = connection.execute(
+                f"SELECT dedup_key, event_id, source, type, time, subject, data FROM events{where}", params
+            )
+            done = 0
+            while rows := cursor.fetchmany(chunk_rows):
+                frame = pl.DataFrame(rows, schema=columns, orient="row")
+                frames.append(frame.with_columns(pl.col("t").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us")))
+                done += len(rows)
+                if progress is not None:
+                    progress(done, max(total, done))
+    except sqlite3.OperationalError as exc:
+        raise Unavailable(f"database unavailable: {exc}") from exc
+    if not frames:
+        return pl.DataFrame(schema=FRAME_SCHEMA)
+    return pl.concat(frames, rechunk=False).cast(FRAME_SCHEMA)  # type: ignore[arg-type]
 
 
 class _PostgreSQL:

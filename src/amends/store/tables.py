@@ -275,6 +275,34 @@ holdout_draws = Table(
     Index(None, "customer_id"),
 )
 
+# The risk model (detect/risk): each trained version as text and numbers (never a pickle), and the scores given.
+risk_models = Table(
+    "risk_models",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("trained_until", UTCDateTime(), nullable=False),  # the last labelled moment it learned from
+    Column("spec", Text, nullable=False),  # the feature spec's YAML
+    Column("features", JSONDocument, nullable=False),  # the feature ids, in the trees' order
+    Column("booster", Text, nullable=False),  # LightGBM's model text
+    Column("calibration", JSONDocument, nullable=False),  # {"x": [...], "y": [...]}: raw score to probability
+    Column("usual", JSONDocument, nullable=False),  # each feature's median in training
+    Column("metrics", JSONDocument, nullable=False),  # fit, calibrate and test evaluations
+)
+risk_scores = Table(
+    "risk_scores",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("model_id", BigInteger, nullable=False),
+    Column("customer_id", String(200), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),  # the moment scored
+    Column("score", Float, nullable=False),  # the calibrated probability
+    Column("reasons", JSONDocument, nullable=False),  # [{feature, description, value, usual, push}]
+    Column("scored_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("model_id", "customer_id", "at"),
+    Index(None, "customer_id", "at"),
+)
+
 # Which case each incident opened or joined: one case per incident.
 case_incidents = Table(
     "case_incidents",
