@@ -138,3 +138,25 @@ def test_a_database_that_cannot_be_reached_is_unavailable(engine: str, tmp_path:
 def test_bounds_must_be_aware(db: Database) -> None:
     with pytest.raises(ValueError, match="since must be an aware datetime"):
         read_history(db, since=datetime(2025, 1, 1))
+
+
+def test_what_the_store_just_committed_is_read_at_once_in_the_same_process(db: Database) -> None:
+    """The store's writes and the history's reads use one copy of SQLite: a second copy in the process (as ADBC's
+    was) missed a delete committed to the write-ahead log, and read the rows as if they were still there."""
+    import sqlalchemy as sa
+
+    from amends.events import Item, ingest_items
+    from amends.store import tables
+    from amends.world import generate_world
+
+    envelopes = list(generate_world("shop", customers=300, days=60, seed=2))
+    ingest_items(db, [Item(e) for e in envelopes], received_at=NOW)
+    before = read_history(db)
+    returned = before.filter(pl.col("type") == "order.returned").height
+    assert returned > 0
+    with db.unit_of_work(writes=True) as uow:
+        uow.execute(sa.delete(tables.events).where(tables.events.c.type == "order.returned"))
+        uow.commit()
+    after = read_history(db)
+    assert after.filter(pl.col("type") == "order.returned").is_empty()
+    assert after.height == before.height - returned
