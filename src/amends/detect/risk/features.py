@@ -64,6 +64,7 @@ def feature_frame(
     `events` is a frame of the history (detect.batch.FRAME_SCHEMA: `subject`, `type`, `t`, `data`)."""
     records = records or Records.empty()
     with duckdb.connect() as connection:
+        connection.execute("SET TimeZone = 'UTC'")  # a promised time written without an offset is UTC
         numbered = pairs.select(pl.col("customer_id"), pl.col("at")).with_row_index("pair")
         connection.register("pairs", numbered)
         connection.register("ledger", events.select("ord", "subject", "type", "t", "data"))
