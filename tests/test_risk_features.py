@@ -51,6 +51,11 @@ def pairs(*rows: tuple[str, datetime]) -> pl.DataFrame:
 SPEC = """
 features:
   - {id: orders_30d, kind: count, events: [order.placed], window: 30d, description: Orders in the last 30 days}
+  - id: small_orders
+    kind: count
+    events: [order.placed]
+    where: {all: [{data.total: {lt: 50}}, {source: test}]}
+    description: Orders under 50
   - {id: events_all, kind: count, events: any, description: Events so far}
   - {id: since_order, kind: since_last, events: [order.placed], description: Days since the last order}
   - {id: tenure, kind: since_first, events: any, description: Days since the first event}
@@ -131,6 +136,7 @@ def test_each_kind_of_feature_reads_what_happened_by_the_moment() -> None:
     assert out.columns[:2] == ["customer_id", "at"]
     first, later, open_order, stranger = out.to_dicts()
     assert first["orders_30d"] == 2
+    assert first["small_orders"] == 1  # the 40; "60.5" is text to a condition, as in the rules
     assert first["events_all"] == 5
     assert first["since_order"] == pytest.approx(2.0)
     assert first["tenure"] == pytest.approx(12.0)
@@ -257,6 +263,11 @@ def test_every_shipped_spec_loads() -> None:
             "data",
         ),
         ("kind: teleport, events: [a.b], description: Nothing", "features[0].kind", "count"),
+        (
+            "kind: count, events: [a.b], where: {data.x: {between: 1}}, description: Bad",
+            "features[0].where.data.x",
+            "unknown operator",
+        ),
     ],
 )
 def test_a_bad_feature_is_refused_naming_its_field_and_line(change: str, field: str, reason: str) -> None:

@@ -45,7 +45,7 @@ from amends.detect.rules import RFC3339_PATTERN, AbsenceRule, CountRule, Matcher
 from amends.durations import format_duration
 from amends.events import Event, dedup_key
 
-__all__ = ["FRAME_SCHEMA", "BatchResult", "evaluate_history", "events_frame"]
+__all__ = ["FRAME_SCHEMA", "BatchResult", "condition_sql", "evaluate_history", "events_frame"]
 
 _NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'HUGEINT', 'DOUBLE')"
 _INTEGER_TYPES = "('BIGINT', 'UBIGINT', 'HUGEINT')"
@@ -207,6 +207,14 @@ def _reads(rule: Rule) -> Iterator[tuple[Matcher, list[FieldPath]]]:
 
 
 _LEDGER_KEY = FieldPath("ord", "ord")  # not a path of the rule language: the frame's column of ledger keys
+
+
+def condition_sql(condition: Condition, params: list[Any]) -> str:
+    """A condition as three-valued SQL over rows with the envelope's columns and `data` as JSON text, with the
+    meaning the rules give it here (risk features filter their events with it); its literals go to `params`."""
+    paths = [path for path in _paths(condition) if path.root == "data"]
+    columns = _Columns("", {path.text: f"json_extract(data, '{path.json_path()}')" for path in paths})
+    return _condition(condition, params, columns)
 
 
 def _paths(condition: Condition | None) -> list[FieldPath]:

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import duckdb
 import polars as pl
 
+from amends.detect.batch import condition_sql
 from amends.detect.risk.spec import Aggregate, Feature, FeatureKind, FeatureSpec, Label
 
 __all__ = ["PAIR_SCHEMA", "Records", "feature_frame", "label_frame"]
@@ -67,13 +69,14 @@ def feature_frame(
         connection.execute("SET TimeZone = 'UTC'")  # a promised time written without an offset is UTC
         numbered = pairs.select(pl.col("customer_id"), pl.col("at")).with_row_index("pair")
         connection.register("pairs", numbered)
-        connection.register("ledger", events.select("ord", "subject", "type", "t", "data"))
+        connection.register("ledger", events.select("ord", "id", "source", "subject", "type", "t", "data"))
         connection.register("incidents", records.incidents)
         connection.register("remedies", records.remedies)
         connection.register("feedback", records.feedback)
         out = numbered
         for feature in spec.features:
-            column = connection.sql(_sql(feature), params=_parameters(feature)).pl()
+            sql, params = _sql(feature)
+            column = connection.sql(sql, params=params).pl()
             out = out.join(column.rename({"v": feature.id}), on="pair", how="left")
             if _zero_when_none(feature):
                 out = out.with_columns(pl.col(feature.id).fill_null(0))
@@ -161,11 +164,14 @@ def _json_path(path_text: str) -> str:
     return "$" + "".join(f"[{s}]" if s.isdigit() else f'."{s}"' for s in steps)
 
 
-def _sql(feature: Feature) -> str:
+def _sql(feature: Feature) -> tuple[str, list[Any]]:
+    """The feature's SQL and its parameters, in order."""
     kind = feature.kind
+    params: list[Any] = list(_parameters(feature))
     if kind.reads_events:
         value = _number(feature.value.text) if feature.value is not None else "NULL"
-        rows = f"SELECT ord, subject, t, {value} AS x FROM ledger WHERE true{_types(feature.events)}"
+        condition = "" if feature.where is None else f" AND ({condition_sql(feature.where, params)}) IS TRUE"
+        rows = f"SELECT ord, subject, t, {value} AS x FROM ledger WHERE true{_types(feature.events)}{condition}"
         aggregate = {
             FeatureKind.COUNT: "count(*)",
             FeatureKind.SINCE_LAST: f"(epoch(p.at) - epoch(max(e.t))) / {_DAY}",
@@ -176,30 +182,34 @@ def _sql(feature: Feature) -> str:
             FeatureKind.MIN: "min(e.x)",
             FeatureKind.LAST: "last(e.x ORDER BY e.t, e.ord) FILTER (WHERE e.x IS NOT NULL)",  # ties: ledger order
         }[kind]
-        return (
+        sql = (
             f"SELECT p.pair, {aggregate} AS v FROM pairs p JOIN ({rows}) e ON e.subject = p.customer_id "
             f"AND e.t <= p.at{_window(feature, 'e.t')} GROUP BY p.pair, p.at"
         )
+        return sql, params
     if kind.pairs_steps:
-        return _steps_sql(feature)
+        return _steps_sql(feature), params
     if kind is FeatureKind.INCIDENTS:
         rules = "" if not feature.rules else f" AND r.rule_id IN ({', '.join('?' for _ in feature.rules)})"
-        return (
+        sql = (
             f"SELECT p.pair, count(*) AS v FROM pairs p JOIN incidents r ON r.customer_id = p.customer_id "
             f"AND r.known_at <= p.at{_window(feature, 'r.known_at')}{rules} GROUP BY p.pair"
         )
+        return sql, params
     if kind is FeatureKind.REMEDIES:
         aggregate = "sum(r.cash)" if feature.cash else "count(*)"
-        return (
+        sql = (
             f"SELECT p.pair, {aggregate} AS v FROM pairs p JOIN remedies r ON r.customer_id = p.customer_id "
             f"AND r.at <= p.at{_window(feature, 'r.at')} GROUP BY p.pair"
         )
+        return sql, params
     sentiment = " AND r.sentiment = ?" if feature.sentiment else ""
     aggregate = "avg(r.rating)" if kind is FeatureKind.RATING else "count(*)"
-    return (
+    sql = (
         f"SELECT p.pair, {aggregate} AS v FROM pairs p JOIN feedback r ON r.customer_id = p.customer_id "
         f"AND r.at <= p.at{_window(feature, 'r.at')}{sentiment} GROUP BY p.pair"
     )
+    return sql, params
 
 
 def _steps_sql(feature: Feature) -> str:

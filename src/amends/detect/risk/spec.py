@@ -4,7 +4,8 @@ A spec file (YAML, docs/anticipation.md) has three parts:
 
 - `features:` each computed for a (customer, moment) pair from what happened at or before the moment, of a
   generic kind that works for any event vocabulary:
-  - `count`: the customer's events of the types named, in the `window` before the moment (all history without);
+  - `count`: the customer's events of the types named, in the `window` before the moment (all history without),
+    and of those only the ones that meet `where` (a condition as the rules write it: `{data.rating: {lte: 2}}`);
   - `since_last`, `since_first`: days since their last (first) event of the types named (`events: any` for any);
   - `sum`, `mean`, `max`, `min`, `last`: a number in those events' data (`value: data.total`), in the window;
   - `delay`: how late promises were kept: for each `start` event in the window carrying a promised time
@@ -36,7 +37,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from amends.detect.conditions import FieldPath, parse_path
+from amends.detect.conditions import Condition, ConditionProblem, FieldPath, parse_condition, parse_path
 from amends.durations import parse_duration
 from amends.yamldoc import FileProblem, FileProblemsError, FileReport, parse_yaml, pydantic_reason, read_sources
 
@@ -108,6 +109,7 @@ class Feature:
     window: timedelta | None = None
     events: tuple[str, ...] | None = None
     value: FieldPath | None = None
+    where: Condition | None = None  # only the events that meet it (the rules' condition language)
     start: str | None = None
     end: tuple[str, ...] = ()
     key: FieldPath | None = None
@@ -171,6 +173,7 @@ class _FeatureIn(BaseModel):
     description: Annotated[str, Field(min_length=3, max_length=200)]
     window: str | None = None
     events: list[_TYPE] | Literal["any"] | None = None
+    where: dict[str, Any] | None = None
     value: str | None = None
     start: _TYPE | None = None
     end: list[_TYPE] | None = None
@@ -297,7 +300,7 @@ def _feature(raw: _FeatureIn, where: tuple[str | int, ...], file: Path | None, l
     kind = raw.kind
     allowed = {"id", "kind", "description", "window"}
     if kind.reads_events:
-        allowed |= {"events"}
+        allowed |= {"events", "where"}
     if kind.reads_value:
         allowed |= {"value"}
     if kind.pairs_steps:
@@ -322,6 +325,12 @@ def _feature(raw: _FeatureIn, where: tuple[str | int, ...], file: Path | None, l
             events = tuple(dict.fromkeys(raw.events))
             if not events:
                 raise _Problem((*where, "events"), "name at least one event type, or any")
+    where_condition = None
+    if raw.where is not None:
+        try:
+            where_condition = parse_condition(raw.where)
+        except ConditionProblem as exc:
+            raise _Problem((*where, "where", *exc.where), exc.reason) from None
     value = None
     cash = False
     if kind.reads_value:
@@ -348,6 +357,7 @@ def _feature(raw: _FeatureIn, where: tuple[str | int, ...], file: Path | None, l
         window=window,
         events=events,
         value=value,
+        where=where_condition,
         start=start,
         end=end,
         key=key,
