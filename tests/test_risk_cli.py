@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from amends.access import Scope
 from amends.cli import app as cli
 from amends.config import Settings
 from amends.detect.risk.registry import latest_model
@@ -16,9 +18,12 @@ from amends.detect.risk.service import score_customers, train_model
 from amends.detect.risk.spec import parse_spec, shipped_spec
 from amends.errors import InvalidInput
 from amends.events import Item, ingest_items
+from amends.recover.roles import Role
 from amends.store import Database, tables, upgrade
+from amends.web import create_app
 from amends.world import generate_world
-from tests.conftest import SECRET
+from tests.conftest import SECRET, new_key, settings_for
+from tests.test_recovery import staff_key
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 DAYS = 150
@@ -52,6 +57,29 @@ def test_a_model_is_trained_stored_and_scores_customers_with_reasons(db: Databas
         rows = uow.execute(sa.select(tables.risk_scores).order_by(tables.risk_scores.c.score.desc()).limit(1)).all()
     assert rows[0].reasons
     assert {"feature", "description", "value", "usual", "push"} <= set(rows[0].reasons[0])
+
+    # Through the API: the versions with their evaluation, for managers; a customer's scores with their reasons.
+    riskiest = rows[0].customer_id
+    client = TestClient(create_app(settings_for(db, rule_packs=("shop",)), db))
+    manager = {"Authorization": f"Bearer {staff_key(db, 'max', Role.MANAGER)}"}
+    agent = {"Authorization": f"Bearer {staff_key(db, 'ana', Role.AGENT, 'web')}"}
+    models = client.get("/v1/risk/models", headers=manager)
+    assert models.status_code == 200, models.text
+    [version] = models.json()["models"]
+    assert version["version"] == 1
+    assert version["test"]["roc_auc"] == pytest.approx(model.metrics["test"]["roc_auc"])
+    assert version["label"] == "Complains, or rates 1 or 2, within 14 days"
+    assert client.get("/v1/risk/models", headers=agent).status_code == 403
+    integration = {"Authorization": f"Bearer {new_key(db, 'crm', [Scope.CUSTOMERS_READ])}"}
+    assert client.get("/v1/risk/models", headers=integration).status_code == 403
+    risk = client.get(f"/v1/customers/{riskiest}/risk", headers=integration)
+    assert risk.status_code == 200, risk.text
+    [score] = risk.json()["scores"]
+    assert score["score"] == pytest.approx(rows[0].score)
+    assert score["model"] == 1
+    assert score["reasons"][0]["description"]
+    assert client.get("/v1/customers/nobody/risk", headers=integration).json()["scores"] == []
+    assert client.get(f"/v1/customers/{riskiest}/risk").status_code == 401
 
 
 def test_scoring_with_a_model_whose_features_are_gone_from_the_data_refuses_and_names_them(db: Database) -> None:

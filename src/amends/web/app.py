@@ -37,6 +37,7 @@ from amends.web.api import (
     ledger,
     messages,
     metrics,
+    risk,
     staff,
 )
 from amends.web.errors import install_error_handlers
@@ -99,7 +100,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(customers.router)
     app.include_router(incidents.router)
     for module in (cases, complaints, approvals, ledger, staff, messages, cards, inbound, feedback, feedback_requests,
-                   metrics):  # fmt: skip
+                   metrics, risk):  # fmt: skip
         app.include_router(module.router)
     app.include_router(feedback.suggestions_router)
     app.include_router(unsubscribe.router)
