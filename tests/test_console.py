@@ -530,6 +530,30 @@ def test_the_dashboard_gives_managers_the_report_of_its_span_as_a_page_a_pdf_and
     assert boss.get("/console/report?weeks=5").status_code == 422
 
 
+def test_the_case_and_customer_pages_show_the_risk_score_and_what_pushed_it_up(console: Console) -> None:
+    import sqlalchemy as sa
+
+    from amends.store import tables
+
+    console.send(profile("C-8"), booking(8, "C-8", 300.0), arrival(8, "C-8", 200, booking_ref="BK8"))
+    case_id = console.case_id("C-8")
+    assert "Risk:" not in console.login("ana").get(f"/console/cases/{case_id}").text  # before any score
+    reason = {"feature": "late", "description": "Flights <b>late</b> in the last week", "value": 2.0, "usual": 0.0,
+              "push": 1.2}  # fmt: skip
+    with console.db.unit_of_work(writes=True) as uow:
+        uow.execute(sa.insert(tables.risk_scores).values(model_id=3, customer_id="C-8", at=NOW, score=0.374,
+                                                         reasons=[reason], scored_at=NOW))  # fmt: skip
+        uow.commit()
+    for page in (
+        console.login("ana").get(f"/console/cases/{case_id}"),
+        console.login("boss").get("/console/customers/C-8"),
+    ):
+        assert page.status_code == 200
+        assert "Risk: 37%" in page.text
+        assert "risk model version 3" in page.text
+        assert "Flights &lt;b&gt;late&lt;/b&gt; in the last week: 2 (usually 0)" in page.text
+
+
 def test_the_queue_form_with_every_filter_left_at_any_shows_the_queue(console: Console) -> None:
     ana = console.login("ana")
     page = ana.get("/console?view=mine&status=open&origin=&rule=&owner=&team=")

@@ -4,6 +4,7 @@ and numbers; loading one rebuilds it without unpickling anything."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import lightgbm
@@ -16,10 +17,30 @@ from amends.detect.risk.spec import parse_spec
 from amends.errors import NotFound
 from amends.store import UnitOfWork, bulk_values, tables
 
-__all__ = ["latest_model", "load_model", "save_model", "save_scores"]
+__all__ = ["StoredScore", "latest_model", "latest_score", "load_model", "save_model", "save_scores"]
 
 _m = tables.risk_models
 _SCORE_COLUMNS = ("model_id", "customer_id", "at", "score", "reasons", "scored_at")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredScore:
+    at: datetime
+    score: float
+    model: int
+    reasons: tuple[Reason, ...]
+
+
+def latest_score(uow: UnitOfWork, customer_id: str) -> StoredScore | None:
+    """The customer's score at their latest moment scored, with its reasons; None before any."""
+    s = tables.risk_scores
+    row = uow.execute(
+        sa.select(s).where(s.c.customer_id == customer_id).order_by(s.c.at.desc(), s.c.id.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    reasons = tuple(Reason(r["feature"], r["description"], r["value"], r["usual"], r["push"]) for r in row.reasons)
+    return StoredScore(row.at, float(row.score), int(row.model_id), reasons)
 
 
 def save_model(uow: UnitOfWork, model: RiskModel, *, now: datetime) -> int:

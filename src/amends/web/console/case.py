@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from amends.detect.risk.registry import latest_score
 from amends.errors import AmendsError, InvalidInput
 from amends.feedback.records import customer_feedback
 from amends.outreach.outbox import MessageKind, list_messages
@@ -126,6 +127,7 @@ def _view(uow: UnitOfWork, case_id: int, user: ConsoleUser, recovery: Recovery, 
         assignable = [m for m in list_staff(uow, active=True) if m.id != case.owner_id]
     return {
         "detail": detail,
+        "risk": latest_score(uow, case.customer_id),
         "case": case,
         "remedy": remedy,
         "apology": apology,

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from amends.access import Scope
+from amends.detect.risk.registry import latest_score
 from amends.errors import NotFound
 from amends.insights.story import StoryPage, customer_story
 from amends.outreach.contact import opt_out_of
@@ -64,6 +65,7 @@ async def customer_page(
             "story": story,
             "profile": customer_profile(uow, customer_id, event_types=outreach.profile_events) if whole else None,
             "opted_out": opt_out_of(uow, customer_id),
+            "risk": latest_score(uow, customer_id),
             "whole": whole,
         }
 
