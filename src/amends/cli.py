@@ -840,6 +840,41 @@ def surveys_check(
 
 world_app = typer.Typer(help="Sample worlds of a shop, an airline and a car service.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
+import_app = typer.Typer(help="Public data sets, as events (for evaluation).", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("olist")
+def import_olist(
+    folder: Annotated[Path, typer.Argument(help="The folder with Olist's CSV files as published.", file_okay=False)],
+) -> None:
+    """Store the public Olist e-commerce data set as events: orders placed (with their promised date), shipped and
+    delivered, and review scores (docs/anticipation.md#olist). Events only: `amends backfill` finds incidents."""
+    from amends.events import Item, ingest_items
+    from amends.events.olist import olist_events
+
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    accepted = duplicates = rejected = 0
+    try:
+        batch: list[Item] = []
+        with console.status("Reading and storing the Olist files…") as status:
+            for n, event in enumerate(olist_events(folder), start=1):
+                batch.append(Item(event))
+                if len(batch) == 5_000:
+                    report = ingest_items(db, batch, received_at=_now())
+                    accepted, duplicates = accepted + report.accepted, duplicates + report.duplicates
+                    rejected += len(report.rejected)
+                    batch = []
+                    status.update(f"Reading and storing the Olist files… {n:,} events")
+            if batch:
+                report = ingest_items(db, batch, received_at=_now())
+                accepted, duplicates = accepted + report.accepted, duplicates + report.duplicates
+                rejected += len(report.rejected)
+    finally:
+        db.dispose()
+    console.print(f"Stored {accepted:,} events ({duplicates:,} already stored, {rejected:,} rejected).")
+
 
 # The option that carries each parameter a WorldError can name.
 _WORLD_OPTIONS = {
