@@ -50,9 +50,9 @@ def read_history(
     """The stored events with `since <= time < until` (either bound optional), and of `types` only if given,
     as a frame of `batch.FRAME_SCHEMA` for `evaluate_history`. Rows are in no particular order.
 
-    `parallel` connections read a share of the ledger each (by `seq`), in threads: the drivers convert rows
-    to Arrow without holding the GIL. `progress` is called in the caller's thread, first with (0, total),
-    then after every batch. `since` and `until` are aware instants. Raises Unavailable when the database
+    On PostgreSQL, `parallel` connections read a share of the ledger each (by `seq`), in threads: the driver
+    converts rows to Arrow without holding the GIL. `progress` is called in the caller's thread, first with
+    (0, total), then after every batch. `since` and `until` are aware instants. Raises Unavailable when the database
     cannot be read.
     """
     if chunk_rows < 1 or parallel < 1:

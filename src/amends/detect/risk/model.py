@@ -165,7 +165,7 @@ def train(frame: pl.DataFrame, spec: FeatureSpec, *, min_positives: int = MIN_PO
     if frame.is_empty():
         raise InvalidInput("label", "no moment has a known label yet: nothing to learn from")
     features = tuple(f.id for f in spec.features)
-    fit, calibrate, test = _split(frame)
+    fit, calibrate, test = _split(frame.sort("at", "customer_id"))
     positives = int(fit["label"].sum())
     if positives < min_positives:
         last: datetime = fit["at"].max()  # type: ignore[assignment]
