@@ -299,6 +299,10 @@ def test_the_check_names_an_unknown_event_type_and_a_field_no_event_has() -> Non
     ]
     assert "no order.placed event has data.total" in refused.value.problems[0].reason
     check_spec(loaded, known=known, fields={"order.placed": {"order_id", "promised_by", "total"}})
+    with pytest.raises(FeatureSpecError) as refused:  # the label's types too, when training
+        check_spec(loaded, known={"order.placed", "order.delivered"})
+    assert {p.field for p in refused.value.problems} == {"label"}
+    check_spec(loaded, known={"order.placed", "order.delivered"}, features_only=True)  # scoring reads no label
 
 
 # --- what the model reads of the database ----------------------------------------------------------------------

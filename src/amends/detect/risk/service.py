@@ -75,7 +75,7 @@ def score_customers(
     events = read_history(db, until=moment + timedelta(microseconds=1))
     recent = events.filter(pl.col("t") > naive_utc(moment - _ACTIVE))
     try:  # against the year's data alone: a type the features read that stopped coming is a broken feed
-        _check(model.spec, recent, None)
+        _check(model.spec, recent, None, features_only=True)
     except FeatureSpecError as exc:
         raise InvalidInput(
             "features", f"the model (version {model.version}) no longer matches the data: {exc}"
@@ -93,7 +93,7 @@ def score_customers(
     return Scored(model, moment.astimezone(UTC), scored, reasons, recorded)
 
 
-def _check(spec: FeatureSpec, events: pl.DataFrame, settings: Settings | None) -> None:
+def _check(spec: FeatureSpec, events: pl.DataFrame, settings: Settings | None, *, features_only: bool = False) -> None:
     """The spec against the events: every type it names stored (or, given settings, named by the rules and
     settings: amends knows of them before the first arrives), every field it reads present in them."""
     stored = set(events["type"].unique().to_list())
@@ -102,4 +102,5 @@ def _check(spec: FeatureSpec, events: pl.DataFrame, settings: Settings | None) -
         named = {*settings.contact_event_types, *settings.profile_event_types}
         for rule in RuleSource(settings.rule_packs, settings.rules_dir).load().rules:
             named.update(event_types(rule))
-    check_spec(spec, known=stored | named, fields=seen_fields(events, sorted(spec.event_types() & stored)))
+    fields = seen_fields(events, sorted(spec.event_types() & stored))
+    check_spec(spec, known=stored | named, fields=fields, features_only=features_only)

@@ -395,10 +395,13 @@ def _label(raw: _LabelIn) -> Label:
     )
 
 
-def check_spec(spec: FeatureSpec, *, known: Iterable[str], fields: dict[str, set[str]] | None = None) -> None:
+def check_spec(
+    spec: FeatureSpec, *, known: Iterable[str], fields: dict[str, set[str]] | None = None, features_only: bool = False
+) -> None:
     """FeatureSpecError for each event type the spec names that amends does not know (`known`: stored, or named by
     the rules and settings), and, given `fields` (the data fields seen per event type), each value, key or promise
-    no such event has. A misspelt name would otherwise compute zeros and teach the model nothing."""
+    no such event has. A misspelt name would otherwise compute zeros and teach the model nothing. `features_only`
+    leaves out the label and the moments (scoring reads neither)."""
     known = set(known)
     problems: list[FileProblem] = []
     for feature in spec.features:
@@ -432,7 +435,8 @@ def check_spec(spec: FeatureSpec, *, known: Iterable[str], fields: dict[str, set
                             f"no {event_type} event has {path.text}",
                         )
                     )
-    for event_type in (*spec.label.events, *spec.label.rated_events, *spec.moments):
+    others = () if features_only else (*spec.label.events, *spec.label.rated_events, *spec.moments)
+    for event_type in others:
         if event_type not in known:
             problems.append(
                 FileProblem(
