@@ -24,16 +24,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import numpy as np
-import orjson
 import polars as pl
 from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import roc_auc_score
 
-from amends.detect.batch import FRAME_SCHEMA, evaluate_history
+from amends.detect.batch import envelopes_frame, evaluate_history
 from amends.detect.incidents import Candidate
 from amends.detect.risk import Records, shipped_spec
 from amends.detect.risk.data import moment_pairs, naive_utc
@@ -46,16 +45,7 @@ out = Console(highlight=False, width=160)
 
 
 def world_frame(business: str, customers: int, days: int, seed: int) -> pl.DataFrame:
-    rows: dict[str, list[object]] = {name: [] for name in FRAME_SCHEMA}
-    for e in generate_world(business, customers=customers, days=days, seed=seed):
-        rows["ord"].append(f"{e['source']}|{e['id']}")
-        rows["id"].append(e["id"])
-        rows["source"].append(e["source"])
-        rows["type"].append(e["type"])
-        rows["t"].append(naive_utc(datetime.fromisoformat(str(e["time"]))))
-        rows["subject"].append(e["subject"])
-        rows["data"].append(orjson.dumps(e.get("data", {})).decode())
-    return pl.DataFrame(rows, schema=FRAME_SCHEMA)
+    return envelopes_frame(generate_world(business, customers=customers, days=days, seed=seed))
 
 
 def incidents_of(business: str, events: pl.DataFrame) -> pl.DataFrame:

@@ -144,7 +144,7 @@ def sample(db: Database) -> None:
 def report_of(db: Database, since: datetime = START, until: datetime = START + timedelta(days=60)) -> Report:
     with db.unit_of_work() as uow:
         return build_report(uow, since=since, until=until, now=AS_OF, outcomes=OUTCOMES, horizon=timedelta(days=60),
-                            currency="EUR", spend_outcome="spend")  # fmt: skip
+                            currency="EUR")  # fmt: skip
 
 
 def test_the_report_is_written_three_ways_from_the_same_figures(db: Database) -> None:

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import cache
 
 import numpy as np
-import orjson
 import polars as pl
 import pytest
 
-from amends.detect.batch import FRAME_SCHEMA
+from amends.detect.batch import envelopes_frame
 from amends.detect.risk import Records, shipped_spec
-from amends.detect.risk.data import moment_pairs, naive_utc
+from amends.detect.risk.data import moment_pairs
 from amends.detect.risk.model import MIN_POSITIVES, evaluate, labelled_moments, train
 from amends.errors import InvalidInput
 from amends.world import generate_world
 
 
 def world_frame(business: str, customers: int, days: int, seed: int = 3) -> pl.DataFrame:
-    rows: dict[str, list[object]] = {name: [] for name in FRAME_SCHEMA}
-    for e in generate_world(business, customers=customers, days=days, seed=seed):
-        rows["ord"].append(f"{e['source']}|{e['id']}")
-        rows["id"].append(e["id"])
-        rows["source"].append(e["source"])
-        rows["type"].append(e["type"])
-        rows["t"].append(naive_utc(datetime.fromisoformat(str(e["time"]))))
-        rows["subject"].append(e["subject"])
-        rows["data"].append(orjson.dumps(e.get("data", {})).decode())
-    return pl.DataFrame(rows, schema=FRAME_SCHEMA)
+    return envelopes_frame(generate_world(business, customers=customers, days=days, seed=seed))
 
 
 @cache

@@ -1208,7 +1208,8 @@ def report(
 ) -> None:
     """Write the report a CX lead forwards: recovery and feedback week by week, what the holdout experiment says
     recovery does for customers, and "you said, we did" (docs/insights.md#the-report)."""
-    from amends.insights.outcomes import check_event_types, known_event_types, outcomes_from_settings, spend_outcome
+    from amends.detect.service import known_event_types
+    from amends.insights.outcomes import check_event_types, outcomes_from_settings
     from amends.insights.render import FORMATS, render
     from amends.insights.report import build_report
     from amends.recover.service import Recovery
@@ -1232,8 +1233,7 @@ def report(
         with db.unit_of_work() as uow:
             check_event_types(uow, outcomes, known=known_event_types(settings))
             built = build_report(uow, since=start, until=end, now=now, outcomes=outcomes,
-                                 horizon=settings.holdout_horizon, currency=currency,
-                                 spend_outcome=spend_outcome(outcomes))  # fmt: skip
+                                 horizon=settings.holdout_horizon, currency=currency)  # fmt: skip
     finally:
         db.dispose()
     path.write_bytes(render(built, format))

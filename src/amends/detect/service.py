@@ -16,12 +16,12 @@ from pathlib import Path
 from amends.config import Settings
 from amends.detect.errors import RuleSetError
 from amends.detect.packs import pack_paths
-from amends.detect.rules import RuleSet, load_rules
+from amends.detect.rules import RuleSet, event_types, load_rules
 from amends.detect.runner import Detected, Detector
 from amends.errors import InvalidInput
 from amends.store import Database
 
-__all__ = ["Detection", "RuleSource"]
+__all__ = ["Detection", "RuleSource", "known_event_types"]
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +100,11 @@ class Detection:
             log.info("rules reloaded: %d rules", len(rules))
             self.detector.use_rules(rules)
         return self.detector.sweep(self.db)
+
+
+def known_event_types(settings: Settings) -> set[str]:
+    """The event types amends is told of before any arrives: those the rules read and the settings name."""
+    known = {*settings.contact_event_types, *settings.profile_event_types, *settings.feedback_request_event_types}
+    for rule in RuleSource(settings.rule_packs, settings.rules_dir).load().rules:
+        known.update(event_types(rule))
+    return known

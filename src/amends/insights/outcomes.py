@@ -36,8 +36,6 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from amends.config import Settings
-from amends.detect.rules import event_types
-from amends.detect.service import RuleSource
 from amends.durations import parse_duration
 from amends.store import UnitOfWork, tables
 from amends.yamldoc import FileProblem, FileProblemsError, FileReport, parse_yaml, read_sources
@@ -49,7 +47,6 @@ __all__ = [
     "OutcomeSetError",
     "Source",
     "check_event_types",
-    "known_event_types",
     "load_outcomes",
     "outcomes_from_settings",
     "parse_outcomes",
@@ -111,14 +108,6 @@ def outcomes_from_settings(settings: Settings) -> tuple[Outcome, ...]:
     if settings.outcomes_file is not None:
         return load_outcomes([settings.outcomes_file])
     return shipped_outcomes(settings.rule_packs)
-
-
-def known_event_types(settings: Settings) -> set[str]:
-    """The event types amends is told of before any arrives: those the rules read and the settings name."""
-    known = {*settings.contact_event_types, *settings.profile_event_types, *settings.feedback_request_event_types}
-    for rule in RuleSource(settings.rule_packs, settings.rules_dir).load().rules:
-        known.update(event_types(rule))
-    return known
 
 
 def spend_outcome(outcomes: Sequence[Outcome]) -> str | None:

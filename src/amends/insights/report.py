@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from amends.insights.dashboard import Dashboard, measures_between
 from amends.insights.experiment import Experiment, analyse
-from amends.insights.outcomes import Outcome
+from amends.insights.outcomes import Outcome, spend_outcome
 from amends.store import UnitOfWork, tables
 
 __all__ = ["Done", "Report", "build_report"]
@@ -61,12 +61,12 @@ def build_report(
     outcomes: Sequence[Outcome],
     horizon: timedelta,
     currency: str,
-    spend_outcome: str | None = None,
 ) -> Report:
-    """The report of [since, until), as known at `now` (the experiment's windows close by `now`, not `until`)."""
+    """The report of [since, until), as known at `now` (the experiment's windows close by `now`, not `until`);
+    the return on recovery sets remedies against the outcomes' spend (`spend_outcome`)."""
     measures = measures_between(uow, since=since, until=until, now=now, currency=currency)
     experiment = analyse(
-        uow, outcomes, as_of=now, horizon=horizon, since=since, until=until, spend_outcome=spend_outcome
+        uow, outcomes, as_of=now, horizon=horizon, since=since, until=until, spend_outcome=spend_outcome(outcomes)
     )
     return Report(
         since,

@@ -118,7 +118,7 @@ def label_frame(
         if label.rated_events:
             assert label.rated_value is not None
             marks = ", ".join("?" for _ in label.rated_events)
-            rating = f"TRY_CAST(json_extract_string(data, '{_json_path(label.rated_value.text)}') AS DOUBLE)"
+            rating = _number(label.rated_value.text)
             parts.append(
                 f"SELECT p.pair FROM pairs p JOIN (SELECT subject AS customer_id, t AS at, {rating} AS rating "
                 f"FROM ledger WHERE type IN ({marks})) x ON x.customer_id = p.customer_id AND {after} "

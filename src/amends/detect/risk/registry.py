@@ -17,7 +17,7 @@ from amends.detect.risk.spec import parse_spec
 from amends.errors import NotFound
 from amends.store import UnitOfWork, bulk_values, tables
 
-__all__ = ["StoredScore", "latest_model", "latest_score", "load_model", "save_model", "save_scores"]
+__all__ = ["StoredScore", "customer_scores", "latest_model", "latest_score", "load_model", "save_model", "save_scores"]
 
 _m = tables.risk_models
 _SCORE_COLUMNS = ("model_id", "customer_id", "at", "score", "reasons", "scored_at")
@@ -29,18 +29,31 @@ class StoredScore:
     score: float
     model: int
     reasons: tuple[Reason, ...]
+    scored_at: datetime
+
+
+def customer_scores(uow: UnitOfWork, customer_id: str, *, limit: int) -> list[StoredScore]:
+    """The customer's scores, newest moment first, with their reasons."""
+    s = tables.risk_scores
+    rows = uow.execute(
+        sa.select(s).where(s.c.customer_id == customer_id).order_by(s.c.at.desc(), s.c.id.desc()).limit(limit)
+    ).all()
+    return [
+        StoredScore(
+            row.at,
+            float(row.score),
+            int(row.model_id),
+            tuple(Reason(r["feature"], r["description"], r["value"], r["usual"], r["push"]) for r in row.reasons),
+            row.scored_at,
+        )
+        for row in rows
+    ]
 
 
 def latest_score(uow: UnitOfWork, customer_id: str) -> StoredScore | None:
     """The customer's score at their latest moment scored, with its reasons; None before any."""
-    s = tables.risk_scores
-    row = uow.execute(
-        sa.select(s).where(s.c.customer_id == customer_id).order_by(s.c.at.desc(), s.c.id.desc()).limit(1)
-    ).first()
-    if row is None:
-        return None
-    reasons = tuple(Reason(r["feature"], r["description"], r["value"], r["usual"], r["push"]) for r in row.reasons)
-    return StoredScore(row.at, float(row.score), int(row.model_id), reasons)
+    found = customer_scores(uow, customer_id, limit=1)
+    return found[0] if found else None
 
 
 def save_model(uow: UnitOfWork, model: RiskModel, *, now: datetime) -> int:

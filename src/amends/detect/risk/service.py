@@ -11,12 +11,11 @@ import polars as pl
 from amends.config import Settings
 from amends.detect.history import read_history
 from amends.detect.risk.data import load_records, moment_pairs, naive_utc, seen_fields
-from amends.detect.risk.features import feature_frame
+from amends.detect.risk.features import PAIR_SCHEMA, feature_frame
 from amends.detect.risk.model import Reason, RiskModel, labelled_moments, train
 from amends.detect.risk.registry import latest_model, save_model, save_scores
 from amends.detect.risk.spec import FeatureSpec, FeatureSpecError, check_spec, load_spec, shipped_spec
-from amends.detect.rules import event_types
-from amends.detect.service import RuleSource
+from amends.detect.service import known_event_types
 from amends.errors import InvalidInput, NotFound
 from amends.store import Database
 
@@ -81,8 +80,7 @@ def score_customers(
             "features", f"the model (version {model.version}) no longer matches the data: {exc}"
         ) from None
     who = customers if customers is not None else recent["subject"].unique().sort().to_list()
-    pairs = pl.DataFrame({"customer_id": who, "at": [naive_utc(moment)] * len(who)},
-                         schema={"customer_id": pl.String, "at": pl.Datetime("us")})  # fmt: skip
+    pairs = pl.DataFrame({"customer_id": who, "at": [naive_utc(moment)] * len(who)}, schema=PAIR_SCHEMA)
     frame = feature_frame(events, pairs, model.spec, records)
     scores = model.score(frame) if len(frame) else np.zeros(0)
     reasons = model.reasons(frame) if len(frame) else []
@@ -97,10 +95,6 @@ def _check(spec: FeatureSpec, events: pl.DataFrame, settings: Settings | None, *
     """The spec against the events: every type it names stored (or, given settings, named by the rules and
     settings: amends knows of them before the first arrives), every field it reads present in them."""
     stored = set(events["type"].unique().to_list())
-    named: set[str] = set()
-    if settings is not None:
-        named = {*settings.contact_event_types, *settings.profile_event_types}
-        for rule in RuleSource(settings.rule_packs, settings.rules_dir).load().rules:
-            named.update(event_types(rule))
+    named = known_event_types(settings) if settings is not None else set()
     fields = seen_fields(events, sorted(spec.event_types() & stored))
     check_spec(spec, known=stored | named, fields=fields, features_only=features_only)

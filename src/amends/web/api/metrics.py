@@ -14,13 +14,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from amends.access import Scope
+from amends.detect.service import known_event_types
 from amends.errors import InvalidInput
 from amends.insights.experiment import Estimate, Experiment, Round, Verdict, analyse
 from amends.insights.outcomes import (
     Kind,
     Outcome,
     check_event_types,
-    known_event_types,
     outcomes_from_settings,
     spend_outcome,
 )
@@ -337,8 +337,7 @@ async def read_report(
     def run(uow: UnitOfWork) -> ReportOut:
         check_event_types(uow, outcomes, known=known)
         report = build_report(uow, since=start, until=end, now=now, outcomes=outcomes,
-                              horizon=settings.holdout_horizon, currency=currency,
-                              spend_outcome=spend_outcome(outcomes))  # fmt: skip
+                              horizon=settings.holdout_horizon, currency=currency)  # fmt: skip
         return ReportOut.of(report)
 
     return await reading(db, run)

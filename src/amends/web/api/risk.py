@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from amends.access import Scope
+from amends.detect.risk.registry import customer_scores
 from amends.detect.risk.spec import parse_spec
 from amends.recover.actors import Actor
 from amends.recover.roles import Role
@@ -98,16 +99,13 @@ async def read_customer_risk(
     was given)."""
 
     def run(uow: UnitOfWork) -> CustomerRiskOut:
-        s = tables.risk_scores
-        rows = uow.execute(
-            sa.select(s).where(s.c.customer_id == customer_id).order_by(s.c.at.desc(), s.c.id.desc()).limit(limit)
-        ).all()
         return CustomerRiskOut(
             customer_id=customer_id,
             scores=[
-                ScoreOut(at=r.at, score=r.score, model=r.model_id, reasons=[ReasonOut(**x) for x in r.reasons],
-                         scored_at=r.scored_at)
-                for r in rows
+                ScoreOut(at=x.at, score=x.score, model=x.model, scored_at=x.scored_at,
+                         reasons=[ReasonOut(feature=r.feature, description=r.description, value=r.value,
+                                            usual=r.usual, push=r.push) for r in x.reasons])
+                for x in customer_scores(uow, customer_id, limit=limit)
             ],
         )  # fmt: skip
 

@@ -25,7 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from amends.errors import InvalidInput
 from amends.insights.dashboard import Dashboard, dashboard, weeks_since
 from amends.insights.experiment import Estimate, Experiment, Round, analyse
-from amends.insights.outcomes import Outcome, check_event_types, spend_outcome
+from amends.insights.outcomes import Outcome, check_event_types
 from amends.insights.render import FORMATS
 from amends.insights.render import render as render_report
 from amends.insights.report import Report, build_report
@@ -119,7 +119,7 @@ async def report_file(
         with state.db.unit_of_work() as uow:
             check_event_types(uow, outcomes, known=known)
             built = build_report(uow, since=weeks_since(weeks, now), until=now, now=now, outcomes=outcomes,
-                                 horizon=horizon, currency=currency, spend_outcome=spend_outcome(outcomes))  # fmt: skip
+                                 horizon=horizon, currency=currency)  # fmt: skip
         return built, render_report(built, format)
 
     built, body = await run_in_threadpool(write)
