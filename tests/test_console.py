@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -552,6 +552,27 @@ def test_the_case_and_customer_pages_show_the_risk_score_and_what_pushed_it_up(c
         assert "Risk: 37%" in page.text
         assert "risk model version 3" in page.text
         assert "Flights &lt;b&gt;late&lt;/b&gt; in the last week: 2 (usually 0)" in page.text
+
+
+def test_a_risk_rule_case_shows_the_risk_and_its_reasons_in_words(console: Console) -> None:
+    from amends.detect.incidents import Candidate
+    from amends.detect.runner import store_findings
+
+    moment = {"id": "d-9", "source": "shop", "type": "order.delivered", "time": "2025-03-01T08:00:00.000000Z"}
+    facts = {"event": moment, "data": {"order_id": "O-9"}, "risk": 0.4321, "model": 2, "threshold": 0.3,
+             "reasons": [{"feature": "late", "description": "Deliveries late", "value": 2.0, "usual": 0.0,
+                          "text": "Deliveries <i>late</i>: 2 (usually 0)"}]}  # fmt: skip
+    with console.db.unit_of_work(writes=True) as uow:
+        found = [Candidate("likely-unhappy", "k-9", "C-9", 2, NOW - timedelta(hours=2), facts, "check-in")]
+        store_findings(uow, found, detected_at=NOW, detected_by="risk")
+        uow.commit()
+    console.app_client.app.state.recovery.tick()  # type: ignore[attr-defined]
+    page = console.login("boss").get(f"/console/cases/{console.case_id('C-9')}")
+    assert page.status_code == 200
+    assert "<dt>risk</dt><dd>43%</dd>" in page.text
+    assert "<dt>threshold</dt><dd>30%</dd>" in page.text
+    assert "<dt>what pushed it up</dt><dd>Deliveries &lt;i&gt;late&lt;/i&gt;: 2 (usually 0)</dd>" in page.text
+    assert "<dt>order id</dt><dd>O-9</dd>" in page.text
 
 
 def test_the_queue_form_with_every_filter_left_at_any_shows_the_queue(console: Console) -> None:

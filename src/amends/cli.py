@@ -503,11 +503,12 @@ def rules_check(
         _print_rule_problems(exc)
         raise typer.Exit(2) from None
     table = Table("rule", "kind", "reads", "severity", "playbook", title=f"{len(rules)} rules ready")
-    for rule in rules:
+    for rule in (*rules.rules, *rules.risk):
         common = rule.common
         by = common.severity.by
         severity = f"by {by.text}" if by is not None else str(common.severity.fixed)
-        table.add_row(common.id, rule.kind, " → ".join(event_types(rule)), severity, common.playbook or "")
+        reads = " → ".join(event_types(rule)) or "the risk model's moments"
+        table.add_row(common.id, rule.kind, reads, severity, common.playbook or "")
     console.print(table)
     if rules.disabled:
         console.print(f"Disabled: {', '.join(rule.common.id for rule in rules.disabled)}")

@@ -1,11 +1,16 @@
 """Rules: declarative detectors in YAML files, checked whole before any of them runs.
 
-A rule file holds `rules:`, a list of rules of four kinds (docs/rules.md has a worked example of each):
+A rule file holds `rules:`, a list of rules of five kinds (docs/rules.md has a worked example of each):
 
 - `match`: one event meets a condition (`flight.arrived` with `data.delay_minutes >= 180`);
 - `absence`: an expected event did not come for the same key by a deadline;
 - `count`: at least N events for the same key within a sliding window;
-- `sequence`: an event followed by another for the same key within a window.
+- `sequence`: an event followed by another for the same key within a window;
+- `risk`: the risk model (detect/risk) expects the customer to be let down soon: the calibrated risk at one of
+  its moments reaches a threshold, or is among the day's highest within a budget.
+
+The first four read events and run in the evaluators (streaming and batch); a risk rule reads the model's scores
+and runs in the risk watch (detect/risk/watch.py), so a `RuleSet` keeps the two apart.
 
 The YAML is read into Pydantic models (the file's shape), then compiled into the frozen values the evaluators
 use. Every problem is reported with its file, line and field, and a set of files with any problem loads none.
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,9 +44,11 @@ from amends.yamldoc import dotted, parse_yaml, pydantic_reason, read_sources
 
 __all__ = [
     "AbsenceRule",
+    "AnyRule",
     "CountRule",
     "Deadline",
     "MatchRule",
+    "RiskRule",
     "Rule",
     "RuleCommon",
     "RuleSet",
@@ -53,6 +60,7 @@ __all__ = [
 ]
 
 SUBJECT = FieldPath("subject", "subject")
+CHECK_IN_PLAYBOOK = "check-in"  # what a risk rule's cases follow unless it names another playbook
 DEFAULT_WATCH_LATE_FOR = timedelta(days=30)
 
 
@@ -170,11 +178,26 @@ class SequenceRule:
     kind: Literal["sequence"] = "sequence"
 
 
-Rule = MatchRule | AbsenceRule | CountRule | SequenceRule
+@dataclass(frozen=True, slots=True)
+class RiskRule:
+    """An incident for a customer whose calibrated risk at one of the model's moments is at least `at_least`,
+    and, with `top`, among the day's `top` highest (at most `top` incidents a day)."""
+
+    common: RuleCommon
+    at_least: float | None
+    top: int | None
+    kind: Literal["risk"] = "risk"
 
 
-def event_types(rule: Rule) -> tuple[str, ...]:
-    """The event types a rule reads, in the order it reads them (the start before the expected event)."""
+Rule = MatchRule | AbsenceRule | CountRule | SequenceRule  # the rules that read events
+AnyRule = Rule | RiskRule
+
+
+def event_types(rule: AnyRule) -> tuple[str, ...]:
+    """The event types a rule reads, in the order it reads them (the start before the expected event); none for
+    a risk rule, which reads the model's moments."""
+    if isinstance(rule, RiskRule):
+        return ()
     if isinstance(rule, MatchRule | CountRule):
         return (rule.on.type,)
     if isinstance(rule, AbsenceRule):
@@ -184,23 +207,30 @@ def event_types(rule: Rule) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
-    """The enabled rules of a set of files, by id, in file order."""
+    """The enabled rules of a set of files, by id, in file order: those that read events (iterating the set gives
+    these, for the evaluators) and the risk rules, apart."""
 
     rules: tuple[Rule, ...] = ()
-    disabled: tuple[Rule, ...] = ()
+    disabled: tuple[AnyRule, ...] = ()
+    risk: tuple[RiskRule, ...] = ()
 
     def __post_init__(self) -> None:
-        ids = [rule.common.id for rule in (*self.rules, *self.disabled)]
+        ids = [rule.common.id for rule in (*self.rules, *self.risk, *self.disabled)]
         assert len(ids) == len(set(ids)), "rule ids are unique"
 
     def __len__(self) -> int:
-        return len(self.rules)
+        return len(self.rules) + len(self.risk)
 
     def __iter__(self) -> Iterator[Rule]:
         return iter(self.rules)
 
-    def get(self, rule_id: str) -> Rule | None:
-        return next((rule for rule in self.rules if rule.common.id == rule_id), None)
+    @property
+    def every(self) -> tuple[AnyRule, ...]:
+        """Every rule of the files, enabled or not."""
+        return (*self.rules, *self.risk, *self.disabled)
+
+    def get(self, rule_id: str) -> AnyRule | None:
+        return next((rule for rule in (*self.rules, *self.risk) if rule.common.id == rule_id), None)
 
 
 def parse_instant(value: Any) -> datetime | None:
@@ -269,6 +299,12 @@ class _CountSpec(_Spec):
     key: str = "subject"
 
 
+class _RiskSpec(_Spec):
+    kind: Literal["risk"]
+    at_least: Annotated[float, Field(gt=0, le=1, description="A calibrated probability, e.g. 0.4.")] | None = None
+    top: Annotated[int, Field(ge=1, le=100_000, description="At most this many incidents a day.")] | None = None
+
+
 class _SequenceSpec(_Spec):
     kind: Literal["sequence"]
     first: _TYPE
@@ -284,6 +320,7 @@ _KINDS: dict[str, type[_Spec]] = {
     "absence": _AbsenceSpec,
     "count": _CountSpec,
     "sequence": _SequenceSpec,
+    "risk": _RiskSpec,
 }
 
 
@@ -294,7 +331,7 @@ class _Problem(Exception):
         self.reason = reason
 
 
-def _compile(spec: _Spec, where: tuple[str | int, ...], file: Path | None, line: int | None) -> Rule:
+def _compile(spec: _Spec, where: tuple[str | int, ...], file: Path | None, line: int | None) -> AnyRule:
     def duration(name: str, text: str) -> timedelta:
         try:
             return parse_duration(text)
@@ -353,6 +390,12 @@ def _compile(spec: _Spec, where: tuple[str | int, ...], file: Path | None, line:
             within=duration("within", spec.within),
             key=path("key", spec.key),
         )
+    if isinstance(spec, _RiskSpec):
+        if spec.at_least is None and spec.top is None:
+            raise _Problem(where, "a risk rule needs at_least (a probability), top (incidents a day), or both")
+        if spec.playbook is None:  # nothing is known to have gone wrong yet: a person checks in
+            common = replace(common, playbook=CHECK_IN_PLAYBOOK)
+        return RiskRule(common, spec.at_least, spec.top)
     assert isinstance(spec, _SequenceSpec)
     return SequenceRule(
         common,
@@ -403,7 +446,7 @@ def load_rules(paths: Iterable[Path]) -> RuleSet:
 def parse_rules(sources: Sequence[tuple[Path | None, str]]) -> RuleSet:
     """Check rule files given as (file, text); the same contract as `load_rules`."""
     problems: list[RuleProblem] = []
-    rules: list[Rule] = []
+    rules: list[AnyRule] = []
     seen: dict[str, tuple[Path | None, int | None]] = {}
     for file, text in sources:
         for rule in _parse_file(file, text, problems):
@@ -421,12 +464,13 @@ def parse_rules(sources: Sequence[tuple[Path | None, str]]) -> RuleSet:
     if problems:
         raise RuleSetError(problems)
     return RuleSet(
-        rules=tuple(rule for rule in rules if rule.common.enabled),
+        rules=tuple(rule for rule in rules if rule.common.enabled and not isinstance(rule, RiskRule)),
         disabled=tuple(rule for rule in rules if not rule.common.enabled),
+        risk=tuple(rule for rule in rules if rule.common.enabled and isinstance(rule, RiskRule)),
     )
 
 
-def _parse_file(file: Path | None, text: str, problems: list[RuleProblem]) -> list[Rule]:
+def _parse_file(file: Path | None, text: str, problems: list[RuleProblem]) -> list[AnyRule]:
     parsed = parse_yaml(file, text, problems)
     if parsed is None:
         return []
@@ -437,7 +481,7 @@ def _parse_file(file: Path | None, text: str, problems: list[RuleProblem]) -> li
     extra = sorted(set(document) - {"rules"})
     if extra:
         problems.append(RuleProblem(file, lines.at((extra[0],)), extra[0], "unknown top-level key; only 'rules'"))
-    compiled: list[Rule] = []
+    compiled: list[AnyRule] = []
     for index, raw in enumerate(document["rules"]):
         where: tuple[str | int, ...] = ("rules", index)
         line = lines.at(where)
@@ -452,7 +496,7 @@ def _parse_file(file: Path | None, text: str, problems: list[RuleProblem]) -> li
     return compiled
 
 
-def _parse_rule(raw: Any, where: tuple[str | int, ...], file: Path | None, line: int | None) -> Rule:
+def _parse_rule(raw: Any, where: tuple[str | int, ...], file: Path | None, line: int | None) -> AnyRule:
     if not isinstance(raw, dict):
         raise _Problem(where, "a rule is a mapping with an id and a kind")
     kind = raw.get("kind")

@@ -4,14 +4,17 @@
 changes, and a rule set with any error never replaces the one running: the error is logged and kept
 (`last_error`) and the previous rules go on. `Detection` holds the source and the `Detector` that ingestion
 hands its events to; its `tick` picks up changed rules and fires the deadlines that fell due (amends'
-background work calls it every `detect_sweep_seconds`: `amends worker` alone, `amends serve` beside the API).
+background work calls it every `detect_sweep_seconds`: `amends worker` alone, `amends serve` beside the API), and
+then lets the risk watch score new moments for the risk rules, if any are enabled (detect/risk/watch.py).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amends.config import Settings
 from amends.detect.errors import RuleSetError
@@ -20,6 +23,9 @@ from amends.detect.rules import RuleSet, event_types, load_rules
 from amends.detect.runner import Detected, Detector
 from amends.errors import InvalidInput
 from amends.store import Database
+
+if TYPE_CHECKING:
+    from amends.detect.risk.watch import RiskWatch
 
 __all__ = ["Detection", "RuleSource", "known_event_types"]
 
@@ -85,6 +91,7 @@ class Detection:
         self.detector = detector
         self.source = source
         self.sweep_seconds = sweep_seconds
+        self._risk: RiskWatch | None = None  # made when a risk rule is first enabled (it loads the model's libraries)
 
     @classmethod
     def from_settings(cls, db: Database, settings: Settings) -> Detection:
@@ -93,13 +100,21 @@ class Detection:
         detector = Detector(source.load(), lateness=settings.detect_allowed_lateness, clock=settings.detect_clock)
         return cls(db, detector, source, sweep_seconds=settings.detect_sweep_seconds)
 
-    def tick(self) -> Detected:
-        """Pick up changed rules, then fire what fell due."""
+    def tick(self, *, now: datetime | None = None) -> Detected:
+        """Pick up changed rules, fire what fell due, then score the moments that came for the risk rules."""
         rules = self.source.reload_if_changed()
         if rules is not None:
             log.info("rules reloaded: %d rules", len(rules))
             self.detector.use_rules(rules)
-        return self.detector.sweep(self.db)
+        detected = self.detector.sweep(self.db)
+        risk = self.detector.rules.risk
+        if risk:
+            if self._risk is None:
+                from amends.detect.risk.watch import RiskWatch  # imports LightGBM: only when a risk rule runs
+
+                self._risk = RiskWatch()
+            detected += self._risk.tick(self.db, risk, now=now or datetime.now(UTC))
+        return detected
 
 
 def known_event_types(settings: Settings) -> set[str]:

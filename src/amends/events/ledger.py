@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -170,10 +170,11 @@ def read_recorded(
     after: int,
     through: int | None = None,
     not_before: datetime | None = None,
+    types: Collection[str] | None = None,
     limit: int = 10_000,
 ) -> list[Recorded]:
     """Stored events with `after < seq <= through`, in `seq` order, at most `limit`; with `not_before`,
-    only those whose time is at or after it."""
+    only those whose time is at or after it; with `types`, only those of these types."""
     events = tables.events
     query = (
         sa.select(
@@ -195,6 +196,8 @@ def read_recorded(
         query = query.where(events.c.seq <= through)
     if not_before is not None:
         query = query.where(events.c.time >= not_before)
+    if types is not None:
+        query = query.where(events.c.type.in_(list(types)))
     return [
         Recorded(
             row.seq,

@@ -122,6 +122,7 @@ class IncidentContext(TypedDict):
     key: str
     data: Mapping[str, Any]  # the data of the event the incident is about (see `incident_context`)
     first_data: Mapping[str, Any]  # a sequence rule's first event's data; empty for other rules
+    risk: float | None  # a risk rule's calibrated risk at the moment (the case is a check-in); None for other rules
 
 
 class RemedyContext(TypedDict):
@@ -180,7 +181,8 @@ def incident_context(
 
     A match or absence rule's facts carry the event's data (for an absence rule, the event that started the
     wait); a sequence rule's carry `first_data` and `then_data`, and `data` is then the second event's; a
-    count rule's carry the count and the window, which `data` holds as `count` and `within`.
+    count rule's carry the count and the window, which `data` holds as `count` and `within`. A risk rule's carry
+    the moment event's data and the risk, which `risk` holds.
     """
     first: Mapping[str, Any] = {}
     if isinstance(facts.get("data"), Mapping):
@@ -190,9 +192,11 @@ def incident_context(
         first = facts["first_data"] if isinstance(facts.get("first_data"), Mapping) else {}
     else:
         data = {name: facts[name] for name in ("count", "within") if name in facts}
+    risk = facts.get("risk")
     return IncidentContext(
-        rule_id=rule_id, failure_at=failure_at, severity=severity, key=key, data=data, first_data=first
-    )
+        rule_id=rule_id, failure_at=failure_at, severity=severity, key=key, data=data, first_data=first,
+        risk=float(risk) if isinstance(risk, int | float) and not isinstance(risk, bool) else None,
+    )  # fmt: skip
 
 
 # --- values --------------------------------------------------------------------------------------------
@@ -650,6 +654,7 @@ def preview_context(language: str = "en") -> dict[str, Any]:
             "key": "K7Q2XM",
             "data": dict(_PREVIEW_DATA),
             "first_data": dict(_PREVIEW_FIRST_DATA),
+            "risk": None,
         },
         "remedy": {
             "kind": "miles",

@@ -52,6 +52,9 @@ __all__ = [
     "metadata",
     "opt_outs",
     "recover_cursors",
+    "risk_models",
+    "risk_scores",
+    "risk_watch",
     "staff",
     "suggestion_askers",
     "suggestions",
@@ -301,6 +304,15 @@ risk_scores = Table(
     Column("scored_at", UTCDateTime(), nullable=False),
     UniqueConstraint("model_id", "customer_id", "at"),
     Index(None, "customer_id", "at"),
+    Index(None, "model_id", "at"),
+)
+# How far into the ledger the risk watch (detect/risk/watch.py) has scored the model's moments: the last `seq`.
+risk_watch = Table(
+    "risk_watch",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 # Which case each incident opened or joined: one case per incident.

@@ -104,12 +104,20 @@ def _plain_value(value: Any) -> str:
     return str(value)
 
 
+_PROBABILITIES = ("risk", "threshold")  # a risk rule's facts that are probabilities, shown as percentages
+
+
 def _plain_facts(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     """An incident's facts as a reader takes them in: an event named by its type and time, the fields of the
-    event's data each on their own, instants in UTC, names without underscores."""
+    event's data each on their own, instants in UTC, names without underscores, a risk rule's probabilities as
+    percentages and its reasons as sentences."""
     shown: dict[str, str] = {}
     for key, value in facts.items():
-        if isinstance(value, dict) and {"type", "time"} <= value.keys():
+        if key in _PROBABILITIES and isinstance(value, int | float) and not isinstance(value, bool):
+            shown[key] = f"{value:.0%}"
+        elif key == "reasons" and isinstance(value, list):  # a risk rule's: what pushed the risk up, in words
+            shown["what pushed it up"] = "; ".join(str(r["text"]) for r in value if isinstance(r, dict)) or "nothing"
+        elif isinstance(value, dict) and {"type", "time"} <= value.keys():
             shown[key] = f"{value['type']} at {_plain_value(value['time'])}"
         elif isinstance(value, dict):
             for inner, item in value.items():
@@ -217,7 +225,8 @@ def rule_titles(request: Request) -> dict[str, str]:
     detection = request.app.state.detection
     if detection is None:
         return {}
-    return {rule.common.id: rule.common.description or "" for rule in detection.detector.rules}
+    running = detection.detector.rules
+    return {rule.common.id: rule.common.description or "" for rule in (*running.rules, *running.risk)}
 
 
 def safe_next(value: str | None) -> str:

@@ -26,14 +26,15 @@ _MAX_TEXT = 200_000
 def _running(request: Request) -> dict[str, Any]:
     state = request.app.state
     detection = state.detection
-    rules = [] if detection is None else list(detection.detector.rules)
+    running = None if detection is None else detection.detector.rules
+    rules = [] if running is None else [*running.rules, *running.risk]
     return {
         "rules": [
             {
                 "id": rule.common.id,
                 "kind": rule.kind,
                 "description": rule.common.description or "",
-                "on": ", ".join(event_types(rule)),
+                "on": ", ".join(event_types(rule)) or "the risk model's moments",
                 "severity": rule.common.severity.fixed or f"by {rule.common.severity.by}",
                 "playbook": rule.common.playbook or "(by severity)",
                 "tags": ", ".join(rule.common.tags),
