@@ -50,6 +50,13 @@ def test_a_model_trained_on_the_past_ranks_the_later_moments_and_says_why() -> N
     assert ": " in str(reasons[0])
     again = train(frame, spec)
     assert np.array_equal(again.score(later), scores)  # the same history gives the same model
+    # The calibration's flat steps keep the trees' order: scores rank as the raw scores do, and move no
+    # probability by more than a millionth.
+    raw = model.raw(later)
+    assert len(np.unique(scores)) == len(np.unique(raw))
+    assert (np.diff(scores[np.argsort(raw, kind="stable")]) >= 0).all()
+    xs, ys = model.calibration
+    assert np.abs(scores - np.interp(raw, xs, ys)).max() <= 1e-6
 
 
 def test_training_with_too_few_positive_labels_says_how_many_there_are_and_are_needed() -> None:

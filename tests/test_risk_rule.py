@@ -3,6 +3,7 @@ engine, and the cases they become."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 
 from amends.config import Settings
 from amends.detect.errors import RuleSetError
+from amends.detect.risk.data import load_records
 from amends.detect.risk.service import train_model
 from amends.detect.risk.spec import shipped_spec
 from amends.detect.risk.watch import RiskWatch
@@ -129,18 +131,24 @@ def test_a_threshold_rule_opens_an_incident_for_each_risky_moment_within_the_win
         assert isinstance(facts["data"], dict)
         assert facts["reasons"], "each incident says what pushed its risk up"
         assert all(reason["text"] and reason["description"] for reason in facts["reasons"])
-    # Every risky moment opened one, unless the customer had one of the rule within the cooldown before it.
+    # Every risky moment opened one, unless the customer has one of the rule within the cooldown of it (the riskier
+    # moment first); no two of a customer's incidents are within the cooldown of each other.
     opened = {(i.customer_id, i.failure_at.astimezone(UTC)) for i in found}
-    risky = sorted((at, customer) for (customer, at), (score, _) in scores.items() if score >= 0.3)
-    last: dict[str, datetime] = {}
-    for at, customer in risky:
-        earlier = last.get(customer)
-        if earlier is None or at - earlier >= timedelta(days=7):
-            assert (customer, at) in opened
-            last[customer] = at
-        else:
-            assert (customer, at) not in opened
+    by_customer: dict[str, list[datetime]] = {}
+    for customer, at in opened:
+        by_customer.setdefault(customer, []).append(at)
+    for customer, ats in by_customer.items():
+        ats.sort()
+        assert all(b - a >= timedelta(days=7) for a, b in itertools.pairwise(ats)), customer
+    for (customer, at), (score, _) in scores.items():
+        if score >= 0.3 and (customer, at) not in opened:
+            assert any(abs(at - t) < timedelta(days=7) for t in by_customer.get(customer, [])), (customer, at)
+    assert any(score >= 0.3 and key not in opened for key, (score, _) in scores.items()), "the cooldown held some"
     assert len(opened) == len(found)
+
+    # The model's own forecasts are not failures: the features never count them (no feedback of scores into scores).
+    with db.unit_of_work() as uow:
+        assert load_records(uow).incidents.is_empty()
 
     # Nothing twice: the cursor is past these moments, and a moment's incident key is its event's.
     assert watch.tick(db, [rule], now=END).opened == 0
@@ -178,13 +186,53 @@ def test_a_budget_rule_opens_at_most_its_top_a_day_highest_risk_first(db: Databa
     riskiest = max(found, key=lambda i: i.facts["risk"]).customer_id
     ingest_items(db, [Item(_moment(riskiest, END - timedelta(minutes=30)))], received_at=END)
     assert watch.tick(db, [rule], now=END).opened == 0
-    # The next day the budget is there again, for a risk at least an average day's fifth highest of the week.
+    # The next day the budget is there again: new moments of the day's five riskiest open at most five, each at
+    # least the threshold of an average day's fifth highest of the week.
     tomorrow = END + timedelta(days=1)
-    ingest_items(db, [Item(_moment(riskiest, tomorrow - timedelta(hours=1), "next"))], received_at=tomorrow)
-    assert watch.tick(db, [rule], now=tomorrow).opened == 1
-    [newest] = incidents(db)[5:]
-    assert newest.customer_id == riskiest
-    assert 0 < newest.facts["threshold"] <= newest.facts["risk"]
+    riskiest_five = sorted(found, key=lambda i: -i.facts["risk"])
+    again = [Item(_moment(i.customer_id, tomorrow - timedelta(hours=1), "next")) for i in riskiest_five]
+    ingest_items(db, again, received_at=tomorrow)
+    opened = watch.tick(db, [rule], now=tomorrow).opened
+    assert opened <= 5
+    for incident in incidents(db)[5:]:
+        assert 0 < incident.facts["threshold"] <= incident.facts["risk"]
+
+
+def test_a_budget_threshold_is_an_average_days_top_over_the_last_week(db: Database) -> None:
+    s = tables.risk_scores
+    now = END
+    with db.unit_of_work(writes=True) as uow:
+        for day in range(3):  # three days of scores, ten a day: 0.00 ... 0.29
+            for n in range(10):
+                at = now - timedelta(days=3) + timedelta(days=day, hours=n)
+                score = (day * 10 + n) / 100
+                uow.execute(sa.insert(s).values(model_id=1, customer_id=f"C-{day}-{n}", at=at, score=score,
+                                                reasons=[], scored_at=now))  # fmt: skip
+        uow.execute(sa.insert(s).values(model_id=1, customer_id="C-old", at=now - timedelta(days=11), score=0.99,
+                                        reasons=[], scored_at=now))  # fmt: skip
+        uow.execute(sa.insert(s).values(model_id=2, customer_id="C-other", at=now - timedelta(days=1), score=0.98,
+                                        reasons=[], scored_at=now))  # fmt: skip
+        uow.commit()
+    # Three days: an average day's 2nd highest is the 6th highest of the three days (0.24); older scores and another
+    # model's are not read.
+    assert _budget_threshold_of(db, top=2, now=now, model=1) == pytest.approx(0.24)
+    assert _budget_threshold_of(db, top=2, now=now - timedelta(days=2, hours=12), model=1) is None  # not a day yet
+
+
+def _budget_threshold_of(db: Database, *, top: int, now: datetime, model: int = 1) -> float | None:
+    from amends.detect.risk.watch import _budget_threshold
+
+    class Version:
+        version = model
+
+    with db.unit_of_work() as uow:
+        return _budget_threshold(uow, Version(), top, now=now)  # type: ignore[arg-type]
+
+
+def _scores(db: Database) -> list[tuple[str, float]]:
+    s = tables.risk_scores
+    with db.unit_of_work() as uow:
+        return [(r.customer_id, r.score) for r in uow.execute(sa.select(s).order_by(s.c.id))]
 
 
 def _moment(customer: str, at: datetime, tag: str = "") -> dict[str, object]:

@@ -2,7 +2,8 @@
 score, and the data fields each event type has (to check a spec against).
 
 An incident is known from when it was detected; one found in a replay of history (`amends backfill`, the batch
-evaluator) from when it happened, as a live detector would have found it then. A remedy counts from when it was
+evaluator) from when it happened, as a live detector would have found it then. A risk rule's incidents are left
+out: they are the model's own forecasts, not failures, and counting them would feed its scores back into itself. A remedy counts from when it was
 granted (grants only; a reversal does not unsay that one was given), feedback from when it was received (spam
 left out), a complaint from when it was received.
 """
@@ -50,7 +51,7 @@ def load_records(uow: UnitOfWork, *, until: datetime | None = None, customers: S
     known = sa.case((i.c.detected_by == "stream", i.c.detected_at), else_=i.c.failure_at)
     incidents = [(r.customer_id, r.rule_id, naive_utc(r.known_at)) for r in uow.execute(
         sa.select(i.c.customer_id, i.c.rule_id, known.label("known_at"))
-        .where(*before(known, i.c.customer_id)))]  # fmt: skip
+        .where(i.c.detected_by != "risk", *before(known, i.c.customer_id)))]  # fmt: skip
     remedies = [(r.customer_id, naive_utc(r.at), float(r.cash_value or 0)) for r in uow.execute(
         sa.select(ledger.c.customer_id, ledger.c.at, ledger.c.cash_value)
         .where(ledger.c.reverses_id.is_(None), *before(ledger.c.at, ledger.c.customer_id)))]  # fmt: skip

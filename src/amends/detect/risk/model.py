@@ -48,6 +48,7 @@ _PARAMETERS: dict[str, Any] = {
     "force_row_wise": True,
 }
 _ROUNDS = 300
+_TIEBREAK = 1e-6  # the most a score moves so that the calibration's flat steps keep the trees' order
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +130,12 @@ class RiskModel:
     def score(self, frame: pl.DataFrame) -> np.ndarray:
         """Calibrated probabilities, one per row of a feature frame."""
         xs, ys = self.calibration
-        return np.asarray(np.interp(self.raw(frame), xs, ys), dtype=float)
+        raw = self.raw(frame)
+        # Isotonic calibration is a staircase: on its flat steps, scores the trees told apart would tie, and the
+        # ranking would lose what the trees know. The raw score breaks those ties, moving no probability by more
+        # than a millionth.
+        tiebreak = _TIEBREAK / (1.0 + np.exp(-np.clip(raw, -50, 50)))
+        return np.asarray(np.clip(np.interp(raw, xs, ys) + tiebreak, 0.0, 1.0), dtype=float)
 
     def reasons(self, frame: pl.DataFrame, *, top: int = 3) -> list[list[Reason]]:
         """For each row, up to `top` features that pushed its score up most (none if nothing did)."""

@@ -179,7 +179,7 @@ def _decide(
     if rule.top is not None:
         threshold = max(threshold, _budget_threshold(uow, model, rule.top, now=now) or 0.0)
         room = rule.top - _opened_today(uow, rule, now=now)
-    last = _last_incidents(uow, rule, sorted({s.event.subject for s in scorings}))
+    times = _incident_times(uow, rule, sorted({s.event.subject for s in scorings}))
     found: list[Candidate] = []
     for s in sorted(scorings, key=lambda s: (-s.score, s.event.time, s.key)):
         if room is not None and room <= 0:
@@ -187,10 +187,10 @@ def _decide(
         at = s.event.time
         if s.score < threshold or at <= now - window:
             continue
-        before = last.get(s.event.subject)
-        if before is not None and abs(at - before) < cooldown:
+        near = times.setdefault(s.event.subject, [])
+        if any(abs(at - t) < cooldown for t in near):  # moments come in any order: before and after count alike
             continue
-        last[s.event.subject] = at
+        near.append(at)
         facts = {
             "event": {"id": s.event.id, "source": s.event.source, "type": s.event.type, "time": instant_text(at)},
             "data": s.event.data,
@@ -243,16 +243,16 @@ def _opened_today(uow: UnitOfWork, rule: RiskRule, *, now: datetime) -> int:
     )
 
 
-def _last_incidents(uow: UnitOfWork, rule: RiskRule, customers: Sequence[str]) -> dict[str, datetime]:
-    """Each customer's latest incident of the rule, by when it went wrong."""
+def _incident_times(uow: UnitOfWork, rule: RiskRule, customers: Sequence[str]) -> dict[str, list[datetime]]:
+    """When each customer's incidents of the rule went wrong."""
     i = tables.incidents
-    out: dict[str, datetime] = {}
+    out: dict[str, list[datetime]] = {}
     for start in range(0, len(customers), 500):
         rows = uow.execute(
-            sa.select(i.c.customer_id, sa.func.max(i.c.failure_at, type_=i.c.failure_at.type).label("at"))
-            .where(i.c.rule_id == rule.common.id, i.c.customer_id.in_(customers[start : start + 500]))
-            .group_by(i.c.customer_id)
+            sa.select(i.c.customer_id, i.c.failure_at).where(
+                i.c.rule_id == rule.common.id, i.c.customer_id.in_(customers[start : start + 500])
+            )
         )
         for row in rows:
-            out[row.customer_id] = row.at.astimezone(UTC)
+            out.setdefault(row.customer_id, []).append(row.failure_at.astimezone(UTC))
     return out
