@@ -3,9 +3,9 @@ score, and the data fields each event type has (to check a spec against).
 
 An incident is known from when it was detected; one found in a replay of history (`amends backfill`, the batch
 evaluator) from when it happened, as a live detector would have found it then. A risk rule's incidents are left
-out: they are the model's own forecasts, not failures, and counting them would feed its scores back into itself. A remedy counts from when it was
-granted (grants only; a reversal does not unsay that one was given), feedback from when it was received (spam
-left out), a complaint from when it was received.
+out: they are the model's own forecasts, not failures, and counting them would feed its scores back into itself.
+A remedy counts from when it was granted (grants only; a reversal does not unsay that one was given), feedback
+from when it was received (spam left out), a complaint from when it was received.
 """
 
 # ruff: noqa: S608  (the one SQL text here is this module's own; the types travel as bound parameters)
