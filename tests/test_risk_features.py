@@ -62,6 +62,7 @@ features:
   - {id: spend_30d, kind: sum, events: [order.placed], value: data.total, window: 30d, description: Spend}
   - {id: last_total, kind: last, events: [order.placed], value: data.total, description: The last order's total}
   - {id: max_total, kind: max, events: [order.placed], value: data.total, description: The largest order}
+  - {id: to_promise, kind: until, events: [order.placed], value: data.promised_by, description: Hours to a promise}
   - id: late_hours
     kind: delay
     start: order.placed
@@ -146,6 +147,7 @@ def test_each_kind_of_feature_reads_what_happened_by_the_moment() -> None:
     assert first["late_hours"] == pytest.approx(24.0)  # O2 came a day after its promise
     assert first["late_orders"] == 1
     assert first["hours_to_deliver"] == pytest.approx(48.0)
+    assert first["to_promise"] is None  # both promises had passed by then
     assert first["incidents_30d"] == 0  # detected an hour after this moment
     assert first["remedies_cash"] == 0
     assert first["negative"] == 1
@@ -157,11 +159,25 @@ def test_each_kind_of_feature_reads_what_happened_by_the_moment() -> None:
     assert open_order["late_hours"] == pytest.approx(48.0)
     assert open_order["late_orders"] == 1
     assert open_order["hours_to_deliver"] == pytest.approx(72.0)
+    assert stranger["to_promise"] is None
     assert stranger["orders_30d"] == 0
     assert stranger["events_all"] == 0
     assert stranger["since_order"] is None  # nothing to count from: missing, not zero
     assert stranger["last_total"] is None
     assert stranger["late_orders"] == 0
+
+
+def test_until_reads_the_nearest_time_still_ahead_that_the_events_so_far_named() -> None:
+    frame, records = history()
+    h = timedelta(hours=1)
+    # O2 was placed at 240 h and promised for March 12th, 00:00 (264 h): 23 hours ahead at 241 h; not yet known at
+    # 239 h, when O1's promise (March 4th, 18:00) has long passed; past at 265 h.
+    at = pairs(("C-1", T0 + 241 * h), ("C-1", T0 + 239 * h), ("C-1", T0 + 265 * h), ("C-1", T0 + 30 * h))
+    out = feature_frame(frame, at, spec(), records)["to_promise"].to_list()
+    assert out[0] == pytest.approx(23.0)
+    assert out[1] is None
+    assert out[2] is None
+    assert out[3] == pytest.approx(72.0 + 18.0 - 30.0)  # O1's promise, 60 hours after the moment
 
 
 def test_the_label_reads_the_window_after_the_moment_and_is_unknown_while_it_is_open() -> None:

@@ -169,7 +169,9 @@ def _sql(feature: Feature) -> tuple[str, list[Any]]:
     kind = feature.kind
     params: list[Any] = list(_parameters(feature))
     if kind.reads_events:
-        value = _number(feature.value.text) if feature.value is not None else "NULL"
+        value = "NULL" if feature.value is None else _number(feature.value.text) if kind is not FeatureKind.UNTIL else (
+            f"timezone('UTC', TRY_CAST(json_extract_string(data, '{_json_path(feature.value.text)}') AS TIMESTAMPTZ))"
+        )  # fmt: skip
         condition = "" if feature.where is None else f" AND ({condition_sql(feature.where, params)}) IS TRUE"
         rows = f"SELECT ord, subject, t, {value} AS x FROM ledger WHERE true{_types(feature.events)}{condition}"
         aggregate = {
@@ -181,6 +183,8 @@ def _sql(feature: Feature) -> tuple[str, list[Any]]:
             FeatureKind.MAX: "max(e.x)",
             FeatureKind.MIN: "min(e.x)",
             FeatureKind.LAST: "last(e.x ORDER BY e.t, e.ord) FILTER (WHERE e.x IS NOT NULL)",  # ties: ledger order
+            # Hours to the nearest time still ahead that an event so far named (a flight booked, a job promised).
+            FeatureKind.UNTIL: f"(epoch(min(e.x) FILTER (WHERE e.x > p.at)) - epoch(p.at)) / {_HOUR}",
         }[kind]
         sql = (
             f"SELECT p.pair, {aggregate} AS v FROM pairs p JOIN ({rows}) e ON e.subject = p.customer_id "

@@ -8,6 +8,8 @@ A spec file (YAML, docs/anticipation.md) has three parts:
     and of those only the ones that meet `where` (a condition as the rules write it: `{data.rating: {lte: 2}}`);
   - `since_last`, `since_first`: days since their last (first) event of the types named (`events: any` for any);
   - `sum`, `mean`, `max`, `min`, `last`: a number in those events' data (`value: data.total`), in the window;
+  - `until`: hours from the moment to the nearest time still ahead that those events named (`value:
+    data.scheduled_departure`: the next flight booked; empty when nothing is ahead);
   - `delay`: how late promises were kept: for each `start` event in the window carrying a promised time
     (`promise: data.promised_by`), the hours from the promise to the first `end` event with the same `key`, or
     to the moment while none has come (0 when kept in time); `aggregate`: max, mean, last or count (how many
@@ -72,6 +74,7 @@ class FeatureKind(StrEnum):
     MAX = "max"
     MIN = "min"
     LAST = "last"
+    UNTIL = "until"
     DELAY = "delay"
     DURATION = "duration"
     INCIDENTS = "incidents"
@@ -81,7 +84,9 @@ class FeatureKind(StrEnum):
 
     @property
     def reads_value(self) -> bool:
-        return self in (FeatureKind.SUM, FeatureKind.MEAN, FeatureKind.MAX, FeatureKind.MIN, FeatureKind.LAST)
+        return self in (
+            FeatureKind.SUM, FeatureKind.MEAN, FeatureKind.MAX, FeatureKind.MIN, FeatureKind.LAST, FeatureKind.UNTIL
+        )  # fmt: skip
 
     @property
     def reads_events(self) -> bool:
@@ -334,7 +339,11 @@ def _feature(raw: _FeatureIn, where: tuple[str | int, ...], file: Path | None, l
     value = None
     cash = False
     if kind.reads_value:
-        value = _data_path((*where, "value"), raw.value, "the number to read, e.g. data.total")
+        hint = (
+            "the time to read, e.g. data.scheduled_departure" if kind is FeatureKind.UNTIL
+            else "the number to read, e.g. data.total"
+        )  # fmt: skip
+        value = _data_path((*where, "value"), raw.value, hint)
     elif kind is FeatureKind.REMEDIES:
         if raw.value not in (None, "count", "cash"):
             raise _Problem((*where, "value"), "count (the default) or cash (their cash value)")
