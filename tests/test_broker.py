@@ -80,3 +80,18 @@ def test_an_unreachable_broker_is_reported_as_unavailable() -> None:
 
     with pytest.raises(Unavailable, match=r"broker unavailable at nats://127\.0\.0\.1:1"):
         asyncio.run(run())
+
+
+def test_a_stream_that_forgets_message_ids_too_soon_is_refused(nats_server: str) -> None:
+    from nats.js.api import StreamConfig
+
+    async def run() -> None:
+        nc = await nats.connect(nats_server)
+        await nc.jetstream().add_stream(StreamConfig(name="AMENDS_EVENTS", subjects=["amends.events.*"],
+                                                     duplicate_window=5.0))  # fmt: skip
+        await nc.close()
+        async with EventBroker(nats_server, partitions=4):
+            pass
+
+    with pytest.raises(InvalidInput, match="remembers message ids for 5 s"):
+        asyncio.run(run())

@@ -152,7 +152,7 @@ def test_a_threshold_rule_opens_an_incident_for_each_risky_moment_within_the_win
 
     # Nothing twice: the cursor is past these moments, and a moment's incident key is its event's.
     assert watch.tick(db, [rule], now=END).opened == 0
-    assert RiskWatch().tick(db, [rule], now=END).opened == 0
+    assert RiskWatch(name="another").tick(db, [rule], now=END).opened == 0  # scored again: the incident keys hold
 
     # The incidents become cases like any other, following the check-in playbook.
     Recovery.from_settings(db, settings.model_copy(update={"holdout_share": 0.0})).tick(now=END)
@@ -178,10 +178,16 @@ def test_a_budget_rule_opens_at_most_its_top_a_day_highest_risk_first(db: Databa
     assert not _behind(db, watch)
     found = incidents(db)
     assert len(found) == 5  # one day's budget, all of it spent today
+    # On the day's moments only (the older ones of the window had their days), the five riskiest.
     s = tables.risk_scores
     with db.unit_of_work() as uow:
-        scores = sorted((r.score for r in uow.execute(sa.select(s.c.score))), reverse=True)
-    assert sorted((i.facts["risk"] for i in found), reverse=True) == pytest.approx(scores[:5], abs=1e-4)
+        today = uow.execute(sa.select(s.c.score).where(s.c.at > END - timedelta(days=1))).scalars().all()
+        scored = uow.execute(sa.select(sa.func.count()).select_from(s)).scalar_one()
+    assert scored > len(today) > 5
+    assert sorted((i.facts["risk"] for i in found), reverse=True) == pytest.approx(
+        sorted(today, reverse=True)[:5], abs=1e-4
+    )
+    assert all(i.failure_at.astimezone(UTC) > END - timedelta(days=1) for i in found)
     # Spent for today: a new moment of the riskiest customer opens nothing more.
     riskiest = max(found, key=lambda i: i.facts["risk"]).customer_id
     ingest_items(db, [Item(_moment(riskiest, END - timedelta(minutes=30)))], received_at=END)
@@ -198,35 +204,33 @@ def test_a_budget_rule_opens_at_most_its_top_a_day_highest_risk_first(db: Databa
         assert 0 < incident.facts["threshold"] <= incident.facts["risk"]
 
 
-def test_a_budget_threshold_is_an_average_days_top_over_the_last_week(db: Database) -> None:
+def test_a_budget_threshold_is_an_average_days_top_over_the_last_week_of_moments(db: Database) -> None:
     s = tables.risk_scores
     now = END
+
+    def score(customer: str, at: datetime, value: float, *, by: str = "watch", model: int = 1) -> None:
+        uow.execute(sa.insert(s).values(model_id=model, customer_id=customer, at=at, score=value, reasons=[],
+                                        scored_at=now, scored_by=by))  # fmt: skip
+
     with db.unit_of_work(writes=True) as uow:
-        for day in range(3):  # three days of scores, ten a day: 0.00 ... 0.29
+        for day in range(3):  # three days of moments, ten a day: 0.00 ... 0.29, under two model versions
             for n in range(10):
-                at = now - timedelta(days=3) + timedelta(days=day, hours=n)
-                score = (day * 10 + n) / 100
-                uow.execute(sa.insert(s).values(model_id=1, customer_id=f"C-{day}-{n}", at=at, score=score,
-                                                reasons=[], scored_at=now))  # fmt: skip
-        uow.execute(sa.insert(s).values(model_id=1, customer_id="C-old", at=now - timedelta(days=11), score=0.99,
-                                        reasons=[], scored_at=now))  # fmt: skip
-        uow.execute(sa.insert(s).values(model_id=2, customer_id="C-other", at=now - timedelta(days=1), score=0.98,
-                                        reasons=[], scored_at=now))  # fmt: skip
+                score(f"C-{day}-{n}", now - timedelta(days=3) + timedelta(days=day, hours=n), (day * 10 + n) / 100,
+                      model=1 + day // 2)  # fmt: skip
+        score("C-old", now - timedelta(days=11), 0.99)  # older than the week
+        score("C-bulk", now - timedelta(days=1), 0.98, by="score")  # amends score's, not a moment
+        score("C-later", now + timedelta(hours=1), 0.97)  # not yet
         uow.commit()
-    # Three days: an average day's 2nd highest is the 6th highest of the three days (0.24); older scores and another
-    # model's are not read.
-    assert _budget_threshold_of(db, top=2, now=now, model=1) == pytest.approx(0.24)
-    assert _budget_threshold_of(db, top=2, now=now - timedelta(days=2, hours=12), model=1) is None  # not a day yet
+    # Three days: an average day's 2nd highest is the 6th highest of the three days' thirty (0.24).
+    assert _budget_threshold_of(db, top=2, now=now) == pytest.approx(0.24)
+    assert _budget_threshold_of(db, top=2, now=now - timedelta(days=2, hours=12)) is None  # not a day of them yet
 
 
-def _budget_threshold_of(db: Database, *, top: int, now: datetime, model: int = 1) -> float | None:
+def _budget_threshold_of(db: Database, *, top: int, now: datetime) -> float | None:
     from amends.detect.risk.watch import _budget_threshold
 
-    class Version:
-        version = model
-
     with db.unit_of_work() as uow:
-        return _budget_threshold(uow, Version(), top, now=now)  # type: ignore[arg-type]
+        return _budget_threshold(uow, top, now=now)
 
 
 def _scores(db: Database) -> list[tuple[str, float]]:

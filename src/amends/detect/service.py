@@ -113,7 +113,11 @@ class Detection:
                 from amends.detect.risk.watch import RiskWatch  # imports LightGBM: only when a risk rule runs
 
                 self._risk = RiskWatch()
-            detected += self._risk.tick(self.db, risk, now=now or datetime.now(UTC))
+            try:
+                detected += self._risk.tick(self.db, risk, now=now or datetime.now(UTC))
+            except Exception:  # a model or a batch that fails must not stop the sweep, recovery and delivery after it
+                log.exception("the risk rules' scoring failed; the other background work goes on, and it is tried "
+                              "again at the next sweep")  # fmt: skip
         return detected
 
 

@@ -105,7 +105,11 @@ class EventBroker:
             reason = failures[-1] if failures else exc
             raise Unavailable(f"broker unavailable at {self.url}: {reason or type(reason).__name__}") from exc
         self._js = self._nc.jetstream()
-        await self._ensure_stream()
+        try:
+            await self._ensure_stream()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._nc is not None:
@@ -123,17 +127,29 @@ class EventBroker:
                 storage=StorageType.FILE,
                 duplicate_window=self.duplicate_window.total_seconds(),
             )
-            await self._js.add_stream(config)
+            try:
+                await self._js.add_stream(config)
+            except (NatsError, TimeoutError) as exc:
+                raise Unavailable(f"broker at {self.url} did not create the stream {self.stream!r}: {exc}") from exc
             return
         except (NatsError, TimeoutError) as exc:
             raise Unavailable(f"broker unavailable at {self.url}: JetStream did not answer ({exc})") from exc
         if list(info.config.subjects or []) != wanted:
             raise InvalidInput("broker_stream", f"stream {self.stream!r} exists with subjects {info.config.subjects}")
+        window = info.config.duplicate_window or 0.0
+        if window < self.duplicate_window.total_seconds():
+            raise InvalidInput(
+                "broker_stream",
+                f"stream {self.stream!r} remembers message ids for {window:g} s, less than the "
+                f"{self.duplicate_window.total_seconds():g} s a retried publish relies on",
+            )
 
     async def publish(self, envelopes: Sequence[Mapping[str, Any]]) -> list[Published]:
         """Publish events (CloudEvents envelopes already validated) to their customers' partitions, in order per
         partition; their acknowledgements, in the order given. Raises Unavailable if any is not acknowledged: the
-        caller must not report those events as accepted (publishing them again is harmless)."""
+        caller must not report the batch as accepted, and retries all of it. JetStream keeps the first copy of each
+        id, so the events stored already keep their place; one that failed may then land after later events of its
+        partition, which the evaluator's event-time order (within the allowed lateness) absorbs."""
         if self._js is None:
             raise Unavailable("broker not connected")
         out: list[Published] = []

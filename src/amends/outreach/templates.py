@@ -784,7 +784,7 @@ def shipped_templates() -> TemplateSet:
 def unknown_rules(templates: TemplateSet, rules: RuleSet) -> list[FileProblem]:
     """A problem for each template written for a rule that is not in `rules` (enabled or disabled): such a
     template is never chosen. This is for a check before deploying."""
-    known = {rule.common.id for rule in (*rules.rules, *rules.disabled)}
+    known = {rule.common.id for rule in rules.every}
     return [
         FileProblem(t.file, t.line, "rule", f"no rule {t.rule!r} in the rule set; template {t.id!r} is never chosen")
         for t in templates

@@ -248,7 +248,7 @@ def unknown_playbooks(playbooks: PlaybookSet, rules: RuleSet) -> list[FileProble
             f"rule {rule.common.id!r} names the playbook {rule.common.playbook!r}, which is not defined, so its "
             f"cases would follow {DEFAULT_PLAYBOOK!r}; the playbooks are {known}",
         )
-        for rule in (*rules.rules, *rules.disabled)
+        for rule in rules.every
         if rule.common.playbook is not None and rule.common.playbook not in playbooks
     ]
     return sorted(problems, key=lambda problem: (str(problem.file or ""), problem.line or 0))

@@ -351,7 +351,7 @@ def shipped_policy() -> RemedyPolicy:
 
 def unknown_rules(policy: RemedyPolicy, rules: RuleSet) -> list[FileProblem]:
     """The proposal entries' rule ids that are not in `rules` (enabled or disabled): such an entry never fires."""
-    known = {rule.common.id for rule in (*rules.rules, *rules.disabled)}
+    known = {rule.common.id for rule in rules.every}
     problems: list[FileProblem] = []
     for index, entry in enumerate(policy.proposals):
         for position, rule_id in enumerate(entry.rules or ()):

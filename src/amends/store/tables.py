@@ -302,9 +302,10 @@ risk_scores = Table(
     Column("score", Float, nullable=False),  # the calibrated probability
     Column("reasons", JSONDocument, nullable=False),  # [{feature, description, value, usual, push}]
     Column("scored_at", UTCDateTime(), nullable=False),
+    Column("scored_by", String(20), nullable=False),  # score: `amends score`; watch: the risk watch, at a moment
     UniqueConstraint("model_id", "customer_id", "at"),
     Index(None, "customer_id", "at"),
-    Index(None, "model_id", "at"),
+    Index(None, "scored_by", "at"),
 )
 # How far into the ledger the risk watch (detect/risk/watch.py) has scored the model's moments: the last `seq`.
 risk_watch = Table(

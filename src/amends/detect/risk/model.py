@@ -135,7 +135,7 @@ class RiskModel:
         # ranking would lose what the trees know. The raw score breaks those ties, moving no probability by more
         # than a millionth.
         tiebreak = _TIEBREAK / (1.0 + np.exp(-np.clip(raw, -50, 50)))
-        return np.asarray(np.clip(np.interp(raw, xs, ys) + tiebreak, 0.0, 1.0), dtype=float)
+        return np.asarray((1.0 - _TIEBREAK) * np.interp(raw, xs, ys) + tiebreak, dtype=float)  # within [0, 1]
 
     def reasons(self, frame: pl.DataFrame, *, top: int = 3) -> list[list[Reason]]:
         """For each row, up to `top` features that pushed its score up most (none if nothing did)."""

@@ -20,7 +20,7 @@ from amends.store import UnitOfWork, bulk_values, tables
 __all__ = ["StoredScore", "customer_scores", "latest_model", "latest_score", "load_model", "save_model", "save_scores"]
 
 _m = tables.risk_models
-_SCORE_COLUMNS = ("model_id", "customer_id", "at", "score", "reasons", "scored_at")
+_SCORE_COLUMNS = ("model_id", "customer_id", "at", "score", "reasons", "scored_at", "scored_by")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +115,11 @@ def save_scores(
     reasons: Sequence[Sequence[Reason]],
     *,
     now: datetime,
+    by: str = "score",
 ) -> int:
-    """Record each pair's score and reasons under the model's version; a pair scored before by this version keeps
-    its first score. The number recorded anew."""
+    """Record each pair's score and reasons under the model's version, as scored `by` (`score`: `amends score`;
+    `watch`: the risk watch, at a moment event); a pair scored before by this version keeps its first score. The
+    number recorded anew."""
     assert model.version is not None, "save the model before its scores"
     bulk = bulk_values(uow.dialect)
     rows = [
@@ -129,6 +131,7 @@ def save_scores(
             bulk.document([{"feature": r.feature, "description": r.description, "value": r.value, "usual": r.usual,
                             "push": r.push} for r in why]),
             bulk.instant(now),
+            by,
         )
         for (customer, at), score, why in zip(pairs.select("customer_id", "at").iter_rows(), scores, reasons,
                                               strict=True)

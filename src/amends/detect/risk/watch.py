@@ -11,9 +11,9 @@ score first:
 - a moment is scored only while its outcome can still be headed off: one already older than the label's window
   when it is read (history loaded late, a rule enabled today) is passed over;
 - `at_least: p` opens an incident when the calibrated risk is at least p;
-- `top: K` is a budget: at most K incidents of the rule a day (by the day they are opened, UTC), and only for a
-  risk at least the K-th highest of an average day over the last week of moments scored by the same model
-  (before a day of scores is recorded, the budget alone applies);
+- `top: K` is a budget: at most K incidents of the rule a day (by the day they are opened, UTC), for moments of
+  the last 24 hours only, and only for a risk at least the K-th highest of an average day over the last week of
+  moments the watch scored (before a day of scores is recorded, the budget alone applies);
 - no customer gets a second incident of the rule within its `cooldown` (the label's window when none is set).
 
 An incident's key is the moment event's ledger key, so scoring a moment again never opens a second one. Its facts
@@ -101,7 +101,7 @@ class RiskWatch:
                 who, when = [s.event.subject for s in scorings], [naive_utc(s.event.time) for s in scorings]
                 pairs = pl.DataFrame({"customer_id": who, "at": when}, schema=PAIR_SCHEMA)
                 save_scores(uow, model, pairs, np.array([s.score for s in scorings]), [s.reasons for s in scorings],
-                            now=now)  # fmt: skip
+                            now=now, by="watch")  # fmt: skip
                 for rule in rules:
                     findings = _decide(uow, rule, model, scorings, now=now)
                     if findings:
@@ -177,7 +177,7 @@ def _decide(
     threshold = rule.at_least or 0.0
     room: int | None = None
     if rule.top is not None:
-        threshold = max(threshold, _budget_threshold(uow, model, rule.top, now=now) or 0.0)
+        threshold = max(threshold, _budget_threshold(uow, rule.top, now=now) or 0.0)
         room = rule.top - _opened_today(uow, rule, now=now)
     times = _incident_times(uow, rule, sorted({s.event.subject for s in scorings}))
     found: list[Candidate] = []
@@ -187,6 +187,8 @@ def _decide(
         at = s.event.time
         if s.score < threshold or at <= now - window:
             continue
+        if room is not None and at <= now - _DAY:
+            continue  # a day's budget is for the day's moments, not for a backlog a new watch catches up on
         near = times.setdefault(s.event.subject, [])
         if any(abs(at - t) < cooldown for t in near):  # moments come in any order: before and after count alike
             continue
@@ -209,14 +211,14 @@ def _decide(
     return found
 
 
-def _budget_threshold(uow: UnitOfWork, model: RiskModel, top: int, *, now: datetime) -> float | None:
-    """The `top`-th highest score of an average day over the last week of moments this model scored; None before a
-    day of them is recorded."""
+def _budget_threshold(uow: UnitOfWork, top: int, *, now: datetime) -> float | None:
+    """The `top`-th highest score of an average day over the last week of moments the watch scored (by any model
+    version: they are calibrated probabilities alike, so a retrained model has its budget at once); None before a
+    day of them is recorded. `amends score`'s scores, at instants of its own choosing, are not moments."""
     s = tables.risk_scores
     since = now - BUDGET_LOOKBACK
-    first = uow.execute(
-        sa.select(sa.func.min(s.c.at, type_=s.c.at.type)).where(s.c.model_id == model.version, s.c.at >= since)
-    ).scalar_one_or_none()
+    scored = (s.c.scored_by == "watch", s.c.at >= since, s.c.at <= now)
+    first = uow.execute(sa.select(sa.func.min(s.c.at, type_=s.c.at.type)).where(*scored)).scalar_one_or_none()
     if first is None:
         return None
     days = (now - first.astimezone(UTC)) / _DAY
@@ -224,11 +226,7 @@ def _budget_threshold(uow: UnitOfWork, model: RiskModel, top: int, *, now: datet
         return None
     rank = max(1, round(top * days))
     found = uow.execute(
-        sa.select(s.c.score)
-        .where(s.c.model_id == model.version, s.c.at >= since)
-        .order_by(s.c.score.desc())
-        .offset(rank - 1)
-        .limit(1)
+        sa.select(s.c.score).where(*scored).order_by(s.c.score.desc()).offset(rank - 1).limit(1)
     ).scalar_one_or_none()
     return None if found is None else float(found)
 
