@@ -23,7 +23,9 @@ version, the rule's threshold, and the reasons in plain words.
 Work is read and computed outside any write lock; the writes happen under the lock every writer of incidents
 takes, after checking that the cursor did not move meanwhile (another process took the same events: then this
 one drops its work). A new watch starts at the beginning of the ledger, and the window rule above keeps it from
-scoring the past.
+scoring the past. Like the detector, the cursor relies on events committing in `seq` order, which ingestion
+ensures by taking the detection lock; and a moment is scored as soon as it is stored, on the history stored by
+then: an event of the customer's that arrives later is not in that score (training, on the stored history, saw it).
 """
 
 from __future__ import annotations
