@@ -542,7 +542,8 @@ def test_the_case_and_customer_pages_show_the_risk_score_and_what_pushed_it_up(c
               "push": 1.2}  # fmt: skip
     with console.db.unit_of_work(writes=True) as uow:
         uow.execute(sa.insert(tables.risk_scores).values(model_id=3, customer_id="C-8", at=NOW, score=0.374,
-                                                         reasons=[reason], scored_at=NOW))  # fmt: skip
+                                                         reasons=[reason], scored_at=NOW,
+                                                         scored_by="score"))  # fmt: skip
         uow.commit()
     for page in (
         console.login("ana").get(f"/console/cases/{case_id}"),

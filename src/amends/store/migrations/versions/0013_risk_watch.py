@@ -1,5 +1,5 @@
-"""The risk watch: how far into the ledger the risk rules have scored the model's moments, and which scores it
-gave (by moment, for a rule's daily budget) apart from those of `amends score`.
+"""The risk watch: how far into the ledger the risk rules have scored the model's moments, and the scores of a
+model by moment (for a rule's daily budget).
 
 Revision ID: 0013
 Revises: 0012
@@ -25,15 +25,9 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_risk_watch")),
     )
-    with op.batch_alter_table("risk_scores") as batch:
-        batch.add_column(sa.Column("scored_by", sa.String(20), nullable=False, server_default="score"))
-    with op.batch_alter_table("risk_scores") as batch:
-        batch.alter_column("scored_by", server_default=None)
-    op.create_index(op.f("ix_risk_scores_scored_by_at"), "risk_scores", ["scored_by", "at"])
+    op.create_index(op.f("ix_risk_scores_model_id_at"), "risk_scores", ["model_id", "at"])
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_risk_scores_scored_by_at"), table_name="risk_scores")
-    with op.batch_alter_table("risk_scores") as batch:
-        batch.drop_column("scored_by")
+    op.drop_index(op.f("ix_risk_scores_model_id_at"), table_name="risk_scores")
     op.drop_table("risk_watch")
