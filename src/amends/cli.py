@@ -503,7 +503,7 @@ def rules_check(
         _print_rule_problems(exc)
         raise typer.Exit(2) from None
     table = Table("rule", "kind", "reads", "severity", "playbook", title=f"{len(rules)} rules ready")
-    for rule in (*rules.rules, *rules.risk):
+    for rule in rules.enabled:
         common = rule.common
         by = common.severity.by
         severity = f"by {by.text}" if by is not None else str(common.severity.fixed)

@@ -225,6 +225,11 @@ class RuleSet:
         return iter(self.rules)
 
     @property
+    def enabled(self) -> tuple[AnyRule, ...]:
+        """Every enabled rule, of both sorts: those that read events, then the risk rules."""
+        return (*self.rules, *self.risk)
+
+    @property
     def every(self) -> tuple[AnyRule, ...]:
         """Every rule of the files, enabled or not."""
         return (*self.rules, *self.risk, *self.disabled)

@@ -25,9 +25,14 @@ from amends.detect.risk.features import FEEDBACK_SCHEMA, PAIR_SCHEMA, Records
 from amends.events.ledger import dedup_key
 from amends.store import UnitOfWork, tables
 
-__all__ = ["customer_history", "load_records", "moment_pairs", "naive_utc", "seen_fields"]
+__all__ = ["customer_chunks", "customer_history", "load_records", "moment_pairs", "naive_utc", "seen_fields"]
 
 _IN_CHUNK = 500  # customers per query: well under any database's limit of bound parameters
+
+
+def customer_chunks(customers: Sequence[str]) -> list[Sequence[str]]:
+    """Customers in groups small enough for one query's `IN (...)`."""
+    return [customers[start : start + _IN_CHUNK] for start in range(0, len(customers), _IN_CHUNK)]
 
 
 def naive_utc(value: datetime) -> datetime:
@@ -39,8 +44,7 @@ def load_records(uow: UnitOfWork, *, until: datetime | None = None, customers: S
     """Incidents, remedies, feedback and complaints known before `until` (all without), of every customer or of
     those named."""
     if customers is not None and len(customers) > _IN_CHUNK:
-        parts = [load_records(uow, until=until, customers=customers[i : i + _IN_CHUNK])
-                 for i in range(0, len(customers), _IN_CHUNK)]  # fmt: skip
+        parts = [load_records(uow, until=until, customers=chunk) for chunk in customer_chunks(customers)]
         return Records(*(pl.concat([getattr(p, name) for p in parts]) for name in Records.__dataclass_fields__))
     i, ledger, f, c = tables.incidents, tables.ledger, tables.feedback, tables.complaints
 
@@ -84,9 +88,9 @@ def customer_history(uow: UnitOfWork, customers: Sequence[str], *, until: dateti
     (`batch.FRAME_SCHEMA`): what the features of a few customers read, without the rest of the ledger."""
     e = tables.events
     rows: dict[str, list[object]] = {name: [] for name in FRAME_SCHEMA}
-    for start in range(0, len(customers), _IN_CHUNK):
+    for chunk in customer_chunks(customers):
         query = sa.select(e.c.source, e.c.event_id, e.c.type, e.c.time, e.c.subject, e.c.data).where(
-            e.c.subject.in_(customers[start : start + _IN_CHUNK]), e.c.time < until
+            e.c.subject.in_(chunk), e.c.time < until
         )
         for row in uow.execute(query):
             rows["ord"].append(dedup_key(row.source, row.event_id))

@@ -39,9 +39,9 @@ import numpy as np
 import polars as pl
 import sqlalchemy as sa
 
-from amends.detect._facts import instant_text
+from amends.detect._facts import event_ref
 from amends.detect.incidents import Candidate
-from amends.detect.risk.data import customer_history, load_records, naive_utc
+from amends.detect.risk.data import customer_chunks, customer_history, load_records, naive_utc
 from amends.detect.risk.features import PAIR_SCHEMA, Records, feature_frame
 from amends.detect.risk.model import Reason, RiskModel
 from amends.detect.risk.registry import latest_model, save_scores
@@ -196,7 +196,7 @@ def _decide(
             continue
         near.append(at)
         facts = {
-            "event": {"id": s.event.id, "source": s.event.source, "type": s.event.type, "time": instant_text(at)},
+            "event": event_ref(s.event),
             "data": s.event.data,
             "risk": round(s.score, 4),
             "model": model.version,
@@ -247,11 +247,9 @@ def _incident_times(uow: UnitOfWork, rule: RiskRule, customers: Sequence[str]) -
     """When each customer's incidents of the rule went wrong."""
     i = tables.incidents
     out: dict[str, list[datetime]] = {}
-    for start in range(0, len(customers), 500):
+    for chunk in customer_chunks(customers):
         rows = uow.execute(
-            sa.select(i.c.customer_id, i.c.failure_at).where(
-                i.c.rule_id == rule.common.id, i.c.customer_id.in_(customers[start : start + 500])
-            )
+            sa.select(i.c.customer_id, i.c.failure_at).where(i.c.rule_id == rule.common.id, i.c.customer_id.in_(chunk))
         )
         for row in rows:
             out.setdefault(row.customer_id, []).append(row.failure_at.astimezone(UTC))

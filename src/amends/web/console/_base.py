@@ -225,8 +225,7 @@ def rule_titles(request: Request) -> dict[str, str]:
     detection = request.app.state.detection
     if detection is None:
         return {}
-    running = detection.detector.rules
-    return {rule.common.id: rule.common.description or "" for rule in (*running.rules, *running.risk)}
+    return {rule.common.id: rule.common.description or "" for rule in detection.detector.rules.enabled}
 
 
 def safe_next(value: str | None) -> str:

@@ -26,8 +26,7 @@ _MAX_TEXT = 200_000
 def _running(request: Request) -> dict[str, Any]:
     state = request.app.state
     detection = state.detection
-    running = None if detection is None else detection.detector.rules
-    rules = [] if running is None else [*running.rules, *running.risk]
+    rules = () if detection is None else detection.detector.rules.enabled
     return {
         "rules": [
             {
