@@ -32,6 +32,7 @@ from amends.durations import format_duration
 from amends.errors import AmendsError, InvalidInput
 from amends.events import (
     ColumnMapping,
+    EventSink,
     FileFormat,
     FileProgress,
     FileReport,
@@ -44,7 +45,10 @@ from amends.store import Database, head_revision, upgrade
 if TYPE_CHECKING:
     from amends.detect import RuleSetError
     from amends.detect.service import Detection
+    from amends.feedback.asking import Asking
+    from amends.feedback.service import FeedbackDesk
     from amends.insights.experiment import Estimate
+    from amends.outreach.delivery import Delivery
     from amends.recover.service import Recovery
 
 app = typer.Typer(
@@ -168,6 +172,9 @@ def worker() -> None:
             raise InvalidInput(
                 "detect_enabled", "detection, recovery and delivery are switched off: a worker has nothing to do"
             )
+        if settings.broker_url is not None:
+            _broker_worker(db, settings, recovery, delivery, asking, alerts)
+            return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
         rules = "no" if detection is None else len(detection.detector.rules)
@@ -286,6 +293,9 @@ def ingest(
     if not path.is_file():
         raise InvalidInput("PATH", f"no such file: {path}")
     chosen = file_format or FileFormat.of(path)
+    if settings.broker_url is not None:
+        _publish_file(settings, path, chosen, column_mapping, rejects)
+        return
     db = Database.from_settings(settings)
     try:
         detection = _detection(db, settings)
@@ -303,6 +313,59 @@ def ingest(
         console.print(f"Recovery: {taken.opened:,} case(s) opened, {taken.joined:,} incident(s) joined an open case.")
     if report.rejected:
         raise typer.Exit(1)
+
+
+def _broker_worker(
+    db: Database,
+    settings: Settings,
+    recovery: Recovery | None,
+    delivery: Delivery | None,
+    asking: Asking | None,
+    alerts: tuple[FeedbackDesk, Database] | None,
+) -> None:
+    """`amends worker` in broker mode: own partitions of the stream until Ctrl-C or SIGTERM (amends.broker_worker)."""
+    import asyncio
+
+    from amends.background import Background
+    from amends.broker_worker import BrokerWorker
+    from amends.detect import RuleSetError
+    from amends.detect.service import Detection
+
+    # The partitions store every event, rules or none: with detection off, they evaluate an empty rule set.
+    rules = settings if settings.detect_enabled else settings.model_copy(update={"rule_packs": (), "rules_dir": None})
+    try:
+        detection = Detection.from_settings(db, rules)
+    except RuleSetError as exc:
+        _print_rule_problems(exc)
+        raise typer.Exit(2) from None
+    background = Background(
+        detection, recovery, seconds=settings.detect_sweep_seconds, delivery=delivery, asking=asking, feedback=alerts
+    )
+    worker = BrokerWorker(db, settings, detection, background=background)
+    console.print(
+        f"amends worker (broker mode): {len(detection.rules)} rules, {settings.broker_partitions} partitions of "
+        f"{settings.broker_stream} at {settings.broker_url}, case intake {'on' if recovery else 'off'}, outbox "
+        f"{'on: ' + ', '.join(sorted(delivery.channels)) if delivery else 'off'}. Ctrl-C stops it."
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        serving = None
+        if settings.worker_metrics_port is not None:
+            from amends.web.worker import serve_worker_http
+
+            serving = await serve_worker_http(worker, settings.host, settings.worker_metrics_port)
+        try:
+            await worker.run(stop)
+        finally:
+            if serving is not None:
+                await serving.stop()
+
+    asyncio.run(run())
+    console.print(f"Stopped: {worker.taken_total['accepted']:,} event(s) stored.")
 
 
 def _detection(db: Database, settings: Settings) -> Detection | None:
@@ -348,6 +411,30 @@ def _print_rule_problems(exc: RuleSetError) -> None:
     err_console.print(f"[red]{len(exc.problems)} problem(s); no rule was loaded.[/]")
 
 
+def _publish_file(
+    settings: Settings, path: Path, file_format: FileFormat, mapping: ColumnMapping, rejects: Path | None
+) -> None:
+    """`amends ingest` in broker mode: publish the file's events to the stream; the workers store them."""
+    from amends.events.broker import BrokerSink, EventBroker
+
+    broker = EventBroker(
+        str(settings.broker_url),
+        partitions=settings.broker_partitions,
+        stream=settings.broker_stream,
+        retention=settings.broker_retention,
+    )
+    db = Database.from_settings(settings)  # not written to: the workers store what is published
+    try:
+        with BrokerSink(broker) as sink:
+            report = _ingest_with_progress(db, settings, path, file_format, mapping, rejects, None, sink)
+    finally:
+        db.dispose()
+    _print_report(report)
+    console.print(f"Published to {settings.broker_stream} at {settings.broker_url}; the workers store the events.")
+    if report.rejected:
+        raise typer.Exit(1)
+
+
 def _ingest_with_progress(
     db: Database,
     settings: Settings,
@@ -356,6 +443,7 @@ def _ingest_with_progress(
     mapping: ColumnMapping,
     rejects: Path | None,
     watcher: LedgerWatcher | None,
+    sink: EventSink | None = None,
 ) -> FileReport:
     reject_file = rejects.open("wb") if rejects is not None else None
 
@@ -379,6 +467,7 @@ def _ingest_with_progress(
                 on_progress=on_line,
                 on_rejected=on_rejected,
                 watcher=watcher,
+                sink=sink,
             )
         columns = [TextColumn("{task.description}"), BarColumn()]
         if file_format is not FileFormat.PARQUET:
@@ -403,6 +492,7 @@ def _ingest_with_progress(
                 on_progress=on_progress,
                 on_rejected=on_rejected,
                 watcher=watcher,
+                sink=sink,
             )
     finally:
         if reject_file is not None:

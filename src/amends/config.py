@@ -116,6 +116,36 @@ class Settings(BaseSettings):
         default=True, description="Run the sweeper inside `amends serve` (else run `amends worker` beside it)."
     )
 
+    broker_url: str | None = Field(
+        default=None,
+        description="Broker mode (docs/scaling.md): the NATS server, like nats://nats.internal:4222. The API and "
+        "`amends ingest` publish events to JetStream, and `amends worker` processes take them into PostgreSQL.",
+    )
+    broker_partitions: int = Field(
+        default=16,
+        ge=1,
+        le=4096,
+        description="Partitions of the events stream (by customer): the most workers that can share the work. "
+        "Fixed for the life of a stream.",
+    )
+    broker_stream: str = Field(
+        default="AMENDS_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The JetStream stream of events."
+    )
+    broker_retention: timedelta = Field(
+        default=timedelta(days=7),
+        description="How long the stream keeps an event: longer than any outage of all workers may last.",
+    )
+    broker_batch: int = Field(
+        default=500, ge=1, le=10_000, description="Messages a worker takes from a partition per transaction."
+    )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Where `amends worker` serves /healthz, /readyz and Prometheus /metrics (on `host`); none: "
+        "not served.",
+    )
+
     recover_enabled: bool = Field(
         default=True,
         description="Take every new incident into a case (the background intake; complaints and the case API "
@@ -393,6 +423,7 @@ class Settings(BaseSettings):
         "console_session_lifetime",
         "holdout_close_after",
         "holdout_horizon",
+        "broker_retention",
         mode="before",
     )
     @classmethod
@@ -407,7 +438,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "contact_window", "feedback_editable_for", "feedback_request_ttl", "console_session_idle",
-        "console_session_lifetime", "holdout_close_after", "holdout_horizon",
+        "console_session_lifetime", "holdout_close_after", "holdout_horizon", "broker_retention",
     )  # fmt: skip
     @classmethod
     def _positive_window(cls, value: timedelta) -> timedelta:
@@ -500,6 +531,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"SQLite is reached through the standard library, not {driver[1]!r}")
             return f"sqlite://{rest}"
         raise ValueError(f"unsupported database {driver[0]!r}; use sqlite or postgresql")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("nats", "tls") or not parts.hostname:
+            raise ValueError("expected a NATS URL like nats://localhost:4222")
+        database = info.data.get("database_url", "")
+        if not database.startswith("postgresql"):
+            raise ValueError("broker mode keeps the shared state in PostgreSQL: set database_url to postgresql://…")
+        return value
 
     @field_validator("smtp_username")
     @classmethod

@@ -56,8 +56,8 @@ _INCIDENT_COLUMNS = (
     "detected_by",
     "facts",
 )
-_STATE_COLUMNS = ("kind", "rule_id", "key", "due", "payload")
-_STATE_KEY = ("kind", "rule_id", "key")
+_STATE_COLUMNS = ("detector", "kind", "rule_id", "key", "due", "payload")
+_STATE_KEY = ("detector", "kind", "rule_id", "key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,12 @@ def _utc_now() -> datetime:
 
 
 class Detector:
-    """The streaming evaluator of one rule set, its state kept in the database under the cursor `name`."""
+    """The streaming evaluator of one rule set, its state kept in the database under the cursor `name`.
+
+    In embedded mode one detector, `main`, sees every event. In broker mode (amends.worker) each partition of the
+    stream has its own, which sees only the events of the customers it `owns` (their subjects): only the worker
+    that owns the partition stores those events, and what it has not stored yet it takes again from the stream,
+    so such a detector never catches up from the ledger."""
 
     def __init__(
         self,
@@ -86,10 +91,12 @@ class Detector:
         clock: DetectClock = "wall",
         now: Callable[[], datetime] = _utc_now,
         name: str = "main",
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self.lateness = lateness
         self.clock = clock
         self.name = name
+        self._owns = owns
         self.detected = Detected()  # by this detector, since it was made
         self._rules = rules
         self._now = now
@@ -132,13 +139,15 @@ class Detector:
         findings += self._advance(evaluator)
         self._store(uow, evaluator, findings, force=bool(recorded))
 
-    def sweep(self, db: Database) -> Detected:
-        """Move the watermark to the clock and store what that fires (deadlines passed with no event)."""
+    def sweep(self, db: Database, *, until: datetime | None = None) -> Detected:
+        """Move the watermark to the clock and store what that fires (deadlines passed with no event). With the
+        events clock, `until` stands for the latest event time when it is later (a partition that has taken
+        every event published so far may follow the stream's latest time, as the embedded detector does)."""
         before = self.detected
         with db.unit_of_work(writes=True) as uow:
             self.before_append(uow)
             evaluator = self._take()
-            self._store(uow, evaluator, self._advance(evaluator), force=False)
+            self._store(uow, evaluator, self._advance(evaluator, until=until), force=False)
             uow.commit()
         return Detected(self.detected.opened - before.opened, self.detected.resolved_late - before.resolved_late)
 
@@ -169,16 +178,19 @@ class Detector:
             self._evaluator = self._restore(uow, row)
             self._version = row.version
             self._cursor_seq = row.seq
-        self._catch_up(uow)
+        if self._owns is None:
+            self._catch_up(uow)
 
     def _restore(self, uow: UnitOfWork, row: Any) -> Evaluator:
         state = tables.detect_state
-        entries = [StateEntry(e.kind, e.rule_id, e.key, e.due, e.payload) for e in uow.execute(sa.select(state))]
+        mine = sa.select(state).where(state.c.detector == self.name)
+        entries = [StateEntry(e.kind, e.rule_id, e.key, e.due, e.payload) for e in uow.execute(mine)]
         waiting: list[tuple[int, str, Any]] = []
         if row.low_seq is not None:
+            owns = self._owns
             after = row.low_seq - 1
             while chunk := read_recorded(uow, after=after, through=row.seq, not_before=row.watermark, limit=_CHUNK):
-                waiting += [(entry.seq, entry.key, entry.event) for entry in chunk]
+                waiting += [(e.seq, e.key, e.event) for e in chunk if owns is None or owns(e.event.subject)]
                 after = chunk[-1].seq
         checkpoint = Checkpoint(row.watermark, row.latest, row.late_events, row.skipped, row.low_seq)
         log.info("detection state restored: %d entries, %d events waiting", len(entries), len(waiting))
@@ -207,8 +219,12 @@ class Detector:
         self._version_before, self._version = self._version, None
         return self._evaluator
 
-    def _advance(self, evaluator: Evaluator) -> list[Finding]:
-        return evaluator.advance(self._now() if self.clock == "wall" else None)
+    def _advance(self, evaluator: Evaluator, *, until: datetime | None = None) -> list[Finding]:
+        if self.clock == "wall":
+            return evaluator.advance(self._now())
+        if until is not None and (evaluator.latest is None or until > evaluator.latest):
+            return evaluator.advance(until)
+        return evaluator.advance(None)
 
     def _store(self, uow: UnitOfWork, evaluator: Evaluator, findings: list[Finding], *, force: bool) -> None:
         stored, gone = evaluator.changes()
@@ -216,9 +232,10 @@ class Detector:
             self.detected += store_findings(uow, findings, detected_at=self._now(), detected_by="stream")
         if stored or gone:
             bulk = bulk_values(uow.dialect)
-            rows = [(e.kind, e.rule_id, e.key, bulk.instant(e.due), bulk.document(e.payload)) for e in stored]
+            name = self.name
+            rows = [(name, e.kind, e.rule_id, e.key, bulk.instant(e.due), bulk.document(e.payload)) for e in stored]
             uow.upsert("detect_state", _STATE_COLUMNS, rows, key=_STATE_KEY)
-            uow.delete_keys("detect_state", _STATE_KEY, gone)
+            uow.delete_keys("detect_state", _STATE_KEY, [(name, *key) for key in gone])
         if not (force or findings or stored or gone):
             # Only the watermark moved: not worth a write (a restart recomputes it), and the evaluator
             # still holds what is stored.

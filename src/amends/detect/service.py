@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,7 @@ __all__ = ["Detection", "RuleSource", "known_event_types"]
 log = logging.getLogger(__name__)
 
 _Fingerprint = tuple[tuple[str, int, int], ...]
+_BROKER_SETTLE = timedelta(minutes=1)  # as asking for feedback waits (feedback/asking.py)
 
 
 class RuleSource:
@@ -86,11 +87,22 @@ class RuleSource:
 class Detection:
     """The detector of a process and its rules."""
 
-    def __init__(self, db: Database, detector: Detector, source: RuleSource, *, sweep_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        detector: Detector,
+        source: RuleSource,
+        *,
+        sweep_seconds: float = 1.0,
+        partitioned: bool = False,
+    ) -> None:
         self.db = db
         self.detector = detector
         self.source = source
         self.sweep_seconds = sweep_seconds
+        # Broker mode: the partitions' detectors (detect/partitioned.py) evaluate the events, each swept by the
+        # worker that owns it; this one only holds the rules they take, and the risk watch runs here.
+        self.partitioned = partitioned
         self._risk: RiskWatch | None = None  # made when a risk rule is first enabled (it loads the model's libraries)
 
     @classmethod
@@ -98,7 +110,13 @@ class Detection:
         """Detection as the settings describe it. Raises RuleSetError if the rules have problems."""
         source = RuleSource(settings.rule_packs, settings.rules_dir)
         detector = Detector(source.load(), lateness=settings.detect_allowed_lateness, clock=settings.detect_clock)
-        return cls(db, detector, source, sweep_seconds=settings.detect_sweep_seconds)
+        partitioned = settings.broker_url is not None
+        return cls(db, detector, source, sweep_seconds=settings.detect_sweep_seconds, partitioned=partitioned)
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rules running now (changed files picked up by `tick`)."""
+        return self.detector.rules
 
     def tick(self, *, now: datetime | None = None) -> Detected:
         """Pick up changed rules, fire what fell due, then score the moments that came for the risk rules."""
@@ -106,13 +124,13 @@ class Detection:
         if rules is not None:
             log.info("rules reloaded: %d rules", len(rules))
             self.detector.use_rules(rules)
-        detected = self.detector.sweep(self.db)
+        detected = Detected() if self.partitioned else self.detector.sweep(self.db)
         risk = self.detector.rules.risk
         if risk:
             if self._risk is None:
                 from amends.detect.risk.watch import RiskWatch  # imports LightGBM: only when a risk rule runs
 
-                self._risk = RiskWatch()
+                self._risk = RiskWatch(settle=_BROKER_SETTLE if self.partitioned else None)
             try:
                 detected += self._risk.tick(self.db, risk, now=now or datetime.now(UTC))
             except Exception:  # a model or a batch that fails must not stop the sweep, recovery and delivery after it

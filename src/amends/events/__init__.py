@@ -4,15 +4,25 @@ Owns the CloudEvents envelope, validation, idempotent storage (once per source a
 created on first sight, and ingestion from HTTP batches and files. Knows nothing of detection.
 """
 
-from amends.events.batches import BatchFormat, BatchReport, Item, Rejected, decode_batch, ingest_items
+from amends.events.batches import (
+    BatchFormat,
+    BatchReport,
+    Item,
+    Rejected,
+    decode_batch,
+    ingest_items,
+    validate_items,
+)
 from amends.events.customers import Customer, StoredEvent, TimelinePage, get_customer, timeline
 from amends.events.envelope import ENVELOPE_SCHEMA, Event, Violation, validate_event
 from amends.events.errors import BatchTooLarge, EventsError, MalformedJSON
 from amends.events.files import (
     ColumnMapping,
+    EventSink,
     FileFormat,
     FileProgress,
     FileReport,
+    LedgerSink,
     RejectedRow,
     ingest_file,
 )
@@ -35,11 +45,13 @@ __all__ = [
     "ColumnMapping",
     "Customer",
     "Event",
+    "EventSink",
     "EventsError",
     "FileFormat",
     "FileProgress",
     "FileReport",
     "Item",
+    "LedgerSink",
     "LedgerWatcher",
     "MalformedJSON",
     "Recorded",
@@ -58,4 +70,5 @@ __all__ = [
     "read_recorded",
     "timeline",
     "validate_event",
+    "validate_items",
 ]

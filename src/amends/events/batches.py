@@ -20,7 +20,7 @@ from amends.events.errors import BatchTooLarge, MalformedJSON
 from amends.events.ledger import LedgerWatcher, append_rows, ledger_rows
 from amends.store import Database
 
-__all__ = ["BatchFormat", "BatchReport", "Item", "Rejected", "decode_batch", "ingest_items"]
+__all__ = ["BatchFormat", "BatchReport", "Item", "Rejected", "decode_batch", "ingest_items", "validate_items"]
 
 
 class BatchFormat(StrEnum):
@@ -101,10 +101,8 @@ def _decode_ndjson(body: bytes, *, max_events: int) -> list[Item]:
     return items
 
 
-def ingest_items(
-    db: Database, items: Sequence[Item], *, received_at: datetime, watcher: LedgerWatcher | None = None
-) -> BatchReport:
-    """Validate the items and store the valid ones in one transaction (which `watcher` sees, if given)."""
+def validate_items(items: Sequence[Item]) -> tuple[list[Event], list[Rejected]]:
+    """The valid events of a batch, and the items rejected with their field and reason."""
     valid: list[Event] = []
     rejected: list[Rejected] = []
     for index, item in enumerate(items):
@@ -113,6 +111,14 @@ def ingest_items(
             valid.append(outcome)
         else:
             rejected.append(Rejected(index, outcome.field, outcome.reason, item.line))
+    return valid, rejected
+
+
+def ingest_items(
+    db: Database, items: Sequence[Item], *, received_at: datetime, watcher: LedgerWatcher | None = None
+) -> BatchReport:
+    """Validate the items and store the valid ones in one transaction (which `watcher` sees, if given)."""
+    valid, rejected = validate_items(items)
     if not valid:
         return BatchReport(0, 0, tuple(rejected))
     rows = ledger_rows(valid, dialect=db.dialect, received_at=received_at)  # before taking the write lock

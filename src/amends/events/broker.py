@@ -1,5 +1,4 @@
-"""Broker mode (issue 11, in progress; docs/architecture.md): events go through a NATS JetStream stream, and workers
-take them from there.
+"""Broker mode (docs/scaling.md): events go through a NATS JetStream stream, and workers take them from there.
 
 The stream holds one subject per partition of customers, `amends.events.<p>`, where p is a stable hash of the
 event's subject (the customer) modulo the partition count: one customer's events always land in one partition, in
@@ -10,31 +9,50 @@ Every message carries `Nats-Msg-Id`, the event's ledger key (a digest of its `so
 JetStream drops a second message with the same id within the stream's duplicate window, so a publish retried after
 a lost acknowledgement stores the event once. An event counts as accepted only once JetStream has acknowledged it
 (`publish` returns the acknowledgements; it raises if any is missing).
+
+A worker takes a partition's messages through a durable pull consumer (`feed`), made afresh by each new owner at
+the message after the last one stored (the position the worker keeps in PostgreSQL with the events), so that a
+takeover neither waits for the dead owner's unacknowledged messages to time out nor depends on its acknowledgements.
+The consumer acknowledges cumulatively: acknowledging a message acknowledges every one before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import nats
 import orjson
 from nats.errors import Error as NatsError
-from nats.js.api import StorageType, StreamConfig
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from amends.errors import InvalidInput, Unavailable
-from amends.events.ledger import dedup_key
+from amends.events.envelope import Event
+from amends.events.ledger import Appended, dedup_key
 
-__all__ = ["SUBJECT_PREFIX", "EventBroker", "Published", "partition_of", "subject_of"]
+__all__ = [
+    "SUBJECT_PREFIX",
+    "BrokerSink",
+    "Delivered",
+    "EventBroker",
+    "PartitionFeed",
+    "Published",
+    "partition_of",
+    "subject_of",
+]
 
 SUBJECT_PREFIX = "amends.events"
 DEFAULT_STREAM = "AMENDS_EVENTS"
 DEFAULT_DUPLICATE_WINDOW = timedelta(hours=2)  # how long JetStream remembers a message id
+DEFAULT_RETENTION = timedelta(days=7)  # how long the stream keeps a message: longer than any worker outage
 _PUBLISH_TIMEOUT = 10.0  # seconds to wait for one acknowledgement
 _IN_FLIGHT = 256  # publishes awaiting their acknowledgement at once
 
@@ -49,6 +67,20 @@ def partition_of(customer: str, partitions: int) -> int:
 
 def subject_of(partition: int) -> str:
     return f"{SUBJECT_PREFIX}.{partition}"
+
+
+def consumer_name(partition: int, partitions: int) -> str:
+    return f"amends-{partition}-of-{partitions}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A message of a partition as a worker takes it: its stream sequence, its body (JSON, not yet validated) and
+    when JetStream stored it (the moment the event was accepted)."""
+
+    seq: int
+    body: Any
+    stored_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +102,9 @@ class EventBroker:
         partitions: int,
         stream: str = DEFAULT_STREAM,
         duplicate_window: timedelta = DEFAULT_DUPLICATE_WINDOW,
+        retention: timedelta = DEFAULT_RETENTION,
         connect_timeout: float = 5.0,
+        reconnect: bool = False,
     ) -> None:
         if partitions < 1:
             raise InvalidInput("partitions", f"at least 1, not {partitions}")
@@ -78,9 +112,12 @@ class EventBroker:
         self.partitions = partitions
         self.stream = stream
         self.duplicate_window = duplicate_window
+        self.retention = retention
         self.connect_timeout = connect_timeout
+        self.reconnect = reconnect  # a long-lived connection (a server, a worker) reconnects on its own
         self._nc: Any = None
         self._js: Any = None
+        self._connecting: asyncio.Lock | None = None
 
     async def __aenter__(self) -> EventBroker:
         await self.connect()
@@ -99,11 +136,16 @@ class EventBroker:
         try:  # one attempt (max_reconnect_attempts counts them; 0 would retry the first connect for ever)
             self._nc = await nats.connect(
                 self.url, connect_timeout=self.connect_timeout, allow_reconnect=False, max_reconnect_attempts=1,
-                error_cb=failed,
+                reconnect_time_wait=0.5, error_cb=failed,
             )  # fmt: skip
         except (OSError, NatsError, TimeoutError) as exc:
             reason = failures[-1] if failures else exc
             raise Unavailable(f"broker unavailable at {self.url}: {reason or type(reason).__name__}") from exc
+        if self.reconnect:
+            # Connected once: from now on the client reconnects on its own, for as long as it takes, keeping the
+            # subscriptions (nats-py reads these options when the connection drops).
+            self._nc.options["allow_reconnect"] = True
+            self._nc.options["max_reconnect_attempts"] = -1
         self._js = self._nc.jetstream()
         try:
             await self._ensure_stream()
@@ -111,10 +153,27 @@ class EventBroker:
             await self.close()
             raise
 
+    async def ensure_connected(self) -> None:
+        """Connect unless connected (a server connects on its first publish, so that it starts without the broker;
+        a connection that closed is made again)."""
+        if self._nc is not None and self._nc.is_closed:
+            self._nc = self._js = None
+        if self._js is not None:
+            return
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._js is None:
+                await self.connect()
+
     async def close(self) -> None:
         if self._nc is not None:
             await self._nc.close()
             self._nc = self._js = None
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and bool(self._nc.is_connected)
 
     async def _ensure_stream(self) -> None:
         wanted = [f"{SUBJECT_PREFIX}.*"]
@@ -126,6 +185,7 @@ class EventBroker:
                 subjects=wanted,
                 storage=StorageType.FILE,
                 duplicate_window=self.duplicate_window.total_seconds(),
+                max_age=self.retention.total_seconds(),
             )
             try:
                 await self._js.add_stream(config)
@@ -174,3 +234,130 @@ class EventBroker:
                     raise Unavailable(f"broker did not acknowledge an event: {ack or type(ack).__name__}") from ack
                 out.append(Published(p, int(ack.seq), bool(ack.duplicate)))
         return out
+
+    async def feed(self, partition: int, *, after: int) -> PartitionFeed:
+        """The messages of `partition` after stream sequence `after`, through its durable consumer, made afresh here
+        (a consumer left by an earlier owner is replaced): call this once per taking of the partition."""
+        if not 0 <= partition < self.partitions:
+            raise InvalidInput("partition", f"between 0 and {self.partitions - 1}, not {partition}")
+        await self.ensure_connected()
+        name = consumer_name(partition, self.partitions)
+        start = {"deliver_policy": DeliverPolicy.ALL} if after <= 0 else {
+            "deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": after + 1
+        }  # fmt: skip
+        config = ConsumerConfig(
+            durable_name=name,
+            name=name,
+            filter_subject=subject_of(partition),
+            ack_policy=AckPolicy.ALL,
+            ack_wait=_ACK_WAIT,
+            max_ack_pending=_MAX_ACK_PENDING,
+            **start,
+        )
+        try:
+            with contextlib.suppress(NotFoundError):
+                await self._js.delete_consumer(self.stream, name)
+            await self._js.add_consumer(self.stream, config=config)
+            subscription = await self._js.pull_subscribe_bind(durable=name, stream=self.stream)
+        except (NatsError, TimeoutError) as exc:
+            raise Unavailable(f"broker did not open partition {partition}: {exc or type(exc).__name__}") from exc
+        return PartitionFeed(self._js, self.stream, name, subscription)
+
+
+_ACK_WAIT = 60.0  # seconds before JetStream offers an unacknowledged message again (only to this consumer's owner)
+_MAX_ACK_PENDING = 100_000
+
+
+class PartitionFeed:
+    """One partition's messages, in stream order, for the worker that owns it."""
+
+    def __init__(self, js: Any, stream: str, name: str, subscription: Any) -> None:
+        self._js = js
+        self.stream = stream
+        self.name = name
+        self._subscription = subscription
+        self._last: Any = None  # the last message fetched and not yet acknowledged
+
+    async def fetch(self, limit: int, *, timeout: float) -> list[Delivered]:
+        """Up to `limit` messages: those ready now, else the first to come within `timeout` seconds; [] if none."""
+        try:
+            messages = await self._subscription.fetch(limit, timeout=timeout)
+        except (TimeoutError, NatsTimeout):
+            return []
+        except NatsError as exc:
+            raise Unavailable(f"broker did not deliver: {exc or type(exc).__name__}") from exc
+        out: list[Delivered] = []
+        for message in messages:
+            metadata = message.metadata
+            try:
+                body = orjson.loads(message.data)
+            except orjson.JSONDecodeError:
+                body = None  # not an event: the worker rejects it with the others that fail validation
+            out.append(Delivered(int(metadata.sequence.stream), body, metadata.timestamp))
+            self._last = message
+        return out
+
+    async def acknowledge(self) -> None:
+        """Acknowledge every message fetched so far (the consumer acknowledges cumulatively)."""
+        if self._last is not None:
+            try:
+                await self._last.ack()
+            except NatsError as exc:  # harmless: the next owner starts after the stored position, not the ack
+                raise Unavailable(f"broker did not take an acknowledgement: {exc or type(exc).__name__}") from exc
+            self._last = None
+
+    async def lag(self) -> int:
+        """Messages of the partition not yet acknowledged: still to deliver, or delivered and not yet stored."""
+        try:
+            info = await self._js.consumer_info(self.stream, self.name)
+        except (NatsError, TimeoutError) as exc:
+            raise Unavailable(f"broker did not describe {self.name}: {exc or type(exc).__name__}") from exc
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    async def close(self) -> None:
+        with contextlib.suppress(NatsError, TimeoutError):
+            await self._subscription.unsubscribe()
+
+
+class BrokerSink:
+    """Broker mode's way in for `amends ingest` (events.files.EventSink): each group of a file's events published, and
+    counted once JetStream acknowledged all of it. A duplicate is an event JetStream still remembered (within its
+    duplicate window); one sent again after that is found a duplicate by the worker that stores it, and counted
+    accepted here. The broker's connection lives on an event loop of its own, on its own thread; use as a context
+    manager."""
+
+    def __init__(self, broker: EventBroker) -> None:
+        self.broker = broker
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="amends-broker", daemon=True)
+
+    def __enter__(self) -> BrokerSink:
+        self._thread.start()
+        try:
+            self._run(self.broker.connect())
+        except BaseException:
+            self._stop()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            self._run(self.broker.close())
+        finally:
+            self._stop()
+
+    def prepare(self, events: list[Event]) -> list[dict[str, Any]]:
+        return [event.envelope() for event in events]
+
+    def store(self, prepared: list[dict[str, Any]]) -> Appended:
+        acknowledged = self._run(self.broker.publish(prepared))
+        duplicates = sum(1 for ack in acknowledged if ack.duplicate)
+        return Appended(accepted=len(acknowledged) - duplicates, duplicates=duplicates)
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def _stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()

@@ -20,7 +20,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -32,9 +32,11 @@ from amends.store import Database
 
 __all__ = [
     "ColumnMapping",
+    "EventSink",
     "FileFormat",
     "FileProgress",
     "FileReport",
+    "LedgerSink",
     "ReadProgress",
     "Record",
     "RejectedRow",
@@ -221,13 +223,15 @@ def ingest_file(
     on_progress: Callable[[FileProgress], None] | None = None,
     on_rejected: Callable[[RejectedRow], None] | None = None,
     watcher: LedgerWatcher | None = None,
+    sink: EventSink | None = None,
 ) -> FileReport:
     """Store the events of a file, `commit_rows` per transaction; report what became of each row.
 
     Reading and validating run on the calling thread while the previous group of rows is stored on a
     second one (the store's bulk insert runs without the GIL). `on_progress` and `on_rejected` are
     called on the calling thread; progress counts only what is committed. A `watcher` (detection) sees
-    each group's new events in the transaction that stores them.
+    each group's new events in the transaction that stores them. A `sink` takes the groups instead of the
+    ledger (broker mode publishes them: events.broker.BrokerSink).
     """
     file_format = file_format or FileFormat.of(path)
     mapping = mapping or ColumnMapping()
@@ -245,7 +249,8 @@ def ingest_file(
             if on_progress is not None:
                 on_progress(FileProgress(appended.accepted, appended.duplicates, rejected, done, total))
 
-    with closing(records), _ChunkWriter(db, received_at, watcher) as writer, _without_cycle_collection():
+    sink = sink or LedgerSink(db, received_at=received_at, watcher=watcher)
+    with closing(records), _ChunkWriter(sink) as writer, _without_cycle_collection():
         for record in records:
             outcome: Event | Violation
             if record.problem is not None:
@@ -271,18 +276,44 @@ def ingest_file(
     return FileReport(appended.accepted, appended.duplicates, rejected, tuple(rejections))
 
 
+class EventSink(Protocol):
+    """Where a file's valid events go, a group at a time: `prepare` runs on the reading thread, `store` on the
+    writer's, and returns only once the group is durable."""
+
+    def prepare(self, events: list[Event]) -> Any: ...
+
+    def store(self, prepared: Any) -> Appended: ...
+
+
+class LedgerSink:
+    """The ledger: each group in its own transaction, seen by `watcher`."""
+
+    def __init__(self, db: Database, *, received_at: datetime, watcher: LedgerWatcher | None = None) -> None:
+        self.db = db
+        self.received_at = received_at
+        self.watcher = watcher
+
+    def prepare(self, events: list[Event]) -> LedgerRows:
+        # Serialised on the reading thread: the writer's should spend its time in the database, without the GIL.
+        return ledger_rows(events, dialect=self.db.dialect, received_at=self.received_at)
+
+    def store(self, prepared: LedgerRows) -> Appended:
+        with self.db.unit_of_work(writes=True) as uow:
+            appended = append_rows(uow, prepared, self.watcher)
+            uow.commit()
+        return appended
+
+
 class _ChunkWriter:
-    """Stores groups of events, each in its own transaction, on a thread of its own, one at a time.
+    """Stores groups of events through a sink on a thread of its own, one at a time.
 
     `submit` waits while a group is still being stored (so at most two groups are held in memory) and
     raises the error that stopped the writer, if any. Leaving the block waits for the last group.
     """
 
-    def __init__(self, db: Database, received_at: datetime, watcher: LedgerWatcher | None) -> None:
-        self._db = db
-        self._received_at = received_at
-        self._watcher = watcher
-        self._todo: queue.Queue[tuple[LedgerRows, int] | None] = queue.Queue(maxsize=1)
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+        self._todo: queue.Queue[tuple[Any, int] | None] = queue.Queue(maxsize=1)
         self._stored: queue.SimpleQueue[tuple[Appended, int]] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="amends-ingest-writer", daemon=True)
@@ -298,13 +329,10 @@ class _ChunkWriter:
             self._raise_if_failed()
 
     def submit(self, events: list[Event], done: int) -> None:
-        """Queue a group to be stored; `done` is how far the reader had got when it ended.
-
-        The rows are serialised here, on the calling thread: the writer's thread should spend its time
-        in the database, where it does not hold the GIL.
-        """
+        """Queue a group to be stored; `done` is how far the reader had got when it ended. The sink prepares it
+        here, on the calling thread."""
         if events:
-            self._put((ledger_rows(events, dialect=self._db.dialect, received_at=self._received_at), done))
+            self._put((self._sink.prepare(events), done))
 
     def stored(self) -> list[tuple[Appended, int]]:
         """The groups committed since the last call: what was appended, and the reader's position."""
@@ -313,7 +341,7 @@ class _ChunkWriter:
             out.append(self._stored.get())
         return out
 
-    def _put(self, item: tuple[LedgerRows, int] | None) -> None:
+    def _put(self, item: tuple[Any, int] | None) -> None:
         while self._thread.is_alive():
             try:
                 self._todo.put(item, timeout=0.1)
@@ -330,11 +358,8 @@ class _ChunkWriter:
     def _run(self) -> None:
         try:
             while (item := self._todo.get()) is not None:
-                rows, done = item
-                with self._db.unit_of_work(writes=True) as uow:
-                    appended = append_rows(uow, rows, self._watcher)
-                    uow.commit()
-                self._stored.put((appended, done))
+                prepared, done = item
+                self._stored.put((self._sink.store(prepared), done))
         except BaseException as exc:  # handed to the calling thread, which raises it
             self._error = exc
 

@@ -29,6 +29,7 @@ __all__ = [
     "api_keys",
     "approvals",
     "audit_log",
+    "broker_positions",
     "card_tasks",
     "case_contacts",
     "case_incidents",
@@ -150,20 +151,22 @@ incidents = Table(
 # The streaming evaluator's state, one row per entry (an absence rule's expectation, a count window, a
 # sequence's pending first event, a cooldown), written in the same transaction as the events that changed
 # it. `due` is when the entry next needs attention: an expectation's deadline is its durable timer.
+# `detector` names the evaluator it belongs to, as `detect_cursors.name` does.
 detect_state = Table(
     "detect_state",
     metadata,
+    Column("detector", String(50), nullable=False),
     Column("kind", String(10), nullable=False),
     Column("rule_id", String(100), nullable=False),
     Column("key", Text, nullable=False),
     Column("due", UTCDateTime(), nullable=False),
     Column("payload", JSONDocument, nullable=False),
-    PrimaryKeyConstraint("kind", "rule_id", "key"),
+    PrimaryKeyConstraint("detector", "kind", "rule_id", "key"),
 )
 
-# Where each streaming evaluator is (one, `main`, in embedded mode): the last ledger `seq` it has taken,
-# the oldest one still waiting above its watermark, the watermark itself, and a version that every
-# evaluation increments, so a process can tell that another one has moved the state on.
+# Where each streaming evaluator is (one, `main`, in embedded mode; one per partition in broker mode): the last
+# ledger `seq` it has taken, the oldest one still waiting above its watermark, the watermark itself, and a version
+# that every evaluation increments, so a process can tell that another one has moved the state on.
 detect_cursors = Table(
     "detect_cursors",
     metadata,
@@ -176,6 +179,20 @@ detect_cursors = Table(
     Column("late_events", BigInteger, nullable=False),
     Column("skipped", JSONDocument, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Broker mode: how far each partition of the events stream has been taken into the ledger (the stream sequence of
+# its last message stored), written in the transaction that stores the messages. A new owner of the partition
+# goes on from the message after it. `partitions` is the partition count the position was taken under.
+broker_positions = Table(
+    "broker_positions",
+    metadata,
+    Column("stream", String(100), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("partitions", Integer, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("stream", "partition"),
 )
 
 # --- recovery (recover/) ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -16,6 +17,8 @@ import amends
 from amends.background import Background
 from amends.config import Settings
 from amends.detect.service import Detection
+from amends.errors import Unavailable
+from amends.events.broker import EventBroker
 from amends.feedback.asking import Asking
 from amends.feedback.service import FeedbackDesk
 from amends.outreach.delivery import Delivery
@@ -47,6 +50,8 @@ from amends.web.pages import unsubscribe
 
 __all__ = ["create_app"]
 
+log = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the app. A database passed in stays the caller's to dispose of. Raises RuleSetError,
@@ -60,6 +65,15 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     outreach = Outreach.from_settings(settings, recovery.policy)
     asking = Asking.from_settings(database, settings, outreach)
     desk = FeedbackDesk.from_settings(settings, intake=recovery.intake, outreach=outreach)
+    broker = None
+    if settings.broker_url is not None:  # broker mode: events are published, and workers store them
+        broker = EventBroker(
+            settings.broker_url,
+            partitions=settings.broker_partitions,
+            stream=settings.broker_stream,
+            retention=settings.broker_retention,
+            reconnect=True,
+        )
     background = Background(
         detection,
         recovery if settings.recover_enabled else None,
@@ -73,8 +87,15 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.detect_sweep_in_serve:
             background.start()
+        if broker is not None:
+            try:
+                await broker.ensure_connected()
+            except Unavailable as exc:  # the server starts all the same: /readyz says so, and a publish tries again
+                log.warning("%s; events are refused (503) until it answers", exc)
         yield
         background.stop()
+        if broker is not None:
+            await broker.close()
         if owned:
             database.dispose()
 
@@ -89,6 +110,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.db = database
     app.state.settings = settings
     app.state.detection = detection
+    app.state.broker = broker
     app.state.recovery = recovery
     app.state.outreach = outreach
     app.state.feedback = desk

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from amends.errors import Unavailable
+from amends.events.broker import EventBroker
 from amends.store import Database, pending_revisions
 from amends.web.deps import DB
 
@@ -18,10 +19,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the database answers and its schema is current")
-async def readyz(db: DB) -> JSONResponse:
+@router.get("/readyz", summary="Readiness: the database answers and its schema is current (and the broker answers)")
+async def readyz(request: Request, db: DB) -> JSONResponse:
+    broker: EventBroker | None = request.app.state.broker
     try:
         pending = await run_in_threadpool(_check, db)
+        if broker is not None:
+            await broker.ensure_connected()
+            if not broker.connected:
+                raise Unavailable(f"broker at {broker.url} disconnected; reconnecting")
     except Unavailable as exc:
         return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
     if pending:

@@ -24,8 +24,10 @@ Work is read and computed outside any write lock; the writes happen under the lo
 takes, after checking that the cursor did not move meanwhile (another process took the same events: then this
 one drops its work). A new watch starts at the beginning of the ledger, and the window rule above keeps it from
 scoring the past. Like the detector, the cursor relies on events committing in `seq` order, which ingestion
-ensures by taking the detection lock; and a moment is scored as soon as it is stored, on the history stored by
-then: an event of the customer's that arrives later is not in that score (training, on the stored history, saw it).
+ensures by taking the detection lock; in broker mode, where each partition commits on its own, the watch reads only
+events stored at least `settle` ago (as asking for feedback does). A moment is scored as soon as it is read, on the
+history stored by then: an event of the customer's that arrives later is not in that score (training, on the stored
+history, saw it).
 """
 
 from __future__ import annotations
@@ -71,9 +73,10 @@ class Scoring:
 class RiskWatch:
     """Scores the moments of the newest model and applies the risk rules, behind a cursor stored as `name`."""
 
-    def __init__(self, *, name: str = "main", batch: int = 2_000) -> None:
+    def __init__(self, *, name: str = "main", batch: int = 2_000, settle: timedelta | None = None) -> None:
         self.name = name
         self.batch = batch
+        self.settle = settle  # broker mode: read only events stored this long ago (see the module's docstring)
         self._model: RiskModel | None = None
         self._warned = False
 
@@ -130,7 +133,16 @@ class RiskWatch:
     def _moments(self, uow: UnitOfWork, model: RiskModel, *, after: int, now: datetime) -> tuple[list[Recorded], int]:
         """The next moment events after the cursor still within the label's window of `now`, and the seq the cursor
         moves to past them."""
-        newest = last_seq(uow)
+        if self.settle is None:
+            newest = last_seq(uow)
+        else:  # broker mode: partitions commit out of seq order; a seq is final once stored `settle` ago
+            settled = datetime.now(UTC) - self.settle
+            e = tables.events
+            newest = uow.execute(
+                sa.select(sa.func.coalesce(sa.func.max(e.c.seq), after)).where(
+                    e.c.seq > after, e.c.received_at <= settled
+                )
+            ).scalar_one()
         found = read_recorded(
             uow, after=after, through=newest, not_before=now - model.spec.label.within, types=model.spec.moments,
             limit=self.batch,

@@ -1,4 +1,8 @@
-"""POST /v1/events: one event, a JSON array batch, or NDJSON; each item accepted, duplicate or rejected."""
+"""POST /v1/events: one event, a JSON array batch, or NDJSON; each item accepted, duplicate or rejected.
+
+In broker mode (docs/scaling.md) the valid events are published to the stream instead of stored here: they are
+accepted once JetStream acknowledged every one of them (a worker stores them), and a duplicate is one JetStream still
+remembered (within its duplicate window; a worker finds later repeats duplicates in the ledger)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from amends.access import Scope
-from amends.events import ENVELOPE_SCHEMA, BatchFormat, BatchReport, LedgerWatcher, decode_batch, ingest_items
+from amends.events import (
+    ENVELOPE_SCHEMA,
+    BatchFormat,
+    BatchReport,
+    Event,
+    LedgerWatcher,
+    Rejected,
+    decode_batch,
+    ingest_items,
+    validate_items,
+)
+from amends.events.broker import EventBroker
 from amends.recover.actors import Actor
 from amends.store import Database
 from amends.web.deps import DB, AppSettings, Watcher, read_body, require
@@ -71,7 +86,7 @@ _REQUEST_BODY: dict[str, Any] = {
             "description": "Some items were rejected (listed); the others were stored.",
             "model": IngestResult,
         },
-        503: {"description": "The database is unreachable; nothing of the batch was stored."},
+        503: {"description": "The database (or in broker mode, the broker) is unreachable; nothing was accepted."},
     },
 )
 async def post_events(
@@ -84,7 +99,11 @@ async def post_events(
     """Store events once per (source, id). Answers 200 when every item was stored or known, else 422."""
     batch_format = _format_of(request.headers.get("content-type", ""))
     body = await read_body(request, settings.max_body_bytes)
-    report = await run_in_threadpool(_ingest, db, body, batch_format, settings.max_batch_events, watcher)
+    broker: EventBroker | None = request.app.state.broker
+    if broker is not None:
+        report = await _publish(broker, body, batch_format, settings.max_batch_events)
+    else:
+        report = await run_in_threadpool(_ingest, db, body, batch_format, settings.max_batch_events, watcher)
     result = IngestResult(
         accepted=report.accepted,
         duplicates=report.duplicates,
@@ -98,6 +117,20 @@ def _ingest(
 ) -> BatchReport:
     items = decode_batch(body, batch_format, max_events=max_events)
     return ingest_items(db, items, received_at=datetime.now(UTC), watcher=watcher)
+
+
+async def _publish(broker: EventBroker, body: bytes, batch_format: BatchFormat, max_events: int) -> BatchReport:
+    valid, rejected = await run_in_threadpool(_validate, body, batch_format, max_events)
+    if not valid:
+        return BatchReport(0, 0, tuple(rejected))
+    await broker.ensure_connected()
+    acknowledged = await broker.publish([event.envelope() for event in valid])
+    duplicates = sum(1 for ack in acknowledged if ack.duplicate)
+    return BatchReport(len(acknowledged) - duplicates, duplicates, tuple(rejected))
+
+
+def _validate(body: bytes, batch_format: BatchFormat, max_events: int) -> tuple[list[Event], list[Rejected]]:
+    return validate_items(decode_batch(body, batch_format, max_events=max_events))
 
 
 def _format_of(content_type: str) -> BatchFormat:
