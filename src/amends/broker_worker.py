@@ -55,10 +55,12 @@ def _lock_space(kind: str, stream: str) -> int:
 
 class PartitionLocks:
     """Which partitions this process owns: PostgreSQL session advisory locks held on one connection of its own.
-    Not thread-safe: one caller at a time."""
+    A worker is `present` (counted by the others); an observer (a test, an operator's tool) only looks. Not
+    thread-safe: one caller at a time."""
 
-    def __init__(self, db: Database, *, stream: str) -> None:
+    def __init__(self, db: Database, *, stream: str, present: bool = True) -> None:
         self.db = db
+        self.present = present
         self._owned_space = _lock_space("partition", stream)
         self._present_space = _lock_space("worker", stream)
         self._connection: sa.Connection | None = None
@@ -67,7 +69,8 @@ class PartitionLocks:
         if self._connection is None:
             with translate_errors():
                 connection = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                connection.execute(sa.select(sa.func.pg_advisory_lock_shared(self._present_space, 0)))
+                if self.present:
+                    connection.execute(sa.select(sa.func.pg_advisory_lock_shared(self._present_space, 0)))
             self._connection = connection
         return self._connection
 

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from amends.config import Settings
 from amends.detect.service import Detection
-from amends.errors import AmendsError, Conflict, InvalidInput
+from amends.errors import AmendsError, Conflict, InvalidInput, NotFound
 from amends.events import Item, ingest_items
 from amends.insights.experiment import Estimate, Experiment, analyse
 from amends.insights.outcomes import Outcome, shipped_outcomes
@@ -37,11 +37,11 @@ from amends.recover.actors import Actor
 from amends.recover.cases import WITHHELD, Status
 from amends.recover.roles import Role
 from amends.recover.service import Recovery
-from amends.recover.staff import StaffMember, add_staff
+from amends.recover.staff import StaffMember, add_staff, get_staff
 from amends.store import Database, UnitOfWork, tables
 from amends.world import DEFAULT_START, Reacted, WorldStream, generate_world
 
-__all__ = ["Simulation", "Truth", "simulate", "simulation_settings", "tell_world"]
+__all__ = ["Simulation", "Truth", "simulate", "simulation_settings", "tell_world", "work_open_cases"]
 
 _COMPLAINED = "complained"
 _COMPLAINED_WITHIN = timedelta(days=30)
@@ -188,6 +188,22 @@ def _steps(world: WorldStream, start: datetime, days: int, step: timedelta) -> I
     while step_end <= end:
         yield step_end, batch
         batch, step_end = [], step_end + step
+
+
+def work_open_cases(db: Database, settings: Settings, *, now: datetime) -> None:
+    """The simulated desk (a manager, added if missing) works every open case once, as `simulate` does each step:
+    take it on, apologise, grant what the policy proposes, resolve. For comparing two runs of the same events."""
+    try:
+        with db.unit_of_work() as uow:
+            member = get_staff(uow, _DESK)
+        desk = Actor(None, member, member.scopes, None)
+    except NotFound:
+        desk = _desk(db, now)
+    recovery = Recovery.from_settings(db, settings)
+    outreach = Outreach.from_settings(settings, recovery.policy)
+    with db.unit_of_work(writes=True) as uow:
+        _work(uow, recovery, outreach, desk, now, set())
+        uow.commit()
 
 
 def _desk(db: Database, now: datetime) -> Actor:
