@@ -29,6 +29,7 @@ def test_a_customer_always_has_the_same_partition_and_customers_spread_over_them
     assert set(spread) == set(range(8))
     assert max(spread.values()) < 1.1 * 1_000  # within 10 % of an even share
     assert subject_of(3) == f"{SUBJECT_PREFIX}.3"
+    assert subject_of(3, "OTHER") == f"{SUBJECT_PREFIX}.OTHER.3"  # another stream's subjects never overlap
     with pytest.raises(InvalidInput, match="partitions"):
         partition_of("C-1", 0)
 

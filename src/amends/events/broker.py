@@ -65,8 +65,14 @@ def partition_of(customer: str, partitions: int) -> int:
     return int.from_bytes(digest) % partitions
 
 
-def subject_of(partition: int) -> str:
-    return f"{SUBJECT_PREFIX}.{partition}"
+def subject_of(partition: int, stream: str = DEFAULT_STREAM) -> str:
+    """The subject of a partition: `amends.events.<p>` on the default stream, `amends.events.<stream>.<p>` on another,
+    so that several streams (two deployments, a benchmark) share one NATS without their subjects overlapping."""
+    return f"{_prefix(stream)}.{partition}"
+
+
+def _prefix(stream: str) -> str:
+    return SUBJECT_PREFIX if stream == DEFAULT_STREAM else f"{SUBJECT_PREFIX}.{stream}"
 
 
 def consumer_name(partition: int, partitions: int) -> str:
@@ -176,7 +182,7 @@ class EventBroker:
         return self._nc is not None and bool(self._nc.is_connected)
 
     async def _ensure_stream(self) -> None:
-        wanted = [f"{SUBJECT_PREFIX}.*"]
+        wanted = [f"{_prefix(self.stream)}.*"]
         try:
             info = await self._js.stream_info(self.stream)
         except NotFoundError:
@@ -218,7 +224,7 @@ class EventBroker:
             partitions = [partition_of(str(e["subject"]), self.partitions) for e in batch]
             pending = [
                 self._js.publish(
-                    subject_of(p),
+                    subject_of(p, self.stream),
                     orjson.dumps(e),
                     timeout=_PUBLISH_TIMEOUT,
                     stream=self.stream,
@@ -248,7 +254,7 @@ class EventBroker:
         config = ConsumerConfig(
             durable_name=name,
             name=name,
-            filter_subject=subject_of(partition),
+            filter_subject=subject_of(partition, self.stream),
             ack_policy=AckPolicy.ALL,
             ack_wait=_ACK_WAIT,
             max_ack_pending=_MAX_ACK_PENDING,
