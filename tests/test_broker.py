@@ -96,3 +96,17 @@ def test_a_stream_that_forgets_message_ids_too_soon_is_refused(nats_server: str)
 
     with pytest.raises(InvalidInput, match="remembers message ids for 5 s"):
         asyncio.run(run())
+
+
+def test_two_streams_share_one_server_without_their_subjects_overlapping(nats_server: str) -> None:
+    async def run() -> tuple[int, int]:
+        async with (
+            EventBroker(nats_server, partitions=4) as main,
+            EventBroker(nats_server, partitions=4, stream="OTHER") as other,
+        ):
+            await main.publish([envelope(n, "C-1") for n in range(3)])
+            await other.publish([envelope(n, "C-1") for n in range(5)])
+            infos = [await broker._js.stream_info(broker.stream) for broker in (main, other)]
+        return int(infos[0].state.messages), int(infos[1].state.messages)
+
+    assert asyncio.run(run()) == (3, 5)
