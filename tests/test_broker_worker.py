@@ -32,7 +32,7 @@ from amends.store import Database, tables, upgrade
 from amends.web import create_app
 from amends.web.worker import worker_app
 from amends.world import generate_world
-from tests.conftest import SECRET, empty_tables, new_key
+from tests.conftest import SECRET, NatsServer, empty_tables, new_key
 
 PARTITIONS = 4
 LATENESS = timedelta(hours=1)
@@ -305,3 +305,23 @@ def test_broker_mode_needs_postgresql() -> None:
         load_settings(database_url="sqlite:///x.db", broker_url="nats://localhost:4222")
     with pytest.raises(SettingsError, match=r"broker_url.*NATS URL"):
         load_settings(database_url="postgresql://a@b/c", broker_url="http://localhost:4222")
+
+
+def test_a_worker_and_the_api_ride_out_a_nats_restart(pg: Database, nats: NatsServer) -> None:
+    events = a_world()[:600]
+    settings = broker_settings(pg, nats.url)
+    worker = a_worker(pg, settings)
+    with running(worker), TestClient(create_app(settings, pg)) as client:
+        client.headers["Authorization"] = f"Bearer {new_key(pg)}"
+        assert client.post("/v1/events", json=events[:300]).status_code == 200
+        wait_for(lambda: scalar(pg, "SELECT count(*) FROM events") == 300, what="the first half stored")
+        nats.stop()
+        wait_for(lambda: not worker.ready, what="the worker to notice")
+        refused = client.post("/v1/events", json=events[300:])
+        assert refused.status_code == 503  # nothing accepted while the broker is away: the client sends it again
+        assert client.get("/readyz").status_code == 503
+        nats.start()  # the same port and store: the stream and the consumers are still there
+        wait_for(lambda: client.get("/readyz").status_code == 200, what="the API to reconnect")
+        assert client.post("/v1/events", json=events[300:]).status_code == 200
+        wait_for(lambda: scalar(pg, "SELECT count(*) FROM events") == 600, what="the second half stored")
+        assert worker.ready

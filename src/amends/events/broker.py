@@ -218,6 +218,8 @@ class EventBroker:
         partition, which the evaluator's event-time order (within the allowed lateness) absorbs."""
         if self._js is None:
             raise Unavailable("broker not connected")
+        if not self.connected:  # reconnecting: fail now rather than wait out every acknowledgement's timeout
+            raise Unavailable(f"broker unavailable at {self.url}: disconnected, reconnecting")
         out: list[Published] = []
         for start in range(0, len(envelopes), _IN_FLIGHT):
             batch = envelopes[start : start + _IN_FLIGHT]
