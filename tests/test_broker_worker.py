@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 from amends.broker_worker import BrokerWorker
 from amends.cli import app as cli
 from amends.config import Settings, SettingsError, load_settings
-from amends.detect.partitioned import partition_cursor
+from amends.detect.partitioned import LostPartition, PartitionDetection, partition_cursor
 from amends.detect.service import Detection
 from amends.errors import InvalidInput
 from amends.events import Item, ingest_items
-from amends.events.broker import EventBroker, partition_of
+from amends.events.broker import Delivered, EventBroker, partition_of
 from amends.store import Database, tables, upgrade
 from amends.web import create_app
 from amends.web.worker import worker_app
@@ -218,9 +218,10 @@ def test_a_partition_count_other_than_the_stored_positions_stops_the_worker_nami
 ) -> None:
     settings = broker_settings(pg, nats_server)
     with pg.engine.begin() as connection:
-        connection.execute(
-            sa.text("INSERT INTO broker_positions VALUES ('AMENDS_EVENTS', 0, 8, 10, now())")
-        )  # taken under 8 partitions
+        connection.execute(  # taken under 8 partitions
+            tables.broker_positions.insert().values(stream="AMENDS_EVENTS", partition=0, partitions=8,
+                                                    stream_created="", epoch=1, seq=10, updated_at=datetime.now(UTC))
+        )  # fmt: skip
     worker = a_worker(pg, settings)
     with pytest.raises(InvalidInput, match="broker_partitions") as raised:
         asyncio.run(asyncio.wait_for(worker.run(asyncio.Event()), timeout=30))
@@ -325,3 +326,52 @@ def test_a_worker_and_the_api_ride_out_a_nats_restart(pg: Database, nats: NatsSe
         assert client.post("/v1/events", json=events[300:]).status_code == 200
         wait_for(lambda: scalar(pg, "SELECT count(*) FROM events") == 600, what="the second half stored")
         assert worker.ready
+
+
+def test_a_worker_that_lost_its_partition_stores_nothing_more(pg: Database, nats_server: str) -> None:
+    """Fencing: the stale owner's batch, after another worker claimed the partition, rolls back whole."""
+    events = [e for e in a_world() if partition_of(e["subject"], PARTITIONS) == 0][:40]
+    settings = broker_settings(pg, nats_server)
+
+    def detection() -> PartitionDetection:
+        return PartitionDetection(pg, Detection.from_settings(pg, settings).rules, stream="AMENDS_EVENTS",
+                                  partition=0, partitions=PARTITIONS, lateness=LATENESS, clock="events")  # fmt: skip
+
+    stale, new = detection(), detection()
+    assert stale.claim("created-1") == 0
+    now = datetime.now(UTC)
+    stale.take([Delivered(n + 1, e, now) for n, e in enumerate(events[:20])])
+    assert new.claim("created-1") == 20  # goes on after what the first one stored
+    with pytest.raises(LostPartition):
+        stale.take([Delivered(n + 21, e, now) for n, e in enumerate(events[20:])])
+    assert scalar(pg, "SELECT count(*) FROM events") == 20  # nothing of the stale batch was kept
+    new.take([Delivered(n + 21, e, now) for n, e in enumerate(events[20:])])
+    assert scalar(pg, "SELECT count(*) FROM events") == 40
+    assert scalar(pg, "SELECT seq FROM broker_positions") == 40
+    # A stream made anew (another creation time) starts its sequence again: the stored positions do not apply.
+    with pytest.raises(InvalidInput, match="broker_stream"):
+        detection().claim("created-2")
+
+
+def test_a_publisher_with_another_partition_count_is_refused_by_the_stream(nats_server: str) -> None:
+    async def run() -> None:
+        async with EventBroker(nats_server, partitions=PARTITIONS):
+            pass
+        async with EventBroker(nats_server, partitions=PARTITIONS * 2):
+            pass
+
+    with pytest.raises(InvalidInput, match=f"partitioned {PARTITIONS} ways, not {PARTITIONS * 2}"):
+        asyncio.run(run())
+
+
+def test_an_event_larger_than_a_broker_message_is_rejected_alone(pg: Database, nats_server: str) -> None:
+    events = a_world()[:3]
+    big = {**events[1], "data": {"note": "x" * (1024 * 1024 + 10)}}
+    with TestClient(create_app(broker_settings(pg, nats_server), pg)) as client:
+        client.headers["Authorization"] = f"Bearer {new_key(pg)}"
+        answer = client.post("/v1/events", json=[events[0], big, events[2]])
+    assert answer.status_code == 422
+    assert answer.json()["accepted"] == 2
+    [rejected] = answer.json()["rejected"]
+    assert rejected["index"] == 1
+    assert "more than the broker's message limit" in rejected["reason"]

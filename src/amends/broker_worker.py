@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import sqlalchemy as sa
 
 from amends.background import Background
 from amends.config import Settings
-from amends.detect.partitioned import PartitionDetection, stream_latest
+from amends.detect.partitioned import LostPartition, PartitionDetection, stream_latest
 from amends.detect.service import Detection
 from amends.errors import AmendsError, InvalidInput, Unavailable
 from amends.events.broker import EventBroker, PartitionFeed
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _LAG_SECONDS = 5.0  # how often a partition's consumer lag is read from JetStream
+_CUT_OFF_SECONDS = 15.0  # without the broker this long, a worker gives its partitions to those that reach it
 
 
 def _lock_space(kind: str, stream: str) -> int:
@@ -55,8 +57,8 @@ def _lock_space(kind: str, stream: str) -> int:
 
 class PartitionLocks:
     """Which partitions this process owns: PostgreSQL session advisory locks held on one connection of its own.
-    A worker is `present` (counted by the others); an observer (a test, an operator's tool) only looks. Not
-    thread-safe: one caller at a time."""
+    A worker is `present` (counted by the others); an observer (a test, an operator's tool) only looks. Calls from
+    several threads take turns on the one connection."""
 
     def __init__(self, db: Database, *, stream: str, present: bool = True) -> None:
         self.db = db
@@ -64,23 +66,30 @@ class PartitionLocks:
         self._owned_space = _lock_space("partition", stream)
         self._present_space = _lock_space("worker", stream)
         self._connection: sa.Connection | None = None
+        self._turn = threading.RLock()
 
     def _session(self) -> sa.Connection:
         if self._connection is None:
             with translate_errors():
                 connection = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                if self.present:
-                    connection.execute(sa.select(sa.func.pg_advisory_lock_shared(self._present_space, 0)))
+                try:
+                    if self.present:
+                        connection.execute(sa.select(sa.func.pg_advisory_lock_shared(self._present_space, 0)))
+                except BaseException:
+                    connection.invalidate()
+                    connection.close()
+                    raise
             self._connection = connection
         return self._connection
 
     def _query(self, statement: sa.Executable, parameters: Any = None) -> Any:
-        try:
-            with translate_errors():
-                return self._session().execute(statement, parameters)
-        except AmendsError:
-            self.close()  # the session is gone, and every lock with it
-            raise
+        with self._turn:
+            try:
+                with translate_errors():
+                    return self._session().execute(statement, parameters)
+            except AmendsError:
+                self.close()  # the session is gone, and every lock with it
+                raise
 
     def live_workers(self) -> int:
         """How many workers hold their "present" lock (this one included)."""
@@ -98,19 +107,27 @@ class PartitionLocks:
     def release(self, partition: int) -> None:
         self._query(sa.select(sa.func.pg_advisory_unlock(self._owned_space, partition)))
 
+    def holds(self, partition: int) -> bool:
+        """Whether this session holds the partition's lock now (False once the session is gone)."""
+        with self._turn:
+            if self._connection is None:
+                return False
+            return bool(self._query(_MINE, {"space": self._owned_space, "objid": partition}).scalar_one())
+
     @property
     def open(self) -> bool:
         return self._connection is not None
 
     def close(self) -> None:
         """End the session: every lock it held is released."""
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            try:
-                connection.invalidate()  # never back to the pool with locks held
-                connection.close()
-            except Exception:
-                log.debug("closing the lock session failed", exc_info=True)
+        with self._turn:
+            if self._connection is not None:
+                connection, self._connection = self._connection, None
+                try:
+                    connection.invalidate()  # never back to the pool with locks held
+                    connection.close()
+                except Exception:
+                    log.debug("closing the lock session failed", exc_info=True)
 
 
 # Advisory locks in the two-key form show in pg_locks with objsubid 2: classid the first key, objid the second.
@@ -118,6 +135,10 @@ _HOLDERS = sa.text(
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND classid = CAST(:space AS oid) AND objid = CAST(:objid AS oid)"
+)
+_MINE = sa.text(
+    "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+    "AND pid = pg_backend_pid() AND classid = CAST(:space AS oid) AND objid = CAST(:objid AS oid)"
 )
 _HELD = sa.text(
     "SELECT DISTINCT objid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
@@ -177,6 +198,11 @@ class BrokerWorker:
         return self._broker is not None and self._broker.connected
 
     @property
+    def fatal(self) -> BaseException | None:
+        """The error that stops the worker, if one did."""
+        return self._fatal
+
+    @property
     def ready(self) -> bool:
         """Connected to the broker and the database, with no error that stops it."""
         return self.broker_connected and self.database_ok and self._fatal is None
@@ -195,21 +221,33 @@ class BrokerWorker:
         self._broker = broker
         if self.background is not None:
             self.background.start()
+        cut_off_since: float | None = None
         try:
             while not stop.is_set() and self._fatal is None:
                 try:  # once connected, the client reconnects on its own; a connection that closed is made again
                     await broker.ensure_connected()
                 except Unavailable as exc:
                     log.warning("worker %s: %s; trying again", self.name, exc)
-                else:
+                if broker.connected:
+                    cut_off_since = None
                     await self._rebalance()
+                else:
+                    cut_off_since = cut_off_since or time.monotonic()
+                    if self._tasks and time.monotonic() - cut_off_since > _CUT_OFF_SECONDS:
+                        # Workers that still reach the broker should take these partitions meanwhile.
+                        log.warning("worker %s: no broker for %.0f s; giving up %d partition(s)", self.name,
+                                    time.monotonic() - cut_off_since, len(self._tasks))  # fmt: skip
+                        await self._give_up_all()
+                        self._locks.close()
                 await _wait(stop, self.rebalance_seconds)
         finally:
-            await self._give_up_all()
-            self._locks.close()
-            if self.background is not None:
-                self.background.stop()
-            await broker.close()
+            try:
+                await self._give_up_all()
+            finally:
+                self._locks.close()
+                if self.background is not None:
+                    self.background.stop()
+                await broker.close()
         if self._fatal is not None:
             raise self._fatal
 
@@ -217,18 +255,21 @@ class BrokerWorker:
 
     async def _rebalance(self) -> None:
         """Count the workers, give up partitions above this worker's share, take free ones below it."""
-        for partition, (task, _) in list(self._tasks.items()):
-            if task.done():  # a partition task ends only by being stopped, or by a fatal error
-                self._tasks.pop(partition)
-                self.owned.pop(partition, None)
-                await self._db(self._locks.release, partition)
         try:
+            for partition, (task, _) in list(self._tasks.items()):
+                if task.done():  # it lost the partition, or met an error no retry cures (logged there)
+                    self._tasks.pop(partition)
+                    self.owned.pop(partition, None)
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("worker %s: partition %d stopped", self.name, partition, exc_info=task.exception())
+                    await self._db(self._locks.release, partition)
             workers = await self._db(self._locks.live_workers)
             share = math.ceil(self.partitions / max(workers, 1))
             self.workers_seen = workers
             if len(self._tasks) > share:
-                for partition in sorted(self._tasks, reverse=True)[: len(self._tasks) - share]:
-                    await self._give_up(partition)
+                extra = sorted(self._tasks, reverse=True)[: len(self._tasks) - share]
+                await self._give_up(*extra)
+                for partition in extra:
                     await self._db(self._locks.release, partition)
                     log.info("worker %s: gave up partition %d (%d workers now)", self.name, partition, workers)
             elif len(self._tasks) < share:
@@ -261,17 +302,20 @@ class BrokerWorker:
         self._tasks[partition] = (task, stopping)
         log.info("worker %s: took partition %d", self.name, partition)
 
-    async def _give_up(self, partition: int) -> None:
-        """Stop taking a partition: the batch in hand is stored (or not) before this returns."""
-        task, stopping = self._tasks.pop(partition)
-        stopping.set()
-        with contextlib.suppress(Exception):  # a failure is logged where it happened
-            await task
-        self.owned.pop(partition, None)
+    async def _give_up(self, *partitions: int) -> None:
+        """Stop taking partitions, all at once: the batch in hand is stored (or not) before this returns."""
+        stopping = [self._tasks.pop(partition) for partition in partitions]
+        for _, event in stopping:
+            event.set()
+        for partition, (task, _) in zip(partitions, stopping, strict=True):
+            try:
+                await task
+            except Exception:
+                log.exception("worker %s: partition %d stopped with an error", self.name, partition)
+            self.owned.pop(partition, None)
 
     async def _give_up_all(self) -> None:
-        for partition in list(self._tasks):
-            await self._give_up(partition)
+        await self._give_up(*self._tasks)
 
     # --- one partition -------------------------------------------------------------------------------------
 
@@ -291,16 +335,27 @@ class BrokerWorker:
         except InvalidInput as exc:
             self._fatal = exc
             return
+        broker = self._broker
+        assert broker is not None
         while not stopping.is_set():
             try:
-                state.position = await self._db(part.position)
-                assert self._broker is not None
-                feed = await self._broker.feed(partition, after=state.position)
+                # Each (re)start of the partition is a new taking: only while this session still holds its lock.
+                if not await self._db(self._locks.holds, partition):
+                    log.warning("worker %s: partition %d: its lock is no longer held here; stopping", self.name,
+                                partition)  # fmt: skip
+                    return
+                await broker.ensure_connected()
+                state.position = await self._db(part.claim, broker.stream_created)
+                assert part.epoch is not None
+                feed = await broker.feed(partition, after=state.position, epoch=part.epoch)
                 state.failing = None
                 try:
                     await self._take(part, feed, state, stopping)
                 finally:
                     await feed.close()
+            except LostPartition as exc:
+                log.warning("worker %s: %s; stopping it here", self.name, exc)
+                return
             except InvalidInput as exc:  # no retry cures it
                 log.error("worker %s: partition %d: %s", self.name, partition, exc)
                 self._fatal = exc
@@ -309,6 +364,10 @@ class BrokerWorker:
                 state.failing = str(exc)
                 log.warning("worker %s: partition %d: %s; trying again", self.name, partition, exc)
                 await _wait(stopping, 1.0)
+            except Exception as exc:  # a bug: logged with its traceback, the partition kept, tried again a bit later
+                state.failing = f"{type(exc).__name__}: {exc}"
+                log.exception("worker %s: partition %d failed; trying again in 5 s", self.name, partition)
+                await _wait(stopping, 5.0)
 
     async def _take(
         self, part: PartitionDetection, feed: PartitionFeed, state: PartitionState, stop: asyncio.Event
@@ -326,6 +385,8 @@ class BrokerWorker:
             if sweep_due and events_clock:
                 latest = await self._db(stream_latest, self.db, self.partitions)
             messages = await feed.fetch(batch, timeout=self.fetch_timeout)
+            # Caught up: nothing came, or the last message said none of the partition's was still to come.
+            caught_up = not messages or messages[-1].pending == 0
             if messages:
                 taken = await self._db(part.take, messages)
                 await feed.acknowledge()
@@ -337,7 +398,7 @@ class BrokerWorker:
                 self.taken_total["invalid"] += taken.invalid
                 state.position = messages[-1].seq
             if sweep_due:
-                await self._db(part.sweep, until=latest if len(messages) < batch else None)
+                await self._db(part.sweep, until=latest if caught_up else None)
                 last_sweep = time.monotonic()
             if time.monotonic() - last_lag >= _LAG_SECONDS:
                 state.lag = await feed.lag()

@@ -168,13 +168,13 @@ def worker() -> None:
             if settings.alert_webhook_url is not None:
                 alerts = (FeedbackDesk.from_settings(settings, intake=recovery.intake, outreach=outreach), db)
         asking = asking if asking is not None and asking.enabled else None
+        if settings.broker_url is not None:
+            _broker_worker(db, settings, recovery, delivery, asking, alerts)
+            return
         if detection is None and recovery is None and delivery is None:
             raise InvalidInput(
                 "detect_enabled", "detection, recovery and delivery are switched off: a worker has nothing to do"
             )
-        if settings.broker_url is not None:
-            _broker_worker(db, settings, recovery, delivery, asking, alerts)
-            return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
         rules = "no" if detection is None else len(detection.detector.rules)
@@ -315,6 +315,13 @@ def ingest(
         raise typer.Exit(1)
 
 
+def _shown(url: str | None) -> str:
+    """A URL without the user and password it may carry."""
+    from amends.events.broker import EventBroker
+
+    return "" if url is None else EventBroker(url, partitions=1).shown_url
+
+
 def _broker_worker(
     db: Database,
     settings: Settings,
@@ -344,7 +351,7 @@ def _broker_worker(
     worker = BrokerWorker(db, settings, detection, background=background)
     console.print(
         f"amends worker (broker mode): {len(detection.rules)} rules, {settings.broker_partitions} partitions of "
-        f"{settings.broker_stream} at {settings.broker_url}, case intake {'on' if recovery else 'off'}, outbox "
+        f"{settings.broker_stream} at {_shown(settings.broker_url)}, case intake {'on' if recovery else 'off'}, outbox "
         f"{'on: ' + ', '.join(sorted(delivery.channels)) if delivery else 'off'}. Ctrl-C stops it."
     )
 
@@ -430,7 +437,7 @@ def _publish_file(
     finally:
         db.dispose()
     _print_report(report)
-    console.print(f"Published to {settings.broker_stream} at {settings.broker_url}; the workers store the events.")
+    console.print(f"Published to {settings.broker_stream} at {broker.shown_url}; the workers store the events.")
     if report.rejected:
         raise typer.Exit(1)
 

@@ -21,11 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import orjson
@@ -49,11 +52,23 @@ __all__ = [
     "subject_of",
 ]
 
+log = logging.getLogger(__name__)
+
 SUBJECT_PREFIX = "amends.events"
 DEFAULT_STREAM = "AMENDS_EVENTS"
 DEFAULT_DUPLICATE_WINDOW = timedelta(hours=2)  # how long JetStream remembers a message id
 DEFAULT_RETENTION = timedelta(days=7)  # how long the stream keeps a message: longer than any worker outage
 _PUBLISH_TIMEOUT = 10.0  # seconds to wait for one acknowledgement
+_CONNECT_BACKOFF = 2.0  # seconds after a failed connect in which callers fail at once instead of trying again
+_DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default, until a connection says otherwise
+_PARTITIONS_KEY = "amends_partitions"  # the stream's metadata: the partition count its publishers use
+
+
+def _created(info: Any) -> str:
+    created = getattr(info, "created", None)
+    return "" if created is None else str(created)
+
+
 _IN_FLIGHT = 256  # publishes awaiting their acknowledgement at once
 
 
@@ -75,18 +90,21 @@ def _prefix(stream: str) -> str:
     return SUBJECT_PREFIX if stream == DEFAULT_STREAM else f"{SUBJECT_PREFIX}.{stream}"
 
 
-def consumer_name(partition: int, partitions: int) -> str:
-    return f"amends-{partition}-of-{partitions}"
+def consumer_name(partition: int, partitions: int, epoch: int | None) -> str:
+    """The durable consumer of one taking of a partition (without `epoch`: the prefix all its takings share)."""
+    return f"amends-{partition}-of-{partitions}-e" + ("" if epoch is None else str(epoch))
 
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """A message of a partition as a worker takes it: its stream sequence, its body (JSON, not yet validated) and
-    when JetStream stored it (the moment the event was accepted)."""
+    """A message of a partition as a worker takes it: its stream sequence, its body (JSON, not yet validated), when
+    JetStream stored it (the moment the event was accepted), and how many of the partition's messages were still
+    to come after it when it was delivered."""
 
     seq: int
     body: Any
     stored_at: datetime
+    pending: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +142,21 @@ class EventBroker:
         self._nc: Any = None
         self._js: Any = None
         self._connecting: asyncio.Lock | None = None
+        self._failed_at: float | None = None  # when the last connect failed (a caller within the backoff fails fast)
+        self._failure = ""
+        self.stream_created = ""  # when the stream was made (a stream made anew starts its sequence again)
+
+    @property
+    def shown_url(self) -> str:
+        """The URL without the user and password it may carry (for messages and logs)."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        return urlunsplit((parts.scheme, f"{host}:{parts.port}" if parts.port else host, parts.path, "", ""))
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the server takes, in bytes (1 MiB by default)."""
+        return int(self._nc.max_payload) if self._nc is not None else _DEFAULT_MAX_PAYLOAD
 
     async def __aenter__(self) -> EventBroker:
         await self.connect()
@@ -135,18 +168,26 @@ class EventBroker:
     async def connect(self) -> None:
         """Connect and make sure the stream exists with this partitioning (created on first use)."""
         failures: list[BaseException] = []
+        connecting = True
 
-        async def failed(exc: BaseException) -> None:  # nats-py's default prints to stderr; the error is raised here
-            failures.append(exc)
+        async def failed(exc: BaseException) -> None:
+            # nats-py's default prints to stderr. While connecting, the error is raised from here; later ones (each
+            # reconnect attempt) are logged, never kept.
+            if connecting:
+                failures.append(exc)
+            else:
+                log.warning("broker at %s: %s", self.shown_url, exc or type(exc).__name__)
 
-        try:  # one attempt (max_reconnect_attempts counts them; 0 would retry the first connect for ever)
+        try:  # one attempt: without allow_reconnect, nats-py gives up at the first failure
             self._nc = await nats.connect(
                 self.url, connect_timeout=self.connect_timeout, allow_reconnect=False, max_reconnect_attempts=1,
                 reconnect_time_wait=0.5, error_cb=failed,
             )  # fmt: skip
         except (OSError, NatsError, TimeoutError) as exc:
             reason = failures[-1] if failures else exc
-            raise Unavailable(f"broker unavailable at {self.url}: {reason or type(reason).__name__}") from exc
+            raise Unavailable(f"broker unavailable at {self.shown_url}: {reason or type(reason).__name__}") from exc
+        finally:
+            connecting = False
         if self.reconnect:
             # Connected once: from now on the client reconnects on its own, for as long as it takes, keeping the
             # subscriptions (nats-py reads these options when the connection drops).
@@ -166,11 +207,18 @@ class EventBroker:
             self._nc = self._js = None
         if self._js is not None:
             return
+        if self._failed_at is not None and time.monotonic() - self._failed_at < _CONNECT_BACKOFF:
+            raise Unavailable(self._failure)  # tried a moment ago: callers do not queue up behind attempts
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
             if self._js is None:
-                await self.connect()
+                try:
+                    await self.connect()
+                except Unavailable as exc:
+                    self._failed_at, self._failure = time.monotonic(), str(exc)
+                    raise
+                self._failed_at = None
 
     async def close(self) -> None:
         if self._nc is not None:
@@ -192,14 +240,29 @@ class EventBroker:
                 storage=StorageType.FILE,
                 duplicate_window=self.duplicate_window.total_seconds(),
                 max_age=self.retention.total_seconds(),
+                metadata={_PARTITIONS_KEY: str(self.partitions)},
             )
             try:
-                await self._js.add_stream(config)
+                info = await self._js.add_stream(config)
             except (NatsError, TimeoutError) as exc:
-                raise Unavailable(f"broker at {self.url} did not create the stream {self.stream!r}: {exc}") from exc
+                raise Unavailable(
+                    f"broker at {self.shown_url} did not create the stream {self.stream!r}: {exc}"
+                ) from exc
+            self.stream_created = _created(info)
             return
         except (NatsError, TimeoutError) as exc:
-            raise Unavailable(f"broker unavailable at {self.url}: JetStream did not answer ({exc})") from exc
+            raise Unavailable(f"broker unavailable at {self.shown_url}: JetStream did not answer ({exc})") from exc
+        self.stream_created = _created(info)
+        partitions = (info.config.metadata or {}).get(_PARTITIONS_KEY)
+        if partitions is not None and partitions != str(self.partitions):
+            # A publisher with another count would put customers on partitions the workers do not read as theirs.
+            raise InvalidInput(
+                "broker_partitions", f"stream {self.stream!r} is partitioned {partitions} ways, not {self.partitions}"
+            )
+        if abs((info.config.max_age or 0.0) - self.retention.total_seconds()) > 1:
+            log.warning("stream %r keeps messages for %g s, not broker_retention's %g s: the stream's own setting "
+                        "holds (change it with the nats CLI)", self.stream, info.config.max_age or 0.0,
+                        self.retention.total_seconds())  # fmt: skip
         if list(info.config.subjects or []) != wanted:
             raise InvalidInput("broker_stream", f"stream {self.stream!r} exists with subjects {info.config.subjects}")
         window = info.config.duplicate_window or 0.0
@@ -219,7 +282,15 @@ class EventBroker:
         if self._js is None:
             raise Unavailable("broker not connected")
         if not self.connected:  # reconnecting: fail now rather than wait out every acknowledgement's timeout
-            raise Unavailable(f"broker unavailable at {self.url}: disconnected, reconnecting")
+            raise Unavailable(f"broker unavailable at {self.shown_url}: disconnected, reconnecting")
+        bodies = [orjson.dumps(e) for e in envelopes]
+        limit = self.max_payload
+        for envelope, body in zip(envelopes, bodies, strict=True):
+            if len(body) > limit:
+                raise InvalidInput(
+                    f"event {envelope.get('source')}/{envelope.get('id')}",
+                    f"{len(body):,} bytes as JSON, more than the broker's message limit of {limit:,}",
+                )
         out: list[Published] = []
         for start in range(0, len(envelopes), _IN_FLIGHT):
             batch = envelopes[start : start + _IN_FLIGHT]
@@ -227,12 +298,12 @@ class EventBroker:
             pending = [
                 self._js.publish(
                     subject_of(p, self.stream),
-                    orjson.dumps(e),
+                    body,
                     timeout=_PUBLISH_TIMEOUT,
                     stream=self.stream,
                     headers={"Nats-Msg-Id": dedup_key(str(e["source"]), str(e["id"]))},
                 )
-                for e, p in zip(batch, partitions, strict=True)
+                for e, p, body in zip(batch, partitions, bodies[start : start + _IN_FLIGHT], strict=True)
             ]
             # Messages of one partition keep their order on one connection: NATS delivers a connection's
             # publishes in the order they were sent, and each waits for its own acknowledgement.
@@ -243,13 +314,14 @@ class EventBroker:
                 out.append(Published(p, int(ack.seq), bool(ack.duplicate)))
         return out
 
-    async def feed(self, partition: int, *, after: int) -> PartitionFeed:
-        """The messages of `partition` after stream sequence `after`, through its durable consumer, made afresh here
-        (a consumer left by an earlier owner is replaced): call this once per taking of the partition."""
+    async def feed(self, partition: int, *, after: int, epoch: int) -> PartitionFeed:
+        """The messages of `partition` after stream sequence `after`, through a durable consumer of this taking
+        (`epoch`) of the partition, made here; the consumers of earlier takings are deleted, so that a worker that
+        lost the partition pulls nothing more."""
         if not 0 <= partition < self.partitions:
             raise InvalidInput("partition", f"between 0 and {self.partitions - 1}, not {partition}")
         await self.ensure_connected()
-        name = consumer_name(partition, self.partitions)
+        name = consumer_name(partition, self.partitions, epoch)
         start = {"deliver_policy": DeliverPolicy.ALL} if after <= 0 else {
             "deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": after + 1
         }  # fmt: skip
@@ -263,8 +335,16 @@ class EventBroker:
             **start,
         )
         try:
-            with contextlib.suppress(NotFoundError):
-                await self._js.delete_consumer(self.stream, name)
+            mine = consumer_name(partition, self.partitions, None)
+            for info in await self._js.consumers_info(self.stream):
+                if info.name.startswith(mine) and info.name != name:
+                    with contextlib.suppress(NotFoundError):
+                        await self._js.delete_consumer(self.stream, info.name)
+            info = await self._js.stream_info(self.stream)
+            if info.state.first_seq > after + 1 and info.state.messages:
+                log.error("partition %d: the stream no longer holds messages %d to %d (older than its retention): "
+                          "any of this partition's among them were never stored", partition, after + 1,
+                          info.state.first_seq - 1)  # fmt: skip
             await self._js.add_consumer(self.stream, config=config)
             subscription = await self._js.pull_subscribe_bind(durable=name, stream=self.stream)
         except (NatsError, TimeoutError) as exc:
@@ -301,7 +381,7 @@ class PartitionFeed:
                 body = orjson.loads(message.data)
             except orjson.JSONDecodeError:
                 body = None  # not an event: the worker rejects it with the others that fail validation
-            out.append(Delivered(int(metadata.sequence.stream), body, metadata.timestamp))
+            out.append(Delivered(int(metadata.sequence.stream), body, metadata.timestamp, int(metadata.num_pending)))
             self._last = message
         return out
 

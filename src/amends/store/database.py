@@ -58,7 +58,16 @@ class Database:
                 pool_pre_ping=True,
                 json_serializer=_json_text,
                 json_deserializer=orjson.loads,
-                connect_args={"connect_timeout": 5},
+                # TCP keepalives: a server that vanished is noticed within about half a minute, not the system's
+                # two hours (a broker-mode worker must learn soon that its lock session is gone; docs/scaling.md).
+                connect_args={
+                    "connect_timeout": 5,
+                    "keepalives": 1,
+                    "keepalives_idle": 10,
+                    "keepalives_interval": 5,
+                    "keepalives_count": 3,
+                    "tcp_user_timeout": 30_000,
+                },
             )
 
     @classmethod

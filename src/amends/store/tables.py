@@ -183,13 +183,17 @@ detect_cursors = Table(
 
 # Broker mode: how far each partition of the events stream has been taken into the ledger (the stream sequence of
 # its last message stored), written in the transaction that stores the messages. A new owner of the partition
-# goes on from the message after it. `partitions` is the partition count the position was taken under.
+# goes on from the message after it. `partitions` is the partition count the position was taken under,
+# `stream_created` when the stream was made (a stream made anew starts its sequence again); `epoch` counts the
+# takings of the partition: a batch is stored only by the owner of the current epoch (detect/partitioned.py).
 broker_positions = Table(
     "broker_positions",
     metadata,
     Column("stream", String(100), nullable=False),
     Column("partition", Integer, nullable=False),
     Column("partitions", Integer, nullable=False),
+    Column("stream_created", String(40), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("stream", "partition"),

@@ -27,7 +27,7 @@ async def readyz(request: Request, db: DB) -> JSONResponse:
         if broker is not None:
             await broker.ensure_connected()
             if not broker.connected:
-                raise Unavailable(f"broker at {broker.url} disconnected; reconnecting")
+                raise Unavailable(f"broker at {broker.shown_url} disconnected; reconnecting")
     except Unavailable as exc:
         return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
     if pending:

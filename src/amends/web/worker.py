@@ -69,7 +69,8 @@ class _WorkerCollector(Collector):
                 if worker.settings.detect_clock == "wall":
                     slack = timedelta(seconds=worker.settings.detect_sweep_seconds * 2)
                     overdue = now - worker.settings.detect_allowed_lateness - slack
-                    timers = uow.execute(sa.select(sa.func.count()).where(state.c.due < overdue)).scalar_one()
+                    mine = state.c.detector.like(f"partition.%/{worker.partitions}")  # not `main`, nor old counts
+                    timers = uow.execute(sa.select(sa.func.count()).where(mine, state.c.due < overdue)).scalar_one()
         except AmendsError:
             return  # the database is away: /readyz says so, and the backlogs are simply absent from this scrape
         yield GaugeMetricFamily("amends_outbox_backlog", "Messages due and not yet sent", outbox)
@@ -96,6 +97,8 @@ def worker_app(worker: BrokerWorker) -> FastAPI:
             problems.append("broker not connected")
         if not worker.database_ok:
             problems.append("database unavailable")
+        if worker.fatal is not None:
+            problems.append(f"stopping: {worker.fatal}")
         if problems:
             return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ok", "partitions": sorted(worker.owned)})

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -19,7 +20,6 @@ from amends.events import (
     ENVELOPE_SCHEMA,
     BatchFormat,
     BatchReport,
-    Event,
     LedgerWatcher,
     Rejected,
     decode_batch,
@@ -86,7 +86,10 @@ _REQUEST_BODY: dict[str, Any] = {
             "description": "Some items were rejected (listed); the others were stored.",
             "model": IngestResult,
         },
-        503: {"description": "The database (or in broker mode, the broker) is unreachable; nothing was accepted."},
+        503: {
+            "description": "The database is unreachable and nothing was stored; or in broker mode the broker is, and "
+            "the batch is not accepted (send it again: what the broker already holds is kept once)."
+        },
     },
 )
 async def post_events(
@@ -120,17 +123,34 @@ def _ingest(
 
 
 async def _publish(broker: EventBroker, body: bytes, batch_format: BatchFormat, max_events: int) -> BatchReport:
-    valid, rejected = await run_in_threadpool(_validate, body, batch_format, max_events)
+    await broker.ensure_connected()
+    valid, rejected = await run_in_threadpool(_validate, body, batch_format, max_events, broker.max_payload)
     if not valid:
         return BatchReport(0, 0, tuple(rejected))
-    await broker.ensure_connected()
-    acknowledged = await broker.publish([event.envelope() for event in valid])
+    acknowledged = await broker.publish(valid)
     duplicates = sum(1 for ack in acknowledged if ack.duplicate)
     return BatchReport(len(acknowledged) - duplicates, duplicates, tuple(rejected))
 
 
-def _validate(body: bytes, batch_format: BatchFormat, max_events: int) -> tuple[list[Event], list[Rejected]]:
-    return validate_items(decode_batch(body, batch_format, max_events=max_events))
+def _validate(
+    body: bytes, batch_format: BatchFormat, max_events: int, max_bytes: int
+) -> tuple[list[dict[str, Any]], list[Rejected]]:
+    """The envelopes to publish, and the items rejected: invalid, or too large for one message of the broker."""
+    items = decode_batch(body, batch_format, max_events=max_events)
+    valid, rejected = validate_items(items)
+    if not valid:
+        return [], rejected
+    valid_at = [index for index in range(len(items)) if index not in {r.index for r in rejected}]
+    envelopes: list[dict[str, Any]] = []
+    for index, event in zip(valid_at, valid, strict=True):
+        envelope = event.envelope()
+        size = len(orjson.dumps(envelope))
+        if size > max_bytes:
+            reason = f"{size:,} bytes as JSON, more than the broker's message limit of {max_bytes:,}"
+            rejected.append(Rejected(index, "event", reason, items[index].line))
+        else:
+            envelopes.append(envelope)
+    return envelopes, sorted(rejected, key=lambda r: r.index)
 
 
 def _format_of(content_type: str) -> BatchFormat:
