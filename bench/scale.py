@@ -399,9 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _per_event(run.database_bytes, run.events),
         )  # fmt: skip
     Console(width=220).print(table)
-    incidents = {run.incidents for run in runs}
-    if len(incidents) != 1:
-        log.print(f"[red]The runs found different numbers of incidents: {sorted(incidents)}[/]")
+    found = {(run.incidents, run.cases) for run in runs}
+    if len(found) != 1:
+        log.print(f"[red]The runs found different numbers of incidents and cases: {sorted(found)}[/]")
         return 1
     return 0
 
