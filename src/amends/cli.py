@@ -158,7 +158,8 @@ def worker() -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db = Database.from_settings(settings)
     try:
-        detection = _detection(db, settings)
+        # In broker mode the partitions' detection is made by _broker_worker, even with detection off.
+        detection = _detection(db, settings) if settings.broker_url is None else None
         recovery = _recovery(db, settings)
         delivery = Delivery.from_settings(db, settings) if settings.outbox_deliver else None
         asking = alerts = None
