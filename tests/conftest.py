@@ -147,6 +147,13 @@ def empty_tables(db: Database) -> None:
         connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
+@pytest.fixture
+def pg(postgres_migrated: Database) -> Database:
+    """The migrated PostgreSQL database, emptied: for what only runs on PostgreSQL (broker mode)."""
+    empty_tables(postgres_migrated)
+    return postgres_migrated
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A migrated, empty database on each engine."""

@@ -32,16 +32,10 @@ from amends.store import Database, tables, upgrade
 from amends.web import create_app
 from amends.web.worker import worker_app
 from amends.world import generate_world
-from tests.conftest import SECRET, NatsServer, empty_tables, new_key
+from tests.conftest import SECRET, NatsServer, new_key
 
 PARTITIONS = 4
 LATENESS = timedelta(hours=1)
-
-
-@pytest.fixture
-def pg(postgres_migrated: Database) -> Database:
-    empty_tables(postgres_migrated)
-    return postgres_migrated
 
 
 def broker_settings(db: Database, nats_url: str, **overrides: Any) -> Settings:

@@ -27,18 +27,12 @@ from amends.simulation import work_open_cases
 from amends.store import Database, tables, upgrade
 from amends.web import create_app
 from amends.world import generate_world
-from tests.conftest import SECRET, empty_tables, new_key
-from tests.test_broker_worker import LATENESS, incidents, wait_for, wait_stable
+from tests.conftest import SECRET, new_key
+from tests.test_broker_worker import broker_settings, incidents, wait_for, wait_stable
 from tests.test_smtp_channel import Mailbox, Server
 
 PARTITIONS = 12
 WORKERS = 3
-
-
-@pytest.fixture
-def pg(postgres_migrated: Database) -> Database:
-    empty_tables(postgres_migrated)
-    return postgres_migrated
 
 
 @pytest.fixture
@@ -49,26 +43,12 @@ def smtp() -> Iterator[Server]:
     running.stop()
 
 
-def settings_of(db: Database, nats_url: str | None, smtp: Server, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": db.url.render_as_string(hide_password=False),
-        "secret_key": SECRET,
-        "broker_url": nats_url,
-        "broker_partitions": PARTITIONS,
-        "rule_packs": ("shop",),
-        "detect_clock": "events",
-        "detect_allowed_lateness": LATENESS,
-        "detect_sweep_seconds": 0.2,
-        "detect_sweep_in_serve": False,
-        "holdout_share": 0.2,
-        "quiet_hours": "",
-        "smtp_host": "127.0.0.1",
-        "smtp_port": smtp.port,
-        "smtp_security": "none",
-        "mail_from": "Example Shop <care@shop.example.com>",
-        **overrides,
-    }
-    return Settings(**values)
+def settings_of(db: Database, nats_url: str, smtp: Server) -> Settings:
+    """The broker settings of tests/test_broker_worker.py, with the holdout on and email to `smtp`."""
+    return broker_settings(
+        db, nats_url, broker_partitions=PARTITIONS, holdout_share=0.2, quiet_hours="", smtp_host="127.0.0.1",
+        smtp_port=smtp.port, smtp_security="none", mail_from="Example Shop <care@shop.example.com>",
+    )  # fmt: skip
 
 
 def environment(settings: Settings) -> dict[str, str]:
