@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 
-__all__ = ["format_duration", "parse_duration", "parse_time_span"]
+__all__ = ["MAX_DURATION", "format_duration", "parse_duration", "parse_time_span"]
 
 _UNITS = {
     "w": timedelta(weeks=1),
@@ -15,6 +15,9 @@ _UNITS = {
     "m": timedelta(minutes=1),
     "s": timedelta(seconds=1),
 }
+_SECONDS = {unit: int(size.total_seconds()) for unit, size in _UNITS.items()}
+MAX_DURATION = timedelta(days=36_500)
+_MAX_SECONDS = int(MAX_DURATION.total_seconds())
 _PART = re.compile(r"(\d{1,6})([wdhms])")
 _WHOLE = re.compile(r"(?:\d{1,6}[wdhms])+")
 _SPAN = re.compile(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*")
@@ -33,16 +36,17 @@ def parse_time_span(text: str) -> tuple[time, time]:
 
 
 def parse_duration(text: str, *, zero: bool = False) -> timedelta:
-    """`5d` → 5 days (`0s` too, with `zero`). Raises ValueError with a sentence a rule author can act on."""
+    """`5d` → 5 days (`0s` too, with `zero`), at most MAX_DURATION. Raises ValueError with a sentence a rule author
+    can act on."""
     compact = text.strip()
     if not _WHOLE.fullmatch(compact):
         raise ValueError(f"expected a duration like '30m', '36h', '7d' or '1d12h', got {text!r}")
-    total = timedelta()
-    for amount, unit in _PART.findall(compact):
-        total += int(amount) * _UNITS[unit]
-    if total <= timedelta() and not (zero and total == timedelta()):
+    seconds = sum(int(amount) * _SECONDS[unit] for amount, unit in _PART.findall(compact))
+    if seconds > _MAX_SECONDS:  # timedelta itself overflows at 999,999,999 days; times plus durations much sooner
+        raise ValueError(f"a duration must be at most {MAX_DURATION.days}d (about a hundred years), got {text!r}")
+    if seconds <= 0 and not (zero and seconds == 0):
         raise ValueError(f"a duration must be longer than zero, got {text!r}")
-    return total
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:

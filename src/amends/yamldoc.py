@@ -82,6 +82,24 @@ YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 
+# Deeper than this is refused before anything is built: PyYAML composes and constructs by recursion, so a few
+# kilobytes of `[[[[…` would raise RecursionError. amends' documents nest a handful of levels.
+MAX_DEPTH = 50
+# Python refuses to read an integer of more than 4,300 digits (a ValueError deep inside PyYAML); no number in an
+# amends document needs more than a few.
+MAX_INTEGER_DIGITS = 100
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    if len(str(node.value)) > MAX_INTEGER_DIGITS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a number longer than {MAX_INTEGER_DIGITS} digits", node.start_mark
+        )
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+YamlLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
 
 def yaml_files(paths: Iterable[Path]) -> list[Path]:
     """The files named: a directory means its *.yaml and *.yml files, sorted by name."""
@@ -100,26 +118,37 @@ def read_sources(paths: Iterable[Path]) -> tuple[list[tuple[Path | None, str]], 
     problems: list[FileProblem] = []
     for file in yaml_files(paths):
         try:
-            sources.append((file, file.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
+            raw = file.read_bytes()
+        except OSError as exc:
             problems.append(FileProblem(file, None, "", f"cannot be read: {exc}"))
+            continue
+        try:
+            sources.append((file, raw.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            reason = f"is not UTF-8 text: byte {raw[exc.start]:#04x} at offset {exc.start} ({exc.reason})"
+            problems.append(FileProblem(file, line, "", reason))
     return sources, problems
 
 
 def parse_yaml(file: Path | None, text: str, problems: list[FileProblem]) -> tuple[Any, Lines] | None:
     """The document and its lines; None (and a problem) if it is not YAML. Duplicate keys are problems too, and so
     are aliases (`*name`): a few hundred bytes of nested aliases expand to billions of nodes, and amends' files
-    have no need of them. They are found in one pass over the parser's events, before anything is built."""
+    have no need of them. Aliases and nesting deeper than MAX_DEPTH are found in one pass over the parser's events,
+    before anything is built."""
     try:
-        alias = next(
-            (event for event in yaml.parse(text, Loader=YamlLoader) if isinstance(event, yaml.AliasEvent)), None
-        )
-        if alias is not None:
-            line = alias.start_mark.line + 1 if alias.start_mark is not None else None
-            problems.append(FileProblem(file, line, "", "YAML aliases (*name) are not accepted; write the value out"))
+        refused = _refused_event(text)
+        if refused is not None:
+            problems.append(FileProblem(file, *refused))
             return None
         root = yaml.compose(text, Loader=YamlLoader)
         document = yaml.load(text, Loader=YamlLoader)  # noqa: S506 (a SafeLoader: no Python objects)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow; it has a position, not a mark
+        line = text.count("\n", 0, exc.position) + 1
+        character = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        reason = f"not valid YAML: the control character {character} is not allowed (offset {exc.position})"
+        problems.append(FileProblem(file, line, "", reason))
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         reason = getattr(exc, "problem", None) or str(exc)
@@ -128,6 +157,23 @@ def parse_yaml(file: Path | None, text: str, problems: list[FileProblem]) -> tup
     lines = Lines(root)
     problems.extend(FileProblem(file, line, field, reason) for line, field, reason in lines.duplicates)
     return document, lines
+
+
+def _refused_event(text: str) -> tuple[int | None, str, str] | None:
+    """The line, field and reason of the first alias, or of the first node nested deeper than MAX_DEPTH; None if
+    there is neither. One pass over the parser's events, which builds nothing and does not recurse."""
+    depth = 0
+    for event in yaml.parse(text, Loader=YamlLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        if isinstance(event, yaml.AliasEvent):
+            return line, "", "YAML aliases (*name) are not accepted; write the value out"
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line, "", f"nested deeper than {MAX_DEPTH} levels"
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
 
 
 def pydantic_reason(error: Any, *, what: str = "this entry") -> str:

@@ -24,6 +24,7 @@ and to a DuckDB expression for the batch evaluator (`detect/batch.py`); a proper
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -52,6 +53,8 @@ Truth = bool | None  # None: unknown
 
 ENVELOPE_FIELDS: Final = ("type", "subject", "source", "id")
 COMPARISONS: Final = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "exists", "contains")
+MAX_DEPTH: Final = 20  # all / any / not inside each other
+_FLOAT_MAX: Final = sys.float_info.max
 _STEP = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_-]{0,99}|\d{1,6})$")
 _MISSING: Final = object()
 
@@ -173,6 +176,12 @@ Condition = Compare | Exists | AllOf | AnyOf | Not
 
 def parse_condition(raw: Any, where: tuple[str | int, ...] = ()) -> Condition:
     """Parse the YAML form of a condition; raises ConditionProblem naming the place inside it."""
+    return _parse(raw, where, 0)
+
+
+def _parse(raw: Any, where: tuple[str | int, ...], depth: int) -> Condition:
+    if depth > MAX_DEPTH:  # parsing, compiling and evaluating all recurse: a bound here keeps them off the limit
+        raise ConditionProblem(where, f"all, any and not nested deeper than {MAX_DEPTH} levels")
     if not isinstance(raw, Mapping) or not raw:
         raise ConditionProblem(where, f"expected a mapping of paths or all/any/not, got {_kind(raw)}")
     parts: list[Condition] = []
@@ -181,10 +190,10 @@ def parse_condition(raw: Any, where: tuple[str | int, ...] = ()) -> Condition:
         if key in ("all", "any"):
             if not isinstance(value, list) or not value:
                 raise ConditionProblem(at, f"expected a non-empty list of conditions, got {_kind(value)}")
-            inner = tuple(parse_condition(item, (*at, i)) for i, item in enumerate(value))
+            inner = tuple(_parse(item, (*at, i), depth + 1) for i, item in enumerate(value))
             parts.append(AllOf(inner) if key == "all" else AnyOf(inner))
         elif key == "not":
-            parts.append(Not(parse_condition(value, at)))
+            parts.append(Not(_parse(value, at, depth + 1)))
         else:
             try:
                 path = parse_path(key)
@@ -225,6 +234,9 @@ def _comparisons(path: FieldPath, value: Any, at: tuple[str | int, ...]) -> list
 
 
 def _scalar(value: Any, at: tuple[str | int, ...]) -> Scalar:
+    if isinstance(value, int) and not isinstance(value, bool) and not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+        # the batch evaluator compares numbers as doubles
+        raise ConditionProblem(at, f"a number beyond ±{_FLOAT_MAX:.3e} cannot be compared")
     if isinstance(value, bool | str | int) or (isinstance(value, float) and value == value):
         return value
     raise ConditionProblem(at, f"expected a number, text or true/false, got {_kind(value)}")

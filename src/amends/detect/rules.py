@@ -262,7 +262,9 @@ _TYPE = Annotated[str, Field(min_length=1, max_length=200, description="An event
 class _Steps(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     by: str
-    steps: list[tuple[float, Annotated[int, Field(ge=1, le=5)]]] = Field(min_length=1)
+    steps: list[tuple[Annotated[float, Field(allow_inf_nan=False)], Annotated[int, Field(ge=1, le=5)]]] = Field(
+        min_length=1
+    )
     default: Annotated[int, Field(ge=1, le=5)] = 1
 
 
@@ -483,7 +485,7 @@ def _parse_file(file: Path | None, text: str, problems: list[RuleProblem]) -> li
     if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
         problems.append(RuleProblem(file, 1, "rules", "a rule file is a mapping with a list under 'rules:'"))
         return []
-    extra = sorted(set(document) - {"rules"})
+    extra = sorted(str(key) for key in document if key != "rules")  # YAML keys may be numbers or null too
     if extra:
         problems.append(RuleProblem(file, lines.at((extra[0],)), extra[0], "unknown top-level key; only 'rules'"))
     compiled: list[AnyRule] = []
@@ -495,17 +497,40 @@ def _parse_file(file: Path | None, text: str, problems: list[RuleProblem]) -> li
         except _Problem as exc:
             problems.append(RuleProblem(file, lines.at(exc.where), dotted(exc.where), exc.reason))
         except ValidationError as exc:
-            for error in exc.errors(include_url=False):
-                at = (*where, *error["loc"])
-                problems.append(RuleProblem(file, lines.at(at), dotted(at), _reason(error)))
+            for loc, reason in _validation_problems(exc):
+                at = (*where, *loc)
+                problems.append(RuleProblem(file, lines.at(at), dotted(at), reason))
     return compiled
+
+
+# Pydantic names the member of a union in an error's place (`severity.constrained-int`, `severity._Steps`); an
+# author wrote neither.
+_SEVERITY_FORMS = ("constrained-int", "_Steps")
+_SEVERITY_REASON = "expected a severity from 1 to 5, or {by: a path, steps: [[threshold, severity], ...]}"
+
+
+def _validation_problems(exc: ValidationError) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each error's place and reason, a wrong severity said once, in the words of the file."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    wrong_severity = False
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        if loc[:1] == ("severity",) and loc[1:2] and loc[1] in _SEVERITY_FORMS:
+            if len(loc) == 2:  # the value is of neither form
+                wrong_severity = True
+                continue
+            loc = ("severity", *loc[2:])  # inside the steps form: that is what was meant
+        found.append((loc, _reason(error)))
+    if wrong_severity and not any(loc[:1] == ("severity",) for loc, _ in found):
+        found.append((("severity",), _SEVERITY_REASON))
+    return found
 
 
 def _parse_rule(raw: Any, where: tuple[str | int, ...], file: Path | None, line: int | None) -> AnyRule:
     if not isinstance(raw, dict):
         raise _Problem(where, "a rule is a mapping with an id and a kind")
     kind = raw.get("kind")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:  # a list or mapping cannot even be looked up
         known = ", ".join(_KINDS)
         reason = "missing kind" if kind is None else f"unknown kind {kind!r}"
         raise _Problem((*where, "kind") if kind is not None else where, f"{reason}; expected one of {known}")

@@ -1,0 +1,281 @@
+"""Fuzzing the parsers: every input either loads or fails with the clear error of its kind; no crash, no hang.
+
+Hypothesis drives the rule language (detect/rules.py over yamldoc.py), the condition evaluator
+(detect/conditions.py, and the streaming evaluator reading arbitrary event data), the template checker
+(outreach/templates.py), file ingest (events/files.py: CSV, JSONL, Parquet) and the Olist importer
+(events/olist.py). Each gets inputs shaped like the real grammar or schema but wrong, mutations of the valid
+samples amends ships (the packs, tests/fixtures/olist), and raw garbage. An error of the module's own kind must
+say where (a file's line or field, a row) and why; any other exception is a failure, and so is a hang (each
+example has a deadline, each test a timeout).
+
+The CI budget is fixed and derandomized. A long run explores afresh with more examples per test, e.g.
+
+    AMENDS_FUZZ_EXAMPLES=5000 .venv/bin/pytest -q tests/test_fuzz_parsers.py
+
+Each defect fuzzing found is pinned by an `@example` of the test that found it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from amends.detect import RuleSet, load_rules, parse_rules
+from amends.detect.conditions import (
+    COMPARISONS,
+)
+from amends.detect.errors import RuleSetError
+from amends.detect.packs import pack_paths
+from amends.errors import InvalidInput
+from amends.yamldoc import FileProblemsError
+
+T = TypeVar("T")
+
+# --- the budget ------------------------------------------------------------------------------------------
+
+_LONG_RUN = int(os.environ.get("AMENDS_FUZZ_EXAMPLES", "0"))
+
+
+def fuzz(examples: int, *, deadline_seconds: float = 2.0) -> settings:
+    """`examples` in CI, derandomized (the same inputs every run); AMENDS_FUZZ_EXAMPLES of fresh ones in a long
+    run. The deadline is per example: far above a normal parse, so a slow one is a hang in the making."""
+    return settings(
+        max_examples=_LONG_RUN or examples,
+        derandomize=not _LONG_RUN,
+        database=None if not _LONG_RUN else settings.default.database,
+        deadline=timedelta(seconds=deadline_seconds),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
+
+
+def within(seconds: int, examples: int) -> pytest.MarkDecorator:
+    """The test's timeout: `seconds` for the CI budget of `examples`, scaled up for a long run."""
+    scale = max(1.0, _LONG_RUN / examples) if _LONG_RUN else 1.0
+    return pytest.mark.timeout(int(seconds * scale) + 30)
+
+
+# --- what every failure must look like ------------------------------------------------------------------
+
+
+_MODEL_WORDS = re.compile(r"constrained-|function-|\._?[A-Z][A-Za-z]*Spec|\._[A-Z]")
+
+
+def assert_clear_problems(error: FileProblemsError) -> None:
+    """Each problem of a file names its place (a field or a line) and a reason in words."""
+    assert error.problems, "an error with no problem in it"
+    for problem in error.problems:
+        assert problem.reason.strip(), f"a problem without a reason: {problem!r}"
+        assert problem.field or problem.line is not None, f"a problem naming neither field nor line: {problem}"
+        assert not _MODEL_WORDS.search(problem.field), f"a field named in Pydantic's words, not the file's: {problem}"
+    assert str(error)
+
+
+def assert_clear_input_error(error: InvalidInput) -> None:
+    assert error.reason.strip(), f"{type(error).__name__} without a reason"
+    assert error.field.strip(), f"{type(error).__name__} naming no field: {error}"
+
+
+def loads_or_refuses(call: Callable[[], T], kind: type[FileProblemsError]) -> T | None:
+    """The result of `call`, or None when it raised `kind` with clear problems; anything else is raised on."""
+    try:
+        return call()
+    except kind as exc:
+        assert_clear_problems(exc)
+        return None
+
+
+# --- mutation of valid samples ----------------------------------------------------------------------------
+
+# Scalars that have broken parsers: wrong types, edges of numbers and times, YAML's own traps.
+_YAML_VALUES = [
+    "", "~", "null", "[]", "{}", "[1]", "[[1]]", "{a: 1}", "{? [a]: 1}", "-1", "0", "1.5", "1e400", "-1e400",
+    ".nan", ".inf", "-.inf", "9" * 5000, "99999999999999999999", "0x1F", "0o17", "2025-01-01",
+    "2025-01-01T00:00:00Z", "'0001-01-01T00:00:00+01:00'", "'9999-12-31T23:59:59Z'", "'9999-12-31T23:59:59-01:00'",
+    "true", "yes", "on", "off", '"\\0"', '"\\x00"', '"\\uD800"', "!!binary aGVsbG8=", "!!python/object:os.system",
+    "!!set {a}", "!!omap [a: 1]", "*a", "&a x", "<<: {a: 1}", "'" + "999999w" * 300 + "'", "1d12h", "0s", "7 days",
+    "-5d", "data.", "data..a", "data.a.0.b", "data.0", "subject.x", "x" * 300, "|\n    multi\n    line",
+    "[" * 300 + "]" * 300, "{a: " * 150 + "1" + "}" * 150, "- - - - -", "'", '"', "{", "[", ": :", "\t", "\x85",
+    "%YAML 1.1", "---", "...", "#", "@", "`", "?",
+]  # fmt: skip
+
+
+@st.composite
+def mutated_yaml(draw: st.DrawFn, samples: Sequence[str]) -> str:
+    """A valid sample with a few of its lines dropped, repeated, re-indented, or given another value."""
+    lines = draw(st.sampled_from(samples)).splitlines()
+    for _ in range(draw(st.integers(1, 4))):
+        if not lines:
+            break
+        at = draw(st.integers(0, len(lines) - 1))
+        line = lines[at]
+        action = draw(st.sampled_from(["value", "value", "value", "drop", "repeat", "indent", "insert", "cut"]))
+        if action == "value" and ":" in line:
+            head = line.split(":", 1)[0]
+            lines[at] = f"{head}: {draw(st.sampled_from(_YAML_VALUES) | st.text(max_size=20))}"
+        elif action == "value" and line.lstrip().startswith("- "):
+            lines[at] = line[: line.index("-") + 2] + draw(st.sampled_from(_YAML_VALUES))
+        elif action == "drop":
+            del lines[at]
+        elif action == "repeat":
+            lines.insert(at, line)
+        elif action == "indent":
+            lines[at] = " " * draw(st.integers(0, 8)) + line.lstrip()
+        elif action == "insert":
+            lines.insert(at, draw(st.sampled_from(_YAML_VALUES) | st.text(max_size=30)))
+        else:
+            lines[at] = line[: draw(st.integers(0, len(line)))]
+    return "\n".join(lines) + draw(st.sampled_from(["\n", ""]))
+
+
+def _garbage_text() -> st.SearchStrategy[str]:
+    """Raw text, and text made of the tokens YAML is built of."""
+    tokens = st.sampled_from([*_YAML_VALUES, "\n", "\n  ", "\n- ", ": ", "- ", "rules:", "templates:", "kind: "])
+    return st.text() | st.lists(tokens, max_size=40).map("".join)
+
+
+# --- the rule language ------------------------------------------------------------------------------------
+
+PACKS = {path.name: path.read_text() for path in pack_paths(["shop", "airline", "car_service"])}
+FUZZ_FILE = Path("fuzz.yaml")
+
+_PATHS = [
+    "data.order_id", "data.delay_minutes", "data.promised_by", "data.items.0.sku", "data.a.b.c", "subject", "type",
+    "source", "id", "data", "data.", "data..x", "subject.x", "time", "data.x y", "data.-1", "data.9999999",
+    "data." + "a" * 101, "Data.x", "",
+]  # fmt: skip
+_KEYS = [*_PATHS, "all", "any", "not", *COMPARISONS, "where", "gte ", "ALL"]
+
+
+def json_scalars() -> st.SearchStrategy[Any]:
+    return (
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.integers(min_value=-(2**70), max_value=2**70)
+        | st.floats(allow_nan=True, allow_infinity=True)
+        | st.text(max_size=30)
+        | st.sampled_from(["", "2025-03-01T09:00:00Z", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00"])
+    )
+
+
+def condition_like() -> st.SearchStrategy[Any]:
+    """Values shaped like a condition: mappings of paths, operators and all/any/not, nested, right or wrong."""
+    return st.recursive(
+        json_scalars(),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=8) | st.integers(), inner, max_size=4)
+        ),
+        max_leaves=20,
+    )
+
+
+def _durations() -> st.SearchStrategy[Any]:
+    return st.sampled_from(["7d", "1d12h", "30m", "0s", "-1d", "7 days", "999999w" * 300, "1x", ""]) | json_scalars()
+
+
+@st.composite
+def rule_documents(draw: st.DrawFn) -> Any:
+    """A rule file's document: rules of every kind, each field right, wrong or missing, plus unknown keys."""
+    fields: dict[str, st.SearchStrategy[Any]] = {
+        "id": st.sampled_from(["late", "a.b-c_d", "Late", "-x", "x" * 101, ""]) | json_scalars(),
+        "kind": st.sampled_from(["match", "absence", "count", "sequence", "risk", "Match"]) | condition_like(),
+        "on": st.sampled_from(["order.placed", "flight.arrived", "", "x" * 201]) | json_scalars(),
+        "after": st.sampled_from(["order.placed"]) | json_scalars(),
+        "expect": st.sampled_from(["order.delivered"]) | json_scalars(),
+        "first": st.sampled_from(["service.completed"]) | json_scalars(),
+        "then": st.sampled_from(["service.opened"]) | json_scalars(),
+        "where": condition_like(),
+        "expect_where": condition_like(),
+        "first_where": condition_like(),
+        "then_where": condition_like(),
+        "key": st.sampled_from(_PATHS) | json_scalars(),
+        "deadline": st.sampled_from(["5d", "data.promised_by", "data.promised_by + 1d", "data.x - 2h", "data.x +",
+                                     "+ 1d", "data.x + 999999w999999w999999w" * 50, "subject"]) | json_scalars(),
+        "within": _durations(),
+        "cooldown": _durations(),
+        "watch_late_for": _durations(),
+        "at_least": st.sampled_from([2, 3, 0.4, 1, 0, 10_001, 2**70]) | json_scalars(),
+        "top": json_scalars(),
+        "severity": st.integers(-2, 7) | st.fixed_dictionaries(
+            {"by": st.sampled_from(_PATHS), "steps": st.lists(st.tuples(json_scalars(), st.integers(0, 6)))},
+            optional={"default": json_scalars()},
+        ) | condition_like(),
+        "tags": st.lists(json_scalars(), max_size=3) | json_scalars(),
+        "enabled": json_scalars(),
+        "playbook": json_scalars(),
+        "description": json_scalars(),
+        "surprise": json_scalars(),
+    }  # fmt: skip
+    rules = []
+    for _ in range(draw(st.integers(0, 3))):
+        chosen = draw(st.sets(st.sampled_from(sorted(fields)), min_size=1))
+        rules.append({name: draw(fields[name]) for name in sorted(chosen)})
+    document: dict[Any, Any] = {"rules": rules}
+    if draw(st.booleans()):
+        document[draw(st.sampled_from(["extra", 1, None, "rules ", True]))] = draw(json_scalars())
+    return document if draw(st.integers(0, 9)) else draw(condition_like())
+
+
+def as_yaml(document: Any) -> str:
+    return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
+
+
+def load_rule_text(text: str) -> RuleSet | None:
+    return loads_or_refuses(lambda: parse_rules([(FUZZ_FILE, text)]), RuleSetError)
+
+
+def a_rule(**fields: Any) -> dict[str, Any]:
+    return {"rules": [{"id": "fuzz", "kind": "match", "on": "order.placed", **fields}]}
+
+
+@within(40, 300)
+@fuzz(300)
+@given(rule_documents())
+@example(a_rule(kind=[1])).via("a kind that is a list: TypeError, unhashable")
+@example({"rules": [], 1: 2, None: 3}).via("top-level keys of several types: TypeError sorting them")
+@example(a_rule(kind="count", at_least=2, within="999999w" * 300)).via("a duration past timedelta: OverflowError")
+@example(a_rule(severity={"by": "data.x", "steps": [[float("nan"), 2]]})).via("a NaN threshold was accepted")
+@example(a_rule(severity="x")).via("the field named `severity.constrained-int` and `severity._Steps`")
+@example(a_rule(where={"data.x": 10**400})).via("a number no double holds: OverflowError in the batch evaluator")
+def test_a_rule_file_of_any_shape_loads_or_names_its_problems(document: Any) -> None:
+    load_rule_text(as_yaml(document))
+
+
+@within(40, 300)
+@fuzz(300)
+@given(mutated_yaml(list(PACKS.values())))
+@example("rules:\n  - id: a\n    kind: match\n    on: x\n    severity: " + "9" * 5000).via(
+    "an integer of more than 4,300 digits: ValueError from PyYAML"
+)
+@example("rules: " + "[" * 2000 + "]" * 2000).via("deep nesting: RecursionError composing the YAML")
+@example("rules:\n  - id: a\n    kind: match\n    on: x\n    where: " + "{not: " * 400 + "{data.a: 1}" + "}" * 400)
+def test_a_mutated_rule_pack_loads_or_names_its_problems(text: str) -> None:
+    load_rule_text(text)
+
+
+@within(30, 300)
+@fuzz(300)
+@given(_garbage_text())
+@example("rules: \x08").via("a control character: a problem with neither line nor field")
+def test_any_text_as_a_rule_file_loads_or_names_its_problems(text: str) -> None:
+    load_rule_text(text)
+
+
+@within(20, 100)
+@fuzz(100)
+@given(st.binary(max_size=300) | mutated_yaml(list(PACKS.values())).map(lambda text: text.encode("utf-16")))
+@example(b"rules:\n  - id: caf\xe9").via("not UTF-8: a problem with neither line nor field")
+def test_any_bytes_as_a_rule_file_load_or_are_refused(tmp_path_factory: pytest.TempPathFactory, raw: bytes) -> None:
+    folder = tmp_path_factory.mktemp("rules")
+    (folder / "fuzz.yaml").write_bytes(raw)
+    loads_or_refuses(lambda: load_rules([folder]), RuleSetError)
