@@ -14,9 +14,10 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from starlette.routing import Mount
 
 from amends.access import Scope
@@ -228,26 +230,25 @@ class Signed:
 
 @dataclass
 class Seeded:
-    """What the world holds: each id a test needs, and each person's session and key."""
+    """What the world holds: each id a test needs, each person's session and key, and the labels of the payloads
+    that some page shows."""
 
     path: Path
     rules_dir: Path
     people: dict[str, Signed]
-    integration: str
-    cases: dict[str, int]
+    cases: dict[str, int]  # the matrix's, one per action on a case, and "xss"
     customers: dict[str, str]
     approval: int
     entry: int
     feedback: int
     suggestion: int
     feedback_path: str
-    xss_feedback_path: str
     unsubscribe_path: str
-    xss_unsubscribe_path: str
-    shown: tuple[str, ...]  # the fields a payload was put in
+    public_pages: tuple[str, ...]  # the customer's pages that show payloads
+    shown: tuple[str, ...]
 
 
-# Matrix cases, one per action on a case: each is its agent's own case, in the agent's team.
+# The matrix's cases, one for each action on a case: each is the agent's own, in the agent's team.
 CASE_ACTIONS = ("page", "acknowledge", "draft", "apology", "remedy", "no-remedy", "assign", "resolve", "close",
                 "reopen", "approval", "denied", "ledger")  # fmt: skip
 
@@ -282,170 +283,166 @@ def log_in(client: TestClient, login: str, password: str, next_url: str = "/cons
     )
 
 
-def send_events(client: TestClient, key: str, app: Any, events: list[dict[str, object]]) -> None:
-    tick = {**arrival(990, "C-tick", 0, day=31), "type": "clock.tick"}
-    response = client.post("/v1/events", json=[*events, tick], headers={"Authorization": f"Bearer {key}"})
-    assert response.status_code == 200, response.text
-    app.state.recovery.tick()
-
-
 def customer_events(customer: str, number: int, text: str = "") -> list[dict[str, object]]:
-    """A customer's profile, booking and a flight three hours late: two incidents, one case."""
-    data = {"name": f"Alex {text}".strip(), "email": f"c{number}@example.com", "language": "en"}
+    """A customer's profile, booking and a flight three hours late (two incidents, one case); `text` goes into
+    their name, the flight's number and the booking's reference."""
     late = arrival(number, customer, 200, booking_ref=f"BK{number}{text}")
-    late["id"] = f"f-{number}"
     late["data"] = {**late["data"], "flight_no": f"AA{number}{text}"}  # type: ignore[dict-item]
+    name = {"name": f"Alex {text}".strip(), "email": f"c{number}@example.com", "language": "en"}
     return [
-        {**profile(customer, **data), "id": f"p-{number}"},
+        {**profile(customer, **name), "id": f"p-{number}"},
         {**booking(1, customer, 300.0), "id": f"b-{number}"},
-        late,
+        {**late, "id": f"f-{number}"},
     ]
 
 
-def csrf_ok(client: TestClient, path: str, form: Mapping[str, str], csrf: str) -> httpx.Response:
-    response = client.post(path, data={"csrf": csrf, **form})
-    assert response.status_code == 303, (path, response.status_code, response.text[-2000:])
-    return response
+@dataclass
+class _Building:
+    """The world while it is built: its app, the people signed in, and the payloads some page shows."""
+
+    app: FastAPI
+    client: TestClient
+    db: Database
+    people: dict[str, Signed] = field(default_factory=dict)
+    shown: list[str] = field(default_factory=list)
+
+    def shows(self, where: str) -> str:
+        """A payload for a field that some page shows (the test of payloads looks for it, escaped)."""
+        self.shown.append(where)
+        return payload(where)
+
+    def form(self, actor: str, path: str, **fields: str) -> None:
+        """Post a console form as `actor`, from their page; it must be done."""
+        own = browser(self.app)
+        own.cookies.set("amends_session", self.people[actor].token)
+        response = own.post(path, data={"csrf": self.people[actor].csrf, **fields})
+        assert response.status_code == 303, (path, response.status_code, response.text[-2000:])
+
+    def api(self, path: str, body: object) -> Any:
+        """Post to the API with an integration's key that may do everything."""
+        if not hasattr(self, "_key"):
+            self._key = new_key(self.db, "integration", list(Scope))
+        response = self.client.post(path, json=body, headers={"Authorization": f"Bearer {self._key}"})
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    def sign_everyone_in(self) -> None:
+        """A session and a staff key for each person; then the deactivated one is deactivated."""
+        now = datetime.now(UTC)
+        for actor, person in PEOPLE.items():
+            own = browser(self.app)
+            assert log_in(own, person.login, PASSWORD).status_code == 303
+            with self.db.unit_of_work(writes=True) as uow:
+                _key, key = create_staff_key(uow, person.login, now=now)
+                uow.commit()
+            self.people[actor] = Signed(own.cookies["amends_session"], csrf_of(own.get("/console").text), key)
+        with self.db.unit_of_work(writes=True) as uow:
+            update_staff(uow, PEOPLE["deactivated"].login, active=False)  # ends the session; the key is refused
+            uow.commit()
+
+    def open_cases(self, customers: Mapping[str, str]) -> dict[str, int]:
+        """A case for each customer (the events, then the clock past their timers), each owned by the agent."""
+        events = [e for n, (which, c) in enumerate(customers.items(), 1) for e in customer_events(c, n)
+                  if which != "xss"]  # fmt: skip
+        events += customer_events(customers["xss"], 99, self.shows("event-data"))
+        self.api("/v1/events", [*events, {**arrival(990, "C-tick", 0, day=31), "type": "clock.tick"}])
+        self.app.state.recovery.tick()
+        now = datetime.now(UTC)
+        with self.db.unit_of_work(writes=True) as uow:
+            agent = get_staff(uow, PEOPLE["agent"].login)
+            cases: dict[str, int] = {}
+            for which, customer in customers.items():
+                case_id = uow.execute(sa.select(tables.cases.c.id).where(tables.cases.c.customer_id == customer))
+                case = load_case(uow, int(case_id.scalar_one()))
+                if case.owner_id != agent.id:
+                    set_owner(uow, case, agent, reason="the matrix's", by=SYSTEM, now=now)
+                cases[which] = case.id
+            uow.commit()
+        return cases
+
+    def feedback_page(self, interaction: str, customer: str, **body: str) -> str:
+        made = self.api("/v1/feedback-requests", {"customer": customer, "interaction": interaction, **body})
+        return str(made["url"]).removeprefix("http://testserver")
 
 
 def seed(base: Path) -> Seeded:
-    """Build the world: staff of every role, signed in; a case per action of the matrix; and, through the API
-    and the console as people use them, a payload in every field that is ever shown."""
+    """Build the world: staff of every role, signed in; a case for each action of the matrix; and, through the API
+    and the console as people use them, a payload in every field that people can fill."""
     rules_dir = base / "rules"
     rules_dir.mkdir()
     (rules_dir / "xss.yaml").write_text(XSS_RULE)
     db = Database(f"sqlite:///{base / 'world.db'}")
     upgrade(db)
-    now = datetime.now(UTC)
     with db.unit_of_work(writes=True) as uow:
         for person in PEOPLE.values():
             add_staff(uow, person.login, name=person.name, role=person.role, team=person.team,
-                      email=f"{person.login}@example.com", now=now)  # fmt: skip
-            set_password(uow, person.login, PASSWORD, now=now)
+                      email=f"{person.login}@example.com", now=datetime.now(UTC))  # fmt: skip
+            set_password(uow, person.login, PASSWORD, now=datetime.now(UTC))
         uow.commit()
     app = create_app(world_settings(db, rules_dir), db)
-    shown: list[str] = ["company", "staff-name", "rule-description"]
     with TestClient(app) as client:
-        people: dict[str, Signed] = {}
-        for actor, person in PEOPLE.items():
-            own = browser(app)
-            assert log_in(own, person.login, PASSWORD).status_code == 303
-            token = own.cookies["amends_session"]
-            with db.unit_of_work(writes=True) as uow:
-                _key, text = create_staff_key(uow, person.login, now=now)
-                uow.commit()
-            people[actor] = Signed(token, csrf_of(own.get("/console").text), text)
-        with db.unit_of_work(writes=True) as uow:
-            update_staff(uow, "dee", active=False)  # ends dee's session; the key is refused from now on
-            uow.commit()
-        integration = new_key(db, "integration", list(Scope))
-        auth = {"Authorization": f"Bearer {integration}"}
+        world = _Building(app, client, db, shown=["company", "staff-name", "rule-description"])
+        world.sign_everyone_in()
+        customers = {**{which: f"M-{which}" for which in CASE_ACTIONS}, "xss": XSS_CUSTOMER}
+        cases = world.open_cases(customers)
 
-        customers = {action: f"M-{action}" for action in CASE_ACTIONS}
-        customers["xss"] = XSS_CUSTOMER
-        events = [e for n, action in enumerate(CASE_ACTIONS, 1) for e in customer_events(customers[action], n)]
-        events += customer_events(XSS_CUSTOMER, 99, payload("event-data"))
-        send_events(client, integration, app, events)
-        shown += ["event-data"]
-        with db.unit_of_work(writes=True) as uow:
-            cases = {
-                action: int(uow.execute(sa.select(tables.cases.c.id).where(tables.cases.c.customer_id == c))
-                            .scalar_one())
-                for action, c in customers.items()
-            }  # fmt: skip
-            ana = get_staff(uow, "ana")
-            for case_id in cases.values():  # each matrix case is the agent's own
-                case = load_case(uow, case_id)
-                if case.owner_id != "ana":
-                    set_owner(uow, case, ana, reason="the matrix's", by=SYSTEM, now=now)
-            uow.commit()
+        def on_case(which: str, verb: str, actor: str = "agent", **fields: str) -> None:
+            world.form(actor, f"/console/cases/{cases[which]}/{verb}", **fields)
 
-        def as_(actor: str) -> TestClient:
-            own = browser(app)
-            own.cookies.set("amends_session", people[actor].token)
-            return own
-
-        ana_browser, boss = as_("agent"), as_("manager")
-        agent_csrf, boss_csrf = people["agent"].csrf, people["manager"].csrf
-
-        def on_case(action: str, verb: str, form: Mapping[str, str], who: TestClient = ana_browser) -> None:
-            csrf = agent_csrf if who is ana_browser else people["lead"].csrf
-            csrf_ok(who, f"/console/cases/{cases[action]}/{verb}", form, csrf)
-
-        for action in ("close", "reopen"):
-            on_case(action, "resolve", {"resolution": "Rebooked and refunded."})
-        on_case("approval", "remedy", {"kind": "voucher", "amount": "150", "action": "request_approval"})
-        on_case("denied", "remedy", {"kind": "voucher", "amount": "150", "action": "request_approval",
-                                     "note": payload("approval-note")})  # fmt: skip
-        on_case("ledger", "remedy", {"kind": "voucher", "amount": "20", "action": "grant"})
-        # What staff write on a case: the apology, its note, the remedy's note, the resolution, the reason to reopen
-        # and the reason of a handoff.
-        on_case("xss", "draft", {"text": payload("draft")})
-        on_case("xss", "apology", {"text": payload("apology"), "note": payload("contact-note")})
-        on_case("xss", "remedy", {"kind": "voucher", "amount": "20", "action": "grant", "note": payload("remedy-note")})
-        on_case("xss", "resolve", {"resolution": payload("resolution")})
-        on_case("xss", "reopen", {"reason": payload("reopen-reason")})
-        lee = as_("lead")
-        on_case("xss", "assign", {"to": "lee", "reason": payload("handoff-reason")}, who=lee)
-        shown += ["approval-note", "draft", "apology", "contact-note", "remedy-note", "resolution", "reopen-reason",
-                  "handoff-reason"]  # fmt: skip
-
+        # The matrix's cases in the state each action needs.
+        on_case("close", "resolve", resolution="Rebooked and refunded.")
+        on_case("reopen", "resolve", resolution="Rebooked and refunded.")
+        on_case("approval", "remedy", kind="voucher", amount="150", action="request_approval")
+        on_case("denied", "remedy", kind="voucher", amount="150", action="request_approval",
+                note=world.shows("approval-note"))  # fmt: skip
+        on_case("ledger", "remedy", kind="voucher", amount="20", action="grant")
+        on_case("page", "draft", text=world.shows("draft"))
+        # What staff write on a case: the apology and its note, a remedy's note, a handoff's reason; and what is
+        # kept though no page shows it (the resolution, the reason to reopen).
+        on_case("xss", "apology", text=world.shows("apology"), note=world.shows("contact-note"))
+        on_case("xss", "remedy", kind="voucher", amount="20", action="grant", note=world.shows("remedy-note"))
+        on_case("xss", "resolve", resolution=payload("resolution"))
+        on_case("xss", "reopen", reason=payload("reopen-reason"))
+        on_case("xss", "assign", "lead", to=PEOPLE["lead"].login, reason=world.shows("handoff-reason"))
         with db.unit_of_work() as uow:
             approvals = dict(uow.execute(sa.select(tables.approvals.c.case_id, tables.approvals.c.id)).all())
             entries = dict(uow.execute(sa.select(tables.ledger.c.case_id, tables.ledger.c.id)).all())
-        csrf_ok(boss, f"/console/approvals/{approvals[cases['denied']]}",
-                {"decision": "deny", "reason": payload("approval-reason")}, boss_csrf)  # fmt: skip
-        csrf_ok(boss, f"/console/ledger/{entries[cases['xss']]}/reverse", {"reason": payload("reversal")}, boss_csrf)
-        shown += ["approval-reason"]
+        world.form("manager", f"/console/approvals/{approvals[cases['denied']]}", decision="deny",
+                   reason=world.shows("approval-reason"))  # fmt: skip
+        world.form("manager", f"/console/ledger/{entries[cases['xss']]}/reverse", reason=payload("reversal"))
 
-        # What customers write, through the API: a complaint, feedback with its author, a suggestion.
-        complaint = {"source": "helpdesk", "id": "cx-1", "customer": XSS_CUSTOMER, "channel": "email",
-                     "text": payload("complaint"), "reference": payload("complaint-ref")}  # fmt: skip
-        assert client.post("/v1/complaints", json=complaint, headers=auth).status_code in (200, 201)
-        said = {
-            "source": "mailbox",
-            "id": "fb-xss",
-            "channel": "email",
-            "customer": XSS_CUSTOMER,
-            "author": payload("author"),
-            "text": "Nobody helped me, my flight was late. " + payload("feedback"),
-        }
-        xss_feedback = client.post("/v1/feedback", json=said, headers=auth).json()["id"]
-        idea = {"source": "mailbox", "id": "fb-idea", "channel": "email", "customer": customers["page"],
-                "text": "It would be great if you could add an option to choose my seat online. " + SHORT}  # fmt: skip
-        assert client.post("/v1/feedback", json=idea, headers=auth).status_code == 201
-        thanks = {"source": "mailbox", "id": "fb-thanks", "channel": "email", "customer": customers["page"],
-                  "text": "Thank you, Maria at the desk was wonderful and so helpful!"}  # fmt: skip
-        feedback_id = client.post("/v1/feedback", json=thanks, headers=auth).json()["id"]
-        shown += ["complaint", "author", "feedback"]
-        csrf_ok(ana_browser, f"/console/feedback/{xss_feedback}/reply",
-                {"view": "all", "text": payload("reply"), "channel": "phone"}, agent_csrf)  # fmt: skip
+        # What customers write, through the API: a complaint, feedback and its author, a suggestion; and the answers.
+        def wrote(source_id: str, customer: str, text: str, **more: str) -> Any:
+            body = {"source": "mailbox", "id": source_id, "channel": "email", "customer": customer, "text": text}
+            return world.api("/v1/complaints" if source_id.startswith("cx") else "/v1/feedback", {**body, **more})
+
+        wrote("cx-1", XSS_CUSTOMER, world.shows("complaint"), reference=payload("complaint-reference"))
+        said = wrote(
+            "fb-xss", XSS_CUSTOMER, "Nobody helped me. " + world.shows("feedback"), author=world.shows("author")
+        )
+        idea = "It would be great if you could add an option to choose my seat online. " + world.shows("suggestion")
+        wrote("fb-idea", customers["page"], idea)
+        thanks = wrote("fb-thanks", customers["page"], "Thank you, Maria at the desk was wonderful!")
+        world.form("agent", f"/console/feedback/{said['id']}/reply", view="all", text=world.shows("reply"),
+                   channel="phone")  # fmt: skip
         with db.unit_of_work() as uow:
-            suggestion_id = int(uow.execute(sa.select(tables.suggestions.c.id)).scalar_one())
-        csrf_ok(boss, f"/console/feedback/suggestions/{suggestion_id}",
-                {"status": "planned", "note": payload("suggestion-note")}, boss_csrf)  # fmt: skip
-        shown += ["reply", "suggestion-note"]
+            suggestion = int(uow.execute(sa.select(tables.suggestions.c.id)).scalar_one())
+        world.form("manager", f"/console/feedback/suggestions/{suggestion}", status="planned",
+                   note=world.shows("suggestion-note"))  # fmt: skip
 
-        # The public pages: a feedback request whose reference the customer reads, answered with a payload.
-        def request_path(interaction: str, customer: str, **body: str) -> str:
-            made = client.post("/v1/feedback-requests", json={"customer": customer, "interaction": interaction,
-                                                              **body}, headers=auth)  # fmt: skip
-            assert made.status_code == 201, made.text
-            return str(made.json()["url"]).removeprefix("http://testserver")
-
-        feedback_path = request_path("invoice:matrix", customers["page"])
-        xss_feedback_path = request_path("invoice:xss", XSS_CUSTOMER, reference=payload("reference"))
-        answered = client.post(xss_feedback_path, data={"liked": payload("answer"), "rating": "2"})
-        assert answered.status_code == 200, answered.text  # followed to the page that shows the answer
-        shown += ["reference", "answer"]
+        # The customer's pages: a question about an invoice (its reference shown), one answered with a payload.
+        asked = world.feedback_page("invoice:xss-asked", XSS_CUSTOMER, reference=world.shows("reference"))
+        answered = world.feedback_page("invoice:xss-answered", XSS_CUSTOMER)
+        assert client.post(answered, data={"liked": world.shows("answer"), "rating": "2"}).status_code == 200
         links: Links = app.state.outreach.links
+        unsubscribe = links.unsubscribe_url(XSS_CUSTOMER).removeprefix("http://testserver")
+        feedback_path = world.feedback_page("invoice:matrix", customers["page"])
         unsubscribe_path = links.unsubscribe_url(customers["page"]).removeprefix("http://testserver")
-        xss_unsubscribe_path = links.unsubscribe_url(XSS_CUSTOMER).removeprefix("http://testserver")
     db.dispose()
     return Seeded(
-        base / "world.db", rules_dir, people, integration, cases, customers, approvals[cases["approval"]],
-        entries[cases["ledger"]], feedback_id, suggestion_id, feedback_path, xss_feedback_path, unsubscribe_path,
-        xss_unsubscribe_path, tuple(shown),
+        base / "world.db", rules_dir, world.people, cases, customers, approvals[cases["approval"]],
+        entries[cases["ledger"]], thanks["id"], suggestion, feedback_path, unsubscribe_path,
+        (asked, answered, unsubscribe), tuple(world.shown),
     )  # fmt: skip
 
 
@@ -675,3 +672,106 @@ def test_every_route_is_declared_and_answers_each_person_as_declared(world: Worl
         if isinstance(policy, Key):  # a console session is no API key: no cookie ever opens the API
             assert world.browser("admin").request(method, probe.path).status_code == 401, (method, path)
     assert checked > 200
+
+
+# --- 2. script in what is shown ---------------------------------------------------------------------------------
+
+
+class _Dangers(HTMLParser):
+    """What in a page would run: inline script, event handler attributes, javascript: URLs."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+        self._script: dict[str, str | None] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name.startswith("on"):
+                self.found.append(f"<{tag} {name}={value!r}>")
+            if name in ("href", "src", "action", "formaction") and re.sub(r"\s", "", value or "").lower().startswith(
+                "javascript:"
+            ):
+                self.found.append(f"<{tag} {name}={value!r}>")
+        if tag == "script":
+            self._script = dict(attrs)
+            src = self._script.get("src")
+            if src is not None and not src.startswith(("/console/static/", "/console/vendor/")):
+                self.found.append(f"<script src={src!r}>")
+
+    def handle_data(self, data: str) -> None:
+        if self._script is not None and self._script.get("type") != "application/json" and data.strip():
+            self.found.append(f"inline script {data[:80]!r}")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._script = None
+
+
+def dangers(html: str) -> list[str]:
+    parsed = _Dangers()
+    parsed.feed(html)
+    found = parsed.found
+    if "<script>alert" in html or "<img src=x" in html:
+        found.append("raw payload markup")
+    if RUN_TEMPLATE in html:
+        found.append("a payload rendered as a template")
+    return found
+
+
+def test_a_payload_in_any_field_is_shown_as_text_and_never_runs(world: World) -> None:
+    seeded = world.seeded
+    table = probes(seeded)
+    pages: list[tuple[str, str, httpx.Response]] = []
+
+    def fetch(actor: str, path: str, **form: str) -> None:
+        client = world.browser(actor)
+        response = client.post(path, data={"csrf": world.csrf(actor), **form}) if form else client.get(path)
+        pages.append((actor, path, response))
+
+    # Every page of the console and the public pages, as each role that may open it, and as nobody.
+    for (method, path), probe in table.items():
+        policy = policy_of(method, path)
+        if method != "GET" or path == "/docs" or isinstance(policy, Key):
+            continue
+        for actor in ("anonymous", "agent", "lead", "admin"):
+            if policy is not None and policy.expect(actor) is Outcome.OK:
+                fetch(actor, probe.path)
+    # The pages that show the world's payloads, and those that repeat what a URL or a form said.
+    xss_case, customer = seeded.cases["xss"], quote(XSS_CUSTOMER, safe="")
+    showing = (f"/console/cases/{xss_case}", f"/console/customers/{customer}", "/console/feedback?view=all",
+               "/console/approvals?status=denied", "/console/ledger", "/console/feedback/suggestions")  # fmt: skip
+    for actor in ("agent", "lead", "admin"):
+        for path in showing:
+            fetch(actor, path)
+    for path in (
+        f"/console?rule={quote(SHORT)}&owner={quote(SHORT)}&team={quote(SHORT)}",
+        f"/console/ledger?kind={quote(SHORT[:50])}&granted_by={quote(SHORT)}",
+        f"/console/feedback?view=all&cursor={quote(SHORT)}",
+        f"/console/customers/{customer}?before={quote(SHORT)}",
+        f"/console/{quote(SHORT)}",
+        f"/console/cases/{quote(SHORT)}",
+        f"/console?origin={quote(SHORT[:20])}",
+        f"/console/report?format={quote(SHORT)}",
+    ):
+        fetch("admin", path)
+    fetch("admin", "/console/rules/check", document="rules", text=f"rules:\n  - id: {SHORT}\n    kind: {SHORT}\n")
+    fetch("admin", f"/console/cases/{xss_case}/remedy", kind=SHORT, amount=SHORT, note=SHORT)
+    fetch("anonymous", f"/console/login?next=/console{quote(SHORT)}")
+    for path in seeded.public_pages:
+        fetch("anonymous", path)
+    fetch("anonymous", f"/f/{quote(SHORT)}")
+    fetch("anonymous", seeded.public_pages[0], liked=payload("typed"), rating=SHORT)
+
+    shown: list[str] = []
+    for actor, path, response in pages:
+        if not response.headers.get("content-type", "").startswith("text/html"):
+            continue
+        assert dangers(response.text) == [], (actor, path, response.status_code)
+        shown.append(response.text)
+    everything = "\n".join(shown)
+    # Each payload did reach a page, escaped: a field never shown would prove nothing here.
+    missing = [where for where in (*seeded.shown, "typed") if str(escape(f"{where}<script>")) not in everything]
+    assert missing == [], missing
+    assert str(escape(XSS_CUSTOMER)) in everything
+    assert len(shown) > 60
