@@ -1426,6 +1426,136 @@ def _ratio(value: object, digits: int | None = None) -> str:
     return f"{value:.{digits}f}" if digits is not None else f"{value:.1%}"
 
 
+customers_app = typer.Typer(help="A customer's personal data: a copy of it, or its erasure.", no_args_is_help=True)
+app.add_typer(customers_app, name="customers")
+audit_app = typer.Typer(help="The audit log: check its hash chain, or export it.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+def _write_json(document: object, out: Path | None) -> None:
+    import orjson
+
+    text = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+    if out is None:
+        sys.stdout.buffer.write(text)
+        sys.stdout.flush()
+    else:
+        out.write_bytes(text)
+
+
+@customers_app.command("export")
+def customers_export(
+    customer_id: Annotated[str, typer.Argument(help="The company's own id of the customer.")],
+    out: Annotated[Path | None, typer.Option(help="Write the JSON document here (default: standard output).")] = None,
+) -> None:
+    """Everything amends holds about one customer, as one JSON document (the right of access): their events,
+    incidents, cases and steps, complaints, remedies, messages, feedback, replies, scores and opt-outs."""
+    from amends.privacy import export_customer
+
+    db = Database.from_settings(load_settings())
+    try:
+        with db.unit_of_work() as uow:
+            document = export_customer(uow, customer_id, now=_now())
+    finally:
+        db.dispose()
+    _write_json(document, out)
+    if out is not None:
+        rows = sum(len(v) for v in document.values() if isinstance(v, list))
+        err_console.print(f"Wrote {rows:,} rows about {customer_id} to {out}.")
+
+
+@customers_app.command("forget")
+def customers_forget(
+    customer_id: Annotated[str, typer.Argument(help="The company's own id of the customer.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do it without asking (erasure cannot be undone).")] = False,
+) -> None:
+    """Erase one customer's personal data on request, keeping the anonymised ledger and metrics: their rows get a
+    random pseudonym, what they wrote and every address is erased, unsent messages are cancelled and open cases
+    closed. Cannot be undone (docs/security.md#privacy)."""
+    from amends.privacy import forget_customer
+    from amends.recover.actors import SYSTEM
+
+    if not yes and not typer.confirm(f"Erase everything personal about {customer_id}? This cannot be undone"):
+        raise typer.Exit(1)
+    db = Database.from_settings(load_settings())
+    try:
+        with db.unit_of_work(writes=True) as uow:
+            forgotten = forget_customer(uow, customer_id, SYSTEM, now=_now(), via="cli")
+            uow.commit()
+    finally:
+        db.dispose()
+    changed = {name: count for name, count in forgotten.rows.items() if count}
+    err_console.print(
+        f"Forgot {customer_id}: {sum(changed.values()):,} rows now name {forgotten.pseudonym} "
+        f"({', '.join(f'{n} {c:,}' for n, c in changed.items()) or 'none'}); "
+        f"{forgotten.cancelled_messages} unsent messages cancelled, {forgotten.closed_cases} open cases closed."
+    )
+
+
+@audit_app.command("verify")
+def audit_verify(
+    head: Annotated[
+        str | None, typer.Option(help="A hash printed by an earlier check: it must still be in the chain.")
+    ] = None,
+) -> None:
+    """Recompute the audit log's hash chain. Exit 0 when it holds, 1 at the first entry that does not (changed,
+    removed or slipped in). Keep the newest hash it prints somewhere else, and pass it next time with --head: then
+    a log cut short is found too."""
+    from amends.recover.audit import check_chain
+
+    db = Database.from_settings(load_settings())
+    try:
+        with db.unit_of_work() as uow:
+            check = check_chain(uow, head=head)
+    finally:
+        db.dispose()
+    if not check.intact:
+        where = f"at entry {check.broken_at}" if check.broken_at is not None else "at its end"
+        err_console.print(f"[red]The audit chain is broken {where}:[/] {check.reason} ({check.entries:,} entries hold)")
+        raise typer.Exit(1)
+    err_console.print(f"The audit chain holds: {check.entries:,} entries. Newest hash:")
+    print(check.head)
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path | None, typer.Option(help="Write JSON Lines here (default: standard output).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only entries at or after this date or instant (ISO 8601).")] = None,
+) -> None:
+    """The audit log as JSON Lines, oldest first, each entry with its hash: anyone can check the chain from it
+    with the recipe in docs/security.md#audit-log, without amends."""
+    import orjson
+
+    from amends.recover.audit import iter_audit
+
+    start = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since)
+        except ValueError:
+            raise InvalidInput("--since", f"not an ISO 8601 date or instant: {since!r}") from None
+        start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+    db = Database.from_settings(load_settings())
+    stream = sys.stdout.buffer if out is None else out.open("wb")
+    count = 0
+    try:
+        with db.unit_of_work() as uow:
+            for entry in iter_audit(uow, since=start):
+                line = {"id": entry.id, "at": entry.at.astimezone(UTC).isoformat(timespec="microseconds"),
+                        "actor": entry.actor, "action": entry.action, "target": entry.target, "origin": entry.origin,
+                        "details": entry.details, "hash": entry.hash}  # fmt: skip
+                stream.write(orjson.dumps(line) + b"\n")
+                count += 1
+    finally:
+        db.dispose()
+        if out is not None:
+            stream.close()
+        else:
+            stream.flush()
+    if out is not None:
+        err_console.print(f"Wrote {count:,} audit entries to {out}.")
+
+
 def main() -> None:
     """Console entry point: the one place where errors become exit codes."""
     try:

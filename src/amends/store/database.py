@@ -175,6 +175,7 @@ class UnitOfWork:
         self._engine = engine
         self._write_lock = write_lock
         self._committed = False
+        self._staged: dict[str, tuple[list[Any], Callable[[UnitOfWork, list[Any]], None]]] = {}
 
     def __enter__(self) -> Self:
         if self._write_lock is not None:
@@ -219,10 +220,21 @@ class UnitOfWork:
         return self.connection.dialect.name
 
     def commit(self) -> None:
-        """Make the work of this unit durable."""
+        """Write what was staged (see `staged`), then make the work of this unit durable."""
         with translate_errors():
+            for name, (items, write) in list(self._staged.items()):
+                del self._staged[name]
+                if items:
+                    write(self, items)
             self._transaction.commit()
         self._committed = True
+
+    def staged(self, name: str, write: Callable[[UnitOfWork, list[Any]], None]) -> list[Any]:
+        """A list of items to be written by `write` just before this unit commits (the same list for the same
+        `name`), for rows best written last: under a lock that is then held only for the commit's tail."""
+        if name not in self._staged:
+            self._staged[name] = ([], write)
+        return self._staged[name][0]
 
     def execute(self, statement: sa.Executable, parameters: Any = None) -> sa.CursorResult[Any]:
         """Run one statement inside this unit of work."""

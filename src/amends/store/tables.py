@@ -482,6 +482,8 @@ audit_log = Table(
     Column("target", String(120), nullable=False),  # case:<id>, approval:<id>, ledger:<id>, staff:<id>
     Column("origin", String(100), nullable=True),  # the client's address, when it came over HTTP
     Column("details", JSONDocument, nullable=False),
+    # SHA-256 of the entry before's hash and this entry's content (recover/audit.py): a chain, in the order of `id`.
+    Column("hash", String(64), nullable=True),
     Index(None, "target", "at"),
     Index(None, "at"),
 )
