@@ -43,7 +43,7 @@ from amends.web.api import (
     risk,
     staff,
 )
-from amends.web.errors import install_error_handlers
+from amends.web.errors import declare_errors, install_error_handlers
 from amends.web.health import router as health_router
 from amends.web.pages import feedback as feedback_page
 from amends.web.pages import unsubscribe
@@ -118,16 +118,17 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.console_login_limits = console.LoginLimits.from_settings(settings)
     install_error_handlers(app, pages={"/console": console.error_page})
     app.include_router(health_router)
-    app.include_router(events.router)
-    app.include_router(customers.router)
-    app.include_router(incidents.router)
-    for module in (cases, complaints, approvals, ledger, staff, messages, cards, inbound, feedback, feedback_requests,
-                   metrics, risk):  # fmt: skip
-        app.include_router(module.router)
-    app.include_router(feedback.suggestions_router)
+    api = [
+        *(module.router for module in (events, customers, incidents, cases, complaints, approvals, ledger, staff,
+                                       messages, cards, inbound, feedback, feedback_requests, metrics, risk)),
+        feedback.suggestions_router,
+        staff.audit_router,
+    ]  # fmt: skip
+    for router in api:
+        app.include_router(router)
+    declare_errors(app, api)
     app.include_router(unsubscribe.router)
     app.include_router(feedback_page.router)
-    app.include_router(staff.audit_router)
     app.include_router(console.router)
     app.mount("/console/static", console.static_files(), name="console-static")
     console.add_security_headers(app, secure=settings.secure_cookies)

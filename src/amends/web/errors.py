@@ -1,14 +1,17 @@
-"""The one place where amends' errors become HTTP responses: `{"error", "field", "reason"}`."""
+"""The one place where amends' errors become HTTP responses: `{"error", "field", "reason"}`, and where the OpenAPI
+schema learns that every API operation may answer with them."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import http
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from amends.errors import (
@@ -23,14 +26,32 @@ from amends.errors import (
 )
 from amends.events import MalformedJSON
 
-__all__ = ["RECOVERY_ERRORS", "UnsupportedMediaType", "install_error_handlers", "status_of"]
+__all__ = [
+    "RECOVERY_ERRORS",
+    "ErrorOut",
+    "UnsupportedMediaType",
+    "declare_errors",
+    "install_error_handlers",
+    "status_of",
+]
 
 
 class UnsupportedMediaType(InvalidInput):
     """A request body in a format the endpoint does not take."""
 
 
-# The answers every recovery endpoint may give besides its success, for the OpenAPI schema.
+class ErrorOut(BaseModel):
+    """The body of every error answer. Some kinds say more: `position` (`line`, `column`, `offset`) where a body
+    that is not JSON stopped parsing; `kind`, `limit`, `granted_today` and `approval` for AboveLimit."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str = Field(description="The kind of error: InvalidInput, NotFound, Conflict, Forbidden, AboveLimit, ...")
+    field: str | None = Field(description="The field, parameter or header at fault, when there is one.")
+    reason: str = Field(description="Why, in words a user can act on.")
+
+
+# The answers every recovery endpoint may give besides its success, for the OpenAPI schema (declare_errors adds
+# the body, and the errors every operation may give).
 RECOVERY_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "The caller may not do this (role, ownership, or above their authority)."},
     404: {"description": "No such case, or not one the caller may see."},
@@ -88,6 +109,8 @@ async def _amends_error(request: Request, exc: Exception) -> Response:
 async def _request_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     error = exc.errors()[0]
+    if error["type"] == "json_invalid" and isinstance(exc.body, str):  # FastAPI could not parse a JSON body
+        return await _amends_error(request, _malformed(exc.body, int(error["loc"][-1]), error["ctx"]["error"]))
     field = ".".join(str(p) for p in error["loc"][1:]) or str(error["loc"][0])
     if (page := _page_for(request)) is not None:
         return await page(request, InvalidInput(field, error["msg"]), 422)
@@ -95,12 +118,22 @@ async def _request_validation_error(request: Request, exc: Exception) -> Respons
     return JSONResponse(body, status_code=422)
 
 
+def _malformed(document: str, position: int, reason: str) -> MalformedJSON:
+    line = document.count("\n", 0, position) + 1
+    return MalformedJSON(reason, line=line, column=position - document.rfind("\n", 0, position), position=position)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's and FastAPI's own refusals (no such route, a method not allowed, a body that cannot be read) in
+    the body every other error has."""
     assert isinstance(exc, StarletteHTTPException)
     if (page := _page_for(request)) is not None:
         missing = NotFound("no such page") if exc.status_code == 404 else AmendsError(str(exc.detail))
         return await page(request, missing, exc.status_code)
-    return await http_exception_handler(request, exc)
+    kind = "MalformedJSON" if exc.status_code == 400 else http.HTTPStatus(exc.status_code).phrase.replace(" ", "")
+    field = "body" if exc.status_code == 400 else None
+    body = {"error": kind, "field": field, "reason": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 def install_error_handlers(
@@ -112,3 +145,52 @@ def install_error_handlers(
     app.add_exception_handler(AmendsError, _amends_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+# What every API operation may answer besides what it declares itself, and the headers that come with some.
+_EVERY_OPERATION: dict[int, str] = {
+    401: "No API key, an unknown or revoked one, or the key of a deactivated staff member.",
+    403: "The key lacks the right, or the role, ownership or authority does not allow it.",
+    422: "A parameter or a field of the body is not valid; `field` names it.",
+    503: "The database is unreachable; nothing was written. Try again after `Retry-After` seconds.",
+}
+_UNREADABLE_BODY = "The body is not JSON (or not UTF-8); `position` says where parsing stopped, when it is known."
+_HEADERS: dict[str, dict[str, dict[str, Any]]] = {
+    "401": {
+        "WWW-Authenticate": {"description": "Bearer (Basic too on /v1/inbound/email/…)", "schema": {"type": "string"}}
+    },
+    "503": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+}
+_FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
+
+
+def declare_errors(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """Make the app's OpenAPI schema say how each operation of the API `routers` may fail: 401, 403, 422 and 503
+    everywhere, 400 where FastAPI reads a JSON body, each with the error body (ErrorOut), which also replaces
+    FastAPI's default body for 422 (amends never sends it). What an operation says of an answer itself is kept."""
+    build = app.openapi
+    routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute) and r.include_in_schema]
+    operations = {(r.path, method.lower()): r.body_field is not None for r in routes for method in r.methods or ()}
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # FastAPI's, made once and kept: what follows changes it in place, the same every time
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault("ErrorOut", ErrorOut.model_json_schema())
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        for (path, method), reads_json_body in operations.items():
+            responses = schema["paths"][path][method].setdefault("responses", {})
+            statuses = {**_EVERY_OPERATION, 400: _UNREADABLE_BODY} if reads_json_body else _EVERY_OPERATION
+            for status, description in statuses.items():
+                responses.setdefault(str(status), {"description": description})
+            for status, response in responses.items():
+                declared = response.get("content", {}).get("application/json", {}).get("schema", {})
+                if status[0] in "45" and (not response.get("content") or declared.get("$ref") == _FASTAPI_VALIDATION):
+                    response["content"] = error
+                if status in _HEADERS:
+                    response.setdefault("headers", _HEADERS[status])
+        if _FASTAPI_VALIDATION not in str(schema["paths"]):
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -30,7 +30,7 @@ from amends.events.broker import EventBroker
 from amends.recover.actors import Actor
 from amends.store import Database
 from amends.web.deps import DB, AppSettings, Watcher, read_body, require
-from amends.web.errors import UnsupportedMediaType
+from amends.web.errors import ErrorOut, UnsupportedMediaType
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -83,8 +83,9 @@ _REQUEST_BODY: dict[str, Any] = {
         413: {"description": "More events than one batch may carry, or a body too large."},
         415: {"description": "A content type other than JSON, CloudEvents JSON or NDJSON."},
         422: {
-            "description": "Some items were rejected (listed); the others were stored.",
-            "model": IngestResult,
+            "description": "Some items were rejected (listed); the others were stored. Or the body as a whole is not "
+            "events (not an object or an array, or an array of the wrong content type): nothing was stored.",
+            "model": IngestResult | ErrorOut,
         },
         503: {
             "description": "The database is unreachable and nothing was stored; or in broker mode the broker is, and "
