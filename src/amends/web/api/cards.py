@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from amends.access import Scope
 from amends.outreach.cards import (
@@ -68,11 +68,11 @@ class CardsOut(BaseModel):
 
 class SheetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[int] | None = Field(
+    ids: list[StrictInt] | None = Field(
         default=None, min_length=1, max_length=200, description="The cards to print, in this order."
     )
     state: CardState | None = Field(default=None, description="Or: print the oldest cards in this state.")
-    limit: int = Field(default=50, ge=1, le=200, description="With `state`: how many, oldest first.")
+    limit: StrictInt = Field(default=50, ge=1, le=200, description="With `state`: how many, oldest first.")
 
 
 def _out(task: CardTask) -> CardOut:

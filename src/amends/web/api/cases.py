@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from amends.access import Scope
 from amends.errors import AmendsError, Conflict
@@ -23,6 +23,7 @@ from amends.recover.cases import Fault, Origin, Status
 from amends.recover.playbooks import StepKind
 from amends.recover.queries import CaseFilter, case_detail, list_cases, overdue_steps
 from amends.store import UnitOfWork
+from amends.web.api._inputs import Instant
 from amends.web.api.inbound import CaseReplyOut
 from amends.web.api.messages import MessageOut
 from amends.web.deps import DB, Acting, OutreachState, RecoveryState, in_transaction, reading, require
@@ -250,7 +251,7 @@ class ContactIn(BaseModel):
     direction: Literal["outbound", "inbound"]
     channel: str = Field(min_length=1, max_length=20)
     note: str | None = Field(default=None, max_length=2000)
-    at: AwareDatetime | None = None
+    at: Instant | None = None
 
 
 class ResolveIn(BaseModel):

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from amends.access import Scope
 from amends.recover.actors import Actor
+from amends.web.api._inputs import Instant
 from amends.web.api.cases import ComplaintOut
 from amends.web.deps import DB, RecoveryState, in_transaction, require
 from amends.web.errors import RECOVERY_ERRORS
@@ -28,7 +29,7 @@ class ComplaintIn(BaseModel):
     reference: str | None = Field(
         default=None, max_length=500, description="What it is about: an order id, a booking reference, a job id."
     )
-    received_at: AwareDatetime | None = Field(default=None, description="When the customer said it; default now.")
+    received_at: Instant | None = Field(default=None, description="When the customer said it; default now.")
 
 
 @router.post(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from amends.access import Scope
 from amends.errors import InvalidInput
@@ -22,6 +22,7 @@ from amends.feedback.suggestions import (
 )
 from amends.recover.actors import Actor
 from amends.store import UnitOfWork, tables
+from amends.web.api._inputs import Instant
 from amends.web.deps import DB, FeedbackState, in_transaction, reading, require
 from amends.web.errors import RECOVERY_ERRORS
 
@@ -47,11 +48,11 @@ class FeedbackPost(BaseModel):
     text: str | None = Field(default=None, max_length=1_000_000, description="Cut at 10,000 characters, marked.")
     liked: str | None = Field(default=None, max_length=1_000_000)
     disliked: str | None = Field(default=None, max_length=1_000_000)
-    rating: int | None = None
+    rating: StrictInt | None = None
     scale: Scale | None = None
     language: str | None = Field(default=None, max_length=35)
     reference: str | None = Field(default=None, max_length=1000, description="What it is about: an order, a job.")
-    received_at: datetime | None = Field(default=None, description="Default: now.")
+    received_at: Instant | None = Field(default=None, description="Default: now.")
 
 
 class TriageOut(BaseModel):
@@ -233,16 +234,13 @@ class MeasuresOut(BaseModel):
 async def read_measures(
     db: DB,
     _actor: _Reader,
-    since: Annotated[datetime | None, Query(description="Default: eight weeks ago.")] = None,
-    until: Annotated[datetime | None, Query(description="Default: now.")] = None,
+    since: Annotated[Instant | None, Query(description="Default: eight weeks ago.")] = None,
+    until: Annotated[Instant | None, Query(description="Default: now.")] = None,
 ) -> list[MeasuresOut]:
     """Response rate, median and 90th-percentile time to respond, share within the SLA: per channel, per week."""
     now = datetime.now(UTC)
     start = since or now - timedelta(weeks=8)
     end = until or now
-    for name, value in (("since", start), ("until", end)):
-        if value.tzinfo is None:
-            raise InvalidInput(name, "needs a time zone")
     found = await reading(db, lambda uow: response_measures(uow, since=start, until=end, now=now))
     return [MeasuresOut.model_validate(m) for m in found]
 
@@ -315,7 +313,7 @@ class SuggestionPatch(BaseModel):
 
 class MergePost(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    into: int = Field(description="The suggestion that keeps the askers of this one.")
+    into: StrictInt = Field(description="The suggestion that keeps the askers of this one.")
 
 
 def _suggestion_out(suggestion: Suggestion) -> SuggestionOut:

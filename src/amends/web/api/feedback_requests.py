@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 import segno
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from amends.access import Scope
 from amends.feedback.records import Scale
@@ -51,7 +51,7 @@ class FeedbackRequestIn(BaseModel):
     language: str | None = Field(
         default=None, max_length=35, description="The page's language; default: the customer's, else the default."
     )
-    send: bool = Field(default=False, description="Also send the link to the customer (email, else a text).")
+    send: StrictBool = Field(default=False, description="Also send the link to the customer (email, else a text).")
 
 
 class FeedbackRequestOut(BaseModel):

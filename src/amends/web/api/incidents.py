@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from amends.access import Scope
 from amends.detect import IncidentFilter, IncidentPage, IncidentStatus, StoredIncident, get_incident, list_incidents
 from amends.recover.actors import Actor
 from amends.store import Database
+from amends.web.api._inputs import Instant
 from amends.web.deps import DB, require
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
@@ -67,8 +68,8 @@ async def read_incidents(
     customer: Annotated[str | None, Query(max_length=200, description="Only this customer's.")] = None,
     rule: Annotated[str | None, Query(max_length=100, description="Only this rule's.")] = None,
     status: Annotated[IncidentStatus | None, Query(description="Only incidents in this status.")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Went wrong at or after (RFC 3339).")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Went wrong before (RFC 3339).")] = None,
+    since: Annotated[Instant | None, Query(description="Went wrong at or after (RFC 3339).")] = None,
+    until: Annotated[Instant | None, Query(description="Went wrong before (RFC 3339).")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> IncidentsOut:

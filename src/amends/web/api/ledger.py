@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from amends.access import Scope
 from amends.errors import InvalidInput
@@ -21,6 +21,7 @@ from amends.recover.ledger import LedgerFilter, export_csv, list_ledger
 from amends.recover.measures import case_measures, summarise
 from amends.recover.roles import Role
 from amends.store import Database, UnitOfWork
+from amends.web.api._inputs import Instant
 from amends.web.api.cases import LedgerEntryOut
 from amends.web.deps import DB, Acting, in_transaction, reading, require
 from amends.web.errors import RECOVERY_ERRORS
@@ -41,13 +42,22 @@ class ReverseIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+def _to_the_second(value: timedelta) -> timedelta:
+    return timedelta(seconds=round(value.total_seconds()))
+
+
+# A time between two moments of a case, as an ISO 8601 duration to the second: the `duration` format the schema
+# declares (RFC 3339, appendix A) has no fractions of a second.
+Duration = Annotated[timedelta, AfterValidator(_to_the_second)]
+
+
 class CaseMeasuresOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     case_id: int
     origin: str
     status: str
-    time_to_first_contact: timedelta | None
-    time_to_resolution: timedelta | None
+    time_to_first_contact: Duration | None
+    time_to_resolution: Duration | None
     contacts: int
     outbound_contacts: int
     inbound_contacts: int
@@ -68,8 +78,8 @@ class SummaryOut(BaseModel):
     resolved: int
     customer_spoke_first: int
     first_contact_resolutions: int
-    median_time_to_first_contact: timedelta | None
-    median_time_to_resolution: timedelta | None
+    median_time_to_first_contact: Duration | None
+    median_time_to_resolution: Duration | None
     mean_contacts: float | None
     mean_handoffs: float | None
     first_contact_resolution_rate: float | None
@@ -98,8 +108,8 @@ async def read_ledger(
     granted_by: Annotated[str | None, Query(max_length=100)] = None,
     case: Annotated[int | None, Query()] = None,
     customer: Annotated[str | None, Query(max_length=200)] = None,
-    since: Annotated[AwareDatetime | None, Query()] = None,
-    until: Annotated[AwareDatetime | None, Query()] = None,
+    since: Annotated[Instant | None, Query()] = None,
+    until: Annotated[Instant | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> LedgerOut:
@@ -125,8 +135,8 @@ async def read_ledger_csv(
     granted_by: Annotated[str | None, Query(max_length=100)] = None,
     case: Annotated[int | None, Query()] = None,
     customer: Annotated[str | None, Query(max_length=200)] = None,
-    since: Annotated[AwareDatetime | None, Query()] = None,
-    until: Annotated[AwareDatetime | None, Query()] = None,
+    since: Annotated[Instant | None, Query()] = None,
+    until: Annotated[Instant | None, Query()] = None,
 ) -> StreamingResponse:
     """The ledger as CSV, streamed; text cells are safe to open in a spreadsheet (no formulas)."""
     if since is not None and until is not None and since >= until:
@@ -169,8 +179,8 @@ async def read_case_measures(case_id: int, db: DB, actor: _CaseReader) -> CaseMe
 async def read_measures(
     db: DB,
     actor: _CaseReader,
-    since: Annotated[AwareDatetime | None, Query(description="Cases opened at or after.")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Cases opened before.")] = None,
+    since: Annotated[Instant | None, Query(description="Cases opened at or after.")] = None,
+    until: Annotated[Instant | None, Query(description="Cases opened before.")] = None,
     origin: Annotated[Origin | None, Query()] = None,
 ) -> SummaryOut:
     """Recovery in aggregate (managers, admins, and keys with `cases:read`): proactive share, time to first

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from amends.recover import staff
 from amends.recover.actors import Actor
@@ -45,7 +45,7 @@ class StaffChange(BaseModel):
     role: Role | None = None
     team: str | None = Field(default=None, max_length=100, description="An empty string takes them out of a team.")
     email: str | None = Field(default=None, max_length=320, description="An empty string removes it.")
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class StaffKeyOut(BaseModel):
