@@ -36,12 +36,14 @@ def _write(db: Database, count: int, *, start: int = 0) -> None:
 def _tamper(db: Database, statement: str) -> None:
     """Change the log behind amends' back, as someone with the database's keys could."""
     with db.engine.begin() as connection:
-        if db.is_sqlite:
-            connection.execute(sa.text("DROP TRIGGER audit_log_no_update"))
-            connection.execute(sa.text("DROP TRIGGER audit_log_no_delete"))
-        else:
-            connection.execute(sa.text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        if db.is_sqlite:  # a database file of the test's own
+            connection.execute(sa.text("DROP TRIGGER IF EXISTS audit_log_no_update"))
+            connection.execute(sa.text("DROP TRIGGER IF EXISTS audit_log_no_delete"))
+            connection.execute(sa.text(statement))
+            return
+        connection.execute(sa.text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
         connection.execute(sa.text(statement))
+        connection.execute(sa.text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
 
 
 def test_entries_are_chained_and_a_rolled_back_decision_leaves_none(db: Database) -> None:
@@ -94,8 +96,7 @@ def test_an_entry_slipped_in_or_the_end_cut_off_is_found(db: Database) -> None:
     with db.unit_of_work() as uow:
         assert check_chain(uow).broken_at == newest.id + 1
     # Cut short: the newest entries removed; only the hash kept elsewhere tells.
-    with db.engine.begin() as connection:
-        connection.execute(sa.text(f"DELETE FROM audit_log WHERE id >= {newest.id}"))
+    _tamper(db, f"DELETE FROM audit_log WHERE id >= {newest.id}")
     with db.unit_of_work() as uow:
         assert check_chain(uow).intact
         cut = check_chain(uow, head=kept)

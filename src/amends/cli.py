@@ -1426,6 +1426,52 @@ def _ratio(value: object, digits: int | None = None) -> str:
     return f"{value:.{digits}f}" if digits is not None else f"{value:.1%}"
 
 
+@app.command()
+def backup(
+    target: Annotated[Path, typer.Argument(help="The new file to write the copy to (never overwritten).")],
+) -> None:
+    """Copy the embedded SQLite database to TARGET while it runs (SQLite's online backup API), and check the copy.
+    For PostgreSQL, use pg_dump (docs/operations.md#backups)."""
+    from amends.store.backup import backup_sqlite
+
+    db = Database.from_settings(load_settings())
+    try:
+        info = backup_sqlite(db, target)
+    finally:
+        db.dispose()
+    err_console.print(
+        f"Backed up to {info.path}: {info.bytes / 1e6:,.1f} MB, schema {info.revision}, "
+        f"{info.events:,} events, {info.cases:,} cases; checked whole."
+    )
+
+
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="A copy made by `amends backup`.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Replace the database without asking.")] = False,
+) -> None:
+    """Replace the embedded database's content with a backup's, after checking the backup whole; then bring its
+    schema up to date. Stop the server and the workers first."""
+    from amends.store.backup import check_backup, restore_sqlite
+
+    settings = load_settings()
+    info = check_backup(source)
+    question = (f"Replace everything in {settings.database_url.split('@')[-1]} with {source} "
+                f"({info.events:,} events, {info.cases:,} cases)? Stop the server and the workers first")  # fmt: skip
+    if not yes and not typer.confirm(question):
+        raise typer.Exit(1)
+    db = Database.from_settings(settings)
+    try:
+        restored = restore_sqlite(source, db)
+        upgrade(db)
+    finally:
+        db.dispose()
+    err_console.print(
+        f"Restored {restored.events:,} events and {restored.cases:,} cases from {source} "
+        f"(schema {restored.revision}, now {head_revision()})."
+    )
+
+
 customers_app = typer.Typer(help="A customer's personal data: a copy of it, or its erasure.", no_args_is_help=True)
 app.add_typer(customers_app, name="customers")
 audit_app = typer.Typer(help="The audit log: check its hash chain, or export it.", no_args_is_help=True)

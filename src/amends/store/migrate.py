@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 # Alembic is imported where migrations are looked at, not at start-up: every command imports the store,
 # few of them migrate, and the import is large.
 
-__all__ = ["alembic_config", "head_revision", "pending_revisions", "upgrade"]
+__all__ = ["alembic_config", "head_revision", "known_revisions", "pending_revisions", "upgrade"]
 
 _SCRIPTS = Path(__file__).with_name("migrations")
 
@@ -39,6 +39,13 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the migrations folder has no revision"
     return head
+
+
+def known_revisions() -> frozenset[str]:
+    """Every revision the code knows."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions())
 
 
 def pending_revisions(db: Database) -> list[str]:

@@ -1,0 +1,107 @@
+"""Backups of the embedded database, with SQLite's online backup API: a consistent copy taken while the server
+and workers keep writing, checked before it is called a backup, and restored the same way. PostgreSQL is backed up
+with its own tools, pg_dump and pg_restore (docs/operations.md#backups).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from amends.errors import InvalidInput
+from amends.store.database import Database
+from amends.store.migrate import known_revisions
+
+__all__ = ["BackupInfo", "backup_sqlite", "check_backup", "restore_sqlite"]
+
+_PAGES_PER_STEP = 4096  # the backup copies this many pages, then lets writers in, then goes on
+
+
+@dataclass(frozen=True, slots=True)
+class BackupInfo:
+    """A checked copy: where, how large, the schema revision it is at, and its events and cases."""
+
+    path: Path
+    bytes: int
+    revision: str
+    events: int
+    cases: int
+
+
+def _sqlite_path(db: Database) -> Path:
+    if not db.is_sqlite or db.url.database in (None, "", ":memory:"):
+        raise InvalidInput(
+            "database_url",
+            "amends backup and restore are for the embedded SQLite database; back PostgreSQL up with pg_dump "
+            "(docs/operations.md#backups)",
+        )
+    return Path(str(db.url.database))
+
+
+def check_backup(path: Path) -> BackupInfo:
+    """Open a copy read-only and check it whole: SQLite's integrity check, and a schema revision this version of
+    amends knows. InvalidInput naming the file and the reason otherwise."""
+    if not path.is_file():
+        raise InvalidInput(str(path), "no such file")
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        problems = [row[0] for row in connection.execute("PRAGMA integrity_check")]
+        if problems != ["ok"]:
+            raise InvalidInput(str(path), f"is damaged: {'; '.join(problems[:3])}")
+        revision = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        events = connection.execute("SELECT count(*) FROM events").fetchone()[0]
+        cases = connection.execute("SELECT count(*) FROM cases").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise InvalidInput(str(path), f"is not an amends database: {exc}") from None
+    finally:
+        connection.close()
+    if revision is None or revision[0] not in known_revisions():
+        raise InvalidInput(str(path), f"has schema revision {revision and revision[0]!r}, unknown to this version")
+    return BackupInfo(path, path.stat().st_size, revision[0], events, cases)
+
+
+def backup_sqlite(db: Database, target: Path) -> BackupInfo:
+    """Copy the live database to `target` (a new file), checked; writers wait only for each step of the copy."""
+    _sqlite_path(db)
+    if target.exists():
+        raise InvalidInput(str(target), "exists already; a backup never overwrites a file")
+    partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        with db.engine.connect() as connection:
+            source = connection.connection.driver_connection
+            assert isinstance(source, sqlite3.Connection)
+            copy = sqlite3.connect(partial)
+            try:
+                source.backup(copy, pages=_PAGES_PER_STEP)
+                copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
+            finally:
+                copy.close()
+        info = check_backup(partial)
+        with partial.open("rb") as written:
+            os.fsync(written.fileno())
+        partial.rename(target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return BackupInfo(target, info.bytes, info.revision, info.events, info.cases)
+
+
+def restore_sqlite(source: Path, db: Database) -> BackupInfo:
+    """Replace the database's content with a checked copy's, in one step of SQLite's backup API (nobody sees a
+    half-restored database). Stop the server and workers first: they hold the old content in memory. The caller
+    brings the schema up to date afterwards (a copy may be older than the code)."""
+    target = _sqlite_path(db)
+    info = check_backup(source)
+    db.create_sqlite_directory()
+    copy = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    try:
+        with db.engine.connect() as connection:
+            live = connection.connection.driver_connection
+            assert isinstance(live, sqlite3.Connection)
+            copy.backup(live)
+    finally:
+        copy.close()
+    return BackupInfo(target, target.stat().st_size, info.revision, info.events, info.cases)

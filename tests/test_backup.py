@@ -1,0 +1,187 @@
+"""Backups: the embedded database copied while events keep arriving, checked, and restored (over a database that
+moved on, and from an older schema); copies that are not whole refused; and PostgreSQL's documented pg_dump and
+pg_restore, run for real, giving back the same rows and an intact audit chain."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from amends.events import Event, validate_event
+from amends.events.ledger import append_events
+from amends.recover.actors import SYSTEM
+from amends.recover.audit import audit, check_chain
+from amends.store import Database, head_revision, tables
+from amends.store.migrate import alembic_config
+from tests.conftest import NOW, an_event, service_missing
+
+
+def _cli(*args: str, url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {"AMENDS_DATABASE_URL": url, "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "amends.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+
+
+def _add(db: Database, first: int, count: int) -> None:
+    with db.unit_of_work(writes=True) as uow:
+        batch = [validate_event(an_event(n, subject=f"c-{n % 50}")) for n in range(first, first + count)]
+        append_events(uow, [e for e in batch if isinstance(e, Event)], received_at=NOW)
+        audit(uow, SYSTEM, "events.loaded", f"batch:{first}", at=NOW, count=count)
+        uow.commit()
+
+
+def _count(db: Database, table: sa.Table) -> int:
+    with db.unit_of_work() as uow:
+        return int(uow.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def test_a_backup_taken_while_events_arrive_is_whole_and_restores(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    assert _cli("init", url=url, cwd=tmp_path).returncode == 0
+    db = Database(url)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def keep_writing() -> None:
+        first = 1_000_000
+        try:
+            while not stop.is_set():
+                _add(db, first, 200)
+                first += 200
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        _add(db, 0, 20_000)
+        writer = threading.Thread(target=keep_writing)
+        writer.start()
+        try:
+            done = _cli("backup", str(tmp_path / "copy.db"), url=url, cwd=tmp_path)
+        finally:
+            stop.set()
+            writer.join()
+        assert errors == []
+        assert done.returncode == 0, done.stderr
+        assert "checked whole" in done.stderr
+        after = _count(db, tables.events)
+
+        # The copy is a consistent moment: every batch of the writer is in it whole or not at all.
+        copy = Database(f"sqlite:///{tmp_path / 'copy.db'}")
+        try:
+            copied = _count(copy, tables.events)
+            with copy.unit_of_work() as uow:
+                assert check_chain(uow).intact
+                loaded = uow.execute(sa.select(sa.func.sum(tables.audit_log.c.details["count"].as_integer()))).scalar()
+        finally:
+            copy.dispose()
+        assert 20_000 <= copied <= after
+        assert loaded == copied
+        assert not list(tmp_path.glob(".copy.db.partial"))
+
+        # Restore over the live database, which has moved on since.
+        _add(db, 5_000_000, 100)
+        db.dispose()
+        restored = _cli("restore", str(tmp_path / "copy.db"), "--yes", url=url, cwd=tmp_path)
+        assert restored.returncode == 0, restored.stderr
+        assert _count(db, tables.events) == copied
+        with db.unit_of_work() as uow:
+            assert check_chain(uow).intact
+    finally:
+        db.dispose()
+
+
+def test_a_backup_of_an_older_schema_is_restored_and_brought_up_to_date(tmp_path: Path) -> None:
+    old = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        command.upgrade(alembic_config(old), "0016")
+        with old.engine.begin() as connection:
+            connection.execute(sa.insert(tables.customers).values(id="c-1", created_at=NOW))
+    finally:
+        old.dispose()
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    assert _cli("init", url=url, cwd=tmp_path).returncode == 0
+    done = _cli("restore", str(tmp_path / "old.db"), "--yes", url=url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"schema 0016, now {head_revision()}" in done.stderr
+    new = Database(url)
+    try:
+        assert _count(new, tables.customers) == 1
+        with new.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
+    finally:
+        new.dispose()
+
+
+def test_what_is_not_a_whole_backup_is_refused_and_nothing_is_touched(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    assert _cli("init", url=url, cwd=tmp_path).returncode == 0
+    db = Database(url)
+    try:
+        _add(db, 0, 5_000)
+    finally:
+        db.dispose()
+    assert _cli("backup", str(tmp_path / "copy.db"), url=url, cwd=tmp_path).returncode == 0
+    again = _cli("backup", str(tmp_path / "copy.db"), url=url, cwd=tmp_path)
+    assert again.returncode == 2
+    assert "exists already" in again.stderr
+
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 100)
+    truncated = tmp_path / "truncated.db"
+    truncated.write_bytes((tmp_path / "copy.db").read_bytes()[:50_000])
+    for bad, reason in ((garbage, "is not an amends database"), (truncated, "is damaged|is not an amends database"),
+                        (tmp_path / "missing.db", "no such file")):  # fmt: skip
+        refused = _cli("restore", str(bad), "--yes", url=url, cwd=tmp_path)
+        assert refused.returncode == 2, refused.stderr
+        assert any(part in refused.stderr for part in reason.split("|")), refused.stderr
+    db = Database(url)
+    try:
+        assert _count(db, tables.events) == 5_000
+    finally:
+        db.dispose()
+
+    on_postgres = _cli("backup", str(tmp_path / "pg.db"), url="postgresql://amends@localhost/x", cwd=tmp_path)
+    assert on_postgres.returncode == 2
+    assert "pg_dump" in on_postgres.stderr
+
+
+def test_postgres_the_documented_pg_dump_and_pg_restore_give_everything_back(pg: Database, tmp_path: Path) -> None:
+    if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
+        service_missing("pg_dump and pg_restore", "not on PATH (Debian: postgresql-client)")
+    _add(pg, 0, 3_000)
+    source = pg.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dump = tmp_path / "amends.dump"
+    # docs/operations.md#backups, word for word but for the names.
+    subprocess.run(["pg_dump", "--format=custom", f"--file={dump}", source], check=True, timeout=300)
+    target_name = "amends_restore_check"
+    with psycopg.connect(source, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {target_name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {target_name}")
+    target = pg.url.set(drivername="postgresql", database=target_name).render_as_string(hide_password=False)
+    try:
+        subprocess.run(["pg_restore", "--no-owner", f"--dbname={target}", str(dump)], check=True, timeout=300)
+        restored = Database(pg.url.set(database=target_name).render_as_string(hide_password=False))
+        try:
+            assert _count(restored, tables.events) == _count(pg, tables.events) == 3_000
+            with restored.unit_of_work() as uow:
+                check = check_chain(uow)
+            assert check.intact
+            assert check.entries == 1
+            # The append-only triggers came back too.
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"), restored.engine.begin() as connection:
+                connection.execute(sa.delete(tables.audit_log))
+        finally:
+            restored.dispose()
+    finally:
+        with psycopg.connect(source, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {target_name} WITH (FORCE)")
