@@ -20,22 +20,22 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from amends.detect import RuleSet, load_rules, parse_rules
-from amends.detect.conditions import (
-    COMPARISONS,
-)
+from amends.detect import Evaluator, RuleSet, load_rules, parse_rules
+from amends.detect.conditions import COMPARISONS, ConditionProblem, compile_condition, parse_condition
 from amends.detect.errors import RuleSetError
 from amends.detect.packs import pack_paths
+from amends.detect.rules import event_types
 from amends.errors import InvalidInput
+from amends.events import Event, validate_event
 from amends.yamldoc import FileProblemsError
 
 T = TypeVar("T")
@@ -53,6 +53,7 @@ def fuzz(examples: int, *, deadline_seconds: float = 2.0) -> settings:
         derandomize=not _LONG_RUN,
         database=None if not _LONG_RUN else settings.default.database,
         deadline=timedelta(seconds=deadline_seconds),
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],  # explaining traces: slow
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     )
 
@@ -279,3 +280,141 @@ def test_any_bytes_as_a_rule_file_load_or_are_refused(tmp_path_factory: pytest.T
     folder = tmp_path_factory.mktemp("rules")
     (folder / "fuzz.yaml").write_bytes(raw)
     loads_or_refuses(lambda: load_rules([folder]), RuleSetError)
+
+
+# --- conditions: parsing, and evaluating over arbitrary event data -----------------------------------------
+
+
+def nested_not(levels: int) -> dict[str, Any]:
+    condition: dict[str, Any] = {"data.a": 1}
+    for _ in range(levels):
+        condition = {"not": condition}
+    return condition
+
+
+@within(30, 500)
+@fuzz(500)
+@given(condition_like())
+@example(nested_not(5000)).via("RecursionError parsing a condition built in Python")
+@example({"data.a": 10**400}).via("an integer no double holds")
+def test_any_condition_parses_or_names_its_place(raw: Any) -> None:
+    try:
+        condition = parse_condition(raw)
+    except ConditionProblem as exc:
+        assert exc.reason.strip()
+        assert isinstance(exc.where, tuple)
+        return
+    compile_condition(condition)
+
+
+_DATA_KEYS = sorted({*re.findall(r"data\.([A-Za-z_]+)", "\n".join(PACKS.values())), "a", "b", "items", "n"})
+_READ_PATHS = [
+    *(f"data.{key}" for key in _DATA_KEYS), "data.a.b", "data.items.0", "data.items.0.sku", "data.items.5",
+    "data.a.0.b.1", "subject", "type", "source", "id",
+]  # fmt: skip
+_EDGE_TIMES = ["2025-03-01T09:00:00Z", "9999-12-31T23:59:59Z", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00Z",
+               "0001-01-01T00:00:00+01:00", "2025-03-01T09:00:00", "2025-02-30T09:00:00Z"]  # fmt: skip
+
+
+def json_values() -> st.SearchStrategy[Any]:
+    """What an event's data can hold: JSON, with numbers at the edges, times at the edges, and deep nesting."""
+    leaves = json_scalars() | st.sampled_from(_EDGE_TIMES) | st.integers(-(2**64), 2**64)
+
+    def nested(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(_DATA_KEYS) | st.text(), inner)
+
+    return st.recursive(leaves, nested, max_leaves=12)
+
+
+def event_data() -> st.SearchStrategy[dict[str, Any]]:
+    """The facts the rules read, often holding plausible values or times at the edges, and others."""
+    fact = st.sampled_from([*_EDGE_TIMES, "O-1", "O-2", "V-1", 0, 180, 420, True, None]) | json_values()
+    return st.dictionaries(st.sampled_from(_DATA_KEYS), fact, max_size=8) | st.dictionaries(
+        st.text(max_size=5), json_values(), max_size=3
+    )
+
+
+def conditions() -> st.SearchStrategy[dict[str, Any]]:
+    """Valid conditions, in their YAML form, over the paths events are given, nested in all, any and not."""
+    number = st.integers(-(2**64), 2**64) | st.floats(allow_nan=False)
+    scalar = st.booleans() | number | st.text(max_size=10)
+    operator = (
+        st.tuples(st.sampled_from(["eq", "ne"]), scalar)
+        | st.tuples(st.sampled_from(["gt", "gte", "lt", "lte", "contains"]), number | st.text(max_size=10))
+        | st.tuples(st.sampled_from(["in", "nin"]), st.lists(scalar, min_size=1, max_size=3))
+        | st.tuples(st.just("exists"), st.booleans())
+    )
+    test = scalar | st.lists(scalar, min_size=1, max_size=3) | operator.map(lambda pair: {pair[0]: pair[1]})
+    compare = st.builds(lambda path, tested: {path: tested}, st.sampled_from(_READ_PATHS), test)
+
+    def combined(inner: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+        parts = st.lists(inner, min_size=1, max_size=3)
+        return (
+            st.builds(lambda items: {"all": items}, parts)
+            | st.builds(lambda items: {"any": items}, parts)
+            | st.builds(lambda item: {"not": item}, inner)
+        )
+
+    return st.recursive(compare, combined, max_leaves=8)
+
+
+def an_event(data: dict[str, Any], *, event_type: str = "order.placed", hours: float = 0) -> Event:
+    return Event("e-1", "https://example.com", event_type, T0 + timedelta(hours=hours), "C-1", data)
+
+
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+@within(30, 500)
+@fuzz(500)
+@given(conditions(), event_data())
+def test_a_condition_over_any_event_data_is_true_false_or_unknown(raw: dict[str, Any], data: dict[str, Any]) -> None:
+    event = an_event(data)
+    truth = compile_condition(parse_condition(raw))(event)
+    assert truth in (True, False, None)
+    negated = compile_condition(parse_condition({"not": raw}))(event)
+    assert negated == (None if truth is None else not truth)  # three-valued logic, whatever the data
+
+
+PACK_RULES = load_rules(pack_paths(["shop", "airline", "car_service"]))
+_EVENT_TYPES = sorted({event_type for rule in PACK_RULES for event_type in event_types(rule)})
+
+
+def an_envelope(event_type: str, *, time: str = "2025-03-01T09:00:00Z", **data: Any) -> dict[str, Any]:
+    return {"source": "https://example.com", "type": event_type, "time": time, "subject": "C-1", "data": data}
+
+
+@st.composite
+def envelopes(draw: st.DrawFn) -> dict[str, Any]:
+    """An event as a company's system might send it: a type the packs read, their facts holding anything."""
+    hours = draw(st.integers(0, 24 * 60))
+    time = (T0 + timedelta(hours=hours)).isoformat()
+    return {
+        "source": "https://example.com",
+        "type": draw(st.sampled_from(_EVENT_TYPES)),
+        "time": draw(st.sampled_from(_EDGE_TIMES)) if draw(st.integers(0, 4)) == 0 else time,
+        "subject": draw(st.sampled_from(["C-1", "C-2"])),
+        "data": draw(event_data()),
+    }
+
+
+@within(60, 200)
+@fuzz(200, deadline_seconds=5)
+@given(st.lists(envelopes(), max_size=12))
+@example([an_envelope("order.placed", order_id="O-1", promised_by="9999-12-31T23:59:59Z")]).via(
+    "a deadline field at the end of time: OverflowError adding the offset"
+)
+@example([an_envelope("order.placed", time="9999-12-31T22:00:00Z", order_id="O-1", promised_by=_EDGE_TIMES[0])]).via(
+    "an event at the end of time: OverflowError adding watch_late_for to its deadline"
+)
+@example([an_envelope("order.placed", time="0001-01-01T00:00:00+01:00")]).via(
+    "OverflowError converting a time in year 1 to UTC"
+)
+@example([an_envelope("order.placed", big=2**64)]).via("TypeError: orjson cannot write an integer past 64 bits")
+def test_the_shipped_rules_evaluate_any_events_they_are_given(items: list[dict[str, Any]]) -> None:
+    outcomes = [validate_event({**item, "id": f"e-{n}"}) for n, item in enumerate(items)]  # each stored once
+    events = [outcome for outcome in outcomes if isinstance(outcome, Event)]
+    evaluator = Evaluator(PACK_RULES)
+    evaluator.observe(events)
+    evaluator.advance()
+    evaluator.advance(datetime.max.replace(tzinfo=UTC))  # every timer is due

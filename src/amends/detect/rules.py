@@ -100,7 +100,8 @@ class Deadline:
     offset: timedelta
 
     def at(self, event: Event) -> datetime | None:
-        """The deadline for this start event; None when its field is missing or not an RFC 3339 time."""
+        """The deadline for this start event; None when its field is missing or not an RFC 3339 time of the years
+        1900 to 2999."""
         if self.path is None:
             return event.time + self.offset
         value = self.path.read(event)
@@ -239,7 +240,8 @@ class RuleSet:
 
 
 def parse_instant(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp with its offset (`2025-03-01T09:00:00+01:00`, `…Z`), else None."""
+    """An RFC 3339 timestamp with its offset (`2025-03-01T09:00:00+01:00`, `…Z`) in the years 1900 to 2999, else
+    None."""
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         return None
     try:
@@ -248,8 +250,10 @@ def parse_instant(value: Any) -> datetime | None:
         return None
 
 
-# Strict RFC 3339 (the batch evaluator applies the same pattern before DuckDB casts, so both read the same).
-RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
+# Strict RFC 3339 (the batch evaluator applies the same pattern before DuckDB casts, so both read the same), in
+# the years events may have (events.EARLIEST to LATEST): a deadline plus its offset and `watch_late_for` must stay
+# a time Python can hold. `9999-12-31…`, a common "never", is no deadline.
+RFC3339_PATTERN = r"^(?:19|2\d)\d{2}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
 _RFC3339 = re.compile(RFC3339_PATTERN)
 
 

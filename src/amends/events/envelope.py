@@ -1,7 +1,7 @@
 """The event envelope: CloudEvents 1.0 in structured JSON form, as amends accepts it.
 
-Required: `id`, `source`, `type`, `time` (with a time zone; kept in UTC) and `subject` (the customer's
-id). `data` is a JSON object. Other CloudEvents attributes and extensions are kept as sent.
+Required: `id`, `source`, `type`, `time` (with a time zone, in the years 1900 to 2999; kept in UTC) and
+`subject` (the customer's id). `data` is a JSON object. Other CloudEvents attributes and extensions are kept as sent.
 Validation runs on every ingested event, so it is a TypedDict checked by pydantic-core, not a model.
 """
 
@@ -17,8 +17,13 @@ import orjson
 from pydantic import AwareDatetime, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
-__all__ = ["ENVELOPE_SCHEMA", "Event", "Violation", "validate_event"]
+__all__ = ["EARLIEST", "ENVELOPE_SCHEMA", "LATEST", "Event", "Violation", "validate_event"]
 
+# The instants an event may have. Detection adds windows and deadlines of up to a hundred years each
+# (durations.MAX_DURATION) to them, which must stay within Python's years 1 to 9999; and a time outside is a
+# placeholder ("never", "unknown"), not when something happened.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 # CloudEvents 1.0 §3.1.1: extension attribute names are lower-case letters and digits.
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _JSON_MEDIA_TYPE = re.compile(r"^application/([\w.+-]+\+)?json(\s*;.*)?$", re.IGNORECASE)
@@ -106,11 +111,14 @@ def validate_event(item: Any) -> Event | Violation:
             return problem
     if (problem := _find_nul(valid)) is not None:
         return problem
+    time = valid["time"]
+    if not EARLIEST <= time < LATEST:  # compared as instants: converting 0001-01-01T00:00+01:00 would overflow
+        return Violation("time", f"must lie in the years {EARLIEST.year} to {LATEST.year - 1} (UTC), got {time}")
     return Event(
         id=valid["id"],
         source=valid["source"],
         type=valid["type"],
-        time=valid["time"].astimezone(UTC),
+        time=time.astimezone(UTC),
         subject=valid["subject"],
         data=valid.get("data", {}),
         attributes=attributes,
@@ -125,10 +133,48 @@ def _find_nul(valid: Mapping[str, Any]) -> Violation | None:
     # PostgreSQL refuses NUL in text and jsonb, and SQLite's text functions stop at it: an event holding
     # one could not be stored intact, so it is refused here with the field named. JSON escapes NUL as
     # \u0000, so one search of the serialised event rules it out; only a hit is looked at closely.
-    if b"\\u0000" not in orjson.dumps(valid, default=str):
+    try:
+        serialised = orjson.dumps(valid, default=str)
+    except orjson.JSONEncodeError:
+        # a value JSON cannot hold; only Python callers (a Parquet file's 128-bit integers) can hand one in
+        return _unencodable(valid, ()) or Violation("event", "cannot be written as JSON")
+    if b"\\u0000" not in serialised:
         return None
     path = _nul_path(valid, ())  # a plain dict at run time: pydantic returns TypedDicts as dicts
     return None if path is None else Violation(".".join(path), _NUL_REASON)
+
+
+_INT64 = (-(2**63), 2**64 - 1)  # what orjson writes: signed and unsigned 64-bit integers
+
+
+def _unencodable(value: Any, path: tuple[str, ...]) -> Violation | None:
+    """The first value that cannot be written as JSON: an integer past 64 bits, or text with a lone surrogate."""
+    match value:
+        case bool():
+            return None
+        case int() if not _INT64[0] <= value <= _INT64[1]:
+            return Violation(".".join(path), "an integer beyond 64 bits; send it as text")
+        case str() if not _is_unicode(value):
+            return Violation(".".join(path), "is not valid Unicode text (it holds a lone surrogate)")
+        case dict():
+            for key, item in value.items():
+                if isinstance(key, str) and not _is_unicode(key):
+                    return Violation(".".join(path) or "data", f"a key is not valid Unicode text: {key!r}")
+                if (found := _unencodable(item, (*path, str(key)))) is not None:
+                    return found
+        case list():
+            for index, item in enumerate(value):
+                if (found := _unencodable(item, (*path, str(index)))) is not None:
+                    return found
+    return None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _nul_path(value: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
