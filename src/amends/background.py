@@ -1,7 +1,7 @@
 """The background work of a process: every few seconds, fire the detection deadlines that fell due (and pick
 up changed rules), take the new incidents into cases, ask for feedback about new interactions, alert staff of
-feedback past its due time, and deliver the messages that are due. `amends serve` runs it beside the API,
-`amends worker` alone."""
+feedback past its due time, and deliver the messages that are due; once an hour, apply the retention settings.
+`amends serve` runs it beside the API, `amends worker` alone."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from amends.errors import AmendsError
 from amends.feedback.asking import Asking
 from amends.feedback.service import FeedbackDesk
 from amends.outreach.delivery import Delivery
+from amends.privacy.retention import Retention
 from amends.recover.service import Recovery
 from amends.store import Database
 
@@ -32,12 +33,15 @@ class Background:
         delivery: Delivery | None = None,
         feedback: tuple[FeedbackDesk, Database] | None = None,
         asking: Asking | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self.detection = detection
         self.recovery = recovery
         self.delivery = delivery
         self.feedback = feedback
         self.asking = asking
+        self.retention = retention if retention is not None and retention.enabled else None
+        self._retained_at: datetime | None = None
         self.seconds = seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,11 +66,19 @@ class Background:
             settled = self.delivery.tick()
             if settled.sent or settled.dead:
                 log.info("outbox: %d message(s) sent, %d dead", len(settled.sent), len(settled.dead))
+        now = datetime.now(UTC)
+        if self.retention is not None and (
+            self._retained_at is None or now - self._retained_at >= self.retention.every
+        ):
+            retained = self.retention.run(now)
+            self._retained_at = now
+            if retained.anything:
+                log.info("retention: %d event(s) deleted, texts erased: %s", retained.events, retained.erased)
 
     def start(self) -> None:
         """Run `tick` every `seconds` on a daemon thread until `stop`."""
         if self._thread is not None or not (
-            self.detection or self.recovery or self.delivery or self.asking or self.feedback
+            self.detection or self.recovery or self.delivery or self.asking or self.feedback or self.retention
         ):
             return
         self._stop.clear()

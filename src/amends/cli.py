@@ -153,6 +153,7 @@ def worker() -> None:
     from amends.feedback.service import FeedbackDesk
     from amends.outreach.delivery import Delivery
     from amends.outreach.service import Outreach
+    from amends.privacy.retention import Retention
 
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -172,9 +173,11 @@ def worker() -> None:
         if settings.broker_url is not None:
             _broker_worker(db, settings, recovery, delivery, asking, alerts)
             return
-        if detection is None and recovery is None and delivery is None:
+        keeping = Retention.from_settings(db, settings)
+        if detection is None and recovery is None and delivery is None and not keeping.enabled:
             raise InvalidInput(
-                "detect_enabled", "detection, recovery and delivery are switched off: a worker has nothing to do"
+                "detect_enabled",
+                "detection, recovery, delivery and retention are switched off: a worker has nothing to do",
             )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
@@ -192,6 +195,7 @@ def worker() -> None:
                 delivery=delivery,
                 asking=asking,
                 feedback=alerts,
+                retention=keeping,
             ).run(stop)
         if detection is not None:
             detected = detection.detector.detected
@@ -338,6 +342,7 @@ def _broker_worker(
     from amends.broker_worker import BrokerWorker
     from amends.detect import RuleSetError
     from amends.detect.service import Detection
+    from amends.privacy.retention import Retention
 
     # The partitions store every event, rules or none: with detection off, they evaluate an empty rule set.
     rules = settings if settings.detect_enabled else settings.model_copy(update={"rule_packs": (), "rules_dir": None})
@@ -347,8 +352,9 @@ def _broker_worker(
         _print_rule_problems(exc)
         raise typer.Exit(2) from None
     background = Background(
-        detection, recovery, seconds=settings.detect_sweep_seconds, delivery=delivery, asking=asking, feedback=alerts
-    )
+        detection, recovery, seconds=settings.detect_sweep_seconds, delivery=delivery, asking=asking, feedback=alerts,
+        retention=Retention.from_settings(db, settings),
+    )  # fmt: skip
     worker = BrokerWorker(db, settings, detection, background=background)
     console.print(
         f"amends worker (broker mode): {len(detection.rules)} rules, {settings.broker_partitions} partitions of "
@@ -1470,6 +1476,25 @@ def restore(
         f"Restored {restored.events:,} events and {restored.cases:,} cases from {source} "
         f"(schema {restored.revision}, now {head_revision()})."
     )
+
+
+@app.command()
+def retention() -> None:
+    """Apply the retention settings now (the background work does it once an hour): delete the events older than
+    events_retention, and erase what customers wrote longer ago than feedback_text_retention."""
+    from amends.privacy.retention import Retention
+
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    try:
+        keeper = Retention.from_settings(db, settings)
+        if not keeper.enabled:
+            raise InvalidInput("events_retention", "neither events_retention nor feedback_text_retention is set")
+        done = keeper.run(_now())
+    finally:
+        db.dispose()
+    erased = ", ".join(f"{kind} {count:,}" for kind, count in done.erased.items()) or "none (not set)"
+    err_console.print(f"Retention applied: {done.events:,} events deleted; texts erased: {erased}.")
 
 
 customers_app = typer.Typer(help="A customer's personal data: a copy of it, or its erasure.", no_args_is_help=True)

@@ -135,6 +135,16 @@ class Settings(BaseSettings):
         default=timedelta(days=7),
         description="How long the stream keeps an event: longer than any outage of all workers may last.",
     )
+    events_retention: timedelta | None = Field(
+        default=None,
+        description="Delete events that happened and arrived longer ago than this (at least 30 days; longer than "
+        "the rules' longest window and the history the risk model learns from). Default: kept.",
+    )
+    feedback_text_retention: timedelta | None = Field(
+        default=None,
+        description="Erase what customers wrote (feedback, replies, complaints) and the answers to it after this "
+        "long (at least 30 days); the labels, ratings and counts stay. Default: kept.",
+    )
     broker_batch: int = Field(
         default=500, ge=1, le=10_000, description="Messages a worker takes from a partition per transaction."
     )
@@ -424,11 +434,20 @@ class Settings(BaseSettings):
         "holdout_close_after",
         "holdout_horizon",
         "broker_retention",
+        "events_retention",
+        "feedback_text_retention",
         mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value, zero=True) if isinstance(value, str) else value
+
+    @field_validator("events_retention", "feedback_text_retention")
+    @classmethod
+    def _a_month_at_least(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(days=30):
+            raise ValueError("at least 30 days (or unset: kept)")
+        return value
 
     @field_validator("response_sla")
     @classmethod

@@ -23,6 +23,7 @@ from amends.feedback.asking import Asking
 from amends.feedback.service import FeedbackDesk
 from amends.outreach.delivery import Delivery
 from amends.outreach.service import Outreach
+from amends.privacy.retention import Retention
 from amends.recover.service import Recovery
 from amends.store import Database
 from amends.web import console
@@ -81,6 +82,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         delivery=Delivery.from_settings(database, settings) if settings.outbox_deliver else None,
         asking=asking if asking.enabled else None,
         feedback=(desk, database) if desk.alerts else None,
+        retention=Retention.from_settings(database, settings),
     )
 
     @asynccontextmanager

@@ -1,0 +1,107 @@
+"""How long personal data is kept: events older than `events_retention` are deleted, and what customers wrote
+(feedback, replies, complaints) and the answers to it are erased after `feedback_text_retention`, keeping the
+labels, ratings and counts the measures need. Runs in small transactions, so the server and workers are never
+held up, from the background work once an hour or from `amends retention` (docs/security.md#privacy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from amends.config import Settings
+from amends.privacy.customers import ERASED
+from amends.store import Database, tables
+
+__all__ = ["Retained", "Retention"]
+
+_BATCH = 5_000
+t = tables
+
+
+@dataclass(slots=True)
+class Retained:
+    """What one pass removed: events deleted, and texts erased by kind."""
+
+    events: int = 0
+    erased: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.events or any(self.erased.values()))
+
+
+# Each kind of text: its table, when it came, the key, and what it becomes (text columns: ERASED where they must
+# hold text, NULL where they may; JSON columns: the value given).
+_TEXTS: dict[str, tuple[sa.Table, sa.Column[datetime], dict[str, object]]] = {
+    "feedback": (t.feedback, t.feedback.c.received_at,
+                 {"text": ERASED, "liked": None, "disliked": None, "author": None, "reasons": {}}),
+    "replies": (t.inbound_replies, t.inbound_replies.c.received_at,
+                {"text": ERASED, "full_text": None, "html": None, "subject": None, "headers": []}),
+    "complaints": (t.complaints, t.complaints.c.received_at, {"text": ERASED}),
+    "answers": (t.feedback_responses, t.feedback_responses.c.at, {"text": ERASED}),
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    db: Database
+    events_for: timedelta | None
+    texts_for: timedelta | None
+    every: timedelta = timedelta(hours=1)
+
+    @classmethod
+    def from_settings(cls, db: Database, settings: Settings) -> Retention:
+        return cls(db, settings.events_retention, settings.feedback_text_retention)
+
+    @property
+    def enabled(self) -> bool:
+        return self.events_for is not None or self.texts_for is not None
+
+    def run(self, now: datetime) -> Retained:
+        """One whole pass: everything past its time goes, a batch per transaction."""
+        done = Retained()
+        if self.events_for is not None:
+            done.events = self._delete_events(now - self.events_for)
+        if self.texts_for is not None:
+            for kind, (table, at, values) in _TEXTS.items():
+                done.erased[kind] = self._erase(table, at, values, now - self.texts_for)
+        return done
+
+    def _delete_events(self, cutoff: datetime) -> int:
+        # An event that arrived within the period stays even if it happened before it: it may be a late arrival
+        # that detection has still to see.
+        events, total = t.events, 0
+        while True:
+            with self.db.unit_of_work(writes=True) as uow:
+                oldest = (
+                    sa.select(events.c.seq)
+                    .where(events.c.time < cutoff, events.c.received_at < cutoff)
+                    .order_by(events.c.seq)
+                    .limit(_BATCH)
+                    .scalar_subquery()
+                )
+                gone = uow.execute(sa.delete(events).where(events.c.seq.in_(oldest))).rowcount
+                uow.commit()
+            total += gone
+            if gone < _BATCH:
+                return total
+
+    def _erase(self, table: sa.Table, at: sa.Column[datetime], values: dict[str, object], cutoff: datetime) -> int:
+        key, total = table.c.id, 0
+        while True:
+            with self.db.unit_of_work(writes=True) as uow:
+                due = (
+                    sa.select(key)
+                    .where(at < cutoff, table.c.text != ERASED)
+                    .order_by(key)
+                    .limit(_BATCH)
+                    .scalar_subquery()
+                )
+                erased = uow.execute(sa.update(table).where(key.in_(due)).values(**values)).rowcount
+                uow.commit()
+            total += erased
+            if erased < _BATCH:
+                return total

@@ -1,0 +1,131 @@
+"""Retention, on both engines: events past `events_retention` deleted (a late arrival kept), what customers wrote
+past `feedback_text_retention` erased with its labels and ratings kept, batch by batch, from the background work
+and from `amends retention`; periods too short refused by name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from amends.access import Scope
+from amends.background import Background
+from amends.config import Settings, SettingsError, load_settings
+from amends.events import Event, validate_event
+from amends.events.ledger import append_events
+from amends.privacy import ERASED
+from amends.privacy import retention as retention_module
+from amends.privacy.retention import Retention
+from amends.store import Database, tables
+from amends.web import create_app
+from tests.conftest import an_event, new_key, settings_for
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _events(db: Database, numbers: range, *, happened: datetime, arrived: datetime) -> None:
+    valid = [validate_event(an_event(n, time=happened.isoformat())) for n in numbers]
+    with db.unit_of_work(writes=True) as uow:
+        append_events(uow, [e for e in valid if isinstance(e, Event)], received_at=arrived)
+        uow.commit()
+
+
+def _event_ids(db: Database) -> set[str]:
+    with db.unit_of_work() as uow:
+        return set(uow.execute(sa.select(tables.events.c.event_id)).scalars())
+
+
+def test_events_past_their_time_go_batch_by_batch_and_a_late_arrival_stays(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention_module, "_BATCH", 40)
+    old = NOW - timedelta(days=100)
+    _events(db, range(130), happened=old, arrived=old)  # past: more than three batches
+    _events(db, range(200, 210), happened=old, arrived=NOW - timedelta(hours=1))  # late: arrived just now
+    _events(db, range(300, 310), happened=NOW - timedelta(days=5), arrived=NOW - timedelta(days=5))
+    keeper = Retention(db, events_for=timedelta(days=90), texts_for=None)
+
+    done = keeper.run(NOW)
+
+    assert done.events == 130
+    assert _event_ids(db) == {f"evt-{n}" for n in (*range(200, 210), *range(300, 310))}
+    assert keeper.run(NOW).events == 0
+    with db.unit_of_work() as uow:  # the customers stay: their cases and measures still name them
+        assert uow.execute(sa.select(sa.func.count()).select_from(tables.customers)).scalar_one() == 7
+
+
+def test_what_customers_wrote_is_erased_after_its_time_and_the_labels_stay(db: Database) -> None:
+    settings = settings_for(db, feedback_text_retention="60d")
+    key = new_key(db, "mailbox", [Scope.FEEDBACK_WRITE])
+    with TestClient(create_app(settings, db)) as client:
+        for number, days in ((1, 90), (2, 61), (3, 10)):
+            posted = client.post(
+                "/v1/feedback",
+                json={"source": "mailbox", "id": f"m-{number}", "channel": "email", "customer": f"C-{number}",
+                      "author": "Robin Vale", "text": f"Terrible wait, number {number}. Call me on 0161 496 0000.",
+                      "rating": 1, "scale": "csat", "received_at": (NOW - timedelta(days=days)).isoformat()},
+                headers={"Authorization": f"Bearer {key}"},
+            )  # fmt: skip
+            assert posted.status_code == 201, posted.text
+    with db.unit_of_work() as uow:
+        before = {r.id: r for r in uow.execute(sa.select(tables.feedback))}
+
+    Background(None, None, seconds=60, retention=Retention.from_settings(db, settings)).tick()
+
+    with db.unit_of_work() as uow:
+        after = {r.id: r for r in uow.execute(sa.select(tables.feedback))}
+    erased = {i for i, r in after.items() if r.text == ERASED}
+    assert erased == {i for i, r in before.items() if r.received_at < NOW - timedelta(days=60)}
+    assert len(erased) == 2
+    for i in erased:
+        assert after[i].author is None
+        assert after[i].rating == before[i].rating == 1
+        assert after[i].sentiment == before[i].sentiment
+        assert after[i].topic == before[i].topic
+    [kept] = [r for i, r in after.items() if i not in erased]
+    assert "number 3" in kept.text
+    assert kept.author == "Robin Vale"
+    assert Retention.from_settings(db, settings).run(NOW).erased["feedback"] == 0
+
+
+def test_periods_shorter_than_a_month_are_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMENDS_EVENTS_RETENTION", "10d")
+    with pytest.raises(SettingsError, match=r"AMENDS_EVENTS_RETENTION.*at least 30 days"):
+        load_settings()
+    monkeypatch.delenv("AMENDS_EVENTS_RETENTION")
+    assert Settings(feedback_text_retention="400d").feedback_text_retention == timedelta(days=400)
+    assert Settings().events_retention is None
+
+
+def test_the_command_applies_retention_and_says_what_it_did(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'amends.db'}"
+    env = {"AMENDS_DATABASE_URL": url, "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "amends.cli", *args], env=env | extra, capture_output=True,
+                              text=True, timeout=120, check=False)  # fmt: skip
+
+    assert cli("init").returncode == 0
+    db = Database(url)
+    try:
+        old = NOW - timedelta(days=400)
+        _events(db, range(25), happened=old, arrived=old)
+        _events(db, range(100, 105), happened=NOW, arrived=NOW)
+    finally:
+        db.dispose()
+    unset = cli("retention")
+    assert unset.returncode == 2
+    assert "events_retention" in unset.stderr
+    done = cli("retention", AMENDS_EVENTS_RETENTION="365d")
+    assert done.returncode == 0, done.stderr
+    assert "25 events deleted" in done.stderr
+    db = Database(url)
+    try:
+        assert _event_ids(db) == {f"evt-{n}" for n in range(100, 105)}
+    finally:
+        db.dispose()
