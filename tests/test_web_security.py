@@ -20,7 +20,7 @@ from enum import StrEnum
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -775,3 +775,81 @@ def test_a_payload_in_any_field_is_shown_as_text_and_never_runs(world: World) ->
     assert missing == [], missing
     assert str(escape(XSS_CUSTOMER)) in everything
     assert len(shown) > 60
+
+
+# --- 3. forged forms ----------------------------------------------------------------------------------------------
+
+
+def test_a_console_form_without_its_token_or_from_another_site_is_refused_and_changes_nothing(world: World) -> None:
+    table = probes(world.seeded)
+    forms = [route for route in app_routes(world.app) if route[0] == "POST" and route[1].startswith("/console/")]
+    forms = sorted((r for r in forms if r[1] != "/console/login"), key=lambda r: r[1] == "/console/logout")
+    assert len(forms) >= 15
+    for route in forms:
+        policy, probe = POLICY[route], table[route]
+        actor = next(a for a in ROLE_ORDER if policy.expect(a) is Outcome.OK)
+        form, own = dict(probe.form or {}), world.csrf(actor)
+        forged = {
+            "no token": ({**form}, {}),
+            "an empty token": ({**form, "csrf": ""}, {}),
+            "a wrong token": ({**form, "csrf": "x" * len(own)}, {}),
+            "another session's token": ({**form, "csrf": world.csrf("admin" if actor != "admin" else "agent")}, {}),
+            "another site": ({**form, "csrf": own}, {"Origin": "https://evil.example"}),
+            "another site's page": ({**form, "csrf": own}, {"Referer": "https://evil.example/page"}),
+            "a sandboxed frame": ({**form, "csrf": own}, {"Origin": "null"}),
+            "a look-alike host": ({**form, "csrf": own}, {"Origin": "http://testserver.evil.example"}),
+            "our host over another scheme": ({**form, "csrf": own}, {"Origin": "https://testserver"}),
+        }
+        client = world.browser(actor)
+        before = snapshot(world.db)
+        for why, (fields, headers) in forged.items():
+            refused = client.post(probe.path, data=fields, headers=headers)
+            assert refused.status_code == 403, (route, why, refused.status_code)
+            assert "CSRF" in refused.text or "another site" in refused.text, (route, why)
+        # A body another site can send without asking first (text/plain) is not read as a form.
+        plain = client.post(
+            probe.path, content=urlencode({**form, "csrf": own}), headers={"Content-Type": "text/plain"}
+        )
+        assert plain.status_code in (403, 422), (route, plain.status_code)
+        assert changes(before, snapshot(world.db)) == [], route
+        assert client.get("/console").status_code == 200, route  # a forged logout ended nothing either
+        # From the console's own page, with its token, the same form is done: the token and the origin were why.
+        ours = {"Origin": "http://testserver", "Referer": "http://testserver/console"}
+        assert client.post(probe.path, data={**form, "csrf": own}, headers=ours).status_code in probe.ok, route
+
+
+def nonce_of(client: TestClient) -> str:
+    """The login form's nonce, from a fresh login page (which sets the cookie it must match)."""
+    found = re.search(r'name="nonce" value="([^"]+)"', client.get("/console/login").text)
+    assert found is not None
+    return found.group(1)
+
+
+def test_a_login_needs_the_nonce_of_its_own_page_and_our_origin(world: World) -> None:
+    def log_in_with(client: TestClient, nonce: str | None, **headers: str) -> httpx.Response:
+        fields = {"login": "ana", "password": PASSWORD, "next": "/console"}
+        return client.post("/console/login", data=fields if nonce is None else {**fields, "nonce": nonce},
+                           headers=headers)  # fmt: skip
+
+    victim, attacker = world.browser(), world.browser()
+    sessions = snapshot(world.db)  # a refused login writes nothing, not even an audit entry
+    forged: dict[str, Callable[[str], httpx.Response]] = {  # each given the nonce of the victim's fresh page
+        "no nonce": lambda _nonce: log_in_with(victim, None),
+        "an empty nonce": lambda _nonce: log_in_with(victim, ""),
+        "the attacker's nonce": lambda _nonce: log_in_with(victim, nonce_of(attacker)),
+        "a nonce without its cookie": lambda nonce: log_in_with(world.browser(), nonce),
+        "another site": lambda nonce: log_in_with(victim, nonce, Origin="https://evil.example"),
+        "another site's page": lambda nonce: log_in_with(victim, nonce, Referer="https://evil.example/"),
+    }
+    for why, attempt in forged.items():
+        response = attempt(nonce_of(victim))
+        assert response.status_code == 403, (why, response.status_code)
+        assert "amends_session" not in response.cookies, why
+    assert changes(sessions, snapshot(world.db)) == []
+    with world.db.engine.connect() as connection:
+        live = connection.execute(sa.select(sa.func.count()).select_from(tables.console_sessions)).scalar_one()
+    assert log_in_with(victim, nonce_of(victim), Origin="http://testserver").status_code == 303
+    with world.db.engine.connect() as connection:
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(tables.console_sessions)).scalar_one() == live + 1
+        )

@@ -49,6 +49,7 @@ __all__ = [
     "render",
     "rule_titles",
     "safe_next",
+    "same_origin",
 ]
 
 T = TypeVar("T")
@@ -238,8 +239,9 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def _same_origin(request: Request, settings: Settings) -> bool:
+def same_origin(request: Request) -> bool:
     """Whether a POST came from the console's own pages, as far as the browser tells (Origin, else Referer)."""
+    settings = _settings(request)
     claimed = request.headers.get("origin") or request.headers.get("referer")
     if claimed is None:
         return True  # not a browser, or one that sends neither: the CSRF token still has to match
@@ -269,7 +271,7 @@ async def form_fields(request: Request) -> dict[str, str]:
 
 async def form_of(request: Request, user: ConsoleUser) -> dict[str, str]:
     """The form of a POST by `user`, once its CSRF token and origin are checked (Forbidden otherwise)."""
-    if not _same_origin(request, _settings(request)):
+    if not same_origin(request):
         raise Forbidden("the form was posted from another site")
     fields = await form_fields(request)
     if not valid_csrf(user.session, fields.get("csrf")):

@@ -26,6 +26,7 @@ from amends.web.console._base import (
     redirect,
     render,
     safe_next,
+    same_origin,
     writing,
 )
 
@@ -69,7 +70,9 @@ async def login(request: Request) -> Response:
     fields = await form_fields(request)
     next_url = safe_next(fields.get("next"))
     nonce = request.cookies.get(_LOGIN_NONCE)
-    if not nonce or not secrets.compare_digest(nonce, fields.get("nonce", "")):
+    # Double submit alone trusts whoever can set a cookie for this host (a sibling subdomain can): a login posted
+    # from another site is refused like every other form of the console.
+    if not same_origin(request) or not nonce or not secrets.compare_digest(nonce, fields.get("nonce", "")):
         return _login_page(request, next_url, error="The login form had expired. Please try again.", status=403)
     previous = request.cookies.get(COOKIE)
     login_name = fields.get("login", "").strip()
