@@ -9,18 +9,20 @@ gets its own copy of its SQLite database.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -853,3 +855,119 @@ def test_a_login_needs_the_nonce_of_its_own_page_and_our_origin(world: World) ->
         assert (
             connection.execute(sa.select(sa.func.count()).select_from(tables.console_sessions)).scalar_one() == live + 1
         )
+
+
+# --- 4. open redirects ------------------------------------------------------------------------------------------
+
+ELSEWHERE = (
+    "//evil.example", "https://evil.example/console", "http:evil.example", "/\\evil.example", "\\\\evil.example",
+    "%2F%2Fevil.example", "/%2F/evil.example", " //evil.example", "/\t/evil.example", "javascript:alert(1)",
+    "/console@evil.example", "/console//evil.example", "/console/../docs", "/console/%2e%2e/docs",
+    "/console/%2E%2E/%2e%2e//evil.example", "/console/..\\..\\evil.example", "/console\t/../../docs",
+    "/console/./../v1/audit", "/consolex/../docs", "/console/login?next=//evil.example",
+)  # fmt: skip
+
+
+def lands_in_the_console(location: str) -> bool:
+    """Whether a browser told to go to `location` from a console page stays on a console page of this server (as
+    browsers read a URL: tabs and newlines dropped, a backslash as a slash, %2e as a dot)."""
+    read = re.sub(r"[\t\n\r]", "", location).replace("\\", "/")
+    read = re.sub("%2e", ".", read, flags=re.IGNORECASE)
+    target = urlsplit(urljoin("http://testserver/console/login", read))
+    on_console = target.path == "/console" or target.path.startswith("/console/")
+    return (target.scheme, target.netloc) == ("http", "testserver") and on_console
+
+
+def test_after_login_the_browser_goes_only_to_a_console_page(world: World) -> None:
+    for where in ELSEWHERE[:3]:  # through the form itself, by name and password
+        location = log_in(world.browser(), "ana", PASSWORD, where).headers["location"]
+        assert lands_in_the_console(location), (where, location)
+    signed = world.browser("agent")  # signed in: the login page sends on at once, by the same rule
+    anonymous = world.browser()
+    for where in ELSEWHERE:
+        location = signed.get("/console/login", params={"next": where}).headers["location"]
+        assert lands_in_the_console(location), (where, location)
+        form = re.search(r'name="next" value="([^"]*)"', anonymous.get("/console/login", params={"next": where}).text)
+        assert form is not None
+        assert lands_in_the_console(str(escape(form.group(1)).unescape())), (where, form.group(1))
+    # A page asked for without a session remembers it, and only as a console path.
+    asked = anonymous.get("/console/customers//evil.example").headers["location"]
+    assert asked.startswith("/console/login?next=")
+    assert lands_in_the_console(parse_qs(urlsplit(asked).query)["next"][0])
+
+
+# --- 5. sessions ---------------------------------------------------------------------------------------------------
+
+
+def session_row(db: Database, token: str) -> Any:
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    with db.engine.connect() as connection:
+        return connection.execute(
+            sa.select(tables.console_sessions).where(tables.console_sessions.c.id == digest)
+        ).first()
+
+
+def test_a_session_is_made_at_login_kept_only_as_a_hash_and_never_taken_over(world: World) -> None:
+    planted = secrets.token_urlsafe(32)  # a cookie an attacker set in the browser before its owner logs in
+    victim = world.browser()
+    victim.cookies.set("amends_session", planted)
+    logged_in = log_in(victim, "ana", PASSWORD)
+    assert logged_in.status_code == 303
+    token = logged_in.cookies["amends_session"]
+    assert token != planted
+    assert len(token) >= 43  # 256 random bits
+    signed = world.browser()
+    signed.cookies.set("amends_session", token)
+    assert "Ana Agent" in signed.get("/console").text
+    attacker = world.browser()
+    attacker.cookies.set("amends_session", planted)
+    assert attacker.get("/console").headers["location"].startswith("/console/login")
+    with world.db.engine.connect() as connection:
+        stored = "\n".join(repr(tuple(row)) for row in connection.execute(sa.select(tables.console_sessions)))
+    assert token not in stored  # only its SHA-256
+    assert session_row(world.db, token) is not None
+
+
+def test_logout_ends_the_session_on_the_server(world: World) -> None:
+    client = world.browser()
+    log_in(client, "ana", PASSWORD)
+    token = client.cookies["amends_session"]
+    page = client.get("/console")
+    assert client.post("/console/logout", data={"csrf": csrf_of(page.text)}).status_code == 303
+    assert session_row(world.db, token) is None
+    replayed = world.browser()
+    replayed.cookies.set("amends_session", token)
+    assert replayed.get("/console").headers["location"].startswith("/console/login")
+    assert replayed.post("/console/logout", data={"csrf": csrf_of(page.text)}).status_code == 303  # to the login
+    assert replayed.get("/console/ledger").status_code == 303
+
+
+def test_a_session_ends_after_its_idle_time_and_at_its_absolute_expiry(world: World) -> None:
+    sessions = tables.console_sessions
+    settings: Settings = world.app.state.settings
+    idle, lifetime = settings.console_session_idle, settings.console_session_lifetime
+
+    def fresh_session() -> tuple[TestClient, str]:
+        client = world.browser()
+        log_in(client, "ana", PASSWORD)
+        return client, hashlib.sha256(client.cookies["amends_session"].encode()).hexdigest()
+
+    def set_times(digest: str, **times: datetime) -> None:
+        with world.db.engine.begin() as connection:
+            connection.execute(sa.update(sessions).where(sessions.c.id == digest).values(**times))
+
+    now = datetime.now(UTC)
+    client, digest = fresh_session()
+    row = session_row(world.db, client.cookies["amends_session"])
+    assert row.expires_at - row.created_at == lifetime
+    set_times(digest, last_seen_at=now - idle + timedelta(minutes=2))  # nearly idle: still in, and kept alive
+    assert client.get("/console").status_code == 200
+    kept = session_row(world.db, client.cookies["amends_session"])
+    assert kept.last_seen_at > now - timedelta(minutes=1)
+    assert kept.expires_at == row.expires_at  # use never moves the absolute expiry
+    set_times(digest, last_seen_at=now - idle - timedelta(seconds=1))
+    assert client.get("/console").headers["location"].startswith("/console/login")
+
+    client, digest = fresh_session()  # used a moment ago, but past its lifetime
+    set_times(digest, created_at=now - lifetime - timedelta(minutes=1), expires_at=now - timedelta(seconds=1))
+    assert client.get("/console").headers["location"].startswith("/console/login")

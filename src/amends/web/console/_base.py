@@ -16,7 +16,7 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import jinja2
 import limits
@@ -230,11 +230,15 @@ def rule_titles(request: Request) -> dict[str, str]:
 
 
 def safe_next(value: str | None) -> str:
-    """Where to go after login: a path of the console only (never another site: no open redirect)."""
-    if not value or not value.startswith("/console") or value.startswith("//") or "\\" in value:
+    """Where to go after login: a path of the console only (never another site: no open redirect). Browsers drop
+    tabs and newlines, read a backslash as a slash and "%2e" as a dot, so a target with any of those, or with a dot
+    segment that would climb out of /console, goes to the queue instead."""
+    if not value or "\\" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         return "/console"
     parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
+    if parts.scheme or parts.netloc or not (parts.path == "/console" or parts.path.startswith("/console/")):
+        return "/console"
+    if any(segment in (".", "..") for segment in unquote(parts.path).split("/")):
         return "/console"
     return value
 
