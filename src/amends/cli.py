@@ -7,7 +7,6 @@ Exit codes: 0 done; 1 done but not everything could be stored (rows rejected), o
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import secrets
 import signal
@@ -40,6 +39,7 @@ from amends.events import (
     RejectedRow,
     ingest_file,
 )
+from amends.logs import configure_logging
 from amends.store import Database, head_revision, upgrade
 
 if TYPE_CHECKING:
@@ -133,11 +133,14 @@ def _serve(settings: Settings) -> None:
     console.print(
         f"amends {amends.__version__} is serving at {settings.base_url}  (API docs: {settings.base_url}/docs)"
     )
+    configure_logging(settings)
     uvicorn.run(
         application,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # configure_logging's handler, masking secrets, for uvicorn's records too
+        access_log=False,  # the access line is amends' own, with the request id (web/request_ids.py)
         proxy_headers=False,
     )
 
@@ -156,7 +159,7 @@ def worker() -> None:
     from amends.privacy.retention import Retention
 
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     db = Database.from_settings(settings)
     try:
         # In broker mode the partitions' detection is made by _broker_worker, even with detection off.

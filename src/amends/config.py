@@ -90,6 +90,9 @@ class Settings(BaseSettings):
         description="SQLite page cache per connection, in MiB (a ceiling).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or as one JSON object each (for a log collector)."
+    )
     detect_enabled: bool = Field(default=True, description="Evaluate the rules on every event stored.")
     rule_packs: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Shipped rule packs to run: shop, airline, car_service (docs/rules.md)."

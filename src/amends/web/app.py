@@ -48,6 +48,7 @@ from amends.web.errors import declare_errors, install_error_handlers
 from amends.web.health import router as health_router
 from amends.web.pages import feedback as feedback_page
 from amends.web.pages import unsubscribe
+from amends.web.request_ids import RequestIds
 
 __all__ = ["create_app"]
 
@@ -134,6 +135,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(console.router)
     app.mount("/console/static", console.static_files(), name="console-static")
     console.add_security_headers(app, secure=settings.secure_cookies)
+    app.add_middleware(RequestIds)  # outermost: every response, errors too, carries the id
 
     # Swagger UI's script and styles come from the swagger-ui-py package, so the docs work offline.
     swagger_ui = Path(str(resources.files("swagger_ui") / "static"))
