@@ -12,7 +12,7 @@ from amends.config import SettingsError, load_settings
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(__import__("os").environ):
-        if name.startswith("AMENDS_"):
+        if name.startswith("AMENDS_") or name == "CREDENTIALS_DIRECTORY":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 
@@ -113,3 +113,32 @@ def test_a_bad_secret_is_named_but_never_shown(
     assert caught.value.field == named
     assert "short-secret-value" not in str(caught.value)
     assert caught.value.__cause__ is None  # the validation error quotes the input; it is not chained
+
+
+def test_secrets_come_from_files_in_a_folder_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "amends_secret_key").write_text("k" * 40 + "\n")  # as `echo` or systemd-creds write it
+    (tmp_path / "amends_smtp_password").write_text("from-a-file")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))  # systemd's LoadCredential=
+    settings = load_settings(
+        smtp_host="mail.example.com", smtp_username="amends", smtp_security="tls", mail_from="care@example.com"
+    )
+    assert settings.secret_key is not None
+    assert settings.secret_key.get_secret_value() == "k" * 40
+    assert settings.smtp_password is not None
+    assert settings.smtp_password.get_secret_value() == "from-a-file"
+    (tmp_path / "amends_smtp_password").unlink()
+    monkeypatch.setenv("AMENDS_SECRET_KEY", "e" * 40)
+    assert load_settings().secret_key.get_secret_value() == "e" * 40  # type: ignore[union-attr]
+
+    (tmp_path / "amends_secret_key").write_text("too-short")
+    monkeypatch.delenv("AMENDS_SECRET_KEY")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.field == f"amends_secret_key in {tmp_path}"
+    assert "too-short" not in str(caught.value)
+
+    monkeypatch.setenv("AMENDS_SECRETS_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(SettingsError, match="no such folder"):
+        load_settings()

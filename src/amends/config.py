@@ -26,6 +26,7 @@ from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -698,6 +699,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        folder = secrets_dir()
+        if folder is not None:  # one file per setting, named like its variable: amends_secret_key, amends_smtp_password
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=folder))
         path = config_path()
         if path.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
@@ -715,6 +719,18 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def secrets_dir() -> Path | None:
+    """The folder of files holding settings, one per file (`AMENDS_SECRETS_DIR`, else systemd's
+    `CREDENTIALS_DIRECTORY` of LoadCredential=): for secrets kept out of the environment and the config file."""
+    folder = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR") or os.environ.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        return None
+    path = Path(folder)
+    if not path.is_dir():
+        raise SettingsError(f"{ENV_PREFIX}SECRETS_DIR", f"no such folder: {path}")
+    return path
 
 
 def config_path() -> Path:
@@ -745,6 +761,9 @@ def load_settings(**overrides: Any) -> Settings:
 
 def _where(name: str, path: Path) -> str:
     variable = f"{ENV_PREFIX}{name.upper()}"
+    folder = secrets_dir()
+    if variable not in os.environ and folder is not None and (folder / variable.lower()).is_file():
+        return f"{variable.lower()} in {folder}"
     if variable in os.environ or name not in Settings.model_fields:
         return variable if name in Settings.model_fields else f"{name} in {path}"
     return f"{variable} (or {name} in {path})"
