@@ -36,6 +36,16 @@ from amends.detect.packs import pack_paths
 from amends.detect.rules import event_types
 from amends.errors import InvalidInput
 from amends.events import Event, validate_event
+from amends.outreach.packs import TEMPLATES_DIR
+from amends.outreach.templates import (
+    STEPS,
+    TemplateRenderError,
+    TemplateSet,
+    TemplateSetError,
+    parse_templates,
+    preview_context,
+    render,
+)
 from amends.yamldoc import FileProblemsError
 
 T = TypeVar("T")
@@ -70,11 +80,15 @@ def within(seconds: int, examples: int) -> pytest.MarkDecorator:
 _MODEL_WORDS = re.compile(r"constrained-|function-|\._?[A-Z][A-Za-z]*Spec|\._[A-Z]")
 
 
+_PYTHON_WORDS = re.compile(r"\[<class |sys\.set_int_max_str_digits|Traceback")
+
+
 def assert_clear_problems(error: FileProblemsError) -> None:
     """Each problem of a file names its place (a field or a line) and a reason in words."""
     assert error.problems, "an error with no problem in it"
     for problem in error.problems:
         assert problem.reason.strip(), f"a problem without a reason: {problem!r}"
+        assert not _PYTHON_WORDS.search(problem.reason), f"a reason in Python's words: {problem}"
         assert problem.field or problem.line is not None, f"a problem naming neither field nor line: {problem}"
         assert not _MODEL_WORDS.search(problem.field), f"a field named in Pydantic's words, not the file's: {problem}"
     assert str(error)
@@ -82,6 +96,7 @@ def assert_clear_problems(error: FileProblemsError) -> None:
 
 def assert_clear_input_error(error: InvalidInput) -> None:
     assert error.reason.strip(), f"{type(error).__name__} without a reason"
+    assert not _PYTHON_WORDS.search(error.reason), f"a reason in Python's words: {error}"
     assert error.field.strip(), f"{type(error).__name__} naming no field: {error}"
 
 
@@ -301,10 +316,14 @@ def test_any_condition_parses_or_names_its_place(raw: Any) -> None:
     try:
         condition = parse_condition(raw)
     except ConditionProblem as exc:
-        assert exc.reason.strip()
-        assert isinstance(exc.where, tuple)
+        assert_clear_condition_problem(exc)
         return
     compile_condition(condition)
+
+
+def assert_clear_condition_problem(problem: ConditionProblem) -> None:
+    assert problem.reason.strip()
+    assert isinstance(problem.where, tuple)
 
 
 _DATA_KEYS = sorted({*re.findall(r"data\.([A-Za-z_]+)", "\n".join(PACKS.values())), "a", "b", "items", "n"})
@@ -418,3 +437,131 @@ def test_the_shipped_rules_evaluate_any_events_they_are_given(items: list[dict[s
     evaluator.observe(events)
     evaluator.advance()
     evaluator.advance(datetime.max.replace(tzinfo=UTC))  # every timer is due
+
+
+# --- the template checker, and rendering what it passed ---------------------------------------------------
+
+SHIPPED_TEMPLATES = {path.name: path.read_text() for path in sorted(TEMPLATES_DIR.glob("*.yaml"))}
+GENERIC = SHIPPED_TEMPLATES["generic.yaml"]
+
+_JINJA = [
+    "Hello ", "\n", "{{ customer.name }}", "{{ customer.nme }}", "{{ incident.data.order_id }}",
+    "{{ incident.data.flight_no | default('your flight') }}", "{{ incident.data['order_id'] }}",
+    "{{ incident.data[customer.id] }}", "{{ remedy.amount | money }}", "{{ remedy.amount | money('USD') }}",
+    "{{ incident.data.delay_minutes | minutes }}", "{{ incident.failure_at | day }}", "{{ now | day }}",
+    "{{ customer.name | day }}", "{{ company.name | amount }}", "{{ case.id | minutes }}", "{{ 'x' * 100000 }}",
+    "{{ [1] * 20000 }}", "{{ 2 ** 1000 }}", "{{ 10 ** 10 ** 10 }}", "{{ 1 / 0 }}", "{{ 1 // 0 }}", "{{ 'a' + 1 }}",
+    "{{ customer.__class__ }}", "{{ ''.__class__.__mro__ }}", "{{ range(10**9) | list }}", "{{ lipsum() }}",
+    "{% set customer = 1 %}", "{% for i in range(3) %}", "{% endfor %}", "{% if customer.name %}", "{% else %}",
+    "{% endif %}", "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "{% raw %}", "{% endraw %}", "{{", "}}", "{%",
+    "%}", "{#", "#}", "{{ links.feedback }}", "{{ request.reference }}", "{{ incident.first_data.job_id }}",
+    "{{ incident.risk | amount }}", "{{ now.year }}", "{{ now.replace(year=1) }}", "{% include 'x' %}",
+    "{% extends 'x' %}", "{{ self }}", "{{ x }}", "{{ customer | attr('__dict__') }}", "{{ 'é' }}", "\x00",
+]  # fmt: skip
+
+
+def jinja_sources() -> st.SearchStrategy[str]:
+    return st.lists(st.sampled_from(_JINJA) | st.text(max_size=10), min_size=1, max_size=8).map("".join)
+
+
+@st.composite
+def template_documents(draw: st.DrawFn) -> Any:
+    """A template file's document: templates with each field right, wrong or missing."""
+    fields: dict[str, st.SearchStrategy[Any]] = {
+        "id": st.sampled_from(["fuzz", "fuzz-2", "Fuzz", ""]) | json_scalars(),
+        "step": st.sampled_from([*STEPS, "take_ownership", "empathize", ""]) | json_scalars(),
+        "rule": st.sampled_from(["shop-late-delivery", "Bad Rule"]) | json_scalars(),
+        "language": st.sampled_from(["en", "de", "es", "fr", "pt", "xx", "EN", "de-AT", ""]) | json_scalars(),
+        "requires": st.lists(st.sampled_from(["incident", "incident.data.order_id", "remedy.text", "request",
+                                              "customer.nme", "x", "incident..data", "", "now.year"])) | json_scalars(),
+        "samples": st.dictionaries(st.sampled_from(["incident.data.order_id", "x"]), json_values(), max_size=2)
+        | json_scalars(),
+        "subject": jinja_sources() | json_scalars(),
+        "text": jinja_sources() | json_scalars(),
+        "html": jinja_sources() | json_scalars(),
+        "surprise": json_scalars(),
+    }  # fmt: skip
+    required = ["id", "step", "language", "subject", "text"]
+    templates = []
+    for _ in range(draw(st.integers(1, 3))):
+        chosen = [name for name in fields if (name in required) != (draw(st.integers(0, 5)) == 0)]
+        templates.append({name: draw(fields[name]) for name in chosen})
+    return {"templates": templates} if draw(st.integers(0, 9)) else draw(condition_like())
+
+
+def load_template_texts(*texts: str) -> TemplateSet | None:
+    sources = [(Path(f"fuzz-{n}.yaml"), text) for n, text in enumerate(texts)]
+    return loads_or_refuses(lambda: parse_templates(sources), TemplateSetError)
+
+
+def renders_or_refuses(templates: TemplateSet, context: dict[str, Any]) -> None:
+    """Each template renders with `context`, or fails as TemplateRenderError naming the template and its part."""
+    for template in templates:
+        try:
+            render(template, context)
+        except TemplateRenderError as exc:
+            assert_clear_input_error(exc)
+
+
+def a_template(text: str) -> dict[str, Any]:
+    return {"templates": [{"id": "fuzz", "step": "empathise", "language": "en", "subject": "Hi", "text": text}]}
+
+
+@within(60, 150)
+@fuzz(150, deadline_seconds=5)
+@given(template_documents(), st.booleans())
+@example(a_template("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"), True).via("RecursionError rendering")
+@example(a_template("{{ " + "(" * 300 + "1" + ")" * 300 + " }}"), True).via("RecursionError parsing")
+@example(a_template("{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}"), True).via(
+    "ten billion loop steps: a hang"
+)
+@example(a_template("{% for a in range(99999) %}{{ 'x' * 9999 }}{% endfor %}"), True).via("a gigabyte written")
+@example(a_template("{{ '%999999999d' % 1 }}"), True).via("a gigabyte built by one format")
+@example(a_template("{{ '{:>999999999}'.format(1) }}"), True).via("a gigabyte built by str.format")
+@example(a_template("{{ 'x' | center(999999999) }}"), True).via("a gigabyte built by a filter")
+@example(a_template("{{ 'x' | truncate(-5) }}"), True).via("AssertionError from Jinja's truncate")
+@example(a_template("{{ (10 ** 100) ** 100 }}"), True).via("a reason telling the author to call Python")
+@example(a_template("{{ 10 ** 40 | money }}"), True).via("the reason was [<class 'decimal.InvalidOperation'>]")
+def test_a_template_file_of_any_shape_loads_or_names_its_problems(document: Any, with_generic: bool) -> None:
+    texts = (as_yaml(document), GENERIC) if with_generic else (as_yaml(document),)
+    templates = load_template_texts(*texts)
+    if templates is not None:
+        renders_or_refuses(templates, preview_context())
+
+
+@within(60, 150)
+@fuzz(150, deadline_seconds=5)
+@given(mutated_yaml(list(SHIPPED_TEMPLATES.values())))
+def test_a_mutated_template_pack_loads_or_names_its_problems(text: str) -> None:
+    load_template_texts(text, GENERIC)
+
+
+@within(30, 200)
+@fuzz(200)
+@given(_garbage_text())
+def test_any_text_as_a_template_file_loads_or_names_its_problems(text: str) -> None:
+    load_template_texts(text)
+
+
+def contexts() -> st.SearchStrategy[dict[str, Any]]:
+    """The example context with facts, names and amounts of any kind: what a real case could hand a template."""
+
+    def filled(facts: dict[str, Any], amount: Any, name: Any, language: Any) -> dict[str, Any]:
+        context = preview_context()
+        context["incident"]["data"].update(facts)
+        context["remedy"]["amount"] = amount
+        context["customer"]["name"] = name
+        context["customer"]["language"] = language
+        return context
+
+    return st.builds(filled, event_data(), json_values(), json_values(), json_values())
+
+
+SHIPPED = parse_templates([(path, path.read_text()) for path in sorted(TEMPLATES_DIR.glob("*.yaml"))])
+
+
+@within(60, 100)
+@fuzz(100, deadline_seconds=5)
+@given(contexts())
+def test_the_shipped_templates_render_any_facts_or_say_which_part_failed(context: dict[str, Any]) -> None:
+    renders_or_refuses(SHIPPED, context)

@@ -15,6 +15,7 @@ import difflib
 import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -338,7 +339,12 @@ def _decimal(value: Any) -> Decimal:
         raise ValueError(f"expected a number, got {value!r}") from None
     if not number.is_finite():
         raise ValueError(f"expected a finite number, got {value!r}")
+    if number.adjusted() >= _MAX_DIGITS:  # rounding it to the cent would need more digits than Decimal keeps
+        raise ValueError(f"expected a number below 10^{_MAX_DIGITS}, got one of {number.adjusted() + 1} digits")
     return number
+
+
+_MAX_DIGITS = 20
 
 
 def _digits(number: Decimal, language: str) -> str:
@@ -474,29 +480,106 @@ def _filters(language: str) -> dict[str, Callable[..., str]]:
 
 # --- the sandbox ---------------------------------------------------------------------------------------
 
-_MAX_REPEAT = 10_000  # the longest string or list `*` may build
+_MAX_REPEAT = 10_000  # the longest string or list `*` may build, and the widest a width or count may be
 _MAX_EXPONENT = 100
+_MAX_POWER_BITS = 4_096  # about 1,200 digits: far past any amount, far short of Python's limit of 4,300
+_MAX_LOOP_STEPS = 100_000  # items all `for` loops of one part may go through, together
+_MAX_OUTPUT = 1_000_000  # characters one part may write
+_LOOP_BUDGET = "__amends_loop_budget"  # not a name a template can write: names starting with '_' are refused
+_loop_steps: ContextVar[list[int]] = ContextVar("template_loop_steps")
+# A width or count in a format: `%9999999d`, `{:>9999999}`.
+_FORMAT_WIDTHS = re.compile(r"%[-#0 +]*(\d+)(?:\.(\d+))?|\{[^{}]*?:[^{}\d]*(\d+)(?:\.(\d+))?")
+_SIZED_FILTERS = ("center", "indent", "truncate", "wordwrap", "batch", "slice", "format")
+
+
+def _refuse_huge_format(text: str) -> None:
+    for match in _FORMAT_WIDTHS.finditer(text):
+        if any(int(width) > _MAX_REPEAT for width in match.groups() if width):
+            raise jinja2.exceptions.SecurityError(f"a width in {match[0]!r} is over {_MAX_REPEAT}")
+
+
+def _refuse_huge_counts(name: str, args: Sequence[Any]) -> None:
+    for arg in args:
+        if isinstance(arg, int) and not isinstance(arg, bool) and not -_MAX_REPEAT <= arg <= _MAX_REPEAT:
+            raise jinja2.exceptions.SecurityError(f"{name}: {arg} is over {_MAX_REPEAT}")
+
+
+def _sized(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """A built-in filter that refuses widths and counts that would build huge values, and says why in words
+    where Jinja would assert (`truncate(-5)`)."""
+
+    @functools.wraps(function)  # keeps Jinja's pass_environment mark
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _refuse_huge_counts(name, [*args, *kwargs.values()])
+        if name == "format" and args and isinstance(args[0], str):  # the format is the value filtered
+            _refuse_huge_format(args[0])
+        try:
+            return function(*args, **kwargs)
+        except AssertionError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
+    return bounded
+
+
+def _counted(items: Any) -> Iterator[Any]:
+    """A `for` loop's items, each counted against the part's budget: loops inside loops over range() or long
+    text would otherwise run for hours without writing anything."""
+    steps = _loop_steps.get(None) or [_MAX_LOOP_STEPS]  # rendered outside render(): each loop on its own budget
+    for item in items:
+        steps[0] -= 1
+        if steps[0] < 0:
+            raise jinja2.exceptions.SecurityError(f"the loops went through over {_MAX_LOOP_STEPS} items")
+        yield item
 
 
 class _Sandbox(SandboxedEnvironment):
     """Jinja's sandbox, reading a mapping's keys before its methods (an order's `items` is its count, not
-    dict.items) and refusing arithmetic that would build huge values."""
+    dict.items) and refusing what would build huge values or run for long: repeats, powers, widths, and
+    loops past a budget."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def compile(
+        self, source: str | nodes.Template, name: str | None = None, filename: str | None = None,
+        raw: bool = False, defer_init: bool = False,
+    ) -> Any:  # fmt: skip
+        if isinstance(source, str):
+            source = self.parse(source, name, filename)
+        for loop in source.find_all(nodes.For):  # each loop's items go through the budget
+            loop.iter = nodes.Call(nodes.Name(_LOOP_BUDGET, "load"), [loop.iter], [], None, None, lineno=loop.lineno)
+        if raw:
+            return super().compile(source, name, filename, True, defer_init)
+        return super().compile(source, name, filename, False, defer_init)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
 
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's names)
+        if isinstance(getattr(__obj, "__self__", None), str):  # 'x'.center(10**9), 'x'.zfill(10**9)
+            _refuse_huge_counts(__obj.__name__, [*args, *kwargs.values()])
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:  # '{:>999999999}'.format(1)
+            _refuse_huge_format(value.__self__)
+        return wrapped
+
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
             raise jinja2.exceptions.SecurityError(f"exponent {right} is over {_MAX_EXPONENT}")
+        is_power = operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0
+        if is_power and abs(left).bit_length() * right > _MAX_POWER_BITS:
+            raise jinja2.exceptions.SecurityError(f"the power would have over {_MAX_POWER_BITS} bits")
         if operator == "*":
             for sequence, times in ((left, right), (right, left)):
                 is_repeat = isinstance(sequence, str | list | tuple) and isinstance(times, int)
                 if is_repeat and len(sequence) * times > _MAX_REPEAT:
                     raise jinja2.exceptions.SecurityError(f"repeating would build over {_MAX_REPEAT} items")
+        if operator == "%" and isinstance(left, str):
+            _refuse_huge_format(left)
         return super().call_binop(context, operator, left, right)
 
 
@@ -515,8 +598,10 @@ def _environment(language: str, html: bool) -> _Sandbox:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
+    environment.filters.update({name: _sized(name, environment.filters[name]) for name in _SIZED_FILTERS})
     environment.filters.update(_filters(language))
     environment.globals.pop("lipsum", None)
+    environment.globals[_LOOP_BUDGET] = _counted
     return environment
 
 
@@ -527,7 +612,10 @@ def _compiled(language: str, html: bool, source: str) -> jinja2.Template:
 
 # --- rendering -----------------------------------------------------------------------------------------
 
-_RENDER_ERRORS = (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError)
+# RecursionError: a macro that calls itself.
+_RENDER_ERRORS = (
+    jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError, RecursionError,
+)  # fmt: skip
 
 
 def render(template: Template, context: Mapping[str, Any]) -> Rendered:
@@ -554,11 +642,21 @@ def _tidy(text: str) -> str:
 
 
 def _render_part(template: Template, part: str, source: str, variables: dict[str, Any], *, html: bool) -> str:
+    budget = _loop_steps.set([_MAX_LOOP_STEPS])
     try:
-        return _compiled(template.language, html, source).render(variables)
+        written: list[str] = []
+        size = 0
+        for chunk in _compiled(template.language, html, source).generate(variables):
+            size += len(chunk)
+            if size > _MAX_OUTPUT:
+                raise jinja2.exceptions.SecurityError(f"it writes over {_MAX_OUTPUT:,} characters")
+            written.append(chunk)
+        return "".join(written)
     except _RENDER_ERRORS as exc:
         reason = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
         raise TemplateRenderError(template.id, part, reason, _template_line(exc)) from exc
+    finally:
+        _loop_steps.reset(budget)
 
 
 def _template_line(exc: BaseException) -> int | None:
@@ -1026,6 +1124,9 @@ def _check_part(
         _compiled(template.language, part == "html", source)  # finds unknown filters and tests
     except jinja2.TemplateSyntaxError as exc:
         report.add(where, f"not a valid template: {exc.message} (line {exc.lineno} of the {part})", line_of(exc.lineno))
+        return
+    except RecursionError:  # Jinja parses and compiles by recursion: `{{ ((((…1)))) }}` a few hundred deep
+        report.add(where, f"not a valid template: its expressions are nested too deeply (in the {part})")
         return
     for assigned in tree.find_all(nodes.Name):
         if assigned.ctx in ("store", "param") and assigned.name in _CONTEXT:
