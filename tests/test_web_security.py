@@ -263,9 +263,7 @@ def world_settings(db: Database, rules_dir: Path, **overrides: object) -> Settin
         detect_clock="events",
         detect_allowed_lateness="0s",
         assign_teams={"air-*": "air"},
-        company_name=payload("company"),
-        public_url="http://testserver",
-        **overrides,
+        **{"company_name": payload("company"), "public_url": "http://testserver", **overrides},
     )
 
 
@@ -971,3 +969,83 @@ def test_a_session_ends_after_its_idle_time_and_at_its_absolute_expiry(world: Wo
     client, digest = fresh_session()  # used a moment ago, but past its lifetime
     set_times(digest, created_at=now - lifetime - timedelta(minutes=1), expires_at=now - timedelta(seconds=1))
     assert client.get("/console").headers["location"].startswith("/console/login")
+
+
+# --- 6. headers ---------------------------------------------------------------------------------------------------
+
+
+def directives(policy: str) -> dict[str, list[str]]:
+    parsed: dict[str, list[str]] = {}
+    for directive in filter(None, (part.strip() for part in policy.split(";"))):
+        name, *values = directive.split()
+        parsed[name.lower()] = values
+    return parsed
+
+
+def strict_header_problems(response: httpx.Response, *, secure: bool) -> list[str]:
+    """What a console or public page's answer lacks: a content security policy under which no injected script
+    runs and no site frames the page, no sniffing, no caching, and HSTS exactly when served over HTTPS."""
+    headers, problems = response.headers, []
+    if headers.get("content-type", "").startswith("text/html"):
+        policy = directives(headers.get("content-security-policy", ""))
+        scripts = policy.get("script-src", policy.get("default-src", ["(none given)"]))
+        if {"'unsafe-inline'", "'unsafe-eval'", "*", "data:", "http:", "https:", "(none given)"} & set(scripts):
+            problems.append(f"script-src {scripts}")
+        if policy.get("object-src", policy.get("default-src")) != ["'none'"]:
+            problems.append("plugins allowed")
+        if policy.get("frame-ancestors") != ["'none'"] or policy.get("base-uri") != ["'none'"]:
+            problems.append(f"frame-ancestors {policy.get('frame-ancestors')}, base-uri {policy.get('base-uri')}")
+    for name, value in (
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("cache-control", "no-store"),
+    ):
+        if headers.get(name) != value:
+            problems.append(f"{name}: {headers.get(name)}")
+    hsts = headers.get("strict-transport-security", "")
+    if bool(hsts) != secure or (secure and int(re.search(r"max-age=(\d+)", hsts).group(1)) < 31_536_000):  # type: ignore[union-attr]
+        problems.append(f"strict-transport-security: {hsts or None}")
+    return problems
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+def test_every_page_sends_strict_security_headers_and_hsts_only_over_https(
+    seeded: Seeded, tmp_path: Path, secure: bool
+) -> None:
+    scheme = "https" if secure else "http"
+    with world_of(seeded, tmp_path, console_secure_cookie=secure, public_url=f"{scheme}://testserver") as world:
+        table = probes(seeded)
+        answers: list[tuple[str, httpx.Response]] = []
+
+        def get(actor: str, path: str) -> None:
+            answers.append(
+                (f"GET {path} as {actor}", world.browser(actor, base_url=f"{scheme}://testserver").get(path))
+            )
+
+        for (method, path), probe in table.items():  # every page, and every answer of a public page
+            on_console = path.startswith("/console") and not path.startswith("/console/static")
+            if method == "GET" and path != PLOTLY_JS and (on_console or path.startswith(("/f/", "/u/"))):
+                get("admin" if isinstance(POLICY[(method, path)], Staff) else "anonymous", probe.path)
+        for actor, path in (("anonymous", "/console"), ("agent", "/console/ledger"), ("agent", "/console/nope"),
+                            ("agent", "/console?origin=sideways"), ("anonymous", "/f/not-a-token"),
+                            ("anonymous", "/u/not-a-token")):  # fmt: skip
+            get(actor, path)  # a redirect to the login page, a refusal, nothing there, a bad query, bad links
+        anonymous = world.browser(base_url=f"{scheme}://testserver")
+        answers.append(("POST /f/", anonymous.post(seeded.feedback_path, data={"liked": "Kind people."})))
+        answers.append(("POST /u/", anonymous.post(seeded.unsubscribe_path)))
+        elsewhere = {"Origin": "https://evil.example"}
+        answers.append(("POST /f/ from elsewhere", anonymous.post(seeded.feedback_path, data={}, headers=elsewhere)))
+        for where, response in answers:
+            assert strict_header_problems(response, secure=secure) == [], (where, response.status_code)
+        assert len(answers) > 20
+
+        # The cookies: the session's and the login form's nonce, never readable by script, Secure over HTTPS.
+        client = world.browser(base_url=f"{scheme}://testserver")
+        nonce = client.get("/console/login").headers["set-cookie"].lower()
+        set_cookies = [v.lower() for k, v in log_in(client, "ana", PASSWORD).headers.multi_items() if k == "set-cookie"]
+        session = next(cookie for cookie in set_cookies if cookie.startswith("amends_session="))
+        for cookie, same_site, path in ((nonce, "strict", "/console/login"), (session, "lax", "/")):
+            assert "httponly" in cookie
+            assert f"samesite={same_site}" in cookie
+            assert f"path={path};" in cookie + ";"
+            assert ("; secure" in cookie) is secure

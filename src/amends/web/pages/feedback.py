@@ -35,11 +35,11 @@ from amends.outreach.service import Outreach
 from amends.recover.actors import Actor
 from amends.store import Database, UnitOfWork
 from amends.web.deps import DB, OutreachState, read_body
-from amends.web.pages import public_headers, templates
+from amends.web.pages import PublicPage, public_headers, templates
 
 __all__ = ["PageLimits", "router"]
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PublicPage)
 T = TypeVar("T")
 
 _STYLE = (

@@ -19,11 +19,11 @@ from amends.outreach.service import Outreach
 from amends.recover.actors import SYSTEM
 from amends.store import UnitOfWork
 from amends.web.deps import DB, OutreachState, in_transaction, reading
-from amends.web.pages import public_headers, templates
+from amends.web.pages import PublicPage, public_headers, templates
 
 __all__ = ["router"]
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PublicPage)
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:0;padding:2rem 1rem;background:#f6f6f4;color:#1d1d1b}"
