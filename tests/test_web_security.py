@@ -22,7 +22,7 @@ from enum import StrEnum
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -69,6 +69,7 @@ XSS_RULE = f"""rules:
     tags: [{json.dumps(SHORT)}]
     playbook: long-delay
 """
+DAY = timedelta(days=1)
 SOUND_RULES = "rules:\n  - id: r1\n    kind: match\n    on: order.placed\n    severity: 3\n"
 
 # --- the people ----------------------------------------------------------------------------------------------
@@ -1049,3 +1050,115 @@ def test_every_page_sends_strict_security_headers_and_hsts_only_over_https(
             assert f"samesite={same_site}" in cookie
             assert f"path={path};" in cookie + ";"
             assert ("; secure" in cookie) is secure
+
+
+# --- 7. signed links ---------------------------------------------------------------------------------------------
+
+
+def changed_at(token: str, index: int) -> str:
+    """The token with one character changed (to another of the URL-safe alphabet)."""
+    return token[:index] + ("A" if token[index] != "A" else "B") + token[index + 1 :]
+
+
+def test_a_changed_expired_or_foreign_link_opens_nothing_and_writes_nothing(world: World) -> None:
+    links: Links = world.app.state.outreach.links
+    now = datetime.now(UTC)
+    token = unquote(world.seeded.feedback_path.removeprefix("/f/"))
+    request_id = links.request_of(token, now=now).request_id
+    unsubscribe = unquote(world.seeded.unsubscribe_path.removeprefix("/u/"))
+    another = unquote(world.seeded.public_pages[0].removeprefix("/f/"))  # a link to another customer's request
+    signature_at = token.rindex(".") + 1
+    elsewhere = Links("another server's secret key, long enough to be one", "http://testserver")
+    feedback = {
+        "expired a second ago": links.feedback_token(request_id, "invoice:matrix", now - timedelta(seconds=1)),
+        "a character of what it says changed": changed_at(token, 3),
+        "a character of its signature changed": changed_at(token, signature_at + 2),
+        "cut short": token[:-5],
+        "another request's words under its signature": another.rsplit(".", 1)[0] + token[signature_at - 1 :],
+        "signed with another server's key": elsewhere.feedback_token(request_id, "invoice:matrix", now + DAY),
+        "for another interaction of the same request": links.feedback_token(request_id, "invoice:other", now + DAY),
+        "for a request that does not exist": links.feedback_token(request_id + 1000, "invoice:matrix", now + DAY),
+        "an unsubscribe link's token": unsubscribe,
+    }
+    unsubscribing = {
+        "a character changed": changed_at(unsubscribe, 3),
+        "signed with another server's key": elsewhere.unsubscribe_token(world.seeded.customers["page"]),
+        "a feedback link's token": token,
+    }
+    client = world.browser()
+    before = snapshot(world.db)
+    for kind, tokens in (("f", feedback), ("u", unsubscribing)):
+        for why, bad in tokens.items():
+            path = f"/{kind}/{quote(bad, safe='')}"
+            shown = client.get(path)
+            assert shown.status_code == 404, (kind, why, shown.status_code)
+            assert "This link does not work" in shown.text, (kind, why)
+            assert client.post(path, data={"liked": "Overwritten."}).status_code == 404, (kind, why)
+    assert changes(before, snapshot(world.db)) == []
+    assert client.get(f"/f/{quote(token, safe='')}").status_code == 200  # the link itself still works
+
+
+def test_a_link_used_again_changes_one_answer_and_one_opt_out_as_the_docs_say(world: World) -> None:
+    path, client = world.seeded.feedback_path, world.browser()
+    answers, opt_outs = tables.feedback, tables.opt_outs
+
+    def stored() -> list[Any]:
+        with world.db.engine.connect() as connection:
+            return list(connection.execute(sa.select(answers).where(answers.c.channel == "page")).all())
+
+    for _ in range(2):  # the same post twice (a reload, a replay): still one answer
+        assert client.post(path, data={"liked": "Friendly.", "rating": "4"}).status_code == 303
+    assert client.post(path, data={"liked": "Friendly, and quick.", "rating": "5"}).status_code == 303
+    [answer] = [row for row in stored() if row.liked.startswith("Friendly")]
+    assert (answer.liked, answer.rating) == ("Friendly, and quick.", 5)
+    with world.db.engine.begin() as connection:  # a day later the answer may no longer change
+        connection.execute(sa.update(answers).where(answers.c.id == answer.id).values(editable_until=datetime.now(UTC)))
+    late = client.post(path, data={"liked": "Rewritten much later.", "rating": "1"})
+    assert late.status_code == 409
+    assert "Friendly, and quick." in late.text
+    [kept] = [row for row in stored() if row.id == answer.id]
+    assert (kept.liked, kept.rating) == ("Friendly, and quick.", 5)
+
+    for _ in range(2):  # unsubscribing twice: one opt-out, kept from the first time
+        assert client.post(world.seeded.unsubscribe_path).status_code == 200
+    with world.db.engine.connect() as connection:
+        rows = connection.execute(sa.select(opt_outs).where(opt_outs.c.customer_id == world.seeded.customers["page"]))
+        assert len(rows.all()) == 1
+
+
+# --- 8. guessing passwords ---------------------------------------------------------------------------------------
+
+
+def test_guessing_passwords_is_limited_per_address_and_per_name_and_every_attempt_is_audited(
+    seeded: Seeded, tmp_path: Path
+) -> None:
+    with world_of(seeded, tmp_path, console_login_rate_limit="3/minute") as world:
+
+        def attempt(address: str, login: str, password: str = "a wrong guess, surely", **headers: str) -> int:
+            return log_in(world.browser(address=address), login, password, **headers).status_code
+
+        # One name from many addresses: the name is what is guessed, and the right password waits too.
+        assert [attempt(f"203.0.113.{n}", "boss") for n in range(1, 5)] == [401, 401, 401, 429]
+        assert attempt("203.0.113.50", "boss", PASSWORD) == 429
+        assert attempt("203.0.113.51", " BOSS ", PASSWORD) == 429  # the same name, written otherwise
+        # One address trying many names; a forwarded-for header the client wrote itself changes nothing.
+        assert [attempt("198.51.100.7", name) for name in ("ana", "lee", "root", "otto")] == [401, 401, 401, 429]
+        assert attempt("198.51.100.7", "otto", PASSWORD) == 429
+        assert attempt("198.51.100.7", "otto", PASSWORD, **{"X-Forwarded-For": "192.0.2.1"}) == 429
+        # Anyone else gets in.
+        assert attempt("192.0.2.200", "otto", PASSWORD) == 303
+
+        with world.db.engine.connect() as connection:
+            log = connection.execute(sa.select(tables.audit_log).order_by(tables.audit_log.c.id)).all()
+        tried = [(row.action, row.origin, row.target) for row in log
+                 if row.action.startswith("console.login") and row.origin != "testclient"]  # fmt: skip
+        assert tried == [
+            *(("console.login_failed", f"203.0.113.{n}", "login:boss") for n in range(1, 4)),
+            ("console.login_limited", "203.0.113.4", "login:boss"),
+            ("console.login_limited", "203.0.113.50", "login:boss"),
+            ("console.login_limited", "203.0.113.51", "login:BOSS"),
+            *(("console.login_failed", "198.51.100.7", f"login:{name}") for name in ("ana", "lee", "root")),
+            *(("console.login_limited", "198.51.100.7", "login:otto") for _ in range(3)),
+            ("console.login", "192.0.2.200", "staff:otto"),
+        ]
+        assert not any(PASSWORD in repr(tuple(row)) or "wrong guess" in repr(tuple(row)) for row in log)
