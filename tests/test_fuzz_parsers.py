@@ -17,6 +17,8 @@ Each defect fuzzing found is pinned by an `@example` of the test that found it.
 
 from __future__ import annotations
 
+import io
+import itertools
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -24,9 +26,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+import polars as pl
 import pytest
 import yaml
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, reject, settings
 from hypothesis import strategies as st
 
 from amends.detect import Evaluator, RuleSet, load_rules, parse_rules
@@ -36,6 +40,8 @@ from amends.detect.packs import pack_paths
 from amends.detect.rules import event_types
 from amends.errors import InvalidInput
 from amends.events import Event, validate_event
+from amends.events.files import ColumnMapping, FileReport, ingest_file
+from amends.events.ledger import Appended, LedgerRows, ledger_rows
 from amends.outreach.packs import TEMPLATES_DIR
 from amends.outreach.templates import (
     STEPS,
@@ -46,6 +52,7 @@ from amends.outreach.templates import (
     preview_context,
     render,
 )
+from amends.store import Database
 from amends.yamldoc import FileProblemsError
 
 T = TypeVar("T")
@@ -565,3 +572,177 @@ SHIPPED = parse_templates([(path, path.read_text()) for path in sorted(TEMPLATES
 @given(contexts())
 def test_the_shipped_templates_render_any_facts_or_say_which_part_failed(context: dict[str, Any]) -> None:
     renders_or_refuses(SHIPPED, context)
+
+
+# --- file ingest: CSV, JSONL, Parquet -----------------------------------------------------------------------
+
+
+class SerialisingSink:
+    """Takes a file's valid events as the ledger would, serialised for both databases, and keeps nothing."""
+
+    def prepare(self, events: list[Event]) -> list[LedgerRows]:
+        return [ledger_rows(events, dialect=dialect, received_at=T0) for dialect in ("sqlite", "postgresql")]
+
+    def store(self, prepared: list[LedgerRows]) -> Appended:
+        return Appended(accepted=len(prepared[0].events))
+
+
+UNUSED_DB = Database("sqlite://")  # the sink stands in for it
+FLAT = ColumnMapping.parse(["subject=customer", "time=at"], constants={"type": "order.placed", "source": "shop"})
+
+
+def ingest_or_refuse(path: Path, mapping: ColumnMapping) -> FileReport | None:
+    """The report of a file, each rejected row named by line and field; or InvalidInput naming the file."""
+    try:
+        report = ingest_file(UNUSED_DB, path, received_at=T0, mapping=mapping, commit_rows=7, sink=SerialisingSink())
+    except InvalidInput as exc:
+        assert_clear_input_error(exc)
+        return None
+    for row in report.rejections:
+        assert row.line >= 1
+        assert row.field.strip()
+        assert row.reason.strip()
+    return report
+
+
+CSV_SAMPLE = (
+    "customer,at,order_id,total,note\n"
+    "C-1,2026-05-01T10:00:00Z,O-1,42.50,first\n"
+    'C-2,2026-05-01T11:00:00+02:00,O-2,7,"a note\nover two lines"\n'
+    "C-3,2026-05-01T12:00:00Z,0042,1e5,\n"
+)
+JSONL_SAMPLE = "\n".join(
+    orjson.dumps({**an_envelope("order.placed", order_id=f"O-{n}", total=n * 1.5), "id": f"e-{n}"}).decode()
+    for n in range(3)
+)
+_FILE_PIECES = [
+    "\ufeff", "\x00", "\r\n", "\r", '"', '""', ",", ";", "\t", "é", "\udcff", "x" * 200_000, "9" * 30, "-0", "1.",
+    "NaN", "null", "{", "}", "[", "]", '{"a": 1}', "[1]", '{"id": 1}', '"time": 1', "2026-05-01", "\\u0000",
+    '"\\ud800"', "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00", "18446744073709551616", "1e400",
+]  # fmt: skip
+
+
+@st.composite
+def mutated_text(draw: st.DrawFn, sample: str) -> bytes:
+    """A valid file with a few pieces cut, repeated or replaced, then encoded (not always as UTF-8) and maybe
+    truncated."""
+    text = sample
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(text)))
+        piece = draw(st.sampled_from(_FILE_PIECES) | st.text(max_size=8))
+        action = draw(st.sampled_from(["insert", "replace", "cut"]))
+        if action == "insert":
+            text = text[:at] + piece + text[at:]
+        elif action == "replace":
+            text = text[:at] + piece + text[at + len(piece) :]
+        else:
+            text = text[:at] + text[at + draw(st.integers(0, 40)) :]
+    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8", "utf-16", "latin-1", "utf-8-sig"]))
+    raw = text.encode(encoding, errors="surrogateescape" if encoding == "utf-8" else "replace")
+    return raw[: draw(st.integers(0, len(raw)))] if draw(st.integers(0, 4)) == 0 else raw
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz-files")
+
+
+@within(40, 200)
+@fuzz(200)
+@given(mutated_text(CSV_SAMPLE) | st.binary(max_size=200), st.booleans())
+def test_any_csv_file_is_ingested_or_refused_by_line(folder: Path, raw: bytes, mapped: bool) -> None:
+    path = folder / "fuzz.csv"
+    path.write_bytes(raw)
+    ingest_or_refuse(path, FLAT if mapped else ColumnMapping())
+
+
+@within(40, 200)
+@fuzz(200)
+@given(mutated_text(JSONL_SAMPLE) | st.binary(max_size=200), st.booleans())
+def test_any_jsonl_file_is_ingested_or_refused_by_line(folder: Path, raw: bytes, flat: bool) -> None:
+    path = folder / "fuzz.jsonl"
+    path.write_bytes(raw)
+    ingest_or_refuse(path, FLAT if flat else ColumnMapping())
+
+
+def _parquet_columns() -> st.SearchStrategy[pl.Series]:
+    """A column of one of Parquet's types, with values at the edges and nulls."""
+    rows = 3
+    column = st.sampled_from(["customer", "at", "id", "type", "data", "total", "x", "time", "subject"])
+
+    def series(name: str, values: list[Any], dtype: Any) -> pl.Series:
+        return pl.Series(name, values, dtype=dtype, strict=False)
+
+    kinds: list[tuple[st.SearchStrategy[Any], Any]] = [
+        (st.text(max_size=10) | st.sampled_from(_EDGE_TIMES), pl.String),
+        (st.integers(-(2**63), 2**63 - 1), pl.Int64),
+        (st.integers(0, 2**64 - 1), pl.UInt64),
+        (st.integers(-(2**127), 2**127 - 1), pl.Int128),
+        (st.floats(), pl.Float64),
+        (st.booleans(), pl.Boolean),
+        (st.dates(), pl.Date),
+        (st.datetimes(), pl.Datetime("us")),
+        (st.datetimes(timezones=st.just(UTC)), pl.Datetime("us", "UTC")),
+        (st.datetimes(), pl.Datetime("us", "Asia/Kathmandu")),
+        (st.timedeltas(min_value=-timedelta(days=10**5), max_value=timedelta(days=10**5)), pl.Duration("us")),
+        (st.times(), pl.Time),
+        (st.binary(max_size=8), pl.Binary),
+        (st.decimals(allow_nan=False, places=2, min_value=-(10**20), max_value=10**20), pl.Decimal(38, 2)),
+        (st.lists(st.integers(-5, 5), max_size=3), pl.List(pl.Int64)),
+        (st.fixed_dictionaries({"a": st.integers(-5, 5), "b": st.text(max_size=3)}), pl.Struct),
+        (st.sampled_from(["a", "b"]), pl.Categorical),
+    ]
+    return st.one_of(
+        st.builds(series, column, st.lists(values | st.none(), min_size=rows, max_size=rows), st.just(dtype))
+        for values, dtype in kinds
+    )
+
+
+@within(60, 150)
+@fuzz(150, deadline_seconds=5)
+@given(st.lists(_parquet_columns(), min_size=1, max_size=5, unique_by=lambda column: column.name), st.booleans())
+@example([pl.Series("x", [2**100, None, 1], dtype=pl.Int128)], False).via(
+    "TypeError: orjson cannot write a 128-bit integer (naming a row without an id)"
+)
+def test_any_parquet_file_is_ingested_or_refused_by_row(folder: Path, columns: list[pl.Series], mapped: bool) -> None:
+    path = a_new_file(folder, "parquet")
+    try:
+        pl.DataFrame(columns).write_parquet(path)
+    except pl.exceptions.InvalidOperationError:  # a struct of nothing but nulls: Polars cannot write it
+        reject()
+    ingest_or_refuse(path, FLAT if mapped else ColumnMapping())
+
+
+_files = itertools.count()
+
+
+def a_new_file(folder: Path, suffix: str) -> Path:
+    """A name never used before: Polars keeps what it read of a Parquet file by its name."""
+    return folder / f"fuzz-{next(_files)}.{suffix}"
+
+
+def _parquet_sample() -> bytes:
+    buffer = io.BytesIO()
+    pl.DataFrame({"customer": ["C-1", "C-2"], "at": [T0, T0], "total": [1.5, None]}).write_parquet(buffer)
+    return buffer.getvalue()
+
+
+@st.composite
+def mutated_bytes(draw: st.DrawFn, sample: bytes) -> bytes:
+    raw = bytearray(sample)
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, len(raw) - 1))
+        raw[at] = draw(st.integers(0, 255))
+    return bytes(raw[: draw(st.integers(0, len(raw)))] if draw(st.booleans()) else raw)
+
+
+@within(40, 150)
+@fuzz(150)
+@given(mutated_bytes(_parquet_sample()) | st.binary(max_size=100))
+@example(_parquet_sample()[:4] + b"\0" + _parquet_sample()[5:]).via(
+    "a footer that reads over a page that does not: Polars' ComputeError"
+)
+def test_a_damaged_parquet_file_is_ingested_or_refused(folder: Path, raw: bytes) -> None:
+    path = a_new_file(folder, "parquet")
+    path.write_bytes(raw)
+    ingest_or_refuse(path, FLAT)

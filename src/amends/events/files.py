@@ -480,7 +480,10 @@ def _check_parquet(path: Path) -> None:
 def _parquet_rows(path: Path) -> int:
     import polars as pl
 
-    return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+    try:
+        return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+    except pl.exceptions.PolarsError as exc:  # a footer that reads, over pages that do not
+        raise InvalidInput(str(path), f"cannot be read: {_first_line(exc)}") from exc
 
 
 def _parquet(path: Path, stream: BinaryIO, progress: ReadProgress) -> Generator[Record]:
@@ -488,7 +491,14 @@ def _parquet(path: Path, stream: BinaryIO, progress: ReadProgress) -> Generator[
 
     stream.close()  # Polars reads the file itself; the handle only proved it can be opened
     row = 0
-    for frame in pl.scan_parquet(path).collect_batches(chunk_size=10_000):
+    batches = pl.scan_parquet(path).collect_batches(chunk_size=10_000)
+    while True:
+        try:
+            frame = next(batches)
+        except StopIteration:
+            return
+        except pl.exceptions.PolarsError as exc:  # damaged pages: what came before them is kept
+            raise InvalidInput(str(path), f"row {row + 1} on cannot be read: {_first_line(exc)}") from exc
         for values in frame.iter_rows(named=True):
             row += 1
             progress.done = row
@@ -498,9 +508,15 @@ def _parquet(path: Path, stream: BinaryIO, progress: ReadProgress) -> Generator[
                 yield Record(row, problem=Violation("row", str(exc)))
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def _jsonable(value: Any) -> Any:
     """A Parquet value as JSON can hold it; times stay datetimes for the envelope to check."""
     match value:
+        case int() if not isinstance(value, bool) and not -(2**63) <= value < 2**64:  # Int128: JSON keeps 64 bits
+            raise ValueError(f"the integer {value} is beyond 64 bits; JSON numbers here hold 64")
         case None | str() | bool() | int() | float() | datetime():
             return value
         case date() | time():
