@@ -21,6 +21,7 @@ import io
 import itertools
 import os
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,7 @@ from amends.errors import InvalidInput
 from amends.events import Event, validate_event
 from amends.events.files import ColumnMapping, FileReport, ingest_file
 from amends.events.ledger import Appended, LedgerRows, ledger_rows
+from amends.events.olist import OLIST_FILES, olist_events
 from amends.outreach.packs import TEMPLATES_DIR
 from amends.outreach.templates import (
     STEPS,
@@ -746,3 +748,94 @@ def test_a_damaged_parquet_file_is_ingested_or_refused(folder: Path, raw: bytes)
     path = a_new_file(folder, "parquet")
     path.write_bytes(raw)
     ingest_or_refuse(path, FLAT)
+
+
+# --- the Olist importer -------------------------------------------------------------------------------------
+
+OLIST_FIXTURE = Path(__file__).parent / "fixtures" / "olist"
+_OLIST_CELLS = [
+    "", '""', "x", "-1", "1e400", "NaN", "abc", "12,5", "9" * 30, "2017-10-02 10:56:33", "2017-10-02", "2017-13-45 99:99:99",
+    "9999-12-31 23:59:59", "0001-01-01 00:00:00", "1969-12-31 23:59:59", "2017-10-02T10:56:33Z", "5", "0", "6", "4.5",
+    "e481f51cbdc54678b7cc49136f2d6af7", "9ef432eb6251297304e76186b10a928d", "7c396fd4830fd04220f754e42b4e5bff",
+]  # fmt: skip
+
+
+@st.composite
+def olist_folders(draw: st.DrawFn) -> dict[str, bytes | None]:
+    """The fixture's files, one or two of them damaged: a cell or a header name replaced, a line dropped or
+    repeated, the file cut short, re-encoded, replaced by garbage, or missing (None)."""
+    files: dict[str, bytes | None] = {name: (OLIST_FIXTURE / name).read_bytes() for name in OLIST_FILES}
+    for name in draw(st.lists(st.sampled_from(sorted(OLIST_FILES)), min_size=1, max_size=2)):
+        raw = files[name]
+        if raw is None:
+            continue
+        lines = raw.decode(errors="surrogateescape").split("\n")
+        action = draw(st.sampled_from(["cell", "cell", "cell", "header", "drop", "repeat", "cut", "encode", "garbage",
+                                       "missing", "bom", "empty"]))  # fmt: skip
+        at = draw(st.integers(0, len(lines) - 1))
+        if action in ("cell", "header"):
+            at = 0 if action == "header" else at
+            cells = lines[at].split(",")
+            cells[draw(st.integers(0, len(cells) - 1))] = draw(st.sampled_from(_OLIST_CELLS) | st.text(max_size=8))
+            lines[at] = ",".join(cells)
+        elif action == "drop":
+            del lines[at]
+        elif action == "repeat":
+            lines.insert(at, lines[at])
+        text = "\n".join(lines)
+        if action == "cut":
+            files[name] = raw[: draw(st.integers(0, len(raw)))]
+        elif action == "encode":
+            files[name] = text.encode(draw(st.sampled_from(["utf-16", "latin-1", "cp1252"])), errors="replace")
+        elif action == "garbage":
+            files[name] = draw(st.binary(max_size=200))
+        elif action == "missing":
+            files[name] = None
+        elif action == "bom":
+            files[name] = b"\xef\xbb\xbf" + text.encode(errors="surrogateescape")
+        elif action == "empty":
+            files[name] = b""
+        else:
+            files[name] = text.encode(errors="surrogateescape")
+    return files
+
+
+def olist_with(name: str, old: bytes, new: bytes) -> dict[str, bytes | None]:
+    """The fixture's files, with `old` replaced by `new` in one of them."""
+    files: dict[str, bytes | None] = {file: (OLIST_FIXTURE / file).read_bytes() for file in OLIST_FILES}
+    files[name] = (OLIST_FIXTURE / name).read_bytes().replace(old, new)
+    return files
+
+
+@within(60, 150)
+@fuzz(150, deadline_seconds=5)
+@given(olist_folders())
+@example(olist_with("olist_customers_dataset.csv", b'"', b"") | {"olist_customers_dataset.csv": b""}).via(
+    "an empty file: Polars' NoDataError"
+)
+@example(olist_with("olist_order_items_dataset.csv", b",29.99,", b",29.99 BRL,")).via(
+    "a price that is no number: Polars' InvalidOperationError"
+)
+@example(olist_with("olist_orders_dataset.csv", b'"2017-10-18 00:00:00"', b'"9999-12-31 00:00:00"')).via(
+    "a promised day at the end of time: OverflowError"
+)
+@example(olist_with("olist_orders_dataset.csv", b'"2017-10-02 10:56:33"', b'"0001-01-01 00:00:00"')).via(
+    "a purchase in year 1: OverflowError converting it to UTC"
+)
+def test_a_damaged_olist_folder_imports_or_names_the_file_and_column(
+    folder: Path, files: dict[str, bytes | None]
+) -> None:
+    olist = folder / f"olist-{next(_files)}"
+    olist.mkdir()
+    for name, raw in files.items():
+        if raw is not None:
+            (olist / name).write_bytes(raw)
+    try:
+        events = list(olist_events(olist))
+    except InvalidInput as exc:
+        assert_clear_input_error(exc)
+        return
+    for event in events:  # what it yields is stored as it is: each is an event, or refused as one naming the field
+        outcome = validate_event(event)
+        assert isinstance(outcome, Event) or outcome.field
+    shutil.rmtree(olist)

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from amends.errors import InvalidInput
+from amends.events.envelope import EARLIEST, LATEST
 
 __all__ = ["OLIST_FILES", "OLIST_SOURCE", "olist_events"]
 
@@ -84,18 +85,21 @@ def _read(folder: Path) -> _Tables:
         except pl.exceptions.ColumnNotFoundError as exc:
             missing = [c for c in columns if c not in pl.read_csv(path, n_rows=0, infer_schema=False).columns]
             raise InvalidInput(name, f"has no column {', '.join(missing)}") from exc
-        except (pl.exceptions.ComputeError, OSError) as exc:
-            raise InvalidInput(name, f"cannot be read as CSV: {str(exc).splitlines()[0]}") from exc
+        except pl.exceptions.NoDataError as exc:
+            raise InvalidInput(name, f"is empty; expected a header naming {', '.join(columns)}") from exc
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise InvalidInput(
+                name, f"cannot be read as CSV: {(str(exc).strip() or repr(exc)).splitlines()[0]}"
+            ) from exc
         frames[name] = frame.with_columns(pl.all().replace("", None))  # an empty field, quoted or not, is none
     orders = frames["olist_orders_dataset.csv"]
     customers = frames["olist_customers_dataset.csv"].unique("customer_id")
-    totals = (
-        frames["olist_order_items_dataset.csv"]
-        .group_by("order_id")
-        .agg(
-            (pl.col("price").cast(pl.Float64) + pl.col("freight_value").cast(pl.Float64)).sum().round(2).alias("total"),
-            pl.len().alias("items"),
-        )
+    items = _numbers(
+        frames["olist_order_items_dataset.csv"], ["price", "freight_value"], "olist_order_items_dataset.csv"
+    )
+    totals = items.group_by("order_id").agg(
+        (pl.col("price").cast(pl.Float64) + pl.col("freight_value").cast(pl.Float64)).sum().round(2).alias("total"),
+        pl.len().alias("items"),
     )
     stamp = "%Y-%m-%d %H:%M:%S"
     times = ["order_purchase_timestamp", "order_delivered_carrier_date", "order_delivered_customer_date",
@@ -112,12 +116,30 @@ def _read(folder: Path) -> _Tables:
     return _Tables(orders, reviews)
 
 
+def _numbers(frame: pl.DataFrame, columns: list[str], file: str) -> pl.DataFrame:
+    """The columns as numbers; InvalidInput names the first value that is not one."""
+    out = frame.with_columns(pl.col(c).cast(pl.Float64, strict=False) for c in columns)
+    for column in columns:
+        unread = frame.filter(pl.col(column).is_not_null() & pl.Series(out[column].is_null()))
+        if not unread.is_empty():
+            raise InvalidInput(file, f"{column}: {unread[column][0]!r} is not a number like 29.99")
+    return out
+
+
 def _times(frame: pl.DataFrame, columns: list[str], stamp: str, file: str) -> pl.DataFrame:
     out = frame.with_columns(pl.col(c).str.to_datetime(stamp, strict=False) for c in columns)
+    # Times outside the years events may have (events.EARLIEST to LATEST) would be refused as events, and near
+    # year 1 or 9999 they do not even convert to UTC.
+    earliest, latest = EARLIEST.replace(tzinfo=None), LATEST.replace(tzinfo=None) - timedelta(days=2)
     for column in columns:
         unread = frame.filter(pl.col(column).is_not_null() & pl.Series(out[column].is_null()))
         if not unread.is_empty():
             raise InvalidInput(file, f"{column}: {unread[column][0]!r} is not a time like 2017-10-02 10:56:33")
+        outside = frame.filter(pl.Series(out[column].is_not_null() & ~out[column].is_between(earliest, latest)))
+        if not outside.is_empty():
+            raise InvalidInput(
+                file, f"{column}: {outside[column][0]!r} is not between {earliest.year} and {latest.year}"
+            )
     return out
 
 
