@@ -12,6 +12,7 @@ from amends.access import Scope
 from amends.recover import remedies
 from amends.recover.actors import Actor
 from amends.store import UnitOfWork
+from amends.web.api._inputs import Id
 from amends.web.api.cases import ApprovalOut, LedgerEntryOut
 from amends.web.deps import DB, Acting, OutreachState, RecoveryState, in_transaction, reading, require
 from amends.web.errors import RECOVERY_ERRORS
@@ -44,7 +45,7 @@ def _queue(uow: UnitOfWork, actor: Actor, status: str, limit: int) -> list[Appro
 
 @router.post("/{approval_id}/approve", response_model=LedgerEntryOut, status_code=201, responses=RECOVERY_ERRORS)
 async def post_approve(
-    approval_id: int, body: DecisionIn, db: DB, actor: Acting, recovery: RecoveryState, outreach: OutreachState
+    approval_id: Id, body: DecisionIn, db: DB, actor: Acting, recovery: RecoveryState, outreach: OutreachState
 ) -> LedgerEntryOut:
     """Grant the request (managers and admins, within their own limit and the budget); the customer's
     confirmation of the remedy goes in the same transaction."""
@@ -59,7 +60,7 @@ async def post_approve(
 
 
 @router.post("/{approval_id}/deny", response_model=ApprovalOut, responses=RECOVERY_ERRORS)
-async def post_deny(approval_id: int, body: DecisionIn, db: DB, actor: Acting) -> ApprovalOut:
+async def post_deny(approval_id: Id, body: DecisionIn, db: DB, actor: Acting) -> ApprovalOut:
     """Refuse the request, with a reason the requester reads."""
     approval = await in_transaction(
         db, lambda uow: remedies.deny(uow, approval_id, reason=body.reason, actor=actor, now=datetime.now(UTC))

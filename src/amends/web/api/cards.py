@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 
 from amends.access import Scope
 from amends.outreach.cards import (
@@ -22,6 +22,7 @@ from amends.outreach.cards import (
     print_cards,
 )
 from amends.recover.actors import Actor
+from amends.web.api._inputs import BodyId, BodyInt, Id
 from amends.web.deps import DB, in_transaction, reading, require
 from amends.web.errors import RECOVERY_ERRORS
 
@@ -68,11 +69,11 @@ class CardsOut(BaseModel):
 
 class SheetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[StrictInt] | None = Field(
+    ids: list[BodyId] | None = Field(
         default=None, min_length=1, max_length=200, description="The cards to print, in this order."
     )
     state: CardState | None = Field(default=None, description="Or: print the oldest cards in this state.")
-    limit: StrictInt = Field(default=50, ge=1, le=200, description="With `state`: how many, oldest first.")
+    limit: BodyInt = Field(default=50, ge=1, le=200, description="With `state`: how many, oldest first.")
 
 
 def _out(task: CardTask) -> CardOut:
@@ -106,27 +107,27 @@ async def post_sheet(body: SheetIn, db: DB, actor: _CardWorker) -> Response:
 
 # Before "/{task_id}", which would otherwise take "7.pdf" and refuse it as no number.
 @router.get("/{task_id}.pdf", response_class=Response, responses={**_PDF, **_ERRORS})
-async def read_card_pdf(task_id: int, db: DB, _actor: _CardWorker) -> Response:
+async def read_card_pdf(task_id: Id, db: DB, _actor: _CardWorker) -> Response:
     """One card's PDF, to write it from; it does not mark the card printed."""
     task = await reading(db, lambda uow: get_card_task(uow, task_id))
     return _pdf(card_pdf(task), f"amends-card-{task_id}.pdf")
 
 
 @router.get("/{task_id}", response_model=CardOut, responses=_ERRORS)
-async def read_card(task_id: int, db: DB, _actor: _CardWorker) -> CardOut:
+async def read_card(task_id: Id, db: DB, _actor: _CardWorker) -> CardOut:
     """One card task."""
     return _out(await reading(db, lambda uow: get_card_task(uow, task_id)))
 
 
 @router.post("/{task_id}/written", response_model=CardOut, responses=_ERRORS)
-async def post_written(task_id: int, db: DB, actor: _CardWorker) -> CardOut:
+async def post_written(task_id: Id, db: DB, actor: _CardWorker) -> CardOut:
     """Mark the card written by hand, by the caller, now."""
     now = datetime.now(UTC)
     return _out(await in_transaction(db, lambda uow: mark_written(uow, task_id, by=actor, now=now)))
 
 
 @router.post("/{task_id}/posted", response_model=CardOut, responses=_ERRORS)
-async def post_posted(task_id: int, db: DB, actor: _CardWorker) -> CardOut:
+async def post_posted(task_id: Id, db: DB, actor: _CardWorker) -> CardOut:
     """Mark the written card posted, by the caller, now."""
     now = datetime.now(UTC)
     return _out(await in_transaction(db, lambda uow: mark_posted(uow, task_id, by=actor, now=now)))

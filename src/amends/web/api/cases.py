@@ -23,7 +23,7 @@ from amends.recover.cases import Fault, Origin, Status
 from amends.recover.playbooks import StepKind
 from amends.recover.queries import CaseFilter, case_detail, list_cases, overdue_steps
 from amends.store import UnitOfWork
-from amends.web.api._inputs import Instant
+from amends.web.api._inputs import Id, Instant
 from amends.web.api.inbound import CaseReplyOut
 from amends.web.api.messages import MessageOut
 from amends.web.deps import DB, Acting, OutreachState, RecoveryState, in_transaction, reading, require
@@ -376,7 +376,7 @@ async def read_cases(
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def read_case(case_id: int, db: DB, actor: _Reader, outreach: OutreachState) -> CaseDetailOut:
+async def read_case(case_id: Id, db: DB, actor: _Reader, outreach: OutreachState) -> CaseDetailOut:
     """One case: its incidents, steps with due times, handoffs, contacts, complaints, approvals and ledger."""
     return await reading(db, lambda uow: _detail_out(uow, case_id, actor, outreach))
 
@@ -394,7 +394,7 @@ async def read_overdue(db: DB, actor: _Reader, limit: Annotated[int, Query(ge=1,
 
 @router.get("/cases/{case_id}/preview", response_model=ComposedOut, responses=RECOVERY_ERRORS)
 async def read_preview(
-    case_id: int,
+    case_id: Id,
     db: DB,
     actor: _Reader,
     outreach: OutreachState,
@@ -445,7 +445,7 @@ async def _act(
 
 
 @router.post("/cases/{case_id}/assign", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_assign(case_id: int, body: AssignIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
+async def post_assign(case_id: Id, body: AssignIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
     """Hand the case to another staff member, with the reason (recorded as a handoff)."""
     return await _act(
         db,
@@ -457,13 +457,13 @@ async def post_assign(case_id: int, body: AssignIn, db: DB, actor: Acting, outre
 
 
 @router.post("/cases/{case_id}/acknowledge", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_acknowledge(case_id: int, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
+async def post_acknowledge(case_id: Id, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
     """The owner takes the case on (completes take_ownership); an unassigned case goes to the caller."""
     return await _act(db, case_id, actor, outreach, lambda uow: work.acknowledge(uow, case_id, actor=actor, now=_now()))
 
 
 @router.put("/cases/{case_id}/draft", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def put_draft(case_id: int, body: DraftIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
+async def put_draft(case_id: Id, body: DraftIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
     """Save the apology's draft (the empathise step) before it is sent."""
     return await _act(
         db, case_id, actor, outreach, lambda uow: work.save_draft(uow, case_id, body.text, actor=actor, now=_now())
@@ -472,7 +472,7 @@ async def put_draft(case_id: int, body: DraftIn, db: DB, actor: Acting, outreach
 
 @router.post("/cases/{case_id}/steps/{kind}/complete", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def post_complete(
-    case_id: int, kind: StepKind, body: CompleteIn, db: DB, actor: Acting, outreach: OutreachState
+    case_id: Id, kind: StepKind, body: CompleteIn, db: DB, actor: Acting, outreach: OutreachState
 ) -> CaseDetailOut:
     """Complete empathise: send the apology (`text`, else the saved draft, else the template's) on `channel`
     (email, sms or letter: amends delivers it; phone, chat, in_person: recorded only), by default the one the
@@ -501,7 +501,7 @@ async def post_complete(
 
 
 @router.post("/cases/{case_id}/contacts", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_contact(case_id: int, body: ContactIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
+async def post_contact(case_id: Id, body: ContactIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
     """Record a contact with the customer about the case, either way."""
     return await _act(
         db,
@@ -523,7 +523,7 @@ async def post_contact(case_id: int, body: ContactIn, db: DB, actor: Acting, out
 
 @router.post("/cases/{case_id}/resolve", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def post_resolve(
-    case_id: int, body: ResolveIn, db: DB, actor: Acting, recovery: RecoveryState, outreach: OutreachState
+    case_id: Id, body: ResolveIn, db: DB, actor: Acting, recovery: RecoveryState, outreach: OutreachState
 ) -> CaseDetailOut:
     """Resolve the case; the follow-up and the thank-you become due from now, and their messages are
     scheduled for then."""
@@ -536,14 +536,14 @@ async def post_resolve(
 
 
 @router.post("/cases/{case_id}/close", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_close(case_id: int, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
+async def post_close(case_id: Id, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
     """Close a resolved case."""
     return await _act(db, case_id, actor, outreach, lambda uow: work.close_case(uow, case_id, actor=actor, now=_now()))
 
 
 @router.post("/cases/{case_id}/reopen", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
 async def post_reopen(
-    case_id: int, body: ReasonIn, db: DB, actor: Acting, recovery: RecoveryState, outreach: OutreachState
+    case_id: Id, body: ReasonIn, db: DB, actor: Acting, recovery: RecoveryState, outreach: OutreachState
 ) -> CaseDetailOut:
     """Reopen a resolved or closed case (recorded on it, never a new case); its follow-up and thank-you that
     have not gone are cancelled."""
@@ -556,7 +556,7 @@ async def post_reopen(
 
 
 @router.put("/cases/{case_id}/fault", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def put_fault(case_id: int, body: FaultIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
+async def put_fault(case_id: Id, body: FaultIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
     """Record whose fault it was; the playbook does not change."""
     return await _act(
         db, case_id, actor, outreach, lambda uow: work.set_fault(uow, case_id, body.fault, actor=actor, now=_now())
@@ -567,7 +567,7 @@ async def put_fault(case_id: int, body: FaultIn, db: DB, actor: Acting, outreach
 
 
 @router.get("/cases/{case_id}/proposal", response_model=ProposalOut, responses=RECOVERY_ERRORS)
-async def read_proposal(case_id: int, db: DB, actor: _Reader, recovery: RecoveryState) -> ProposalOut:
+async def read_proposal(case_id: Id, db: DB, actor: _Reader, recovery: RecoveryState) -> ProposalOut:
     """What the remedy policy proposes for this case, and whether the caller may grant it on the spot."""
     policy = recovery.policy
 
@@ -598,7 +598,7 @@ async def read_proposal(case_id: int, db: DB, actor: _Reader, recovery: Recovery
     responses={**RECOVERY_ERRORS, 200: {"description": "The same grant was made before; this is its entry."}},
 )
 async def post_remedy(
-    case_id: int,
+    case_id: Id,
     body: RemedyIn,
     response: Response,
     db: DB,
@@ -624,7 +624,7 @@ async def post_remedy(
 
 
 @router.post("/cases/{case_id}/no-remedy", response_model=CaseDetailOut, responses=RECOVERY_ERRORS)
-async def post_no_remedy(case_id: int, body: ReasonIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
+async def post_no_remedy(case_id: Id, body: ReasonIn, db: DB, actor: Acting, outreach: OutreachState) -> CaseDetailOut:
     """Complete lessen_inconvenience without a remedy, saying why."""
     return await _act(
         db,
@@ -642,7 +642,7 @@ async def post_no_remedy(case_id: int, body: ReasonIn, db: DB, actor: Acting, ou
     responses={**RECOVERY_ERRORS, 200: {"description": "The same request is pending already."}},
 )
 async def post_approval_request(
-    case_id: int, body: RemedyIn, response: Response, db: DB, actor: Acting, recovery: RecoveryState
+    case_id: Id, body: RemedyIn, response: Response, db: DB, actor: Acting, recovery: RecoveryState
 ) -> ApprovalOut:
     """Ask a manager to grant a remedy above the caller's limit."""
     approval, new = await in_transaction(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 
 from amends.access import Scope
 from amends.errors import InvalidInput
@@ -22,7 +22,7 @@ from amends.feedback.suggestions import (
 )
 from amends.recover.actors import Actor
 from amends.store import UnitOfWork, tables
-from amends.web.api._inputs import Instant
+from amends.web.api._inputs import BodyId, BodyInt, Id, Instant
 from amends.web.deps import DB, FeedbackState, in_transaction, reading, require
 from amends.web.errors import RECOVERY_ERRORS
 
@@ -48,7 +48,7 @@ class FeedbackPost(BaseModel):
     text: str | None = Field(default=None, max_length=1_000_000, description="Cut at 10,000 characters, marked.")
     liked: str | None = Field(default=None, max_length=1_000_000)
     disliked: str | None = Field(default=None, max_length=1_000_000)
-    rating: StrictInt | None = None
+    rating: BodyInt | None = None
     scale: Scale | None = None
     language: str | None = Field(default=None, max_length=35)
     reference: str | None = Field(default=None, max_length=1000, description="What it is about: an order, a job.")
@@ -246,7 +246,7 @@ async def read_measures(
 
 
 @router.get("/{feedback_id}", response_model=FeedbackOut, responses=RECOVERY_ERRORS)
-async def read_one(feedback_id: int, db: DB, _actor: _Reader) -> FeedbackOut:
+async def read_one(feedback_id: Id, db: DB, _actor: _Reader) -> FeedbackOut:
     """One feedback with its answers."""
     return await reading(db, lambda uow: _detail(uow, feedback_id))
 
@@ -259,7 +259,7 @@ def _detail(uow: UnitOfWork, feedback_id: int) -> FeedbackOut:
 
 
 @router.post("/{feedback_id}/responses", response_model=FeedbackOut, responses=RECOVERY_ERRORS)
-async def respond(feedback_id: int, body: ResponsePost, db: DB, desk: FeedbackState, actor: _Answerer) -> FeedbackOut:
+async def respond(feedback_id: Id, body: ResponsePost, db: DB, desk: FeedbackState, actor: _Answerer) -> FeedbackOut:
     """Answer it: sent through outreach (email, a text, a card), or recorded when given by phone, in person or
     publicly. 409 for spam (release it first)."""
     now = datetime.now(UTC)
@@ -272,7 +272,7 @@ async def respond(feedback_id: int, body: ResponsePost, db: DB, desk: FeedbackSt
 
 
 @router.post("/{feedback_id}/corrections", response_model=FeedbackOut, responses=RECOVERY_ERRORS)
-async def correct(feedback_id: int, body: CorrectionPost, db: DB, desk: FeedbackState, actor: _Answerer) -> FeedbackOut:
+async def correct(feedback_id: Id, body: CorrectionPost, db: DB, desk: FeedbackState, actor: _Answerer) -> FeedbackOut:
     """Correct a triage label (kept for training). `spam` `false` releases quarantined feedback and routes it;
     `true` quarantines it."""
     now = datetime.now(UTC)
@@ -313,7 +313,7 @@ class SuggestionPatch(BaseModel):
 
 class MergePost(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    into: StrictInt = Field(description="The suggestion that keeps the askers of this one.")
+    into: BodyId = Field(description="The suggestion that keeps the askers of this one.")
 
 
 def _suggestion_out(suggestion: Suggestion) -> SuggestionOut:
@@ -334,7 +334,7 @@ async def read_suggestions(
 
 @suggestions_router.patch("/{suggestion_id}", response_model=SuggestionOut, responses=RECOVERY_ERRORS)
 async def patch_suggestion(
-    suggestion_id: int, body: SuggestionPatch, db: DB, desk: FeedbackState, actor: _Mover
+    suggestion_id: Id, body: SuggestionPatch, db: DB, desk: FeedbackState, actor: _Mover
 ) -> SuggestionOut:
     """Move it along: new, planned, done, declined. Done: every customer who asked is told (the note says what
     was done), once."""
@@ -349,7 +349,7 @@ async def patch_suggestion(
 
 
 @suggestions_router.post("/{suggestion_id}/merge", response_model=SuggestionOut, responses=RECOVERY_ERRORS)
-async def merge(suggestion_id: int, body: MergePost, db: DB, desk: FeedbackState, actor: _Mover) -> SuggestionOut:
+async def merge(suggestion_id: Id, body: MergePost, db: DB, desk: FeedbackState, actor: _Mover) -> SuggestionOut:
     """The same idea twice: its askers join `into`, and this one is declined as a duplicate."""
     now = datetime.now(UTC)
 

@@ -24,6 +24,7 @@ from amends.feedback.requests import (
 from amends.outreach.service import Outreach
 from amends.recover.actors import Actor
 from amends.store import UnitOfWork
+from amends.web.api._inputs import Id
 from amends.web.deps import DB, AppSettings, OutreachState, in_transaction, reading, require
 
 __all__ = ["router"]
@@ -136,7 +137,7 @@ async def post_feedback_request(
 
 
 @router.get("/{request_id}", response_model=FeedbackRequestOut, responses=_ERRORS)
-async def get_feedback_request(request_id: int, db: DB, outreach: OutreachState, _actor: _Writer) -> FeedbackRequestOut:
+async def get_feedback_request(request_id: Id, db: DB, outreach: OutreachState, _actor: _Writer) -> FeedbackRequestOut:
     """A feedback request with its link."""
     return _out(await reading(db, lambda uow: get_request(uow, request_id)), outreach)
 
@@ -146,7 +147,7 @@ async def get_feedback_request(request_id: int, db: DB, outreach: OutreachState,
     responses={**_ERRORS, 200: {"content": {"image/svg+xml": {}, "image/png": {}}, "description": "The QR code."}},
 )
 async def get_feedback_request_qr(
-    request_id: int,
+    request_id: Id,
     kind: Literal["svg", "png"],
     db: DB,
     outreach: OutreachState,

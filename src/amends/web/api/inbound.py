@@ -17,6 +17,7 @@ from amends.outreach.inbound import ACCEPTED_MEDIA, InboundProvider, parse_inbou
 from amends.outreach.replies import InboundReply, MatchedBy, get_reply, list_replies, record_reply
 from amends.recover.actors import Actor
 from amends.store import UnitOfWork
+from amends.web.api._inputs import Id
 from amends.web.deps import (
     DB,
     AppSettings,
@@ -182,7 +183,7 @@ async def read_replies(
     request: Request,
     db: DB,
     _actor: _Reader,
-    case_id: Annotated[int | None, Query(ge=1)] = None,
+    case_id: Annotated[Id | None, Query()] = None,
     unmatched: Annotated[bool, Query(description="Only replies that reached no case.")] = False,
     after_resolution: Annotated[
         bool, Query(description="Only replies that came to a resolved or closed case.")
@@ -203,6 +204,6 @@ async def read_replies(
 
 
 @router.get("/{reply_id}", response_model=ReplyOut, responses={404: {"description": "No such reply."}})
-async def read_reply(reply_id: int, db: DB, _actor: _Reader) -> ReplyOut:
+async def read_reply(reply_id: Id, db: DB, _actor: _Reader) -> ReplyOut:
     """One reply, with its whole text, HTML and headers."""
     return ReplyOut.model_validate(await reading(db, lambda uow: get_reply(uow, reply_id)))

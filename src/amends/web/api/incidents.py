@@ -13,7 +13,7 @@ from amends.access import Scope
 from amends.detect import IncidentFilter, IncidentPage, IncidentStatus, StoredIncident, get_incident, list_incidents
 from amends.recover.actors import Actor
 from amends.store import Database
-from amends.web.api._inputs import Instant
+from amends.web.api._inputs import Id, Instant
 from amends.web.deps import DB, require
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
@@ -87,7 +87,7 @@ async def read_incidents(
 
 
 @router.get("/{incident_id}", response_model=IncidentOut, responses={404: {"description": "No such incident."}})
-async def read_incident(incident_id: int, db: DB, _key: _Reader) -> IncidentOut:
+async def read_incident(incident_id: Id, db: DB, _key: _Reader) -> IncidentOut:
     """One incident, with its facts."""
     return IncidentOut.of(await run_in_threadpool(_get, db, incident_id))
 

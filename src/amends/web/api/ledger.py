@@ -21,7 +21,7 @@ from amends.recover.ledger import LedgerFilter, export_csv, list_ledger
 from amends.recover.measures import case_measures, summarise
 from amends.recover.roles import Role
 from amends.store import Database, UnitOfWork
-from amends.web.api._inputs import Instant
+from amends.web.api._inputs import Id, Instant
 from amends.web.api.cases import LedgerEntryOut
 from amends.web.deps import DB, Acting, in_transaction, reading, require
 from amends.web.errors import RECOVERY_ERRORS
@@ -106,7 +106,7 @@ async def read_ledger(
     _actor: _LedgerReader,
     kind: Annotated[str | None, Query(max_length=50)] = None,
     granted_by: Annotated[str | None, Query(max_length=100)] = None,
-    case: Annotated[int | None, Query()] = None,
+    case: Annotated[Id | None, Query()] = None,
     customer: Annotated[str | None, Query(max_length=200)] = None,
     since: Annotated[Instant | None, Query()] = None,
     until: Annotated[Instant | None, Query()] = None,
@@ -133,7 +133,7 @@ async def read_ledger_csv(
     _actor: _LedgerReader,
     kind: Annotated[str | None, Query(max_length=50)] = None,
     granted_by: Annotated[str | None, Query(max_length=100)] = None,
-    case: Annotated[int | None, Query()] = None,
+    case: Annotated[Id | None, Query()] = None,
     customer: Annotated[str | None, Query(max_length=200)] = None,
     since: Annotated[Instant | None, Query()] = None,
     until: Annotated[Instant | None, Query()] = None,
@@ -156,7 +156,7 @@ def _stream(db: Database, flt: LedgerFilter) -> Iterator[str]:
 
 
 @router.post("/ledger/{entry_id}/reverse", response_model=LedgerEntryOut, status_code=201, responses=RECOVERY_ERRORS)
-async def post_reverse(entry_id: int, body: ReverseIn, db: DB, actor: Acting) -> LedgerEntryOut:
+async def post_reverse(entry_id: Id, body: ReverseIn, db: DB, actor: Acting) -> LedgerEntryOut:
     """Correct an entry with a reversing one (managers); an entry is never edited."""
     entry = await in_transaction(
         db, lambda uow: remedies.reverse(uow, entry_id, reason=body.reason, actor=actor, now=datetime.now(UTC))
@@ -165,7 +165,7 @@ async def post_reverse(entry_id: int, body: ReverseIn, db: DB, actor: Acting) ->
 
 
 @router.get("/cases/{case_id}/measures", response_model=CaseMeasuresOut, responses=RECOVERY_ERRORS, tags=["cases"])
-async def read_case_measures(case_id: int, db: DB, actor: _CaseReader) -> CaseMeasuresOut:
+async def read_case_measures(case_id: Id, db: DB, actor: _CaseReader) -> CaseMeasuresOut:
     """The measures of one case: time to first contact and to resolution, contacts, handoffs, cost."""
 
     def run(uow: UnitOfWork) -> CaseMeasuresOut:

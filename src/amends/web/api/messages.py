@@ -22,6 +22,7 @@ from amends.outreach.outbox import (
 from amends.recover.actors import Actor
 from amends.recover.audit import audit
 from amends.store import UnitOfWork
+from amends.web.api._inputs import Id
 from amends.web.deps import DB, in_transaction, reading, require
 from amends.web.errors import RECOVERY_ERRORS
 
@@ -68,7 +69,7 @@ async def read_messages(
     db: DB,
     _actor: _Reader,
     status: Annotated[MessageStatus | None, Query(description="`dead`: the dead letters.")] = None,
-    case_id: Annotated[int | None, Query(ge=1)] = None,
+    case_id: Annotated[Id | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> MessagesOut:
@@ -81,12 +82,12 @@ async def read_messages(
 
 
 @router.get("/{message_id}", response_model=MessageOut, responses=RECOVERY_ERRORS)
-async def read_message(message_id: int, db: DB, _actor: _Reader) -> MessageOut:
+async def read_message(message_id: Id, db: DB, _actor: _Reader) -> MessageOut:
     return MessageOut.model_validate(await reading(db, lambda uow: get_message(uow, message_id)))
 
 
 @router.post("/{message_id}/retry", response_model=MessageOut, responses=RECOVERY_ERRORS)
-async def post_retry(message_id: int, db: DB, actor: _Writer) -> MessageOut:
+async def post_retry(message_id: Id, db: DB, actor: _Writer) -> MessageOut:
     """Put a dead letter back in the queue, with a fresh count of attempts (409 unless it is dead)."""
 
     def run(uow: UnitOfWork) -> Message:
