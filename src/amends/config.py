@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     ingest_commit_rows: int = Field(
         default=50_000, ge=1, le=1_000_000, description="Rows `amends ingest` stores per transaction."
     )
+    sqlite_min_free_mib: int = Field(
+        default=64,
+        ge=0,
+        description="Readiness fails while the disk holding the SQLite database has less free space "
+        "than this (0: not checked), so that a full disk is seen before writes fail.",
+    )
     sqlite_cache_mib: int = Field(
         default=DEFAULT_SQLITE_CACHE_MIB,
         ge=2,

@@ -151,9 +151,21 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE as exc:
-        raise Unavailable(f"database unavailable: {_first_line(exc)}") from exc
+        raise Unavailable(_unavailable(exc)) from exc
     except _CONFLICT as exc:
         raise Conflict(f"conflicts with stored data: {_first_line(exc)}") from exc
+
+
+def _unavailable(exc: BaseException) -> str:
+    """Why the database could not do the work, in words: a full disk is said as such (SQLite's SQLITE_FULL,
+    PostgreSQL's disk_full), since no retry helps until someone makes room."""
+    cause = getattr(exc, "orig", None) or exc
+    full = (
+        getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or getattr(cause, "sqlstate", None) == "53100"
+    )
+    if full:
+        return f"the database's disk is full ({_first_line(exc)}); nothing of this was stored: make room, then retry"
+    return f"database unavailable: {_first_line(exc)}"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -211,7 +223,7 @@ class UnitOfWork:
             self.connection.close()
             self._release()
         if isinstance(exc, _UNAVAILABLE):
-            raise Unavailable(f"database unavailable: {_first_line(exc)}") from exc
+            raise Unavailable(_unavailable(exc)) from exc
         if isinstance(exc, _CONFLICT):
             raise Conflict(f"conflicts with stored data: {_first_line(exc)}") from exc
 

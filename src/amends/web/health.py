@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from amends.config import Settings
 from amends.errors import Unavailable
 from amends.events.broker import EventBroker
 from amends.store import Database, pending_revisions
@@ -23,7 +27,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request, db: DB) -> JSONResponse:
     broker: EventBroker | None = request.app.state.broker
     try:
-        pending = await run_in_threadpool(_check, db)
+        pending = await run_in_threadpool(_check, db, request.app.state.settings)
         if broker is not None:
             await broker.ensure_connected()
             if not broker.connected:
@@ -36,6 +40,14 @@ async def readyz(request: Request, db: DB) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-def _check(db: Database) -> list[str]:
+def _check(db: Database, settings: Settings) -> list[str]:
     db.ping()
+    if db.is_sqlite and settings.sqlite_min_free_mib and db.url.database not in (None, "", ":memory:"):
+        folder = Path(str(db.url.database)).resolve().parent
+        free = shutil.disk_usage(folder).free
+        if free < settings.sqlite_min_free_mib * 2**20:
+            raise Unavailable(
+                f"the disk holding the database has {free / 2**20:.1f} MiB free, less than sqlite_min_free_mib "
+                f"({settings.sqlite_min_free_mib} MiB): make room before writes fail"
+            )
     return pending_revisions(db)
