@@ -296,3 +296,18 @@ def test_every_page_passes_axe_and_is_photographed(browser: Any, site: Site, wid
     page.goto("/console/login")
     accessible(page)
     shoot(page, "login")
+
+
+def test_the_api_docs_run_in_a_browser_under_a_csp_that_allows_no_inline_script(browser: Any, site: Site) -> None:
+    page = browser.new_page()
+    said: list[str] = []
+    page.on("console", lambda message: said.append(message.text))
+    response = page.goto(f"{site.base}/docs")
+    assert response is not None
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self';" in policy
+    assert "frame-ancestors 'none'" in policy
+    page.wait_for_selector(".opblock-tag", timeout=30_000)  # the operations, read from /openapi.json
+    assert page.locator(".opblock").count() > 20
+    assert [text for text in said if "Content Security Policy" in text] == []
+    page.close()
