@@ -129,7 +129,7 @@ _files = itertools.count()
 
 
 def a_new_file(folder: Path, suffix: str) -> Path:
-    """A name never used before: Polars keeps what it read of a Parquet file by its name."""
+    """A name never used before, so that no reader's cache of an earlier file answers for it."""
     return folder / f"fuzz-{next(_files)}.{suffix}"
 
 
@@ -743,6 +743,9 @@ def mutated_bytes(draw: st.DrawFn, sample: bytes) -> bytes:
 @given(mutated_bytes(_parquet_sample()) | st.binary(max_size=100))
 @example(_parquet_sample()[:4] + b"\0" + _parquet_sample()[5:]).via(
     "a footer that reads over a page that does not: Polars' ComputeError"
+)
+@example(_parquet_sample()[:48] + b"\1" + _parquet_sample()[49:]).via(
+    "a page header asking for 2**61 bytes: Polars aborted the process (now read with PyArrow)"
 )
 def test_a_damaged_parquet_file_is_ingested_or_refused(folder: Path, raw: bytes) -> None:
     path = a_new_file(folder, "parquet")

@@ -467,45 +467,67 @@ def _csv(path: Path, stream: BinaryIO, progress: ReadProgress) -> Generator[Reco
             start = reader.line_num + 1
 
 
+# Parquet is read with PyArrow, imported where it is read (a large import most runs never need). Polars' reader
+# aborts the whole process on some damaged files (a page header that asks for exabytes: Rust cannot recover from a
+# failed allocation); PyArrow's raises, and the file is refused.
+
+
 def _check_parquet(path: Path) -> None:
-    # Polars is imported where Parquet is read, not at start-up: a large import most runs never need.
-    import polars as pl
+    _parquet_file(path)
+
+
+def _parquet_file(path: Path) -> Any:
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     try:
-        pl.read_parquet_schema(path)
-    except pl.exceptions.PolarsError as exc:
-        raise InvalidInput(str(path), f"cannot be read: {exc}") from exc
-
-
-def _parquet_rows(path: Path) -> int:
-    import polars as pl
-
-    try:
-        return int(pl.scan_parquet(path).select(pl.len()).collect().item())
-    except pl.exceptions.PolarsError as exc:  # a footer that reads, over pages that do not
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:  # ValueError: a name in the footer that is not UTF-8
         raise InvalidInput(str(path), f"cannot be read: {_first_line(exc)}") from exc
 
 
-def _parquet(path: Path, stream: BinaryIO, progress: ReadProgress) -> Generator[Record]:
-    import polars as pl
+def _parquet_rows(path: Path) -> int:
+    return int(_parquet_file(path).metadata.num_rows)
 
-    stream.close()  # Polars reads the file itself; the handle only proved it can be opened
+
+def _parquet(path: Path, stream: BinaryIO, progress: ReadProgress) -> Generator[Record]:
+    import pyarrow as pa
+
+    stream.close()  # PyArrow reads the file itself; the handle only proved it can be opened
     row = 0
-    batches = pl.scan_parquet(path).collect_batches(chunk_size=10_000)
+    batches = _parquet_file(path).iter_batches(batch_size=10_000)
     while True:
         try:
-            frame = next(batches)
+            batch = next(batches)
         except StopIteration:
             return
-        except pl.exceptions.PolarsError as exc:  # damaged pages: what came before them is kept
+        except (pa.ArrowException, OSError, ValueError) as exc:  # damaged pages: what came before them is kept
             raise InvalidInput(str(path), f"row {row + 1} on cannot be read: {_first_line(exc)}") from exc
-        for values in frame.iter_rows(named=True):
+        try:
+            rows: list[dict[str, Any] | str] = batch.to_pylist()
+        except (ValueError, OverflowError, pa.ArrowException):  # a value Python cannot hold: find its rows
+            rows = [_parquet_row(batch, index) for index in range(batch.num_rows)]
+        for values in rows:
             row += 1
             progress.done = row
+            if isinstance(values, str):
+                yield Record(row, problem=Violation("row", values))
+                continue
             try:
                 yield Record(row, {k: _jsonable(v) for k, v in values.items()})
             except ValueError as exc:
                 yield Record(row, problem=Violation("row", str(exc)))
+
+
+def _parquet_row(batch: Any, index: int) -> dict[str, Any] | str:
+    """One row of a batch as Python values, or why it cannot be one (a timestamp past the year 9999)."""
+    import pyarrow as pa
+
+    try:
+        values: dict[str, Any] = batch.slice(index, 1).to_pylist()[0]
+    except (ValueError, OverflowError, pa.ArrowException) as exc:
+        return f"a value cannot be read: {_first_line(exc)}"
+    return values
 
 
 def _first_line(exc: BaseException) -> str:
