@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from amends.store import Database
 from tests.conftest import SECRET, an_event, count_rows
@@ -425,9 +426,12 @@ def test_staff_password_sets_a_console_login_and_refuses_a_short_one(env: dict[s
     with database.unit_of_work() as uow:
         assert check_login(uow, "ana", "too short") is None
         member = check_login(uow, "ana", "a long enough passphrase")
+        stored = uow.execute(sa.text("SELECT password_hash FROM staff WHERE id = 'ana'")).scalar_one()
     database.dispose()
     assert member is not None
     assert member.id == "ana"
+    assert stored.startswith("$argon2id$")  # a salted one-way hash (ASVS 2.4.1), never the password
+    assert "passphrase" not in stored
 
 
 def test_playbooks_and_remedies_check_report_problems_by_line_and_exit_2(env: dict[str, str], tmp_path: Path) -> None:
