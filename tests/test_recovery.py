@@ -562,6 +562,8 @@ def test_the_audit_log_says_who_did_what_from_where_for_managers_only(world: Wor
         ("case.opened", "system"),
     ]
     assert log[0]["origin"] == "testclient"
+    assert all(len(entry["hash"]) == 64 for entry in log)  # each entry sealed in the chain
+    assert len({entry["hash"] for entry in log}) == len(log)
 
 
 def test_intake_never_passes_over_an_incident_committed_after_a_later_one(postgres_migrated: Database) -> None:

@@ -121,6 +121,10 @@ class AuditOut(BaseModel):
     target: str
     origin: str | None = Field(description="The client's address, when it came over HTTP.")
     details: dict[str, object]
+    hash: str | None = Field(
+        description="SHA-256 of the entry before's hash and this entry's content: the audit log is a hash chain "
+        "(docs/security.md#audit-log; `amends audit verify` checks it)."
+    )
 
 
 audit_router = APIRouter(prefix="/v1/audit", tags=["staff"])
