@@ -21,6 +21,9 @@ from amends.store import UnitOfWork, tables
 
 __all__ = ["Dashboard", "Week", "dashboard", "measures_between", "weeks_since"]
 
+# The longest span measured at once, as the feedback measures have it (feedback/measures.py), which are part of it.
+_LONGEST_SPAN = timedelta(days=3 * 366)
+
 
 @dataclass(frozen=True, slots=True)
 class Week:
@@ -64,6 +67,8 @@ def measures_between(uow: UnitOfWork, *, since: datetime, until: datetime, now: 
     when they failed. `now` is when overdue answers are counted."""
     if since >= until:
         raise InvalidInput("since", "must be before until")
+    if until - since > _LONGEST_SPAN:  # before a week is counted: millennia kept a worker busy for long
+        raise InvalidInput("since", "at most three years at a time")
     first = since.astimezone(UTC)
     monday = datetime.combine(first.date() - timedelta(days=first.weekday()), time(), UTC)
     starts = []
