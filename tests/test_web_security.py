@@ -53,11 +53,14 @@ from tests.test_recovery import arrival, booking, profile
 def payload(where: str) -> str:
     """Markup a browser would run, a URL that would run script, and a template expression, named for the field
     it is put in (so a page that shows it can be told apart)."""
-    return f"{where}<script>alert(1)</script>\"><img src=x onerror=alert(1)><a href='javascript:alert(1)'>{{{{7*'7'}}}}"
+    markup = "<script>alert(1)</script>\"><img src=x onerror=alert(1)><a href='javascript:alert(1)'>"
+    return f"{where}{markup}{{{{'tmpl'~'ran'~7*7}}}}"
 
 
 SHORT = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'  # for fields of at most 100 characters
-RUN_TEMPLATE = "7777777"  # what {{7*'7'}} becomes if anything renders what was typed as a template
+# What {{'tmpl'~'ran'~7*7}} becomes if anything renders what was typed as a template (a marker no page shows
+# by chance: the classic 7*'7' gives "7777777", which a chart's numbers can hold).
+RUN_TEMPLATE = "tmplran49"
 XSS_CUSTOMER = "javascript:alert(1)//" + SHORT  # a customer id is shown as text and in a link
 XSS_RULE = f"""rules:
   - id: air-xss-delay
