@@ -4,7 +4,10 @@ pg_restore, run for real, giving back the same rows and an intact audit chain.""
 
 from __future__ import annotations
 
+import os
 import shutil
+import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -98,6 +101,67 @@ def test_a_backup_taken_while_events_arrive_is_whole_and_restores(tmp_path: Path
             assert check_chain(uow).intact
     finally:
         db.dispose()
+
+
+def test_a_backup_of_a_large_database_finishes_while_writers_keep_committing(tmp_path: Path) -> None:
+    """The copy is taken in one step of the backup API, which reads one snapshot while writers go on (a copy in
+    several steps restarts whenever another connection commits between them; with a large database and a busy
+    writer it did not finish). 64 MiB here, with a commit every few milliseconds throughout."""
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    assert _cli("init", url=url, cwd=tmp_path).returncode == 0
+    db = Database(url)
+    with db.engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE filler (n INTEGER PRIMARY KEY, b BLOB)"))
+        connection.execute(sa.text("WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < 1024) "
+                                   "INSERT INTO filler (b) SELECT randomblob(65536) FROM k"))  # fmt: skip
+    stop, commits = threading.Event(), [0]
+
+    def keep_committing() -> None:
+        while not stop.is_set():
+            with db.engine.begin() as connection:
+                connection.execute(sa.text("INSERT INTO filler (b) VALUES (randomblob(100))"))
+            commits[0] += 1
+            stop.wait(0.003)
+
+    writer = threading.Thread(target=keep_committing)
+    writer.start()
+    try:
+        done = _cli("backup", str(tmp_path / "copy.db"), url=url, cwd=tmp_path)
+        during = commits[0]
+    finally:
+        stop.set()
+        writer.join()
+        db.dispose()
+    assert done.returncode == 0, done.stderr
+    assert during > 10  # the writer kept committing while the copy was taken
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    try:
+        assert copy.execute("SELECT count(*) FROM filler").fetchone()[0] >= 1024
+    finally:
+        copy.close()
+
+
+def test_copies_of_personal_data_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    assert _cli("init", url=url, cwd=tmp_path).returncode == 0
+    db = Database(url)
+    try:
+        _add(db, 0, 100)
+    finally:
+        db.dispose()
+    exported = tmp_path / "customer.json"
+    exported.write_text("older, readable by all")
+    exported.chmod(0o644)
+    before = os.umask(0o022)  # the usual default, which leaves a new file readable by everyone (the CLI inherits it)
+    try:
+        assert _cli("backup", str(tmp_path / "copy.db"), url=url, cwd=tmp_path).returncode == 0
+        assert _cli("customers", "export", "c-7", "--out", str(exported), url=url, cwd=tmp_path).returncode == 0
+        assert _cli("audit", "export", "--out", str(tmp_path / "audit.jsonl"), url=url, cwd=tmp_path).returncode == 0
+    finally:
+        os.umask(before)
+    for path in (tmp_path / "copy.db", exported, tmp_path / "audit.jsonl"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert b'"c-7"' in exported.read_bytes()
 
 
 def test_a_backup_of_an_older_schema_is_restored_and_brought_up_to_date(tmp_path: Path) -> None:

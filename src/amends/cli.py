@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import orjson
 import typer
@@ -1506,6 +1506,13 @@ audit_app = typer.Typer(help="The audit log: check its hash chain, or export it.
 app.add_typer(audit_app, name="audit")
 
 
+def _private_file(path: Path) -> BinaryIO:
+    """`path` opened for writing from the start, readable by its owner only (it holds personal data)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)  # a file that was there already keeps its mode otherwise
+    return os.fdopen(fd, "wb")
+
+
 def _write_json(document: object, out: Path | None) -> None:
     import orjson
 
@@ -1514,7 +1521,8 @@ def _write_json(document: object, out: Path | None) -> None:
         sys.stdout.buffer.write(text)
         sys.stdout.flush()
     else:
-        out.write_bytes(text)
+        with _private_file(out) as file:
+            file.write(text)
 
 
 @customers_app.command("export")
@@ -1610,7 +1618,7 @@ def audit_export(
             raise InvalidInput("--since", f"not an ISO 8601 date or instant: {since!r}") from None
         start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
     db = Database.from_settings(load_settings())
-    stream = sys.stdout.buffer if out is None else out.open("wb")
+    stream = sys.stdout.buffer if out is None else _private_file(out)
     count = 0
     try:
         with db.unit_of_work() as uow:

@@ -16,7 +16,7 @@ from amends.store.migrate import known_revisions
 
 __all__ = ["BackupInfo", "backup_sqlite", "check_backup", "restore_sqlite"]
 
-_PAGES_PER_STEP = 4096  # the backup copies this many pages, then lets writers in, then goes on
+_PRIVATE = 0o600  # a backup holds customers' personal data: readable by its owner only
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,30 +63,47 @@ def check_backup(path: Path) -> BackupInfo:
 
 
 def backup_sqlite(db: Database, target: Path) -> BackupInfo:
-    """Copy the live database to `target` (a new file), checked; writers wait only for each step of the copy."""
+    """Copy the live database to `target` (a new file, readable by its owner only), checked.
+
+    The copy is one step of the backup API: in WAL mode that step reads one snapshot while writers go on
+    appending to the log, so nobody waits for it. (A copy taken in several steps starts again from the beginning
+    each time another connection commits in between, so on a busy database it would never finish.)"""
     _sqlite_path(db)
     if target.exists():
         raise InvalidInput(str(target), "exists already; a backup never overwrites a file")
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
     try:
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE))  # private before any byte
         with db.engine.connect() as connection:
             source = connection.connection.driver_connection
             assert isinstance(source, sqlite3.Connection)
             copy = sqlite3.connect(partial)
             try:
-                source.backup(copy, pages=_PAGES_PER_STEP)
+                source.backup(copy, pages=-1)
                 copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
             finally:
                 copy.close()
         info = check_backup(partial)
         with partial.open("rb") as written:
             os.fsync(written.fileno())
-        partial.rename(target)
-    except BaseException:
+        try:
+            os.link(partial, target)  # unlike a rename, fails if a file of that name appeared meanwhile
+        except FileExistsError:
+            raise InvalidInput(str(target), "exists already; a backup never overwrites a file") from None
+        _sync_folder(target.parent)
+    finally:
         partial.unlink(missing_ok=True)
-        raise
     return BackupInfo(target, info.bytes, info.revision, info.events, info.cases)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a new name in the folder survive a power cut (the file's bytes are synced already)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def restore_sqlite(source: Path, db: Database) -> BackupInfo:
