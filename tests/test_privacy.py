@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from amends.access import Scope
+from amends.detect import Detector, parse_rules
 from amends.errors import InvalidInput, NotFound
+from amends.events import Event, append_events
 from amends.privacy import ERASED, FORGOTTEN_PREFIX, export_customer, forget_customer
 from amends.recover.actors import SYSTEM
 from amends.recover.audit import check_chain
@@ -220,3 +223,47 @@ def test_the_commands_export_forget_and_refuse_an_unknown_customer(tmp_path: Pat
     assert unknown.returncode == 1
     assert f"customer {customer!r} is not known" in unknown.stderr
     assert _cli("customers", "export", " ", url=url).returncode == 2
+
+
+_WAITING_RULE = """\
+rules:
+  - id: late-delivery
+    kind: absence
+    after: order.placed
+    expect: order.delivered
+    key: data.order_id
+    deadline: data.promised_by + 1d
+"""
+
+
+@dataclass
+class _Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_a_running_detector_forgets_what_it_held_in_memory(db: Database) -> None:
+    clock = _Clock(START + timedelta(hours=1))
+    rules = parse_rules([(None, _WAITING_RULE)])
+    main = Detector(rules, now=clock)
+    partition = Detector(rules, now=clock, name="partition.0/1", owns=lambda subject: True)  # broker mode's kind
+    promised = (START + timedelta(days=2)).isoformat()
+    for number, detector in enumerate((main, partition)):
+        placed = Event(f"e-{number}", "https://shop.example", "order.placed", START, "C-9",
+                       {"order_id": f"O-{number}", "promised_by": promised})  # fmt: skip
+        with db.unit_of_work(writes=True) as uow:  # each holds an expectation, due in three days
+            append_events(uow, [placed], received_at=START, watcher=detector)
+            uow.commit()
+
+    with db.unit_of_work(writes=True) as uow:  # as another process would
+        forget_customer(uow, "C-9", SYSTEM, now=START + timedelta(hours=2), via="test")
+        uow.commit()
+    clock.now = START + timedelta(days=10)
+    main.sweep(db)
+    partition.sweep(db)
+
+    assert _mentions(db, "C-9") == {}
+    with db.unit_of_work() as uow:
+        assert uow.execute(sa.select(tables.incidents.c.customer_id)).scalars().all() == []

@@ -8,7 +8,7 @@ from amends.detect.errors import DetectError, RuleError, RuleProblem, RuleSetErr
 from amends.detect.incidents import Candidate, Finding, Incident, IncidentKey, IncidentStatus, LateResolution, fold
 from amends.detect.queries import IncidentFilter, IncidentPage, StoredIncident, get_incident, list_incidents
 from amends.detect.rules import Rule, RuleSet, load_rules, parse_rules
-from amends.detect.runner import DetectClock, Detected, Detector, store_findings
+from amends.detect.runner import DetectClock, Detected, Detector, renew_detectors, store_findings
 from amends.detect.streaming import Evaluator
 
 __all__ = [
@@ -36,5 +36,6 @@ __all__ = [
     "list_incidents",
     "load_rules",
     "parse_rules",
+    "renew_detectors",
     "store_findings",
 ]

@@ -37,7 +37,7 @@ from amends.detect.streaming import Checkpoint, Evaluator, StateEntry
 from amends.events import Recorded, last_seq, read_recorded
 from amends.store import Database, UnitOfWork, bulk_values, tables
 
-__all__ = ["DetectClock", "Detected", "Detector", "store_findings"]
+__all__ = ["DetectClock", "Detected", "Detector", "renew_detectors", "store_findings"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,26 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _lock_key(detector: str) -> int:
+    key = int.from_bytes(hashlib.blake2b(f"amends.detect.{detector}".encode(), digest_size=8).digest())
+    return key - (1 << 63)  # PostgreSQL's advisory lock keys are signed 64-bit
+
+
+def renew_detectors(uow: UnitOfWork) -> int:
+    """Make every detector, in every process, rebuild its evaluator from the stored state at its next transaction:
+    for a change made to that state (or to the events it reads back) outside detection, such as an erasure. Takes
+    each detector's lock as the detector does, so none is evaluating meanwhile and none can store what it held
+    before, and gives every cursor a new version. Call it before the change, in the same unit of work; the locks
+    are held to its end. Returns how many detectors there are."""
+    cursors = tables.detect_cursors
+    if uow.dialect == "postgresql":
+        names = sorted(uow.execute(sa.select(cursors.c.name)).scalars())
+        for name in names:  # in one order, so that two renewals never wait on each other
+            uow.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(name))))
+    # SQLite: this write takes the one write lock, which every detector takes first too.
+    return uow.execute(cursors.update().values(version=secrets.randbits(62))).rowcount
+
+
 class Detector:
     """The streaming evaluator of one rule set, its state kept in the database under the cursor `name`.
 
@@ -105,8 +125,7 @@ class Detector:
         self._version_before: int | None = None  # the version when the evaluator was last taken to change
         self._cursor_seq = 0
         self._next_rules: RuleSet | None = None
-        self._lock_key = int.from_bytes(hashlib.blake2b(f"amends.detect.{name}".encode(), digest_size=8).digest())
-        self._lock_key -= 1 << 63  # PostgreSQL's advisory lock keys are signed 64-bit
+        self._lock_key = _lock_key(name)
 
     @property
     def rules(self) -> RuleSet:

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from amends.detect import renew_detectors
 from amends.errors import InvalidInput, NotFound
 from amends.recover.actors import Actor
 from amends.recover.audit import audit
@@ -155,6 +156,9 @@ def forget_customer(uow: UnitOfWork, customer_id: str, actor: Actor, *, now: dat
     if customer_id.startswith(FORGOTTEN_PREFIX):
         raise InvalidInput("customer", "this customer was forgotten already")
     recovery_lock(uow)  # no case opens and no grant is made for them while their rows change
+    # No detector evaluates meanwhile, and every one, in every process, then rebuilds from the erased state: what
+    # a running one still held of the customer in memory would otherwise open incidents under their id.
+    renew_detectors(uow)
     customer = uow.execute(sa.select(t.customers).where(t.customers.c.id == customer_id)).first()
     if customer is None:
         raise NotFound(f"customer {customer_id!r} is not known")
