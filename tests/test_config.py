@@ -115,6 +115,30 @@ def test_a_bad_secret_is_named_but_never_shown(
     assert caught.value.__cause__ is None  # the validation error quotes the input; it is not chained
 
 
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"AMENDS_DATABASE_URL": "postgres ql://amends:short-secret-value@db/amends"}, "AMENDS_DATABASE_URL"),
+        (
+            {"AMENDS_DATABASE_URL": "postgresql://amends@db/amends",
+             "AMENDS_BROKER_URL": "http://worker:short-secret-value@nats:4222"},
+            "AMENDS_BROKER_URL",
+        ),
+    ],
+)  # fmt: skip
+def test_a_bad_url_is_shown_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
+) -> None:
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.field == named
+    assert "short-secret-value" not in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert "***@" in str(caught.value) or "expected a NATS URL" in str(caught.value)
+
+
 def test_secrets_come_from_files_in_a_folder_and_the_environment_wins(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

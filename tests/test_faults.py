@@ -131,7 +131,11 @@ def test_postgres_restarted_under_a_running_server_and_worker(pg: Database, tmp_
             down = httpx.post(f"{base}/v1/events", json=batches[-1], headers=headers, timeout=30)
             assert down.status_code == 503
             assert "database unavailable" in down.json()["reason"]
-            assert ready() == 503
+            not_ready = httpx.get(f"{base}/readyz", timeout=5)
+            assert not_ready.status_code == 503
+            for answer in (down.text, not_ready.text):  # the driver's words (host, port, user) stay in the log
+                for detail in ("5432", "localhost", "127.0.0.1", "amends@", "connection"):
+                    assert detail not in answer.lower(), answer
             time.sleep(2)  # the worker meets the stopped server too
         finally:
             subprocess.run(["pg_ctlcluster", version, cluster, "start"], check=True, timeout=60)
@@ -152,6 +156,7 @@ def test_postgres_restarted_under_a_running_server_and_worker(pg: Database, tmp_
         worker.stop()
     assert _stored(pg) == accepted  # nothing accepted was lost, nothing refused was kept
     assert "database unavailable" in (tmp_path / "worker.log").read_text()  # it said so, and went on
+    assert "database unavailable: " in (tmp_path / "serve.log").read_text()  # with the driver's words, for operators
 
 
 def _count(db: Database, table: sa.Table) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from amends.config import Settings
@@ -62,6 +63,11 @@ def test_a_served_process_logs_one_json_line_per_request_without_tokens_or_queri
         httpx.get(f"{base}/healthz?probe=secret-looking-query", headers={"X-Request-ID": "probe-1"})
         httpx.get(f"{base}/f/signed.token-value-1234", headers={"X-Request-ID": "probe-2"})
         httpx.get(f"{base}/u/another.signed-token-5678", headers={"X-Request-ID": "probe-3"})
+        # A token followed by more path (no route matches, or a redirect), and a path forging a line of its own.
+        httpx.get(f"{base}/f/third.signed-token-9012/", headers={"X-Request-ID": "probe-4"})
+        httpx.get(f"{base}/u/fourth.signed-token-3456/x", headers={"X-Request-ID": "probe-5"})
+        forged = "/v1/x%0a2026-11-24 INFO amends.access [forged] POST /console/login 200"
+        httpx.get(f"{base}{forged}", headers={"X-Request-ID": "probe-6"})
     finally:
         process.terminate()
         _out, err = process.communicate(timeout=10)
@@ -72,18 +78,24 @@ def test_a_served_process_logs_one_json_line_per_request_without_tokens_or_queri
     assert access["probe-1"]["status"] == 200
     assert access["probe-2"]["path"] == "/f/{token}"
     assert access["probe-3"]["path"] == "/u/{token}"
+    assert access["probe-4"]["path"] == "/f/{token}/…"
+    assert access["probe-5"]["path"] == "/u/{token}/…"
+    assert access["probe-6"]["path"].startswith("/v1/x\\n2026-11-24 INFO")  # the newline as an escape
     assert all(line["level"] in ("info", "warning", "error", "debug") for line in lines)
-    for leak in ("secret-looking-query", "signed.token-value-1234", "another.signed-token-5678", SECRET):
+    leaks = ("secret-looking-query", "signed.token-value-1234", "another.signed-token-5678", "third.signed-token-9012",
+             "fourth.signed-token-3456", SECRET)  # fmt: skip
+    for leak in leaks:
         assert leak not in err
 
 
 def test_secrets_are_masked_in_messages_and_in_exceptions(capsys: pytest.CaptureFixture[str]) -> None:
     settings = Settings(
         secret_key=SECRET,
-        database_url="postgresql+psycopg://amends:db-pass-w0rd@db.internal:5432/amends",
+        database_url="postgresql+psycopg://amends:db-pass-w0rd%40x@db.internal:5432/amends",
         broker_url="nats://worker:nats-pass-w0rd@nats.internal:4222",
     )
-    assert set(secrets_of(settings)) == {SECRET, "db-pass-w0rd", "nats-pass-w0rd"}
+    # The database password as it is (db-pass-w0rd@x) and as the URL writes it, percent-encoded.
+    assert set(secrets_of(settings)) == {SECRET, "db-pass-w0rd@x", "db-pass-w0rd%40x", "nats-pass-w0rd"}
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
     try:
@@ -103,3 +115,14 @@ def test_secrets_are_masked_in_messages_and_in_exceptions(capsys: pytest.Capture
     assert err.count(MASK) == 3  # the URL in the message, the key, the URL in the exception
     for secret in (SECRET, "db-pass-w0rd", "nats-pass-w0rd"):
         assert secret not in err
+
+
+def test_a_failed_statement_never_carries_its_values_into_an_error_or_a_log(db: Database) -> None:
+    """A driver error that is not translated (and so may be logged with its traceback) names the statement, never
+    the customers' data bound to it."""
+    with pytest.raises(sa.exc.DBAPIError) as caught, db.engine.connect() as connection:
+        connection.execute(
+            sa.text("SELECT no_such_column FROM events WHERE subject = :who"), {"who": "jane@example.org"}
+        )
+    assert "no_such_column" in str(caught.value)
+    assert "jane@example.org" not in str(caught.value)

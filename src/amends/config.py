@@ -11,6 +11,7 @@ import base64
 import importlib.util
 import ipaddress
 import os
+import re
 import ssl
 import tomllib
 from datetime import timedelta
@@ -762,6 +763,8 @@ def load_settings(**overrides: Any) -> Settings:
         if _is_secret(name):
             # Pydantic's error quotes the input, and so would its traceback: a secret is named, never shown.
             raise SettingsError(_where(name, path), _reason(error, show_input=False)) from None
+        if name in _URLS:  # shown, but never the password in it (nor in the traceback, which quotes the input)
+            raise SettingsError(_where(name, path), _without_password(_reason(error))) from None
         raise SettingsError(_where(name, path), _reason(error)) from exc
 
 
@@ -773,6 +776,15 @@ def _where(name: str, path: Path) -> str:
     if variable in os.environ or name not in Settings.model_fields:
         return variable if name in Settings.model_fields else f"{name} in {path}"
     return f"{variable} (or {name} in {path})"
+
+
+_URLS = ("database_url", "broker_url")  # settings whose value may hold a password: scheme://user:password@host
+_USERINFO_PASSWORD = re.compile(r"(?<=://)([^/@:\s]*):\S*@")
+
+
+def _without_password(text: str) -> str:
+    """`text` with the password of every URL in it masked."""
+    return _USERINFO_PASSWORD.sub(r"\1:***@", text)
 
 
 def _is_secret(name: str) -> bool:

@@ -60,4 +60,11 @@ class Unauthorized(AmendsError):
 
 
 class Unavailable(AmendsError):
-    """A service amends depends on cannot be reached; nothing was changed, and a retry may succeed."""
+    """A service amends depends on cannot be reached; nothing was changed, and a retry may succeed.
+
+    `shown` is what may be said to whoever made the request (an HTTP answer, a readiness probe); the message itself
+    may hold the driver's own words (hosts, users, names of tables), for the log and the command line only."""
+
+    def __init__(self, message: str, *, shown: str | None = None) -> None:
+        super().__init__(message)
+        self.shown = message if shown is None else shown

@@ -38,6 +38,10 @@ def secrets_of(settings: Settings) -> list[str]:
             password = userinfo.partition(":")[2] or None
         if password:
             found.append(str(password))
+        # As written in the URL too: a password with reserved characters is percent-encoded there.
+        raw = url.partition("://")[2].rpartition("@")[0].partition(":")[2]
+        if raw:
+            found.append(raw)
     return sorted({s for s in found if len(s) >= _MIN_SECRET}, key=len, reverse=True)
 
 

@@ -55,6 +55,7 @@ class Database:
             self.engine = sa.create_engine(
                 url,
                 echo=echo,
+                hide_parameters=True,  # a statement's values (customers' data) never in an error's text or a log
                 pool_pre_ping=True,
                 json_serializer=_json_text,
                 json_deserializer=orjson.loads,
@@ -109,6 +110,7 @@ def _sqlite_engine(url: str, *, echo: bool, busy_timeout_ms: int, cache_kib: int
     engine = sa.create_engine(
         url,
         echo=echo,
+        hide_parameters=True,  # a statement's values (customers' data) never in an error's text or a log
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
         connect_args={"timeout": busy_timeout_ms / 1000},
@@ -151,21 +153,23 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE as exc:
-        raise Unavailable(_unavailable(exc)) from exc
+        raise _unavailable(exc) from exc
     except _CONFLICT as exc:
         raise Conflict(f"conflicts with stored data: {_first_line(exc)}") from exc
 
 
-def _unavailable(exc: BaseException) -> str:
+def _unavailable(exc: BaseException) -> Unavailable:
     """Why the database could not do the work, in words: a full disk is said as such (SQLite's SQLITE_FULL,
-    PostgreSQL's disk_full), since no retry helps until someone makes room."""
+    PostgreSQL's disk_full), since no retry helps until someone makes room. The driver's own words (a host, a user)
+    stay in the message, for the log; what is shown to a caller leaves them out."""
     cause = getattr(exc, "orig", None) or exc
     full = (
         getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or getattr(cause, "sqlstate", None) == "53100"
     )
     if full:
-        return f"the database's disk is full ({_first_line(exc)}); nothing of this was stored: make room, then retry"
-    return f"database unavailable: {_first_line(exc)}"
+        shown = "the database's disk is full; nothing of this was stored: make room, then retry"
+        return Unavailable(f"the database's disk is full ({_first_line(exc)}); nothing of this was stored", shown=shown)
+    return Unavailable(f"database unavailable: {_first_line(exc)}", shown="database unavailable; try again shortly")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -223,7 +227,7 @@ class UnitOfWork:
             self.connection.close()
             self._release()
         if isinstance(exc, _UNAVAILABLE):
-            raise Unavailable(_unavailable(exc)) from exc
+            raise _unavailable(exc) from exc
         if isinstance(exc, _CONFLICT):
             raise Conflict(f"conflicts with stored data: {_first_line(exc)}") from exc
 

@@ -4,6 +4,7 @@ schema learns that every API operation may answer with them."""
 from __future__ import annotations
 
 import http
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -34,6 +35,8 @@ __all__ = [
     "install_error_handlers",
     "status_of",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class UnsupportedMediaType(InvalidInput):
@@ -86,13 +89,13 @@ def _page_for(request: Request) -> Callable[[Request, Exception, int], Awaitable
 async def _amends_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AmendsError)
     status = status_of(exc)
+    reason = getattr(exc, "reason", str(exc))
+    if isinstance(exc, Unavailable):  # the driver's words (hosts, users) go to the log, not to the caller
+        log.warning("answered 503: %s", exc)  # the access line with the same request id has the path
+        reason = exc.shown
     if (page := _page_for(request)) is not None:
         return await page(request, exc, status)
-    body: dict[str, object] = {
-        "error": type(exc).__name__,
-        "field": getattr(exc, "field", None),
-        "reason": getattr(exc, "reason", str(exc)),
-    }
+    body: dict[str, object] = {"error": type(exc).__name__, "field": getattr(exc, "field", None), "reason": reason}
     details = getattr(exc, "details", None)
     if isinstance(details, dict):
         body.update({key: value for key, value in details.items() if key not in body})

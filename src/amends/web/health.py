@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from amends.events.broker import EventBroker
 from amends.store import Database, pending_revisions
 from amends.web.deps import DB
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -32,8 +34,9 @@ async def readyz(request: Request, db: DB) -> JSONResponse:
             await broker.ensure_connected()
             if not broker.connected:
                 raise Unavailable(f"broker at {broker.shown_url} disconnected; reconnecting")
-    except Unavailable as exc:
-        return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+    except Unavailable as exc:  # anyone may ask: the driver's words (hosts, users) go to the log only
+        log.warning("not ready: %s", exc)
+        return JSONResponse({"status": "unavailable", "reason": exc.shown}, status_code=503)
     if pending:
         reason = f"the database schema is behind by {len(pending)} migration(s); run `amends init`"
         return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)

@@ -1,7 +1,8 @@
 """Every HTTP request gets an id: the caller's `X-Request-ID` when it is a sane one, a new one otherwise. It is
 sent back in the response's `X-Request-ID`, named in every log record made while the request is served, and
 logged once with the request's method, path, status and time (the access line; query strings are never logged,
-and a path with a signed token in it is logged as its route, without the token)."""
+a path under a signed link's prefix is logged without its token, and control characters in a path are escaped, so
+that no request can write a line of its own into the log)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ __all__ = ["RequestIds"]
 
 log = logging.getLogger("amends.access")
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# The public pages whose path holds a signed token (web/pages): whoever reads the log must not be able to open them.
+_TOKEN_PREFIXES = ("/f/", "/u/")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_LONGEST = 300
 
 
 class RequestIds:
@@ -54,9 +59,12 @@ class RequestIds:
 
 
 def _shown_path(scope: Scope) -> str:
-    """The path, or the route's template when a path parameter is a signed token (a feedback or unsubscribe link:
-    whoever reads the log must not be able to open it)."""
-    route = scope.get("route")
-    if route is not None and "token" in scope.get("path_params", {}):
-        return str(getattr(route, "path", "/…"))
-    return str(scope["path"])
+    """The path as it may be logged: a signed link's token replaced by `{token}` whatever follows it and whether
+    or not a route matched; control characters as escapes; at most 300 characters."""
+    path = str(scope["path"])
+    for prefix in _TOKEN_PREFIXES:
+        if path.startswith(prefix):
+            path = prefix + "{token}" + ("/…" if "/" in path[len(prefix) :] else "")
+            break
+    path = _UNPRINTABLE.sub(lambda found: found[0].encode("unicode_escape").decode("ascii"), path)
+    return path if len(path) <= _LONGEST else path[:_LONGEST] + "…"
