@@ -18,12 +18,19 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from amends.access import Scope
+from amends.config import Settings
 from amends.detect import Detector, parse_rules
 from amends.errors import InvalidInput, NotFound
 from amends.events import Event, append_events
+from amends.outreach.service import Outreach
 from amends.privacy import ERASED, FORGOTTEN_PREFIX, export_customer, forget_customer
-from amends.recover.actors import SYSTEM
+from amends.recover import cases as work
+from amends.recover import remedies
+from amends.recover.actors import SYSTEM, Actor
 from amends.recover.audit import check_chain
+from amends.recover.roles import Role
+from amends.recover.service import Recovery
+from amends.recover.staff import add_staff, get_staff
 from amends.simulation import simulate, simulation_settings
 from amends.store import Database, tables
 from amends.web import create_app
@@ -32,11 +39,63 @@ from tests.conftest import new_key, settings_for
 START = datetime(2026, 1, 5, tzinfo=UTC)
 
 
-def _world(db: Database, tmp_path: Path) -> None:
+def _world(db: Database, tmp_path: Path) -> Settings:
     settings = simulation_settings(
         settings_for(db), business="shop", outbox_file=tmp_path / "outbox.jsonl", holdout_share=0.2
     )
     simulate(db, settings, business="shop", customers=120, days=45, seed=3, true_effect=0.3, start=START)
+    return settings
+
+
+_CONTACTS = """\
+rules:
+  - id: contact-storm
+    kind: count
+    on: support.contact
+    at_least: 2
+    within: 7d
+"""
+
+
+def _named_by_staff_and_rules(db: Database, settings: Settings, customer: str) -> list[str]:
+    """What the sample world leaves out, each naming the customer: an incident of a count rule keyed by them (its
+    key `<id>@<instant>`), and a complaint's case worked by hand, its texts naming them: the apology as sent and a
+    note on it, an approval denied, no remedy, the resolution, a reopening and a handover, each with its reason.
+    Returns those texts."""
+    contacts = Detector(parse_rules([(None, _CONTACTS)]), clock="events", name="contacts")
+    at = START + timedelta(days=46)
+    with db.unit_of_work(writes=True) as uow:
+        append_events(uow, [Event(f"contact-{n}", "https://shop.example", "support.contact", at + timedelta(hours=n),
+                                  customer, {}) for n in range(3)], received_at=at, watcher=contacts)  # fmt: skip
+        uow.commit()
+    texts = [f"Dear {customer}, we are sorry.", f"Rang {customer} first.", f"Denied: {customer} had one.",
+             f"{customer} wanted nothing more.", f"Settled with {customer}.", f"{customer} wrote again.",
+             f"{customer} asked for a manager."]  # fmt: skip
+    apology, note, denial, no_remedy, resolution, reopening, handover = texts
+    recovery = Recovery.from_settings(db, settings)
+    outreach = Outreach.from_settings(settings, recovery.policy)
+    with db.unit_of_work(writes=True) as uow:
+        desk = get_staff(uow, "desk")
+        boss = add_staff(uow, "boss", name="Boss", role=Role.MANAGER, team=None, now=at)
+        as_desk, as_boss = (Actor(None, member, member.scopes, None) for member in (desk, boss))
+        complaint, _new = recovery.intake.file_complaint(
+            uow, source="phone", external_id="call-1", customer_id=customer, channel="email",
+            text="Still waiting.", reference=None, received_at=None, actor=as_desk, now=at,
+        )  # fmt: skip
+        case = work.load_case(uow, complaint.case_id)
+        playbook = recovery.playbooks.get(case.playbook)
+        work.acknowledge(uow, case.id, actor=as_desk, now=at)
+        outreach.apologise(uow, case.id, actor=as_desk, now=at, text=apology, note=note)
+        proposal = remedies.propose(uow, case.id, policy=recovery.policy, actor=as_desk, now=at)
+        grant = remedies.Grant(proposal.kind, proposal.amount, note=None)
+        approval, _new = remedies.request_approval(uow, case.id, grant, policy=recovery.policy, actor=as_desk, now=at)
+        remedies.deny(uow, approval.id, reason=denial, actor=as_boss, now=at)
+        remedies.no_remedy(uow, case.id, reason=no_remedy, actor=as_desk, now=at)
+        work.resolve_case(uow, case.id, resolution=resolution, actor=as_desk, now=at, playbook=playbook)
+        work.reopen_case(uow, case.id, reason=reopening, actor=as_desk, now=at, playbook=playbook)
+        work.set_owner(uow, work.load_case(uow, case.id), boss, reason=handover, by=as_desk, now=at)
+        uow.commit()
+    return texts
 
 
 def _busiest(db: Database) -> str:
@@ -67,6 +126,17 @@ def _mentions(db: Database, needle: str) -> dict[str, int]:
     return found
 
 
+def _audit_mentions(db: Database, needle: str) -> list[tuple[str, str]]:
+    """The audit entries that hold `needle`, as (action, column) pairs."""
+    log = tables.audit_log
+    found: list[tuple[str, str]] = []
+    with db.unit_of_work() as uow:
+        for column in (log.c.actor, log.c.target, log.c.origin, log.c.details):
+            actions = uow.execute(sa.select(log.c.action).where(sa.cast(column, sa.Text).contains(needle))).scalars()
+            found += [(action, column.name) for action in actions]
+    return found
+
+
 def _totals(db: Database) -> dict[str, Any]:
     with db.unit_of_work() as uow:
         ledger = tables.ledger
@@ -86,11 +156,10 @@ def _totals(db: Database) -> dict[str, Any]:
 def test_the_export_holds_everything_and_erasure_leaves_nothing_that_names_or_quotes_the_customer(
     db: Database, tmp_path: Path
 ) -> None:
-    _world(db, tmp_path)
+    settings = _world(db, tmp_path)
     customer = _busiest(db)
     # They also wrote to the company, quoting their own address.
-    settings = settings_for(db)
-    with TestClient(create_app(settings, db)) as client:
+    with TestClient(create_app(settings_for(db), db)) as client:
         key = new_key(db, "mailbox", [Scope.FEEDBACK_WRITE])
         posted = client.post(
             "/v1/feedback",
@@ -99,6 +168,7 @@ def test_the_export_holds_everything_and_erasure_leaves_nothing_that_names_or_qu
             headers={"Authorization": f"Bearer {key}"},
         )  # fmt: skip
         assert posted.status_code == 201, posted.text
+    written = _named_by_staff_and_rules(db, settings, customer)
     with db.unit_of_work() as uow:
         addresses = set(
             uow.execute(sa.select(tables.messages.c.recipient).where(tables.messages.c.customer_id == customer))
@@ -109,6 +179,7 @@ def test_the_export_holds_everything_and_erasure_leaves_nothing_that_names_or_qu
             sa.select(sa.func.count()).where(tables.events.c.subject == customer).select_from(tables.events)
         ).scalar_one()
     assert len(exported["events"]) == events > 0
+    assert any(i["key"].startswith(f"{customer}@") for i in exported["incidents"])  # the count rule's
     assert {m["recipient"] for m in exported["messages"]} == addresses
     assert exported["remedies"]
     assert exported["cases"]
@@ -126,7 +197,7 @@ def test_the_export_holds_everything_and_erasure_leaves_nothing_that_names_or_qu
     assert forgotten.pseudonym.startswith(FORGOTTEN_PREFIX)
     assert customer not in forgotten.pseudonym
     assert _mentions(db, customer) == {}
-    for secret in (*addresses, "robin.vale@example.net", "Robin Vale", "a week late"):
+    for secret in (*addresses, "robin.vale@example.net", "Robin Vale", "a week late", *written):
         assert _mentions(db, secret) == {}, secret
     assert _totals(db) == before  # the ledger adds up as before; every count is the same
     with db.unit_of_work() as uow:
@@ -149,6 +220,9 @@ def test_the_export_holds_everything_and_erasure_leaves_nothing_that_names_or_qu
     assert [r["cash_value"] for r in kept["remedies"]] == [r["cash_value"] for r in exported["remedies"]]
     assert all(r["note"] is None for r in kept["remedies"])
     assert len(kept["events"]) == events
+    assert sorted(i["key"].split("@")[0] for i in kept["incidents"] if "@" in i["key"]) == [
+        forgotten.pseudonym for i in exported["incidents"] if i["key"].startswith(f"{customer}@")
+    ]
     assert all(e["data"] == {} for e in kept["events"])
     assert [f["text"] for f in kept["feedback"]] == [ERASED]
     assert kept["feedback"][0]["sentiment"] == exported["feedback"][0]["sentiment"]  # the measures keep the label

@@ -1,12 +1,13 @@
 """A customer's personal data on request: everything amends holds about one customer, as one JSON document
 (the right of access), and its erasure (the right to be forgotten), keeping the anonymised ledger and metrics.
 
-Erasure gives the customer's rows a random pseudonym (`forgotten:` and 16 hex digits, drawn, not derived: nothing
-leads back from it to the id), replaces everything they or staff wrote about them and every address with a note
-that it was erased, drops the events' data and the incidents' facts, cancels what was still to be sent, and
-closes what was still open. What stays: the counts, times, rules, severities, remedies and amounts, under the
-pseudonym, so the ledger still adds up and the measures still count the case. The audit log is kept whole (it is
-a tamper-evident chain); its only mention of a customer is their id on an opt-out (docs/security.md#privacy).
+Erasure gives the customer's rows, and the incident keys made from their id, a random pseudonym (`forgotten:` and
+16 hex digits, drawn, not derived: nothing leads back from it to the id), replaces everything they or staff wrote
+about them and every address with a note that it was erased, drops the events' data and the incidents' facts,
+cancels what was still to be sent, and closes what was still open. What stays: the counts, times, rules,
+severities, remedies and amounts, under the pseudonym, so the ledger still adds up and the measures still count the
+case. The audit log is kept whole (it is a tamper-evident chain); its only mention of a customer is their id on an
+opt-out (docs/security.md#privacy).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ _ERASE: Mapping[sa.Table, Sequence[str]] = {
     t.case_steps: ("draft",),
     t.case_contacts: ("note",),
     t.handoffs: ("reason",),
-    t.approvals: ("note",),
+    t.approvals: ("note", "reason"),
 }
 _ERASE_JSON: Mapping[sa.Table, Mapping[str, Any]] = {
     t.events: {"data": {}, "attributes": None},
@@ -83,6 +84,11 @@ _ERASE_JSON: Mapping[sa.Table, Mapping[str, Any]] = {
     t.inbound_replies: {"headers": [], "attachments": None},
     t.feedback: {"reasons": {}},
 }
+
+
+# What staff wrote in a completed step's outcome (recover/cases.py complete_step, remedies.py no_remedy): its note,
+# the apology as sent, the reason for no remedy. The rest (the owner, the remedy, the answer's label) stays.
+_STEP_TEXTS = ("note", "text", "reason")
 
 
 def _erasure(table: sa.Table) -> dict[str, Any]:
@@ -174,12 +180,6 @@ def forget_customer(uow: UnitOfWork, customer_id: str, actor: Actor, *, now: dat
         .where(t.cases.c.customer_id == customer_id, t.cases.c.status != "closed")
         .values(status="closed", closed_at=now)
     ).rowcount
-    if cases:
-        uow.execute(
-            sa.update(t.approvals)
-            .where(t.approvals.c.case_id.in_(cases), t.approvals.c.status == "pending")
-            .values(status="denied", decided_by="system", decided_at=now, reason="the customer asked to be forgotten")
-        )
     uow.execute(
         sa.update(t.feedback_requests)
         .where(t.feedback_requests.c.customer_id == customer_id, t.feedback_requests.c.expires_at > now)
@@ -199,13 +199,54 @@ def forget_customer(uow: UnitOfWork, customer_id: str, actor: Actor, *, now: dat
             erase = _erasure(table)
             if erase and ids:
                 counts[name] = uow.execute(sa.update(table).where(table.c[key].in_(ids)).values(**erase)).rowcount
-    uow.execute(sa.update(t.incidents).where(t.incidents.c.key == customer_id).values(key=pseudonym))
+    if cases:  # after the erasure of the reasons, so that this one, which names nobody, stays
+        uow.execute(
+            sa.update(t.approvals)
+            .where(t.approvals.c.case_id.in_(cases), t.approvals.c.status == "pending")
+            .values(status="denied", decided_by="system", decided_at=now, reason="the customer asked to be forgotten")
+        )
+    counts["step_outcomes"] = _erase_outcomes(uow, cases)
+    counts["incident_keys"] = _rename_keys(uow, customer_id, pseudonym)
     counts["detection_state"] = _forget_waiting(uow, customer_id)
     uow.execute(sa.delete(t.customers).where(t.customers.c.id == customer_id))
     uow.execute(sa.insert(t.customers).values(id=pseudonym, created_at=customer.created_at))
     audit(uow, actor, "customer.forgotten", f"customer:{pseudonym}", at=now,
           rows=sum(counts.values()), cancelled=cancelled, closed=closed, via=via)  # fmt: skip
     return Forgotten(pseudonym, counts, cancelled, closed)
+
+
+def _erase_outcomes(uow: UnitOfWork, cases: Sequence[int]) -> int:
+    """Erase the texts in the outcomes of the cases' completed steps (JSON documents: read, changed, written)."""
+    if not cases:
+        return 0
+    steps, erased = t.case_steps, 0
+    rows = uow.execute(
+        sa.select(steps.c.case_id, steps.c.kind, steps.c.outcome).where(
+            steps.c.case_id.in_(cases), steps.c.completed_at.is_not(None)
+        )
+    ).all()
+    for row in rows:
+        outcome = dict(row.outcome or {})
+        if not any(outcome.get(name) is not None for name in _STEP_TEXTS):
+            continue
+        outcome |= {name: ERASED for name in _STEP_TEXTS if outcome.get(name) is not None}
+        where = (steps.c.case_id == row.case_id, steps.c.kind == row.kind)
+        erased += uow.execute(sa.update(steps).where(*where).values(outcome=outcome)).rowcount
+    return erased
+
+
+def _rename_keys(uow: UnitOfWork, customer_id: str, pseudonym: str) -> int:
+    """Give the pseudonym to the incidents whose correlation key is the customer's id: keyed by the subject, an
+    absence rule's key is the id itself, a count or sequence rule's `<id>@<instant>` (detect/streaming.py). The
+    prefix is compared as text, not with LIKE, which would read `%` and `_` in an id as wildcards."""
+    keys, prefix = t.incidents.c.key, customer_id + "@"
+    whole = uow.execute(sa.update(t.incidents).where(keys == customer_id).values(key=pseudonym)).rowcount
+    episodes = uow.execute(
+        sa.update(t.incidents)
+        .where(sa.func.substr(keys, 1, len(prefix)) == prefix)
+        .values(key=sa.literal(pseudonym + "@", sa.Text) + sa.func.substr(keys, len(prefix) + 1, type_=sa.Text))
+    ).rowcount
+    return int(whole + episodes)
 
 
 def _forget_waiting(uow: UnitOfWork, customer_id: str) -> int:
