@@ -61,6 +61,21 @@ def test_entries_are_chained_and_a_rolled_back_decision_leaves_none(db: Database
     assert entries[0].details["nested"] == {"b": [1, None, "x"], "a": True}
 
 
+def test_numbers_each_engine_writes_its_own_way_still_verify(db: Database) -> None:
+    """PostgreSQL keeps JSON numbers as numeric: 1e16 comes back as 10000000000000000, -0.0 as 0. What is hashed is
+    what either engine gives back."""
+    with db.unit_of_work(writes=True) as uow:
+        audit(uow, SYSTEM, "case.note", "case:1", at=AT, big=1e16, negative_zero=-0.0, whole=2.0, small=1.5e-7,
+              nested={"amounts": [1e19, 1e20, 0.25]})  # fmt: skip
+        uow.commit()
+    with db.unit_of_work() as uow:
+        assert check_chain(uow).intact
+        details = list_audit(uow)[0].details
+    assert details["big"] == 10**16
+    assert details["nested"]["amounts"] == [10**19, 1e20, 0.25]
+    assert details["small"] == 1.5e-7
+
+
 @pytest.mark.parametrize(
     ("change", "broken"),
     [

@@ -58,10 +58,23 @@ def entry_hash(previous: str, at: datetime, actor: str, action: str, target: str
 def audit(uow: UnitOfWork, actor: Actor, action: str, target: str, *, at: datetime, **details: Any) -> None:
     """Record one decision, in the transaction that makes it (written when it commits)."""
     # Stored as the database gives JSON back, so that the hash written is the hash a reader recomputes.
-    stored = orjson.loads(orjson.dumps(details))
+    stored = _as_stored(orjson.loads(orjson.dumps(details)))
     entry = {"at": at, "actor": actor.label, "action": action, "target": target, "origin": actor.origin,
              "details": stored}  # fmt: skip
     uow.staged("audit_log", _append).append(entry)
+
+
+def _as_stored(value: Any) -> Any:
+    """A whole float as an integer: PostgreSQL keeps JSON numbers as numeric and gives 1e16 back as
+    10000000000000000 and -0.0 as 0, which read back as integers (up to 64 bits; beyond, as floats again); 2.0 and 2
+    are then one number on both engines."""
+    if isinstance(value, float) and value.is_integer() and -(2**63) <= value < 2**64:
+        return int(value)
+    if isinstance(value, list):
+        return [_as_stored(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_stored(item) for key, item in value.items()}
+    return value
 
 
 def _append(uow: UnitOfWork, entries: list[dict[str, Any]]) -> None:
