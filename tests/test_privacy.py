@@ -22,6 +22,7 @@ from amends.config import Settings
 from amends.detect import Detector, parse_rules
 from amends.errors import InvalidInput, NotFound
 from amends.events import Event, append_events
+from amends.outreach.contact import opt_out
 from amends.outreach.service import Outreach
 from amends.privacy import ERASED, FORGOTTEN_PREFIX, export_customer, forget_customer
 from amends.recover import cases as work
@@ -60,8 +61,8 @@ rules:
 def _named_by_staff_and_rules(db: Database, settings: Settings, customer: str) -> list[str]:
     """What the sample world leaves out, each naming the customer: an incident of a count rule keyed by them (its
     key `<id>@<instant>`), and a complaint's case worked by hand, its texts naming them: the apology as sent and a
-    note on it, an approval denied, no remedy, the resolution, a reopening and a handover, each with its reason.
-    Returns those texts."""
+    note on it, an approval denied, no remedy, the resolution, a reopening and a handover, each with its reason; and
+    an opt-out. Returns those texts."""
     contacts = Detector(parse_rules([(None, _CONTACTS)]), clock="events", name="contacts")
     at = START + timedelta(days=46)
     with db.unit_of_work(writes=True) as uow:
@@ -94,6 +95,7 @@ def _named_by_staff_and_rules(db: Database, settings: Settings, customer: str) -
         work.resolve_case(uow, case.id, resolution=resolution, actor=as_desk, now=at, playbook=playbook)
         work.reopen_case(uow, case.id, reason=reopening, actor=as_desk, now=at, playbook=playbook)
         work.set_owner(uow, work.load_case(uow, case.id), boss, reason=handover, by=as_desk, now=at)
+        opt_out(uow, customer, source="staff", actor=as_boss, now=at)  # and then wanted no more messages
         uow.commit()
     return texts
 
@@ -199,6 +201,9 @@ def test_the_export_holds_everything_and_erasure_leaves_nothing_that_names_or_qu
     assert _mentions(db, customer) == {}
     for secret in (*addresses, "robin.vale@example.net", "Robin Vale", "a week late", *written):
         assert _mentions(db, secret) == {}, secret
+        assert _audit_mentions(db, secret) == [], secret  # the audit log keeps no free text
+    # The audit log names them only as the target of their consent decision, which it must keep.
+    assert _audit_mentions(db, customer) == [("customer.opted_out", "target")]
     assert _totals(db) == before  # the ledger adds up as before; every count is the same
     with db.unit_of_work() as uow:
         kept = export_customer(uow, forgotten.pseudonym, now=START + timedelta(days=50))

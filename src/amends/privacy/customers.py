@@ -6,8 +6,8 @@ Erasure gives the customer's rows, and the incident keys made from their id, a r
 about them and every address with a note that it was erased, drops the events' data and the incidents' facts,
 cancels what was still to be sent, and closes what was still open. What stays: the counts, times, rules,
 severities, remedies and amounts, under the pseudonym, so the ledger still adds up and the measures still count the
-case. The audit log is kept whole (it is a tamper-evident chain); its only mention of a customer is their id on an
-opt-out (docs/security.md#privacy).
+case. The audit log is kept whole (it is a tamper-evident chain): it holds row ids and no free text, and the
+customer's id only as the target of an opt-out or opt-in, their consent decision (docs/security.md#privacy).
 """
 
 from __future__ import annotations

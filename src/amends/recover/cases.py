@@ -330,7 +330,8 @@ def set_owner(uow: UnitOfWork, case: Case, to: StaffMember, *, reason: str, by: 
             at=now,
         )
     )
-    audit(uow, by, "case.assigned", f"case:{case.id}", at=now, from_id=case.owner_id, to_id=to.id, reason=reason)
+    # The audit log is never erased, so it keeps no free text: the reason is on the handoff, where erasure reaches it.
+    audit(uow, by, "case.assigned", f"case:{case.id}", at=now, from_id=case.owner_id, to_id=to.id, chars=len(reason))
     return load_case(uow, case.id)
 
 
@@ -541,7 +542,7 @@ def resolve_case(
                 .where(_steps.c.case_id == case_id, _steps.c.kind == step.kind.value, _steps.c.completed_at.is_(None))
                 .values(due_at=step.due_at(case.opened_at, now))
             )
-    audit(uow, actor, "case.resolved", f"case:{case_id}", at=now, resolution=resolution)
+    audit(uow, actor, "case.resolved", f"case:{case_id}", at=now, chars=len(resolution))  # the text: on the case
     return load_case(uow, case_id)
 
 
@@ -585,7 +586,7 @@ def reopen_case(uow: UnitOfWork, case_id: int, *, reason: str, actor: Actor, now
             .where(_steps.c.case_id == case_id, _steps.c.completed_at.is_(None), _steps.c.kind.in_(waiting))
             .values(due_at=None)
         )
-    audit(uow, actor, "case.reopened", f"case:{case_id}", at=now, reason=reason, was=case.status.value)
+    audit(uow, actor, "case.reopened", f"case:{case_id}", at=now, chars=len(reason), was=case.status.value)
     return load_case(uow, case_id)
 
 

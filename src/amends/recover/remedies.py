@@ -296,7 +296,8 @@ def approve(
         note=approval.note,
         now=now,
     )
-    audit(uow, actor, "approval.approved", f"approval:{approval.id}", at=now, ledger_id=entry.id, reason=reason)
+    # The audit log is never erased, so it keeps no free text: the reason is on the approval, where erasure reaches it.
+    audit(uow, actor, "approval.approved", f"approval:{approval.id}", at=now, ledger_id=entry.id, chars=len(reason))
     return entry
 
 
@@ -307,7 +308,7 @@ def deny(uow: UnitOfWork, approval_id: int, *, reason: str, actor: Actor, now: d
     recovery_lock(uow)  # an approval of the same request waits, then finds it decided
     approval = _pending(uow, approval_id)
     _decide(uow, approval.id, "denied", member.id, now, reason)
-    audit(uow, actor, "approval.denied", f"approval:{approval.id}", at=now, reason=reason)
+    audit(uow, actor, "approval.denied", f"approval:{approval.id}", at=now, chars=len(reason))
     return get_approval(uow, approval.id, actor=actor)
 
 
@@ -317,7 +318,7 @@ def no_remedy(uow: UnitOfWork, case_id: int, *, reason: str, actor: Actor, now: 
     case, member = workable_case(uow, case_id, actor, "recording no remedy")
     _granting_allowed(case, "recording no remedy")
     complete_remedy_step(uow, case.id, member.id, now, {"remedy": None, "reason": reason})
-    audit(uow, actor, "remedy.none", f"case:{case.id}", at=now, reason=reason)
+    audit(uow, actor, "remedy.none", f"case:{case.id}", at=now, chars=len(reason))  # the reason: on the step
     return load_case(uow, case.id)
 
 
@@ -353,7 +354,7 @@ def reverse(uow: UnitOfWork, entry_id: int, *, reason: str, actor: Actor, now: d
         )
         .returning(_ledger.c.id)
     ).scalar_one()
-    audit(uow, actor, "ledger.reversed", f"ledger:{entry_id}", at=now, reversal_id=entry_id_new, reason=reason)
+    audit(uow, actor, "ledger.reversed", f"ledger:{entry_id}", at=now, reversal_id=entry_id_new, chars=len(reason))
     return get_entry(uow, entry_id_new)
 
 
