@@ -16,14 +16,17 @@ from fastapi.testclient import TestClient
 from amends.access import Scope
 from amends.background import Background
 from amends.config import Settings, SettingsError, load_settings
+from amends.errors import Conflict
 from amends.events import Event, validate_event
 from amends.events.ledger import append_events
 from amends.privacy import ERASED
 from amends.privacy import retention as retention_module
-from amends.privacy.retention import Retention
+from amends.privacy.retention import Retained, Retention
 from amends.store import Database, tables
 from amends.web import create_app
 from tests.conftest import an_event, new_key, settings_for
+from tests.test_inbound import apologise, as_posted, deliver, post, reply_to
+from tests.test_outreach import world_with
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -129,3 +132,88 @@ def test_the_command_applies_retention_and_says_what_it_did(tmp_path: Path) -> N
         assert _event_ids(db) == {f"evt-{n}" for n in range(100, 105)}
     finally:
         db.dispose()
+
+
+def test_replies_complaints_and_answers_are_erased_after_their_time_with_the_sender_and_the_threads_excerpt(
+    db: Database,
+) -> None:
+    now = datetime.now(UTC)
+    for world in world_with(db):
+        world.keys["mail"] = new_key(db, "mail", [Scope.INBOUND_WRITE])
+        case_id = apologise(world)
+        [received] = deliver(world)
+        receipt = post(world, "rfc822", **as_posted("rfc822", reply_to(received))).json()
+        answered = world.client.post(
+            f"/v1/feedback/{receipt['feedback_id']}/responses",
+            headers=world.as_("boss"),
+            json={"text": "Zoë, your bag is on its way from Madrid.", "channel": "phone"},
+        )
+        assert answered.status_code == 200, answered.text
+        for number, days in ((1, 90), (2, 10)):
+            complained = world.client.post(
+                "/v1/complaints",
+                headers=world.as_("integration"),
+                json={
+                    "source": "desk",
+                    "id": f"k-{number}",
+                    "customer": "C-1",
+                    "channel": "phone",
+                    "text": f"Complaint {number}: call Zoë on 0161 496 0000.",
+                    "received_at": (now - timedelta(days=days)).isoformat(),
+                },
+            )
+            assert complained.status_code == 201, complained.text
+    keeper = Retention(db, events_for=None, texts_for=timedelta(days=60))
+
+    assert keeper.run(now).erased == {"feedback": 0, "replies": 0, "complaints": 1, "answers": 0}
+    with db.unit_of_work() as uow:
+        complaints = dict(uow.execute(sa.select(tables.complaints.c.external_id, tables.complaints.c.text)).all())
+    assert complaints == {"k-1": ERASED, "k-2": "Complaint 2: call Zoë on 0161 496 0000."}
+
+    later = keeper.run(now + timedelta(days=61))  # everything is past its time now
+
+    assert later.erased == {"feedback": 1, "replies": 1, "complaints": 1, "answers": 1}
+    with db.unit_of_work() as uow:
+        [reply] = uow.execute(sa.select(tables.inbound_replies)).all()
+        notes = uow.execute(
+            sa.select(tables.case_contacts.c.note).where(
+                tables.case_contacts.c.case_id == case_id, tables.case_contacts.c.direction == "inbound"
+            )
+        ).scalars()
+        [answer] = uow.execute(sa.select(tables.feedback_responses.c.text)).scalars()
+        written = {
+            table.name: uow.execute(
+                sa.select(sa.func.count()).where(sa.cast(column, sa.Text).contains(phrase))
+            ).scalar_one()
+            for table in (tables.inbound_replies, tables.case_contacts, tables.complaints, tables.feedback_responses)
+            for column in table.columns
+            for phrase in ("Zoë", "zoe@example.com", "the miles arrived", "0161 496 0000")
+            if not isinstance(column.type, sa.Integer | sa.Float | sa.Boolean)
+        }
+    assert (reply.text, reply.subject, reply.from_address) == (ERASED, ERASED, ERASED)
+    assert (reply.full_text, reply.html, reply.headers, reply.attachments) == (None, None, [], None)
+    assert reply.matched_by == "in_reply_to"  # what the measures read stays
+    assert f"email reply {reply.id}: {ERASED}" in set(notes)  # the thread still says a reply came
+    assert answer == ERASED
+    assert not any(written.values()), written
+    assert keeper.run(now + timedelta(days=61)).erased == {"feedback": 0, "replies": 0, "complaints": 0, "answers": 0}
+
+
+def test_a_pass_that_fails_is_tried_again_a_period_later_not_at_every_tick(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes: list[datetime] = []
+
+    def failing(self: Retention, now: datetime) -> Retained:
+        passes.append(now)
+        raise Conflict("the database refused it")
+
+    monkeypatch.setattr(Retention, "run", failing)
+    background = Background(
+        None, None, seconds=1, retention=Retention(db, events_for=None, texts_for=timedelta(days=60))
+    )
+    with pytest.raises(Conflict):
+        background.tick()
+    background.tick()  # the next second: not again
+    background.tick()
+    assert len(passes) == 1

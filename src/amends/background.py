@@ -70,8 +70,8 @@ class Background:
         if self.retention is not None and (
             self._retained_at is None or now - self._retained_at >= self.retention.every
         ):
+            self._retained_at = now  # first: a pass that fails is tried again a period later, not at every tick
             retained = self.retention.run(now)
-            self._retained_at = now
             if retained.anything:
                 log.info("retention: %d event(s) deleted, texts erased: %s", retained.events, retained.erased)
 

@@ -1,7 +1,8 @@
 """How long personal data is kept: events older than `events_retention` are deleted, and what customers wrote
-(feedback, replies, complaints) and the answers to it are erased after `feedback_text_retention`, keeping the
-labels, ratings and counts the measures need. Runs in small transactions, so the server and workers are never
-held up, from the background work once an hour or from `amends retention` (docs/security.md#privacy).
+(feedback, replies with their addresses and the excerpts on the case thread, complaints) and the answers to it are
+erased after `feedback_text_retention`, keeping the labels, ratings and counts the measures need. Runs in small
+transactions, so the server and workers are never held up, from the background work once an hour or from
+`amends retention` (docs/security.md#privacy).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 
 from amends.config import Settings
 from amends.privacy.customers import ERASED
-from amends.store import Database, tables
+from amends.store import Database, UnitOfWork, tables
 
 __all__ = ["Retained", "Retention"]
 
@@ -33,13 +34,14 @@ class Retained:
         return bool(self.events or any(self.erased.values()))
 
 
-# Each kind of text: its table, when it came, the key, and what it becomes (text columns: ERASED where they must
-# hold text, NULL where they may; JSON columns: the value given).
+# Each kind of text: its table, when it came, and what it becomes (text columns: ERASED where they must hold text,
+# NULL where they may; JSON columns: the value given). `text` becomes ERASED in each: the mark of what is done.
 _TEXTS: dict[str, tuple[sa.Table, sa.Column[datetime], dict[str, object]]] = {
     "feedback": (t.feedback, t.feedback.c.received_at,
                  {"text": ERASED, "liked": None, "disliked": None, "author": None, "reasons": {}}),
     "replies": (t.inbound_replies, t.inbound_replies.c.received_at,
-                {"text": ERASED, "full_text": None, "html": None, "subject": None, "headers": []}),
+                {"text": ERASED, "full_text": None, "html": None, "subject": ERASED, "from_address": ERASED,
+                 "headers": [], "attachments": None}),
     "complaints": (t.complaints, t.complaints.c.received_at, {"text": ERASED}),
     "answers": (t.feedback_responses, t.feedback_responses.c.at, {"text": ERASED}),
 }  # fmt: skip
@@ -93,15 +95,42 @@ class Retention:
         key, total = table.c.id, 0
         while True:
             with self.db.unit_of_work(writes=True) as uow:
-                due = (
-                    sa.select(key)
-                    .where(at < cutoff, table.c.text != ERASED)
-                    .order_by(key)
-                    .limit(_BATCH)
-                    .scalar_subquery()
+                due = list(
+                    uow.execute(
+                        sa.select(key).where(at < cutoff, table.c.text != ERASED).order_by(key).limit(_BATCH)
+                    ).scalars()
                 )
-                erased = uow.execute(sa.update(table).where(key.in_(due)).values(**values)).rowcount
+                if due:
+                    uow.execute(sa.update(table).where(key.in_(due)).values(**values))
+                    if table is t.inbound_replies:
+                        _erase_reply_notes(uow, due)
                 uow.commit()
-            total += erased
-            if erased < _BATCH:
+            total += len(due)
+            if len(due) < _BATCH:
                 return total
+
+
+def _erase_reply_notes(uow: UnitOfWork, reply_ids: list[int]) -> None:
+    """Erase the excerpt of each reply on its case's thread: the contact note `email reply <id>: <its first words>`
+    (outreach/replies.py), which keeps saying which reply it was."""
+    replies, contacts = t.inbound_replies, t.case_contacts
+    rows = uow.execute(
+        sa.select(replies.c.id, replies.c.case_id).where(replies.c.id.in_(reply_ids), replies.c.case_id.is_not(None))
+    ).all()
+    if not rows:
+        return
+    statement = (
+        sa.update(contacts)
+        .where(
+            contacts.c.case_id == sa.bindparam("b_case"),
+            contacts.c.direction == "inbound",
+            sa.func.substr(contacts.c.note, 1, sa.bindparam("b_length")) == sa.bindparam("b_prefix"),
+        )
+        .values(note=sa.bindparam("b_note"))
+    )
+    notes = [(row.case_id, f"email reply {row.id}:") for row in rows]
+    uow.execute(
+        statement,
+        [{"b_case": case, "b_length": len(prefix), "b_prefix": prefix, "b_note": f"{prefix} {ERASED}"}
+         for case, prefix in notes],
+    )  # fmt: skip
