@@ -145,7 +145,7 @@ def log_in(browser: Any, site: Site, who: str, width: int = 1280) -> Any:
     page = context.new_page()
     page.goto("/console/login")
     page.get_by_label("Staff id or email").fill(who)
-    page.get_by_label("Password").fill(site.password)
+    page.get_by_label("Password", exact=True).fill(site.password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(re.compile(r".*/console$"))
     return page
@@ -277,6 +277,7 @@ def test_every_page_passes_axe_and_is_photographed(browser: Any, site: Site, wid
         ("queue", "/console"), ("case", first_case), ("customer", customer), ("feedback", "/console/feedback"),
         ("suggestions", "/console/feedback/suggestions"), ("approvals", "/console/approvals"),
         ("ledger", "/console/ledger"), ("rules", "/console/rules"), ("dashboard", "/console/dashboard"),
+        ("account", "/console/account"),
     ):  # fmt: skip
         page.goto(path)
         if name == "dashboard":
@@ -296,6 +297,49 @@ def test_every_page_passes_axe_and_is_photographed(browser: Any, site: Site, wid
     page.goto("/console/login")
     accessible(page)
     shoot(page, "login")
+
+
+def test_a_person_shows_what_they_typed_sees_its_strength_changes_their_password_and_ends_another_session(
+    browser: Any, site: Site
+) -> None:
+    elsewhere = log_in(browser, site, "cara")
+    page = log_in(browser, site, "cara")
+    page.get_by_role("link", name="Account").click()
+    page.wait_for_url(re.compile(r".*/console/account$"))
+    current = page.get_by_label("Current password")
+    current.fill(site.password)
+    assert current.get_attribute("type") == "password"
+    page.get_by_role("button", name="Show current password").click()
+    assert current.get_attribute("type") == "text"  # shown on request (ASVS 2.1.12)
+    page.get_by_role("button", name="Hide current password").click()
+    assert current.get_attribute("type") == "password"
+    new = page.get_by_label("New password", exact=True)
+    new.fill("password1234")
+    page.locator("#strength[data-score='1']").wait_for()
+    assert "not enough" in page.locator("#strength").inner_text()
+    new.fill("lantern orchard quietly 42 sails")
+    page.locator("#strength[data-score='4']").wait_for()
+    assert page.locator("#strength").inner_text().startswith("Strength: very strong")
+    accessible(page)
+    shoot(page, "account-typing")
+    page.get_by_label("New password again").fill("lantern orchard quietly 42 sails")
+    page.get_by_role("button", name="Change password").click()
+    page.get_by_text("Your password is changed").wait_for()
+    elsewhere.reload()
+    assert "/console/login" in elsewhere.url  # the other session ended with the change
+    # Another browser again, ended from the list of sessions.
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=site.base)
+    other = context.new_page()
+    other.goto("/console/login")
+    other.get_by_label("Staff id or email").fill("cara")
+    other.get_by_label("Password", exact=True).fill("lantern orchard quietly 42 sails")
+    other.get_by_role("button", name="Log in").click()
+    other.wait_for_url(re.compile(r".*/console$"))
+    page.reload()
+    page.get_by_role("button", name=re.compile("^End the session")).click()
+    page.get_by_text("That session has ended.").wait_for()
+    other.reload()
+    assert "/console/login" in other.url
 
 
 def test_the_api_docs_run_in_a_browser_under_a_csp_that_allows_no_inline_script(browser: Any, site: Site) -> None:

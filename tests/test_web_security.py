@@ -73,6 +73,7 @@ XSS_RULE = f"""rules:
     playbook: long-delay
 """
 DAY = timedelta(days=1)
+NEW_PASSWORD = "lantern orchard quietly 42 sails"
 SOUND_RULES = "rules:\n  - id: r1\n    kind: match\n    on: order.placed\n    severity: 3\n"
 
 # --- the people ----------------------------------------------------------------------------------------------
@@ -175,6 +176,10 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/console/login"): OPEN,
     ("POST", "/console/login"): OPEN,
     ("POST", "/console/logout"): STAFF,
+    ("GET", "/console/account"): STAFF,  # each person their own: nothing in the path names anyone
+    ("POST", "/console/account/password"): STAFF,
+    ("POST", "/console/account/strength"): STAFF,
+    ("POST", "/console/account/sessions/end"): STAFF,
     ("GET", "/console"): STAFF,
     ("GET", "/console/cases/{case_id}"): CASE,
     ("POST", "/console/cases/{case_id}/acknowledge"): Staff(case=True, owner=True),
@@ -568,6 +573,12 @@ def probes(seeded: Seeded) -> dict[tuple[str, str], Probe]:
         ("GET", "/console/login"): Probe("/console/login"),
         ("POST", "/console/login"): Probe("/console/login", ok=(401,), send=wrong_password),
         ("POST", "/console/logout"): Probe("/console/logout", {}),
+        ("GET", "/console/account"): Probe("/console/account"),
+        ("POST", "/console/account/password"): Probe(
+            "/console/account/password", {"current": PASSWORD, "new": NEW_PASSWORD, "repeat": NEW_PASSWORD}
+        ),
+        ("POST", "/console/account/strength"): Probe("/console/account/strength", {"password": "lantern"}, ok=(200,)),
+        ("POST", "/console/account/sessions/end"): Probe("/console/account/sessions/end", {"session": "0" * 16}),
         ("GET", "/console"): Probe("/console"),
         ("GET", "/console/cases/{case_id}"): on_case("page"),
         ("POST", "/console/cases/{case_id}/acknowledge"): on_case("acknowledge", "acknowledge"),

@@ -89,7 +89,7 @@ class MessageKind(StrEnum):
     FOLLOW_UP = "follow_up"
     THANK_YOU = "thank_you"
     REPLY = "reply"  # an answer in the case thread to a customer who wrote
-    ALERT = "alert"  # for staff: feedback past its due time
+    ALERT = "alert"  # for staff: feedback past its due time; an email that their console sign-in changed
     FEEDBACK_REQUEST = "feedback_request"  # the link to a feedback request's page (feedback/requests.py)
     OTHER = "other"
 

@@ -25,6 +25,7 @@ __all__ = [
     "StaffMember",
     "add_staff",
     "check_login",
+    "check_password",
     "create_staff_key",
     "get_staff",
     "list_staff",
@@ -165,16 +166,26 @@ def update_staff(
     return get_staff(uow, staff_id)
 
 
-def set_password(uow: UnitOfWork, staff_id: str, password: str, *, now: datetime) -> StaffMember:
-    """Set a staff member's console password (12 to 256 characters); every session they had ends."""
+def set_password(
+    uow: UnitOfWork, staff_id: str, password: str, *, now: datetime, keep_session: str | None = None
+) -> StaffMember:
+    """Set a staff member's console password (12 to 256 characters, not easy to guess: access/passwords.py);
+    every session they had ends, but the one whose id is `keep_session` (the one they changed it from)."""
     member = get_staff(uow, staff_id)
+    about = (member.id, member.name, member.email or "")
     uow.execute(
         sa.update(_staff)
         .where(_staff.c.id == member.id)
-        .values(password_hash=hash_password(password), password_changed_at=now)
+        .values(password_hash=hash_password(password, about), password_changed_at=now)
     )
-    end_sessions_of(uow, member.id)
+    end_sessions_of(uow, member.id, keep=keep_session)
     return member
+
+
+def check_password(uow: UnitOfWork, staff_id: str, password: str) -> bool:
+    """Whether `password` is this staff member's current one (the same work when they have none)."""
+    row = uow.execute(sa.select(_staff.c.password_hash).where(_staff.c.id == staff_id)).first()
+    return verify_password(row.password_hash if row is not None else None, password)
 
 
 def check_login(uow: UnitOfWork, login: str, password: str) -> StaffMember | None:

@@ -230,7 +230,8 @@ console_sessions = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("last_seen_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
-    Column("origin", String(100), nullable=True),
+    Column("origin", String(100), nullable=True),  # the client's address at login
+    Column("user_agent", String(200), nullable=True),  # the browser's User-Agent at login, shown to its person
 )
 
 # Cases: the recovery work for one customer. At most one open case per customer (the partial unique

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from amends.errors import Forbidden, NotFound, Unavailable
-from amends.web.console import approvals, case, customers, dashboard, inbox, ledger, login, queue, rules
+from amends.web.console import account, approvals, case, customers, dashboard, inbox, ledger, login, queue, rules
 from amends.web.console._base import (
     STATIC_DIR,
     LoginLimits,
@@ -26,7 +26,7 @@ from amends.web.console._base import (
 
 __all__ = ["PAGES", "LoginLimits", "add_security_headers", "error_page", "router", "static_files"]
 
-PAGES = (login, queue, case, customers, inbox, approvals, ledger, rules, dashboard)  # each has its `router`
+PAGES = (login, account, queue, case, customers, inbox, approvals, ledger, rules, dashboard)  # each has its `router`
 router = APIRouter(include_in_schema=False)
 for _module in PAGES:
     router.include_router(_module.router)

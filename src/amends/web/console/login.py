@@ -92,8 +92,9 @@ async def login(request: Request) -> Response:
         if previous:
             end_session_of_token(uow, previous)  # a browser's earlier session ends when it logs in again
         _session, token = start_session(
-            uow, member.id, now=now, lifetime=settings.console_session_lifetime, origin=origin
-        )
+            uow, member.id, now=now, lifetime=settings.console_session_lifetime, origin=origin,
+            user_agent=request.headers.get("user-agent"),
+        )  # fmt: skip
         audit(uow, Actor(None, member, member.scopes, origin), "console.login", f"staff:{member.id}", at=now)
         return token
 
