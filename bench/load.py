@@ -36,6 +36,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from amends.config import DEFAULT_SQLITE_CACHE_MIB
 from amends.recover.roles import Role
 from amends.recover.staff import add_staff, set_password
 from amends.store import Database, upgrade
@@ -89,7 +90,7 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def prepare(folder: Path, port: int) -> tuple[dict[str, str], Database]:
+def prepare(folder: Path, port: int, *, sqlite_cache_mib: int) -> tuple[dict[str, str], Database]:
     """A database with staff managers who can sign in, and the server's environment."""
     url = f"sqlite:///{folder / 'amends.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMENDS_")} | {
@@ -97,6 +98,7 @@ def prepare(folder: Path, port: int) -> tuple[dict[str, str], Database]:
         "AMENDS_RULE_PACKS": "shop", "AMENDS_DETECT_CLOCK": "events", "AMENDS_QUIET_HOURS": "",
         "AMENDS_OUTBOX_FILE": str(folder / "outbox.jsonl"), "AMENDS_LOG_LEVEL": "warning",
         "AMENDS_PUBLIC_URL": f"http://127.0.0.1:{port}", "AMENDS_FEEDBACK_PAGE_RATE_LIMIT": "100000/minute",
+        "AMENDS_SQLITE_CACHE_MIB": str(sqlite_cache_mib),
     }  # fmt: skip
     db = Database(url)
     upgrade(db)
@@ -228,12 +230,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=20, help="Events per request.")
     parser.add_argument("--viewers", type=int, default=5, help="Staff viewing console pages, a page a second each.")
     parser.add_argument("--answerers", type=int, default=5, help="Customers answering feedback, one each 2 s each.")
+    parser.add_argument(
+        "--sqlite-cache-mib",
+        type=int,
+        default=DEFAULT_SQLITE_CACHE_MIB,
+        help=f"The server's SQLite page cache, all connections together (default {DEFAULT_SQLITE_CACHE_MIB}).",
+    )
     parser.add_argument("--out", type=Path, help="Also write the tables as markdown here.")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="amends-load-") as tmp:
         folder, port = Path(tmp), _free_port()
-        env, db = prepare(folder, port)
+        env, db = prepare(folder, port, sqlite_cache_mib=args.sqlite_cache_mib)
         db.dispose()
         key = api_key(env, folder)
         amends = str(Path(sys.executable).parent / "amends")
@@ -262,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def report(kinds: list[Kind], samples: list[tuple[float, float]], args: argparse.Namespace) -> int:
     table = Table(title=f"amends serve under load for {args.seconds:g} s: {args.clients} event clients at "
                         f"{args.rate:g} events/s in batches of {args.batch}, {args.viewers} console viewers, "
-                        f"{args.answerers} feedback answerers")  # fmt: skip
+                        f"{args.answerers} feedback answerers; SQLite cache {args.sqlite_cache_mib} MiB")  # fmt: skip
     for column in ("kind", "requests", "req/s", "events/s", "p50 ms", "p99 ms", "max ms", "errors"):
         table.add_column(column, justify="left" if column == "kind" else "right")
     rows = []

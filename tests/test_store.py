@@ -50,6 +50,8 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_the_configured_cache(tmp_
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == -48 * 1024
+        # The process's ceiling: every connection's cache together (SQLite gives pages back as it nears it).
+        assert connection.exec_driver_sql("PRAGMA soft_heap_limit").scalar() == 48 * 2**20
     db.dispose()
 
 

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         default=DEFAULT_SQLITE_CACHE_MIB,
         ge=2,
         le=1_048_576,
-        description="SQLite page cache per connection, in MiB (a ceiling).",
+        description="SQLite's page cache, in MiB: a ceiling for the whole process, all connections together.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = Field(

@@ -126,7 +126,11 @@ def _sqlite_engine(url: str, *, echo: bool, busy_timeout_ms: int, cache_kib: int
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
+            # One connection alone may fill the whole cache (a bulk load); all of them together stay below it too:
+            # SQLite's soft heap limit is the process's, and SQLite gives back cached pages as it nears it. Without
+            # it, every connection of the pool could hold a cache of its own, and a server's memory grew with them.
             cursor.execute(f"PRAGMA cache_size=-{cache_kib:d}")  # negative: KiB rather than pages
+            cursor.execute(f"PRAGMA soft_heap_limit={cache_kib * 1024:d}")
         finally:
             cursor.close()
 
