@@ -277,7 +277,7 @@ def test_every_page_passes_axe_and_is_photographed(browser: Any, site: Site, wid
         ("queue", "/console"), ("case", first_case), ("customer", customer), ("feedback", "/console/feedback"),
         ("suggestions", "/console/feedback/suggestions"), ("approvals", "/console/approvals"),
         ("ledger", "/console/ledger"), ("rules", "/console/rules"), ("dashboard", "/console/dashboard"),
-        ("account", "/console/account"),
+        ("account", "/console/account"), ("second-factor", "/console/account/second-factor"),
     ):  # fmt: skip
         page.goto(path)
         if name == "dashboard":
@@ -340,6 +340,21 @@ def test_a_person_shows_what_they_typed_sees_its_strength_changes_their_password
     page.get_by_text("That session has ended.").wait_for()
     other.reload()
     assert "/console/login" in other.url
+    # A second step: the secret and its QR code, turned on with a code from it; the recovery codes shown once.
+    import pyotp
+
+    page.goto("/console/account")
+    page.get_by_role("link", name="Set it up").click()
+    page.get_by_role("button", name="Set it up").click()
+    secret = page.locator("code.secret").inner_text()
+    assert page.get_by_role("img", name="QR code of the secret below").count() == 1
+    accessible(page)
+    shoot(page, "second-factor-scan")
+    page.get_by_label("The code the app shows now").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Turn it on").click()
+    page.get_by_role("heading", name="Your recovery codes").wait_for()
+    assert page.locator("ul.codes li").count() == 10
+    accessible(page)
 
 
 def test_the_api_docs_run_in_a_browser_under_a_csp_that_allows_no_inline_script(browser: Any, site: Site) -> None:

@@ -180,6 +180,11 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/console/account/password"): STAFF,
     ("POST", "/console/account/strength"): STAFF,
     ("POST", "/console/account/sessions/end"): STAFF,
+    ("GET", "/console/account/second-factor"): STAFF,  # and a halfway session whose role needs it set up
+    ("POST", "/console/account/second-factor/start"): STAFF,
+    ("POST", "/console/account/second-factor/confirm"): STAFF,
+    ("GET", "/console/login/code"): OPEN,  # a halfway session's only page; anyone else is sent on
+    ("POST", "/console/login/code"): OPEN,
     ("GET", "/console"): STAFF,
     ("GET", "/console/cases/{case_id}"): CASE,
     ("POST", "/console/cases/{case_id}/acknowledge"): Staff(case=True, owner=True),
@@ -579,6 +584,14 @@ def probes(seeded: Seeded) -> dict[tuple[str, str], Probe]:
         ),
         ("POST", "/console/account/strength"): Probe("/console/account/strength", {"password": "lantern"}, ok=(200,)),
         ("POST", "/console/account/sessions/end"): Probe("/console/account/sessions/end", {"session": "0" * 16}),
+        ("GET", "/console/account/second-factor"): Probe("/console/account/second-factor"),
+        ("POST", "/console/account/second-factor/start"): Probe("/console/account/second-factor/start", {}),
+        # Before /start has made a secret to confirm: 409; after it, a wrong code: 422.
+        ("POST", "/console/account/second-factor/confirm"): Probe(
+            "/console/account/second-factor/confirm", {"code": "000000"}, ok=(409, 422)
+        ),
+        ("GET", "/console/login/code"): Probe("/console/login/code", ok=(303,)),
+        ("POST", "/console/login/code"): Probe("/console/login/code", {"code": "000000"}, ok=(303,)),
         ("GET", "/console"): Probe("/console"),
         ("GET", "/console/cases/{case_id}"): on_case("page"),
         ("POST", "/console/cases/{case_id}/acknowledge"): on_case("acknowledge", "acknowledge"),

@@ -884,6 +884,27 @@ def staff_password(
     err_console.print(f"Set the console password of {member.id}; their sessions have ended.")
 
 
+@staff_app.command("reset-second-factor")
+def staff_reset_second_factor(staff_id: Annotated[str, typer.Argument(help="The staff member's id.")]) -> None:
+    """Turn a staff member's second step at login off (a lost phone): their authenticator secret and recovery
+    codes are removed and every session they had ends. They set it up again on their account page; if their role
+    needs it (console_second_factor_roles), right after their next password."""
+    from amends.recover.actors import SYSTEM
+    from amends.recover.second_factor import reset_second_factor
+
+    db = Database.from_settings(load_settings())
+    try:
+        with db.unit_of_work() as uow:
+            had = reset_second_factor(uow, staff_id, actor=SYSTEM, now=_now())
+            uow.commit()
+    finally:
+        db.dispose()
+    if had:
+        err_console.print(f"Reset the second step of {staff_id}; their sessions have ended.")
+    else:
+        err_console.print(f"{staff_id} had no second step; nothing else changed, but their sessions have ended.")
+
+
 @staff_app.command("list")
 def staff_list() -> None:
     """List staff with their roles and teams."""

@@ -42,6 +42,7 @@ ENV_PREFIX = "AMENDS_"
 DEFAULT_CONFIG_FILE = "amends.toml"
 _MIN_SECRET_CHARS = 32
 _WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105  (the form's prefix, not a secret)
+_ROLES = ("agent", "lead", "manager", "admin")  # recover/roles.py: config sits below it and cannot import it
 
 
 # SQLite's page cache per connection (a ceiling, filled as pages are read). Its default, 2 MiB, is far
@@ -406,6 +407,12 @@ class Settings(BaseSettings):
         default="10/minute",
         description="Login attempts from one client address, and for one login name, e.g. '10/minute'.",
     )
+    console_second_factor_roles: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Roles whose members must sign in with a second step (a TOTP authenticator), e.g. 'admin' or "
+        "'manager,admin'. A member without one is sent to set it up right after the password, and can do nothing "
+        "else until then. Anyone may turn it on for themselves.",
+    )
     console_secure_cookie: bool | None = Field(
         default=None,
         description="Send the session cookie only over HTTPS. Unset: when public_url is https, or in production.",
@@ -522,6 +529,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "rule_packs",
+        "console_second_factor_roles",
         "profile_event_types",
         "contact_event_types",
         "business_holidays",
@@ -532,6 +540,14 @@ class Settings(BaseSettings):
     def _packs(cls, value: Any) -> Any:
         # The environment gives one string: `shop,airline`.
         return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
+    @field_validator("console_second_factor_roles")
+    @classmethod
+    def _known_roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [role for role in value if role not in _ROLES]
+        if unknown:
+            raise ValueError(f"unknown role {unknown[0]!r}; the roles are {', '.join(_ROLES)}")
+        return value
 
     @field_validator("triage_backend")
     @classmethod

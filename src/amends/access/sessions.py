@@ -44,6 +44,7 @@ class Session:
     expires_at: datetime
     origin: str | None = None  # the client's address at login
     user_agent: str | None = None  # the browser's User-Agent at login, cut to 200 characters
+    stage: str | None = None  # None: signed in; "code" or "enrol": the password was right, the second step is due
 
     @property
     def ref(self) -> str:
@@ -63,14 +64,17 @@ def start_session(
     lifetime: timedelta,
     origin: str | None,
     user_agent: str | None = None,
+    stage: str | None = None,
 ) -> tuple[Session, str]:
-    """A new session for `staff_id`, and the token for its cookie (shown this once)."""
+    """A new session for `staff_id`, and the token for its cookie (shown this once). With a `stage`, a halfway
+    session: the password was right, and the second step is still to come (web/console/_base.py opens no page
+    with it but that step's)."""
     # Sessions of this person that have run out are removed here: lookups only read.
     uow.execute(sa.delete(_sessions).where(_sessions.c.staff_id == staff_id, _sessions.c.expires_at <= now))
     token = secrets.token_urlsafe(32)
     session = Session(
         _hash(token), staff_id, secrets.token_urlsafe(32), now, now, now + lifetime,
-        origin[:100] if origin else None, user_agent[:_MAX_USER_AGENT] if user_agent else None,
+        origin[:100] if origin else None, user_agent[:_MAX_USER_AGENT] if user_agent else None, stage,
     )  # fmt: skip
     uow.execute(
         sa.insert(_sessions).values(
@@ -82,6 +86,7 @@ def start_session(
             expires_at=session.expires_at,
             origin=session.origin,
             user_agent=session.user_agent,
+            stage=stage,
         )
     )
     return session, token
@@ -90,7 +95,7 @@ def start_session(
 def _session(row: sa.Row[Any]) -> Session:
     return Session(
         row.id, row.staff_id, row.csrf_token, row.created_at, row.last_seen_at, row.expires_at, row.origin,
-        row.user_agent,
+        row.user_agent, row.stage,
     )  # fmt: skip
 
 

@@ -57,6 +57,7 @@ __all__ = [
     "risk_scores",
     "risk_watch",
     "staff",
+    "staff_recovery_codes",
     "suggestion_askers",
     "suggestions",
     "triage_corrections",
@@ -217,6 +218,22 @@ staff = Table(
     # The console password as an Argon2id hash (access/passwords.py); null: this person cannot log in.
     Column("password_hash", String(200), nullable=True),
     Column("password_changed_at", UTCDateTime(), nullable=True),
+    # The second step at login (access/totp.py): the shared secret, base32, never shown again once confirmed; it
+    # is on when `totp_enabled_at` is set (a secret without it is an enrolment not yet confirmed). The last time
+    # step accepted, so that no code is used twice.
+    Column("totp_secret", String(64), nullable=True),
+    Column("totp_enabled_at", UTCDateTime(), nullable=True),
+    Column("totp_last_step", BigInteger, nullable=True),
+)
+
+# One-time recovery codes for the second step, as SHA-256 hashes; a used one keeps its row with `used_at`.
+staff_recovery_codes = Table(
+    "staff_recovery_codes",
+    metadata,
+    Column("staff_id", String(100), primary_key=True),
+    Column("code_hash", String(64), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
 )
 
 # Console sessions: the cookie holds a random token, the table only its SHA-256. A session ends at logout,
@@ -232,6 +249,9 @@ console_sessions = Table(
     Column("expires_at", UTCDateTime(), nullable=False),
     Column("origin", String(100), nullable=True),  # the client's address at login
     Column("user_agent", String(200), nullable=True),  # the browser's User-Agent at login, shown to its person
+    # Null: signed in. "code": the password was right, the second step's code is still to come; "enrol": the
+    # person's role needs a second step they have not set up. Neither opens any page but that step's.
+    Column("stage", String(10), nullable=True),
 )
 
 # Cases: the recovery work for one customer. At most one open case per customer (the partial unique

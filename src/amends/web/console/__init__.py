@@ -13,7 +13,19 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from amends.errors import Forbidden, NotFound, Unavailable
-from amends.web.console import account, approvals, case, customers, dashboard, inbox, ledger, login, queue, rules
+from amends.web.console import (
+    account,
+    approvals,
+    case,
+    customers,
+    dashboard,
+    inbox,
+    ledger,
+    login,
+    queue,
+    rules,
+    second_factor,
+)  # fmt: skip
 from amends.web.console._base import (
     STATIC_DIR,
     LoginLimits,
@@ -26,7 +38,19 @@ from amends.web.console._base import (
 
 __all__ = ["PAGES", "LoginLimits", "add_security_headers", "error_page", "router", "static_files"]
 
-PAGES = (login, account, queue, case, customers, inbox, approvals, ledger, rules, dashboard)  # each has its `router`
+PAGES = (
+    login,
+    account,
+    second_factor,
+    queue,
+    case,
+    customers,
+    inbox,
+    approvals,
+    ledger,
+    rules,
+    dashboard,
+)  # each has its `router`
 router = APIRouter(include_in_schema=False)
 for _module in PAGES:
     router.include_router(_module.router)
@@ -40,7 +64,7 @@ def static_files() -> StaticFiles:
 async def error_page(request: Request, exc: Exception, status: int) -> Response:
     """What the console shows when a request fails: the login page for no session, else a page with the reason."""
     if isinstance(exc, LoginRequired):
-        return redirect(login_url(exc.next_url))
+        return redirect(exc.to or login_url(exc.next_url))
     if isinstance(exc, NotFound):
         heading, message = "Not found", "There is nothing here, or nothing you may see."
     elif isinstance(exc, Forbidden):

@@ -37,14 +37,19 @@ from amends.web import deps
 from amends.web.deps import read_body
 
 __all__ = [
+    "CODE_PAGE",
     "COOKIE",
+    "ENROL_PAGE",
     "STATIC_DIR",
     "ConsoleUser",
+    "Enrolling",
+    "Halfway",
     "LoginLimits",
     "Maybe",
     "Signed",
     "console_headers",
     "form_of",
+    "lookup_token",
     "redirect",
     "render",
     "rule_titles",
@@ -168,11 +173,17 @@ class ConsoleUser:
 
 
 class LoginRequired(AmendsError):
-    """No live session: the console answers with the login page (a redirect that remembers where to go)."""
+    """No live session: the console answers with the login page (a redirect that remembers where to go); or a
+    halfway one, answered with the page of the step still due (`to`)."""
 
-    def __init__(self, next_url: str) -> None:
+    def __init__(self, next_url: str, *, to: str | None = None) -> None:
         super().__init__("log in to continue")
         self.next_url = next_url
+        self.to = to
+
+
+CODE_PAGE = "/console/login/code"  # where a session waiting for its second step's code goes
+ENROL_PAGE = "/console/account/second-factor"  # where one whose role needs a second step not set up goes
 
 
 def _settings(request: Request) -> Settings:
@@ -203,6 +214,11 @@ def _lookup(db: Database, token: str, settings: Settings, origin: str | None) ->
     return ConsoleUser(member, session, Actor(None, member, member.scopes, origin))
 
 
+async def lookup_token(request: Request, token: str) -> ConsoleUser | None:
+    """The person a session token stands for (one just made, before its cookie reaches the browser)."""
+    return await run_in_threadpool(_lookup, request.app.state.db, token, _settings(request), _origin(request))
+
+
 async def _maybe_user(request: Request) -> ConsoleUser | None:
     token = request.cookies.get(COOKIE)
     if not token:
@@ -210,15 +226,45 @@ async def _maybe_user(request: Request) -> ConsoleUser | None:
     return await run_in_threadpool(_lookup, request.app.state.db, token, _settings(request), _origin(request))
 
 
+def _target(request: Request) -> str:
+    return (
+        request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method == "GET"
+        else ("/console")
+    )
+
+
 async def _signed_user(request: Request, user: Annotated[ConsoleUser | None, Depends(_maybe_user)]) -> ConsoleUser:
+    """A person fully signed in: a halfway session (second step still due) opens no page but that step's."""
     if user is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise LoginRequired(target if request.method == "GET" else "/console")
+        raise LoginRequired(_target(request))
+    if user.session.stage == "code":
+        raise LoginRequired(_target(request), to=CODE_PAGE)
+    if user.session.stage == "enrol":
+        raise LoginRequired(_target(request), to=ENROL_PAGE)
     return user
+
+
+async def _enrolling_user(request: Request, user: Annotated[ConsoleUser | None, Depends(_maybe_user)]) -> ConsoleUser:
+    """A person fully signed in, or one whose role needs a second step they are to set up now."""
+    if user is None:
+        raise LoginRequired(_target(request))
+    if user.session.stage == "code":
+        raise LoginRequired(_target(request), to=CODE_PAGE)
+    return user
+
+
+async def _halfway_user(
+    request: Request, user: Annotated[ConsoleUser | None, Depends(_maybe_user)]
+) -> ConsoleUser | None:
+    """A person whose password was right and whose second step's code is due; None for anyone else."""
+    return user if user is not None and user.session.stage == "code" else None
 
 
 Maybe = Annotated[ConsoleUser | None, Depends(_maybe_user)]
 Signed = Annotated[ConsoleUser, Depends(_signed_user)]
+Enrolling = Annotated[ConsoleUser, Depends(_enrolling_user)]
+Halfway = Annotated[ConsoleUser | None, Depends(_halfway_user)]
 
 
 def rule_titles(request: Request) -> dict[str, str]:

@@ -16,6 +16,7 @@ from amends.errors import AmendsError, InvalidInput
 from amends.outreach.staff_notices import notify_account_change
 from amends.recover import account
 from amends.recover.audit import audit
+from amends.recover.second_factor import second_factor_of
 from amends.store import UnitOfWork
 from amends.web.console._base import ConsoleUser, LoginLimits, Signed, form_of, reading, redirect, render, writing
 from amends.web.errors import status_of
@@ -51,12 +52,16 @@ async def _page(
     code: int = 200,
 ) -> HTMLResponse:  # fmt: skip
     idle = _settings(request).console_session_idle
-    sessions = await reading(
-        request, lambda uow: account.own_sessions(uow, user.actor, now=datetime.now(UTC), idle=idle)
+    sessions, second = await reading(
+        request,
+        lambda uow: (
+            account.own_sessions(uow, user.actor, now=datetime.now(UTC), idle=idle),
+            second_factor_of(uow, user.member.id),
+        ),
     )
     return render(
         request, "account.html", user, status=code, sessions=sessions, current=user.session.id,
-        min_password=MIN_PASSWORD, max_password=MAX_PASSWORD, notice=notice,
+        second_on=second.is_on, min_password=MIN_PASSWORD, max_password=MAX_PASSWORD, notice=notice,
         error=str(error) if error is not None else None, field=getattr(error, "field", None),
     )  # fmt: skip
 
