@@ -1179,15 +1179,30 @@ def test_guessing_passwords_is_limited_per_address_and_per_name_and_every_attemp
 
         with world.db.engine.connect() as connection:
             log = connection.execute(sa.select(tables.audit_log).order_by(tables.audit_log.c.id)).all()
+        unknown = next(row.target for row in log if row.origin == "203.0.113.51")
+        assert unknown.startswith("login:unknown:")
         tried = [(row.action, row.origin, row.target) for row in log
                  if row.action.startswith("console.login") and row.origin != "testclient"]  # fmt: skip
         assert tried == [
             *(("console.login_failed", f"203.0.113.{n}", "login:boss") for n in range(1, 4)),
             ("console.login_limited", "203.0.113.4", "login:boss"),
             ("console.login_limited", "203.0.113.50", "login:boss"),
-            ("console.login_limited", "203.0.113.51", "login:BOSS"),
+            ("console.login_limited", "203.0.113.51", unknown),  # BOSS is nobody's id (ids are exact)
             *(("console.login_failed", "198.51.100.7", f"login:{name}") for name in ("ana", "lee", "root")),
             *(("console.login_limited", "198.51.100.7", "login:otto") for _ in range(3)),
             ("console.login", "192.0.2.200", "staff:otto"),
         ]
         assert not any(PASSWORD in repr(tuple(row)) or "wrong guess" in repr(tuple(row)) for row in log)
+
+        # A name that is nobody's (someone typed a password into it?) is kept only as a keyed hash: the same name
+        # gives the same target, so a guessing run still shows, but the audit log, never erased, never holds it.
+        assert attempt("192.0.2.201", "my secret passphrase") == 401
+        assert attempt("192.0.2.202", " My Secret Passphrase ") == 401
+        with world.db.engine.connect() as connection:
+            failed = sa.select(tables.audit_log.c.target).where(tables.audit_log.c.action == "console.login_failed")
+            later = connection.execute(failed.where(tables.audit_log.c.id > log[-1].id)).scalars().all()
+        assert len(later) == 2
+        assert later[0] == later[1]
+        assert later[0].startswith("login:unknown:")
+        assert later[0] != unknown
+        assert "passphrase" not in later[0].lower()

@@ -188,6 +188,17 @@ def check_password(uow: UnitOfWork, staff_id: str, password: str) -> bool:
     return verify_password(row.password_hash if row is not None else None, password)
 
 
+def staff_id_for_login(uow: UnitOfWork, login: str) -> str | None:
+    """The id of the staff member (active or not) whom `login` names, by id or email, as the login form takes it."""
+    login = login.strip()
+    if not 0 < len(login) <= 320:
+        return None
+    named = sa.or_(_staff.c.id == login, sa.func.lower(_staff.c.email) == login.lower()) if "@" in login else (
+        _staff.c.id == login)  # fmt: skip
+    ids = uow.execute(sa.select(_staff.c.id).where(named).order_by(_staff.c.id).limit(2)).scalars().all()
+    return login if login in ids else (ids[0] if ids else None)
+
+
 def check_login(uow: UnitOfWork, login: str, password: str) -> StaffMember | None:
     """The active staff member whose id or email is `login` and whose password this is; None otherwise, after
     the same work either way (a wrong name is not told apart from a wrong password, by answer or by time)."""

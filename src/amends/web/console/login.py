@@ -8,6 +8,8 @@ it with a full session under a new token. Wrong codes count against the same rat
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -20,7 +22,7 @@ from amends.config import Settings
 from amends.recover.actors import Actor
 from amends.recover.audit import audit
 from amends.recover.second_factor import check_second_step, second_factor_of
-from amends.recover.staff import check_login
+from amends.recover.staff import check_login, staff_id_for_login
 from amends.store import UnitOfWork
 from amends.web.console._base import (
     CODE_PAGE,
@@ -89,7 +91,7 @@ async def login(request: Request) -> Response:
     password = fields.get("password", "")
     origin = request.client.host if request.client is not None else "unknown"
     if not _limits(request).allows(origin, login_name):
-        await writing(request, lambda uow: _record(uow, origin, login_name, "console.login_limited"))
+        await writing(request, lambda uow: _record(uow, request, origin, login_name, "console.login_limited"))
         return _login_page(request, next_url, error="Too many attempts. Wait a minute, then try again.", status=429)
     settings = _settings(request)
 
@@ -97,7 +99,7 @@ async def login(request: Request) -> Response:
         now = datetime.now(UTC)
         member = check_login(uow, login_name, password)
         if member is None:
-            _record(uow, origin, login_name, "console.login_failed")
+            _record(uow, request, origin, login_name, "console.login_failed")
             return None
         if previous:
             end_session_of_token(uow, previous)  # a browser's earlier session ends when it logs in again
@@ -163,7 +165,7 @@ async def enter_code(request: Request, user: Maybe) -> Response:
     origin = user.actor.origin or "unknown"
     login_name = user.member.id
     if not _limits(request).allows(origin, login_name):
-        await writing(request, lambda uow: _record(uow, origin, login_name, "console.login_limited"))
+        await writing(request, lambda uow: _record(uow, request, origin, login_name, "console.login_limited"))
         return _code_page(request, user, next_url, error="Too many attempts. Wait a minute, then try again.",
                           status=429)  # fmt: skip
     settings = _settings(request)
@@ -190,10 +192,19 @@ async def enter_code(request: Request, user: Maybe) -> Response:
     return _with_session(redirect(next_url), token, settings)
 
 
-def _record(uow: UnitOfWork, origin: str, login_name: str, action: str) -> None:
-    # The name tried is kept (cut short) to see a guessing run; the password never.
+def _record(uow: UnitOfWork, request: Request, origin: str, login_name: str, action: str) -> None:
+    """Audit an attempt that failed or was refused. The target names the staff member when the name tried is one
+    of theirs. Any other name is kept only as a keyed hash: people type passwords into the name field, and the audit
+    log is never erased; the hash still shows one name tried again and again."""
     actor = Actor(None, None, frozenset(), origin)
-    audit(uow, actor, action, f"login:{login_name[:100]}", at=datetime.now(UTC))
+    known = staff_id_for_login(uow, login_name)
+    if known is None:
+        key = _settings(request).require_secret_key().get_secret_value().encode()
+        digest = hmac.new(key, b"login name\0" + login_name.strip().lower().encode(), hashlib.sha256).hexdigest()
+        target = f"login:unknown:{digest[:16]}"
+    else:
+        target = f"login:{known}"
+    audit(uow, actor, action, target, at=datetime.now(UTC))
 
 
 @router.post("/logout")
