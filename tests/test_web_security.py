@@ -1073,12 +1073,22 @@ def test_every_page_sends_strict_security_headers_and_hsts_only_over_https(
         client = world.browser(base_url=f"{scheme}://testserver")
         nonce = client.get("/console/login").headers["set-cookie"].lower()
         set_cookies = [v.lower() for k, v in log_in(client, "ana", PASSWORD).headers.multi_items() if k == "set-cookie"]
-        session = next(cookie for cookie in set_cookies if cookie.startswith("amends_session="))
+        # Over HTTPS the session's name has the __Host- prefix: Secure, path /, no Domain, so a sibling subdomain or
+        # a page over plain HTTP can neither plant nor shadow it.
+        name = "__host-amends_session=" if secure else "amends_session="
+        session = next(cookie for cookie in set_cookies if cookie.startswith(name))
+        assert "domain=" not in session
         for cookie, same_site, path in ((nonce, "strict", "/console/login"), (session, "lax", "/")):
             assert "httponly" in cookie
             assert f"samesite={same_site}" in cookie
             assert f"path={path};" in cookie + ";"
             assert ("; secure" in cookie) is secure
+        if secure:  # and it is the one that signs in, and the one logout ends
+            assert client.get("/console").status_code == 200
+            ended = [v.lower() for k, v in client.post("/console/logout", data={"csrf": csrf_of(client.get(
+                "/console").text)}).headers.multi_items() if k == "set-cookie"]  # fmt: skip
+            assert any(cookie.startswith('__host-amends_session=""') for cookie in ended), ended
+            assert client.get("/console", follow_redirects=False).status_code in (302, 303, 307)
 
 
 # --- 7. signed links ---------------------------------------------------------------------------------------------

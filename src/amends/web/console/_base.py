@@ -22,7 +22,7 @@ import jinja2
 import limits
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
@@ -40,6 +40,7 @@ __all__ = [
     "CODE_PAGE",
     "COOKIE",
     "ENROL_PAGE",
+    "SECURE_COOKIE",
     "STATIC_DIR",
     "ConsoleUser",
     "Enrolling",
@@ -55,11 +56,16 @@ __all__ = [
     "rule_titles",
     "safe_next",
     "same_origin",
+    "session_cookie",
+    "set_session_cookie",
 ]
 
 T = TypeVar("T")
 STATIC_DIR = Path(str(resources.files(__package__))) / "static"
 COOKIE = "amends_session"
+# Over HTTPS the session cookie takes the __Host- prefix: a browser then accepts it only Secure, for path / and
+# without a Domain, so a sibling subdomain (or a page over plain HTTP) cannot plant or shadow it.
+SECURE_COOKIE = "__Host-amends_session"
 _MAX_FORM = 256 * 1024
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("amends.web.console", "templates"),
@@ -219,8 +225,22 @@ async def lookup_token(request: Request, token: str) -> ConsoleUser | None:
     return await run_in_threadpool(_lookup, request.app.state.db, token, _settings(request), _origin(request))
 
 
+def session_cookie(settings: Settings) -> str:
+    """The session cookie's name: with the __Host- prefix when cookies are Secure."""
+    return SECURE_COOKIE if settings.secure_cookies else COOKIE
+
+
+def set_session_cookie(response: Response, token: str, settings: Settings) -> Response:
+    """Give the browser its session: script cannot read it, other sites' links send it but their forms do not."""
+    response.set_cookie(
+        session_cookie(settings), token, max_age=int(settings.console_session_lifetime.total_seconds()), path="/",
+        secure=settings.secure_cookies, httponly=True, samesite="lax",
+    )  # fmt: skip
+    return response
+
+
 async def _maybe_user(request: Request) -> ConsoleUser | None:
-    token = request.cookies.get(COOKIE)
+    token = request.cookies.get(session_cookie(_settings(request)))
     if not token:
         return None
     return await run_in_threadpool(_lookup, request.app.state.db, token, _settings(request), _origin(request))

@@ -26,7 +26,6 @@ from amends.recover.staff import check_login, staff_id_for_login
 from amends.store import UnitOfWork
 from amends.web.console._base import (
     CODE_PAGE,
-    COOKIE,
     ENROL_PAGE,
     ConsoleUser,
     Halfway,
@@ -39,6 +38,8 @@ from amends.web.console._base import (
     render,
     safe_next,
     same_origin,
+    session_cookie,
+    set_session_cookie,
     writing,
 )
 
@@ -86,7 +87,7 @@ async def login(request: Request) -> Response:
     # from another site is refused like every other form of the console.
     if not same_origin(request) or not nonce or not secrets.compare_digest(nonce, fields.get("nonce", "")):
         return _login_page(request, next_url, error="The login form had expired. Please try again.", status=403)
-    previous = request.cookies.get(COOKIE)
+    previous = request.cookies.get(session_cookie(_settings(request)))
     login_name = fields.get("login", "").strip()
     password = fields.get("password", "")
     origin = request.client.host if request.client is not None else "unknown"
@@ -131,18 +132,14 @@ async def login(request: Request) -> Response:
 
 
 def _with_session(response: Response, token: str, settings: Settings) -> Response:
-    response.set_cookie(
-        COOKIE, token, max_age=int(settings.console_session_lifetime.total_seconds()), path="/",
-        secure=settings.secure_cookies, httponly=True, samesite="lax",
-    )  # fmt: skip
-    return response
+    return set_session_cookie(response, token, settings)
 
 
 @router.get(CODE_PAGE.removeprefix("/console"), response_class=HTMLResponse)
 async def code_page(request: Request, user: Halfway, next: str | None = None) -> Response:
     """The second step: the code of the person's authenticator app, or one of their recovery codes."""
     if user is None:
-        return redirect("/console" if request.cookies.get(COOKIE) else "/console/login")
+        return redirect("/console" if request.cookies.get(session_cookie(_settings(request))) else "/console/login")
     return _code_page(request, user, safe_next(next))
 
 
@@ -219,5 +216,6 @@ async def logout(request: Request, user: Maybe) -> Response:
 
     await writing(request, end)
     response = redirect("/console/login")
-    response.delete_cookie(COOKIE, path="/")
+    settings = _settings(request)
+    response.delete_cookie(session_cookie(settings), path="/", secure=settings.secure_cookies, httponly=True)
     return response

@@ -19,7 +19,6 @@ from amends.outreach.staff_notices import notify_account_change
 from amends.recover import second_factor
 from amends.store import UnitOfWork
 from amends.web.console._base import (
-    COOKIE,
     ENROL_PAGE,
     ConsoleUser,
     Enrolling,
@@ -28,6 +27,7 @@ from amends.web.console._base import (
     reading,
     redirect,
     render,
+    set_session_cookie,
     writing,
 )  # fmt: skip
 from amends.web.errors import status_of
@@ -110,8 +110,4 @@ async def confirm(request: Request, user: Enrolling) -> Response:
     # The session was halfway: the page of codes is the new session's first, with its cookie.
     full = await lookup_token(request, token)
     response = await _page(request, full or user, codes=codes)
-    response.set_cookie(
-        COOKIE, token, max_age=int(settings.console_session_lifetime.total_seconds()), path="/",
-        secure=settings.secure_cookies, httponly=True, samesite="lax",
-    )  # fmt: skip
-    return response
+    return set_session_cookie(response, token, settings)
