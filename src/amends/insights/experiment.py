@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -409,11 +409,14 @@ def _whole_rounds(
     return units.filter(keep)
 
 
+_SLICE_ROWS = 10_000  # rows held as Python objects at once while units are read or written
+
+
 def _units(uow: UnitOfWork) -> pl.DataFrame:
     d = tables.holdout_draws
     query = sa.select(d.c.incident_id, d.c.case_id, d.c.customer_id, d.c.rule_id, d.c.severity, d.c.failure_at,
                       d.c.period, d.c.share, d.c.held_out)  # fmt: skip
-    rows = uow.execute(query.order_by(d.c.period, d.c.customer_id, d.c.drawn_at, d.c.incident_id)).all()
+    result = uow.execute(query.order_by(d.c.period, d.c.customer_id, d.c.drawn_at, d.c.incident_id))
     schema: dict[str, Any] = {
         "unit": pl.Int64,
         "case_id": pl.Int64,
@@ -425,7 +428,10 @@ def _units(uow: UnitOfWork) -> pl.DataFrame:
         "share": pl.Float64,
         "held_out": pl.Boolean,
     }
-    drawn = pl.DataFrame([tuple(row) for row in rows], schema=schema, orient="row")
+    # Read in slices, each made columnar at once: the rows as Python objects never all exist together.
+    parts = [pl.DataFrame([tuple(row) for row in rows], schema=schema, orient="row")
+             for rows in result.partitions(_SLICE_ROWS)]  # fmt: skip
+    drawn = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
     # One unit per customer and period: their first drawn incident, over the whole period, before any span is
     # chosen. A later one's draw is as random, but whether it is drawn at all depends on the first one's arm (a
     # treated case resolved sooner lets the next incident open a case of its own; an open held-out case takes it
@@ -489,18 +495,23 @@ def _counted(uow: UnitOfWork, windows: pl.DataFrame, outcome: Outcome) -> pl.Dat
     connection = uow.connection
     # Made and dropped in the caller's transaction: if anything fails, the rollback removes it with the rest.
     table.create(connection)
-    rows = windows.to_dicts()
-    for first in range(0, len(rows), 10_000):
-        connection.execute(table.insert(), rows[first : first + 10_000])
-    parts = [_grouped(connection, table, source, outcome) for source in outcome.sources]
+    for first in range(0, len(windows), _SLICE_ROWS):  # a slice at a time as Python objects
+        connection.execute(table.insert(), windows.slice(first, _SLICE_ROWS).to_dicts())
+    frames = [
+        pl.DataFrame(part, schema={"unit": pl.Int64(), **schema}, orient="row")
+        for source in outcome.sources
+        for part in _grouped(connection, table, source, outcome)
+    ]
     table.drop(connection)
-    frames = [pl.DataFrame(part, schema={"unit": pl.Int64(), **schema}, orient="row") for part in parts]
     if not frames:
         return empty
     return pl.concat(frames).group_by("unit").agg(pl.all().sum())
 
 
-def _grouped(connection: sa.Connection, units: sa.Table, source: Source, outcome: Outcome) -> list[tuple[Any, ...]]:
+def _grouped(
+    connection: sa.Connection, units: sa.Table, source: Source, outcome: Outcome
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The source's counts per unit, a slice of rows at a time."""
     u = units.c
     conditions: list[sa.ColumnElement[bool]] = []
     value: sa.ColumnElement[Any] | None = None
@@ -542,7 +553,8 @@ def _grouped(connection: sa.Connection, units: sa.Table, source: Source, outcome
         .where(*conditions)
         .group_by(u.unit)
     )
-    return [(int(row[0]), *(float(v or 0) for v in row[1:])) for row in connection.execute(query)]
+    for rows in connection.execute(query).partitions(_SLICE_ROWS):
+        yield [(int(row[0]), *(float(v or 0) for v in row[1:])) for row in rows]
 
 
 def _number(dialect: str, data: sa.Column[Any], path: tuple[str, ...]) -> sa.ColumnElement[Any]:
