@@ -18,11 +18,13 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from amends.errors import InvalidInput
 from amends.events import Event, validate_event
 from amends.events.ledger import append_events
 from amends.recover.actors import SYSTEM
 from amends.recover.audit import audit, check_chain
-from amends.store import Database, head_revision, tables
+from amends.store import Database, head_revision, tables, upgrade
+from amends.store.backup import backup_sqlite
 from amends.store.migrate import alembic_config
 from tests.conftest import NOW, an_event, service_missing
 
@@ -249,3 +251,26 @@ def test_postgres_the_documented_pg_dump_and_pg_restore_give_everything_back(pg:
     finally:
         with psycopg.connect(source, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {target_name} WITH (FORCE)")
+
+
+def test_a_backup_onto_a_file_system_without_hard_links_is_renamed_into_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FAT (a USB stick) and some network shares refuse hard links; the checked copy is renamed instead."""
+    db = Database(f"sqlite:///{tmp_path / 'live.db'}")
+    try:
+        upgrade(db)
+        _add(db, 0, 50)
+
+        def no_links(_source: object, _target: object) -> None:
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_links)
+        info = backup_sqlite(db, tmp_path / "copy.db")
+        assert info.events == 50
+        assert (tmp_path / "copy.db").is_file()
+        assert not list(tmp_path.glob(".copy.db.partial"))
+        with pytest.raises(InvalidInput, match="exists already"):
+            backup_sqlite(db, tmp_path / "copy.db")
+    finally:
+        db.dispose()

@@ -91,6 +91,10 @@ def backup_sqlite(db: Database, target: Path) -> BackupInfo:
             os.link(partial, target)  # unlike a rename, fails if a file of that name appeared meanwhile
         except FileExistsError:
             raise InvalidInput(str(target), "exists already; a backup never overwrites a file") from None
+        except OSError:  # a file system without hard links (FAT, some network shares): checked, then renamed
+            if target.exists():
+                raise InvalidInput(str(target), "exists already; a backup never overwrites a file") from None
+            partial.rename(target)
         _sync_folder(target.parent)
     finally:
         partial.unlink(missing_ok=True)
