@@ -102,9 +102,8 @@ def _write_config(path: Path) -> None:
         f'secret_key = "{secret}"\n'
         '# database_url = "postgresql://user:password@localhost/amends"\n'
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(text)
+    with _private_file(path, new=True) as file:
+        file.write(text.encode())
 
 
 @app.command()
@@ -1527,9 +1526,11 @@ audit_app = typer.Typer(help="The audit log: check its hash chain, or export it.
 app.add_typer(audit_app, name="audit")
 
 
-def _private_file(path: Path) -> BinaryIO:
-    """`path` opened for writing from the start, readable by its owner only (it holds personal data)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+def _private_file(path: Path, *, new: bool = False) -> BinaryIO:
+    """`path` opened for writing from the start, readable by its owner only (it holds personal data or secrets);
+    with `new`, only if no such file exists (FileExistsError otherwise)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC)
+    fd = os.open(path, flags, stat.S_IRUSR | stat.S_IWUSR)
     os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)  # a file that was there already keeps its mode otherwise
     return os.fdopen(fd, "wb")
 

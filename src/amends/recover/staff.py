@@ -188,13 +188,20 @@ def check_password(uow: UnitOfWork, staff_id: str, password: str) -> bool:
     return verify_password(row.password_hash if row is not None else None, password)
 
 
+def _named_by(login: str) -> sa.ColumnElement[bool] | None:
+    """Which staff rows a login name (already stripped) names: the id, or an email too when it has an @."""
+    if not 0 < len(login) <= 320:
+        return None
+    if "@" in login:
+        return sa.or_(_staff.c.id == login, sa.func.lower(_staff.c.email) == login.lower())
+    return _staff.c.id == login
+
+
 def staff_id_for_login(uow: UnitOfWork, login: str) -> str | None:
     """The id of the staff member (active or not) whom `login` names, by id or email, as the login form takes it."""
     login = login.strip()
-    if not 0 < len(login) <= 320:
+    if (named := _named_by(login)) is None:
         return None
-    named = sa.or_(_staff.c.id == login, sa.func.lower(_staff.c.email) == login.lower()) if "@" in login else (
-        _staff.c.id == login)  # fmt: skip
     ids = uow.execute(sa.select(_staff.c.id).where(named).order_by(_staff.c.id).limit(2)).scalars().all()
     return login if login in ids else (ids[0] if ids else None)
 
@@ -203,11 +210,8 @@ def check_login(uow: UnitOfWork, login: str, password: str) -> StaffMember | Non
     """The active staff member whose id or email is `login` and whose password this is; None otherwise, after
     the same work either way (a wrong name is not told apart from a wrong password, by answer or by time)."""
     login = login.strip()
-    query = sa.select(_staff).where(
-        sa.or_(_staff.c.id == login, sa.func.lower(_staff.c.email) == login.lower()) if "@" in login
-        else _staff.c.id == login
-    )  # fmt: skip
-    rows = uow.execute(query.order_by(_staff.c.id).limit(2)).all() if 0 < len(login) <= 320 else []
+    named = _named_by(login)
+    rows = [] if named is None else uow.execute(sa.select(_staff).where(named).order_by(_staff.c.id).limit(2)).all()
     exact = [r for r in rows if r.id == login]
     # An email two people share opens neither account: log in with the staff id.
     row = exact[0] if exact else rows[0] if len(rows) == 1 else None

@@ -50,6 +50,7 @@ __all__ = [
     "Signed",
     "console_headers",
     "form_of",
+    "login_limits",
     "lookup_token",
     "redirect",
     "render",
@@ -58,6 +59,7 @@ __all__ = [
     "same_origin",
     "session_cookie",
     "set_session_cookie",
+    "settings_of",
 ]
 
 T = TypeVar("T")
@@ -192,9 +194,16 @@ CODE_PAGE = "/console/login/code"  # where a session waiting for its second step
 ENROL_PAGE = "/console/account/second-factor"  # where one whose role needs a second step not set up goes
 
 
-def _settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
+    """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
+
+
+def login_limits(request: Request) -> LoginLimits:
+    """The app's limits on sign-in attempts (passwords and second-step codes alike)."""
+    limits_: LoginLimits = request.app.state.console_login_limits
+    return limits_
 
 
 def _origin(request: Request) -> str | None:
@@ -222,7 +231,7 @@ def _lookup(db: Database, token: str, settings: Settings, origin: str | None) ->
 
 async def lookup_token(request: Request, token: str) -> ConsoleUser | None:
     """The person a session token stands for (one just made, before its cookie reaches the browser)."""
-    return await run_in_threadpool(_lookup, request.app.state.db, token, _settings(request), _origin(request))
+    return await run_in_threadpool(_lookup, request.app.state.db, token, settings_of(request), _origin(request))
 
 
 def session_cookie(settings: Settings) -> str:
@@ -240,10 +249,10 @@ def set_session_cookie(response: Response, token: str, settings: Settings) -> Re
 
 
 async def _maybe_user(request: Request) -> ConsoleUser | None:
-    token = request.cookies.get(session_cookie(_settings(request)))
+    token = request.cookies.get(session_cookie(settings_of(request)))
     if not token:
         return None
-    return await run_in_threadpool(_lookup, request.app.state.db, token, _settings(request), _origin(request))
+    return await run_in_threadpool(_lookup, request.app.state.db, token, settings_of(request), _origin(request))
 
 
 def _target(request: Request) -> str:
@@ -311,7 +320,7 @@ def safe_next(value: str | None) -> str:
 
 def same_origin(request: Request) -> bool:
     """Whether a POST came from the console's own pages, as far as the browser tells (Origin, else Referer)."""
-    settings = _settings(request)
+    settings = settings_of(request)
     claimed = request.headers.get("origin") or request.headers.get("referer")
     if claimed is None:
         return True  # not a browser, or one that sends neither: the CSRF token still has to match
@@ -359,7 +368,7 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     """A console page: the template with the person, their CSRF token and the navigation they may use."""
-    settings = _settings(request)
+    settings = settings_of(request)
     context.setdefault("notice", None)
     context.setdefault("error", None)
     html = _templates.get_template(template).render(

@@ -11,14 +11,23 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from amends.access.passwords import MAX_PASSWORD, MIN_PASSWORD, estimate_strength
-from amends.config import Settings
 from amends.errors import AmendsError, InvalidInput
 from amends.outreach.staff_notices import notify_account_change
 from amends.recover import account
 from amends.recover.audit import audit
 from amends.recover.second_factor import second_factor_of
 from amends.store import UnitOfWork
-from amends.web.console._base import ConsoleUser, LoginLimits, Signed, form_of, reading, redirect, render, writing
+from amends.web.console._base import (
+    ConsoleUser,
+    Signed,
+    form_of,
+    login_limits,
+    reading,
+    redirect,
+    render,
+    settings_of,
+    writing,
+)
 from amends.web.errors import status_of
 
 __all__ = ["router"]
@@ -33,16 +42,6 @@ _DONE = {
 }
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _limits(request: Request) -> LoginLimits:
-    login_limits: LoginLimits = request.app.state.console_login_limits
-    return login_limits
-
-
 def _address(user: ConsoleUser) -> str:
     return user.actor.origin or "unknown"
 
@@ -51,7 +50,7 @@ async def _page(
     request: Request, user: ConsoleUser, *, notice: str | None = None, error: AmendsError | None = None,
     code: int = 200,
 ) -> HTMLResponse:  # fmt: skip
-    idle = _settings(request).console_session_idle
+    idle = settings_of(request).console_session_idle
     sessions, second = await reading(
         request,
         lambda uow: (
@@ -76,10 +75,10 @@ async def change_password(request: Request, user: Signed) -> Response:
     """Change one's own password: the current one, the new one and the same again."""
     fields = await form_of(request, user)
     address, login_name = _address(user), user.member.id
-    if not _limits(request).allows(address, login_name):
+    if not login_limits(request).allows(address, login_name):
         limited = InvalidInput("current", "too many wrong passwords: wait a minute, then try again")
         return await _page(request, user, error=limited, code=429)
-    company = _settings(request).company_name
+    company = settings_of(request).company_name
 
     def run(uow: UnitOfWork) -> None:
         now = datetime.now(UTC)
@@ -95,7 +94,7 @@ async def change_password(request: Request, user: Signed) -> Response:
     try:
         await writing(request, run)
     except account.WrongPassword as exc:
-        _limits(request).failed(address, login_name)
+        login_limits(request).failed(address, login_name)
         await writing(
             request,
             lambda uow: audit(uow, user.actor, "staff.password_change_failed", f"staff:{login_name}",

@@ -29,17 +29,18 @@ from amends.web.console._base import (
     ENROL_PAGE,
     ConsoleUser,
     Halfway,
-    LoginLimits,
     LoginRequired,
     Maybe,
     form_fields,
     form_of,
+    login_limits,
     redirect,
     render,
     safe_next,
     same_origin,
     session_cookie,
     set_session_cookie,
+    settings_of,
     writing,
 )
 
@@ -49,23 +50,13 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 _LOGIN_NONCE = "amends_login"  # a random value the login form repeats (double submit): login CSRF
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _limits(request: Request) -> LoginLimits:
-    login_limits: LoginLimits = request.app.state.console_login_limits
-    return login_limits
-
-
 def _login_page(request: Request, next_url: str, *, error: str | None = None, status: int = 200) -> HTMLResponse:
     nonce = secrets.token_urlsafe(24)
     response = render(
         request, "login.html", None, status=status, next_url=safe_next(next_url), nonce=nonce, error=error
     )
     response.set_cookie(
-        _LOGIN_NONCE, nonce, max_age=3600, path="/console/login", secure=_settings(request).secure_cookies,
+        _LOGIN_NONCE, nonce, max_age=3600, path="/console/login", secure=settings_of(request).secure_cookies,
         httponly=True, samesite="strict",
     )  # fmt: skip
     return response
@@ -87,14 +78,14 @@ async def login(request: Request) -> Response:
     # from another site is refused like every other form of the console.
     if not same_origin(request) or not nonce or not secrets.compare_digest(nonce, fields.get("nonce", "")):
         return _login_page(request, next_url, error="The login form had expired. Please try again.", status=403)
-    previous = request.cookies.get(session_cookie(_settings(request)))
+    previous = request.cookies.get(session_cookie(settings_of(request)))
     login_name = fields.get("login", "").strip()
     password = fields.get("password", "")
     origin = request.client.host if request.client is not None else "unknown"
-    if not _limits(request).allows(origin, login_name):
+    if not login_limits(request).allows(origin, login_name):
         await writing(request, lambda uow: _record(uow, request, origin, login_name, "console.login_limited"))
         return _login_page(request, next_url, error="Too many attempts. Wait a minute, then try again.", status=429)
-    settings = _settings(request)
+    settings = settings_of(request)
 
     def attempt(uow: UnitOfWork) -> tuple[str, str | None] | None:
         now = datetime.now(UTC)
@@ -122,7 +113,7 @@ async def login(request: Request) -> Response:
 
     started = await writing(request, attempt)
     if started is None:
-        _limits(request).failed(origin, login_name)
+        login_limits(request).failed(origin, login_name)
         return _login_page(request, next_url, error="That login name and password do not match.", status=401)
     token, stage = started
     going = {"code": f"{CODE_PAGE}?next={quote(next_url, safe='/')}", "enrol": ENROL_PAGE}.get(stage or "", next_url)
@@ -139,7 +130,7 @@ def _with_session(response: Response, token: str, settings: Settings) -> Respons
 async def code_page(request: Request, user: Halfway, next: str | None = None) -> Response:
     """The second step: the code of the person's authenticator app, or one of their recovery codes."""
     if user is None:
-        return redirect("/console" if request.cookies.get(session_cookie(_settings(request))) else "/console/login")
+        return redirect("/console" if request.cookies.get(session_cookie(settings_of(request))) else "/console/login")
     return _code_page(request, user, safe_next(next))
 
 
@@ -161,11 +152,11 @@ async def enter_code(request: Request, user: Maybe) -> Response:
     next_url = safe_next(fields.get("next"))
     origin = user.actor.origin or "unknown"
     login_name = user.member.id
-    if not _limits(request).allows(origin, login_name):
+    if not login_limits(request).allows(origin, login_name):
         await writing(request, lambda uow: _record(uow, request, origin, login_name, "console.login_limited"))
         return _code_page(request, user, next_url, error="Too many attempts. Wait a minute, then try again.",
                           status=429)  # fmt: skip
-    settings = _settings(request)
+    settings = settings_of(request)
 
     def attempt(uow: UnitOfWork) -> str | None:
         now = datetime.now(UTC)
@@ -183,7 +174,7 @@ async def enter_code(request: Request, user: Maybe) -> Response:
 
     token = await writing(request, attempt)
     if token is None:
-        _limits(request).failed(origin, login_name)
+        login_limits(request).failed(origin, login_name)
         return _code_page(request, user, next_url, error="That code is not right, or it was used already.",
                           status=401)  # fmt: skip
     return _with_session(redirect(next_url), token, settings)
@@ -196,7 +187,7 @@ def _record(uow: UnitOfWork, request: Request, origin: str, login_name: str, act
     actor = Actor(None, None, frozenset(), origin)
     known = staff_id_for_login(uow, login_name)
     if known is None:
-        key = _settings(request).require_secret_key().get_secret_value().encode()
+        key = settings_of(request).require_secret_key().get_secret_value().encode()
         digest = hmac.new(key, b"login name\0" + login_name.strip().lower().encode(), hashlib.sha256).hexdigest()
         target = f"login:unknown:{digest[:16]}"
     else:
@@ -216,6 +207,6 @@ async def logout(request: Request, user: Maybe) -> Response:
 
     await writing(request, end)
     response = redirect("/console/login")
-    settings = _settings(request)
+    settings = settings_of(request)
     response.delete_cookie(session_cookie(settings), path="/", secure=settings.secure_cookies, httponly=True)
     return response

@@ -13,7 +13,6 @@ from fastapi.responses import HTMLResponse, Response
 
 from amends.access.sessions import end_session, start_session
 from amends.access.totp import provisioning_uri
-from amends.config import Settings
 from amends.errors import AmendsError
 from amends.outreach.staff_notices import notify_account_change
 from amends.recover import second_factor
@@ -28,6 +27,7 @@ from amends.web.console._base import (
     redirect,
     render,
     set_session_cookie,
+    settings_of,
     writing,
 )  # fmt: skip
 from amends.web.errors import status_of
@@ -37,16 +37,11 @@ __all__ = ["router"]
 router = APIRouter(prefix=ENROL_PAGE, include_in_schema=False)
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 async def _page(
     request: Request, user: ConsoleUser, *, codes: list[str] | None = None, error: AmendsError | None = None,
     code: int = 200,
 ) -> HTMLResponse:  # fmt: skip
-    settings = _settings(request)
+    settings = settings_of(request)
     state = await reading(request, lambda uow: second_factor.second_factor_of(uow, user.member.id))
     qr = secret = None
     if state.pending_secret is not None:
@@ -83,7 +78,7 @@ async def confirm(request: Request, user: Enrolling) -> Response:
     """Turn the second step on with a code from the app; the recovery codes are shown in the answer, once. A
     halfway session (sent here by its role) becomes a full one, under a new token."""
     fields = await form_of(request, user)
-    settings = _settings(request)
+    settings = settings_of(request)
 
     def run(uow: UnitOfWork) -> tuple[list[str], str | None]:
         now = datetime.now(UTC)
