@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from amends.config import Settings
 from amends.logs import MASK, configure_logging, secrets_of
-from amends.store import Database
+from amends.store import Database, tables
 from amends.web import create_app
 from tests.conftest import SECRET, settings_for
 from tests.test_cli import _free_port, amends, env
@@ -126,3 +127,31 @@ def test_a_failed_statement_never_carries_its_values_into_an_error_or_a_log(db: 
         )
     assert "no_such_column" in str(caught.value)
     assert "jane@example.org" not in str(caught.value)
+
+
+def test_a_constraint_the_database_enforces_is_a_409_that_names_no_table(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write the database refuses (a race two requests lost to each other) is a Conflict; the caller hears what
+    happened, and only the log has the constraint's table and columns."""
+    app = create_app(settings_for(db), db)
+
+    @app.post("/test/twice")
+    def twice() -> None:
+        row = {"id": "dup", "name": "Dup", "role": "agent", "active": True, "created_at": datetime.now(UTC)}
+        with db.unit_of_work(writes=True) as uow:
+            uow.execute(sa.insert(tables.staff).values(row))
+            uow.execute(sa.insert(tables.staff).values(row))
+            uow.commit()
+
+    with caplog.at_level(logging.WARNING, logger="amends"), TestClient(app) as client:
+        answer = client.post("/test/twice")
+    assert answer.status_code == 409
+    body = answer.json()
+    assert body["error"] == "Conflict"
+    assert "nothing of this was stored" in body["reason"]
+    assert "staff" not in answer.text
+    assert "constraint" not in answer.text.lower()
+    assert any("answered 409" in r.getMessage() and "staff" in r.getMessage() for r in caplog.records)
+    with db.unit_of_work() as uow:
+        assert uow.execute(sa.select(sa.func.count()).select_from(tables.staff)).scalar_one() == 0

@@ -352,13 +352,20 @@ def test_a_complaint_joins_the_open_case_links_its_incident_and_records_who_spok
     assert (case["origin"], case["playbook"], case["customer_spoke_first"]) == ("reactive", "complaint", True)
 
 
-def test_an_agent_passes_a_case_on_only_with_a_reason_and_leads_decide_in_their_team(world: World) -> None:
+def test_an_owner_does_not_pass_a_case_off_and_a_manager_hands_it_over_only_with_a_reason(world: World) -> None:
     world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 420))
     case_id = world.case_of("C-1")["case"]["id"]
-    no_reason = world.client.post(f"/v1/cases/{case_id}/assign", json={"to": "boss"}, headers=world.as_("ana"))
+    assert world.case_of("C-1")["case"]["owner_id"] == "ana"
+    passed_off = world.client.post(
+        f"/v1/cases/{case_id}/assign", json={"to": "boss", "reason": "not mine"}, headers=world.as_("ana")
+    )
+    assert passed_off.status_code == 403
+    assert "lead" in passed_off.json()["reason"]
+    assert world.case_of("C-1")["case"]["owner_id"] == "ana"
+    no_reason = world.client.post(f"/v1/cases/{case_id}/assign", json={"to": "boss"}, headers=world.as_("boss"))
     assert no_reason.status_code == 422
     moved = world.client.post(
-        f"/v1/cases/{case_id}/assign", json={"to": "boss", "reason": "needs a manager"}, headers=world.as_("ana")
+        f"/v1/cases/{case_id}/assign", json={"to": "boss", "reason": "needs a manager"}, headers=world.as_("boss")
     )
     assert moved.status_code == 200
     handoffs = moved.json()["handoffs"]
@@ -664,7 +671,9 @@ def test_what_the_review_found_stays_fixed(world: World) -> None:
     assert early.status_code == 409
     asked = world.client.post(f"/v1/cases/{case_id}/approvals", json={"kind": "miles", "amount": "10000"}, headers=ana)
     assert asked.status_code == 202
-    moved = world.client.post(f"/v1/cases/{case_id}/assign", json={"to": "bob", "reason": "shop order"}, headers=ana)
+    moved = world.client.post(
+        f"/v1/cases/{case_id}/assign", json={"to": "bob", "reason": "shop order"}, headers=world.as_("boss")
+    )
     assert moved.status_code == 200
     assert moved.json()["case"]["owner_id"] == "bob"
     bob = world.as_("bob")

@@ -48,7 +48,14 @@ class NotFound(AmendsError):
 
 
 class Conflict(AmendsError):
-    """The request contradicts what is stored."""
+    """The request contradicts what is stored.
+
+    `shown` is what may be said to whoever made the request; the message itself may hold the driver's words (the
+    names of a constraint, a table, a column), for the log and the command line only."""
+
+    def __init__(self, message: str, *, shown: str | None = None) -> None:
+        super().__init__(message)
+        self.shown = message if shown is None else shown
 
 
 class Forbidden(AmendsError):

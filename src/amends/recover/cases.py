@@ -336,7 +336,9 @@ def set_owner(uow: UnitOfWork, case: Case, to: StaffMember, *, reason: str, by: 
 
 
 def assign(uow: UnitOfWork, case_id: int, to_id: str, *, reason: str, actor: Actor, now: datetime) -> Case:
-    """Hand the case to `to_id`, with a reason: no pass-off without one."""
+    """Hand the case to `to_id`, with a reason: leads (in their team), managers and admins do; an owner does not
+    pass a case off, they ask a lead (DESIGN: take ownership, no pass-off)."""
+    actor.at_least(Role.LEAD, "assigning a case")
     reason = required_text("reason", reason)
     case, _member = workable_case(uow, case_id, actor, "assigning a case")
     to = get_staff(uow, to_id)

@@ -159,7 +159,7 @@ def translate_errors() -> Iterator[None]:
     except _UNAVAILABLE as exc:
         raise _unavailable(exc) from exc
     except _CONFLICT as exc:
-        raise Conflict(f"conflicts with stored data: {_first_line(exc)}") from exc
+        raise _conflict(exc) from exc
 
 
 def _unavailable(exc: BaseException) -> Unavailable:
@@ -174,6 +174,15 @@ def _unavailable(exc: BaseException) -> Unavailable:
         shown = "the database's disk is full; nothing of this was stored: make room, then retry"
         return Unavailable(f"the database's disk is full ({_first_line(exc)}); nothing of this was stored", shown=shown)
     return Unavailable(f"database unavailable: {_first_line(exc)}", shown="database unavailable; try again shortly")
+
+
+def _conflict(exc: BaseException) -> Conflict:
+    """A constraint of the database refused the write; which one (its table and columns) is for the log."""
+    shown = (
+        "conflicts with stored data (something with the same key exists, or a reference is missing); "
+        "nothing of this was stored"
+    )
+    return Conflict(f"conflicts with stored data: {_first_line(exc)}", shown=shown)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -233,7 +242,7 @@ class UnitOfWork:
         if isinstance(exc, _UNAVAILABLE):
             raise _unavailable(exc) from exc
         if isinstance(exc, _CONFLICT):
-            raise Conflict(f"conflicts with stored data: {_first_line(exc)}") from exc
+            raise _conflict(exc) from exc
 
     @property
     def dialect(self) -> str:
