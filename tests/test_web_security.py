@@ -1216,3 +1216,25 @@ def test_guessing_passwords_is_limited_per_address_and_per_name_and_every_attemp
         assert later[0].startswith("login:unknown:")
         assert later[0] != unknown
         assert "passphrase" not in later[0].lower()
+
+
+def test_every_server_over_one_database_counts_the_same_failed_logins(seeded: Seeded, tmp_path: Path) -> None:
+    """Two servers behind one address (two processes, or two machines, over one database) share the count: guesses
+    spread over both are refused when they add up to the limit, and the table keeps no name in clear."""
+    with world_of(seeded, tmp_path, console_login_rate_limit="3/minute") as world:
+        second = create_app(world_settings(world.db, seeded.rules_dir, console_login_rate_limit="3/minute"), world.db)
+        with TestClient(second):  # started, like the first
+
+            def attempt(app: Any, address: str, password: str = "a wrong guess, surely") -> int:
+                return log_in(browser(app, address=address), "boss", password).status_code
+
+            assert attempt(world.app, "203.0.113.1") == 401
+            assert attempt(second, "203.0.113.2") == 401
+            assert attempt(world.app, "203.0.113.3") == 401
+            assert attempt(second, "203.0.113.4", PASSWORD) == 429  # the name's third failure was on the other one
+            assert attempt(world.app, "203.0.113.5", PASSWORD) == 429
+        with world.db.engine.connect() as connection:
+            kept = connection.execute(sa.select(tables.login_failures)).all()
+        assert [row.address for row in kept] == ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+        assert len({row.name_key for row in kept}) == 1
+        assert "boss" not in repr(kept)

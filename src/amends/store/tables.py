@@ -236,6 +236,20 @@ staff_recovery_codes = Table(
     Column("used_at", UTCDateTime(), nullable=True),
 )
 
+# Failed console sign-ins (access/login_attempts.py), counted here so that every process counts the same ones: by
+# the client's address and by a keyed hash of the name tried. Only a window's worth is kept.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", SerialKey, primary_key=True, autoincrement=True),
+    Column("address", String(64), nullable=False),
+    Column("name_key", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index(None, "address", "at"),
+    Index(None, "name_key", "at"),
+    Index(None, "at"),
+)
+
 # Console sessions: the cookie holds a random token, the table only its SHA-256. A session ends at logout,
 # when idle too long, at its absolute expiry, or when the password changes (all of that person's sessions go).
 console_sessions = Table(

@@ -19,13 +19,11 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import jinja2
-import limits
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 
+from amends.access.login_attempts import LoginLimit, name_key
 from amends.access.sessions import Session, find_session, keep_session, needs_keeping, valid_csrf
 from amends.config import Settings
 from amends.errors import AmendsError, Forbidden, InvalidInput, NotFound
@@ -50,6 +48,7 @@ __all__ = [
     "Signed",
     "console_headers",
     "form_of",
+    "login_allowed",
     "login_limits",
     "lookup_token",
     "redirect",
@@ -391,28 +390,35 @@ def login_url(next_url: str) -> str:
     return f"/console/login?next={quote(safe_next(next_url), safe='/')}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LoginLimits:
-    """Failed login attempts per client address and per login name, counted in this process's memory."""
+    """Failed sign-in attempts per client address and per login name, counted in the database, so that every
+    process counts the same ones (access/login_attempts.py); a name is kept as a keyed hash."""
 
-    per_attempt: limits.RateLimitItem
-    limiter: MovingWindowRateLimiter
+    limit: LoginLimit
+    settings: Settings
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoginLimits:
-        return cls(limits.parse(settings.console_login_rate_limit), MovingWindowRateLimiter(MemoryStorage()))
+        return cls(LoginLimit.parse(settings.console_login_rate_limit), settings)
 
-    def allows(self, address: str, login: str) -> bool:
+    def allows(self, uow: UnitOfWork, address: str, login: str, *, now: datetime) -> bool:
         """Whether an attempt may be tried now: neither the address nor the name is over its failures."""
-        name = login.strip().lower()[:320]
-        return self.limiter.test(self.per_attempt, "console-login", "address", address) and self.limiter.test(
-            self.per_attempt, "console-login", "login", name
-        )
+        return self.limit.allows(uow, address, self.key_of(login), now=now)
 
-    def failed(self, address: str, login: str) -> None:
+    def failed(self, uow: UnitOfWork, address: str, login: str, *, now: datetime) -> None:
         """Count a failed attempt against the address and the name (a success counts against neither)."""
-        self.limiter.hit(self.per_attempt, "console-login", "address", address)
-        self.limiter.hit(self.per_attempt, "console-login", "login", login.strip().lower()[:320])
+        self.limit.failed(uow, address, self.key_of(login), now=now)
+
+    def key_of(self, login: str) -> str:
+        """The keyed hash a login name is counted (and audited, when it is nobody's) under."""
+        return name_key(self.settings.require_secret_key().get_secret_value().encode(), login)
+
+
+async def login_allowed(request: Request, address: str, login: str) -> bool:
+    """Whether a sign-in attempt (a password, a second step's code) from `address` for `login` may be tried now."""
+    limits_ = login_limits(request)
+    return await reading(request, lambda uow: limits_.allows(uow, address, login, now=datetime.now(UTC)))
 
 
 async def reading(request: Request, work: Callable[[UnitOfWork], T]) -> T:

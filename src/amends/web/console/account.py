@@ -21,6 +21,7 @@ from amends.web.console._base import (
     ConsoleUser,
     Signed,
     form_of,
+    login_allowed,
     login_limits,
     reading,
     redirect,
@@ -75,7 +76,7 @@ async def change_password(request: Request, user: Signed) -> Response:
     """Change one's own password: the current one, the new one and the same again."""
     fields = await form_of(request, user)
     address, login_name = _address(user), user.member.id
-    if not login_limits(request).allows(address, login_name):
+    if not await login_allowed(request, address, login_name):
         limited = InvalidInput("current", "too many wrong passwords: wait a minute, then try again")
         return await _page(request, user, error=limited, code=429)
     company = settings_of(request).company_name
@@ -94,12 +95,14 @@ async def change_password(request: Request, user: Signed) -> Response:
     try:
         await writing(request, run)
     except account.WrongPassword as exc:
-        login_limits(request).failed(address, login_name)
-        await writing(
-            request,
-            lambda uow: audit(uow, user.actor, "staff.password_change_failed", f"staff:{login_name}",
-                              at=datetime.now(UTC), reason="wrong current password"),
-        )  # fmt: skip
+
+        def failed(uow: UnitOfWork) -> None:
+            now = datetime.now(UTC)
+            audit(uow, user.actor, "staff.password_change_failed", f"staff:{login_name}", at=now,
+                  reason="wrong current password")  # fmt: skip
+            login_limits(request).failed(uow, address, login_name, now=now)
+
+        await writing(request, failed)
         return await _page(request, user, error=exc, code=status_of(exc))
     except AmendsError as exc:
         return await _page(request, user, error=exc, code=status_of(exc))

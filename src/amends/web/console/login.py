@@ -8,8 +8,6 @@ it with a full session under a new token. Wrong codes count against the same rat
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -33,6 +31,7 @@ from amends.web.console._base import (
     Maybe,
     form_fields,
     form_of,
+    login_allowed,
     login_limits,
     redirect,
     render,
@@ -82,7 +81,7 @@ async def login(request: Request) -> Response:
     login_name = fields.get("login", "").strip()
     password = fields.get("password", "")
     origin = request.client.host if request.client is not None else "unknown"
-    if not login_limits(request).allows(origin, login_name):
+    if not await login_allowed(request, origin, login_name):
         await writing(request, lambda uow: _record(uow, request, origin, login_name, "console.login_limited"))
         return _login_page(request, next_url, error="Too many attempts. Wait a minute, then try again.", status=429)
     settings = settings_of(request)
@@ -92,6 +91,7 @@ async def login(request: Request) -> Response:
         member = check_login(uow, login_name, password)
         if member is None:
             _record(uow, request, origin, login_name, "console.login_failed")
+            login_limits(request).failed(uow, origin, login_name, now=now)
             return None
         if previous:
             end_session_of_token(uow, previous)  # a browser's earlier session ends when it logs in again
@@ -113,7 +113,6 @@ async def login(request: Request) -> Response:
 
     started = await writing(request, attempt)
     if started is None:
-        login_limits(request).failed(origin, login_name)
         return _login_page(request, next_url, error="That login name and password do not match.", status=401)
     token, stage = started
     going = {"code": f"{CODE_PAGE}?next={quote(next_url, safe='/')}", "enrol": ENROL_PAGE}.get(stage or "", next_url)
@@ -152,7 +151,7 @@ async def enter_code(request: Request, user: Maybe) -> Response:
     next_url = safe_next(fields.get("next"))
     origin = user.actor.origin or "unknown"
     login_name = user.member.id
-    if not login_limits(request).allows(origin, login_name):
+    if not await login_allowed(request, origin, login_name):
         await writing(request, lambda uow: _record(uow, request, origin, login_name, "console.login_limited"))
         return _code_page(request, user, next_url, error="Too many attempts. Wait a minute, then try again.",
                           status=429)  # fmt: skip
@@ -163,6 +162,7 @@ async def enter_code(request: Request, user: Maybe) -> Response:
         how = check_second_step(uow, user.actor, fields.get("code", "")[:100], now=now)
         if how is None:
             audit(uow, user.actor, "console.code_failed", f"staff:{login_name}", at=now)
+            login_limits(request).failed(uow, origin, login_name, now=now)
             return None
         end_session(uow, user.session.id)  # a new token for the full session, as at every login
         _session, token = start_session(
@@ -174,7 +174,6 @@ async def enter_code(request: Request, user: Maybe) -> Response:
 
     token = await writing(request, attempt)
     if token is None:
-        login_limits(request).failed(origin, login_name)
         return _code_page(request, user, next_url, error="That code is not right, or it was used already.",
                           status=401)  # fmt: skip
     return _with_session(redirect(next_url), token, settings)
@@ -186,12 +185,7 @@ def _record(uow: UnitOfWork, request: Request, origin: str, login_name: str, act
     log is never erased; the hash still shows one name tried again and again."""
     actor = Actor(None, None, frozenset(), origin)
     known = staff_id_for_login(uow, login_name)
-    if known is None:
-        key = settings_of(request).require_secret_key().get_secret_value().encode()
-        digest = hmac.new(key, b"login name\0" + login_name.strip().lower().encode(), hashlib.sha256).hexdigest()
-        target = f"login:unknown:{digest[:16]}"
-    else:
-        target = f"login:{known}"
+    target = f"login:{known}" if known is not None else f"login:unknown:{login_limits(request).key_of(login_name)[:16]}"
     audit(uow, actor, action, target, at=datetime.now(UTC))
 
 
