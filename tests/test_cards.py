@@ -11,7 +11,7 @@ import io
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -405,7 +405,7 @@ class Desk:
 def staff_key(db: Database, staff_id: str, role: Role) -> str:
     with db.unit_of_work() as uow:
         add_staff(uow, staff_id, name=staff_id.title(), role=role, team=None, now=NOW)
-        _key, text = create_staff_key(uow, staff_id, now=NOW)
+        _key, text = create_staff_key(uow, staff_id, now=datetime.now(UTC))  # it expires: made now, not at NOW
         uow.commit()
     return text
 

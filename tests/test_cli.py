@@ -18,6 +18,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from amends.errors import Unauthorized
 from amends.store import Database
 from tests.conftest import SECRET, an_event, count_rows
 
@@ -404,6 +405,18 @@ def test_staff_add_with_a_key_lets_that_person_act_with_their_role(env: dict[str
         from amends.access import authenticate
 
         assert authenticate(uow, key).staff_id == "ana"
+    # One key in use at a time: --renew revokes it and makes another, for the configured lifetime.
+    assert amends("staff", "key", "ana", env=env, cwd=tmp_path).returncode == 1
+    renewed = amends("staff", "key", "ana", "--renew", env=env | {"AMENDS_STAFF_KEY_LIFETIME": "2h"}, cwd=tmp_path)
+    assert renewed.returncode == 0, renewed.stderr
+    assert "until " in renewed.stderr
+    with Database(f"sqlite:///{tmp_path / 'amends.db'}").unit_of_work() as uow:
+        with pytest.raises(Unauthorized, match="revoked"):
+            authenticate(uow, key)
+        new = authenticate(uow, renewed.stdout.strip())
+    assert new.expires_at is not None
+    assert timedelta(hours=1) < new.expires_at - datetime.now(UTC) <= timedelta(hours=2)
+    assert "expires" in amends("keys", "list", env=env, cwd=tmp_path).stdout
 
 
 def test_staff_password_sets_a_console_login_and_refuses_a_short_one(env: dict[str, str], tmp_path: Path) -> None:

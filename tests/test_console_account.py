@@ -244,3 +244,41 @@ def _own_ref(session_id: str) -> str:
     from amends.access.sessions import Session
 
     return Session(session_id, "ana", "", NOW, NOW, NOW).ref
+
+
+def test_a_person_makes_their_own_api_key_sees_it_once_and_a_new_one_replaces_it(site: Site) -> None:
+    browser = site.signed_in()
+    page = browser.get("/console/account")
+    assert "You have no API key in use." in page.text
+    made = browser.post("/console/account/key", data={"csrf": csrf_of(page.text)})
+    assert made.status_code == 200
+    assert made.headers["Cache-Control"] == "no-store"
+    shown = re.search(r'id="new-key"[^>]*value="(amends_[0-9a-f]{12}_[A-Za-z0-9_-]{43})"', made.text)
+    assert shown is not None, made.text
+    first = shown.group(1)
+    me = site.app.get("/v1/staff", headers={"Authorization": f"Bearer {first}"})
+    assert me.status_code == 200  # it acts as ana
+    again = browser.get("/console/account")
+    assert first not in again.text  # shown once
+    assert first.split("_")[1] in again.text  # its id is, with when it stops working
+    assert "it works until" in again.text
+
+    renewed = browser.post("/console/account/key", data={"csrf": csrf_of(again.text)})
+    second = re.search(r'id="new-key"[^>]*value="([^"]+)"', renewed.text)
+    assert second is not None
+    assert second.group(1) != first
+    assert site.app.get("/v1/staff", headers={"Authorization": f"Bearer {first}"}).status_code == 401
+    assert site.app.get("/v1/staff", headers={"Authorization": f"Bearer {second.group(1)}"}).status_code == 200
+
+    revoked = browser.post("/console/account/key/revoke", data={"csrf": csrf_of(renewed.text)})
+    assert revoked.status_code == 303
+    assert site.app.get("/v1/staff", headers={"Authorization": f"Bearer {second.group(1)}"}).status_code == 401
+    assert "You have no API key in use." in browser.get("/console/account").text
+    made_or_revoked = [(row.actor, row.target) for row in site.audited("staff.key_created")]
+    assert made_or_revoked == [("staff:ana", "staff:ana")] * 2
+    assert len(site.audited("staff.key_revoked")) == 1
+    # A form without the session's token makes nothing.
+    assert browser.post("/console/account/key", data={}).status_code == 403
+    with site.db.unit_of_work() as uow:
+        in_use = uow.execute(sa.select(tables.api_keys).where(tables.api_keys.c.revoked_at.is_(None))).all()
+    assert in_use == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,7 @@ class World:
 def staff_key(db: Database, staff_id: str, role: Role, team: str | None = None) -> str:
     with db.unit_of_work() as uow:
         add_staff(uow, staff_id, name=staff_id.title(), role=role, team=team, now=NOW)
-        _key, text = create_staff_key(uow, staff_id, now=NOW)
+        _key, text = create_staff_key(uow, staff_id, now=datetime.now(UTC))  # it expires: made now, not at NOW
         uow.commit()
     return text
 
@@ -318,6 +318,39 @@ def test_an_integration_key_cannot_grant_and_nobody_reads_a_case_they_should_not
         uow.commit()
     assert world.client.get(f"/v1/cases/{case_id}", headers=world.as_("ana")).status_code == 401
     assert count(world.db, "ledger") == 0
+
+
+def test_a_staff_key_expires_and_a_role_with_a_second_step_gets_one_only_from_the_console(db: Database) -> None:
+    root = staff_key(db, "root", Role.ADMIN, None)
+    with db.unit_of_work() as uow:
+        add_staff(uow, "ana", name="Ana", role=Role.AGENT, team="air", now=NOW)
+        add_staff(uow, "mia", name="Mia", role=Role.MANAGER, team=None, now=NOW)
+        uow.commit()
+    settings = settings_for(db, staff_key_lifetime="7d", console_second_factor_roles=("manager", "admin"))
+    with TestClient(create_app(settings, db)) as client:
+        as_root = {"Authorization": f"Bearer {root}"}
+        before = datetime.now(UTC)
+        made = client.post("/v1/staff/ana/keys", headers=as_root)
+        assert made.status_code == 201
+        expires_at = datetime.fromisoformat(made.json()["expires_at"])
+        assert before + timedelta(days=7) <= expires_at <= datetime.now(UTC) + timedelta(days=7)
+        ana = made.json()["key"]
+        assert client.get("/v1/staff", headers={"Authorization": f"Bearer {ana}"}).status_code == 200
+        refused = client.post("/v1/staff/mia/keys", headers=as_root)
+        assert refused.status_code == 403
+        assert "account page" in refused.json()["reason"]
+        # Time passes: the key stops working when it expires, and says so.
+        with db.unit_of_work() as uow:
+            keys = tables.api_keys
+            uow.execute(sa.update(keys).where(keys.c.staff_id == "ana").values(expires_at=before))
+            uow.commit()
+        expired = client.get("/v1/staff", headers={"Authorization": f"Bearer {ana}"})
+        assert expired.status_code == 401
+        assert "expired" in expired.json()["reason"]
+    with db.unit_of_work() as uow:
+        made_for = [row.target for row in uow.execute(sa.select(tables.audit_log.c.target).where(
+            tables.audit_log.c.action == "staff.key_created"))]  # fmt: skip
+    assert made_for == ["staff:ana"]
 
 
 def test_a_complaint_joins_the_open_case_links_its_incident_and_records_who_spoke_first(world: World) -> None:
@@ -645,7 +678,7 @@ def test_what_the_review_found_stays_fixed(world: World) -> None:
     contact; closing a case answers its pending approval requests."""
     with world.db.unit_of_work() as uow:
         add_staff(uow, "tom", name="Tom", role=Role.AGENT, team=None, now=NOW)
-        world.keys["tom"] = create_staff_key(uow, "tom", now=NOW)[1]
+        world.keys["tom"] = create_staff_key(uow, "tom", now=datetime.now(UTC))[1]
         uow.commit()
     world.send(booking(1, "C-1", 2500.0), arrival(1, "C-1", 800))
     case_id = world.case_of("C-1")["case"]["id"]

@@ -86,6 +86,36 @@ def test_migration_0002_keys_the_events_stored_before_it(fresh_database_url: str
         db.dispose()
 
 
+def test_migration_0021_gives_the_staff_keys_in_use_a_lifetime_and_no_other_key(fresh_database_url: str) -> None:
+    # Staff keys made before keys could expire get 90 days from the upgrade; integration and revoked keys, none.
+    db = Database(fresh_database_url)
+    try:
+        db.create_sqlite_directory()
+        command.upgrade(alembic_config(db), "0020")
+        keys = sa.table(
+            "api_keys",
+            *(sa.column(name) for name in ("id", "name", "key_hash", "staff_id")),
+            sa.column("scopes", JSONDocument),
+            *(sa.column(name, UTCDateTime()) for name in ("created_at", "revoked_at")),
+        )
+        row = {"key_hash": "0" * 64, "created_at": NOW}
+        with db.engine.begin() as connection:
+            connection.execute(sa.insert(keys), [
+                {"id": "a", "name": "staff ana", "staff_id": "ana", "scopes": [], "revoked_at": None, **row},
+                {"id": "b", "name": "staff bob", "staff_id": "bob", "scopes": [], "revoked_at": NOW, **row},
+                {"id": "c", "name": "crm", "staff_id": None, "scopes": ["events:write"], "revoked_at": None, **row},
+            ])  # fmt: skip
+        before = datetime.now(UTC)
+        upgrade(db)
+        with db.unit_of_work() as uow:
+            expiry = dict(uow.execute(sa.select(tables.api_keys.c.id, tables.api_keys.c.expires_at)).all())
+        assert expiry["b"] is None
+        assert expiry["c"] is None
+        assert before + timedelta(days=90) <= expiry["a"] <= datetime.now(UTC) + timedelta(days=90)
+    finally:
+        db.dispose()
+
+
 def test_the_dedup_key_tells_every_pair_apart() -> None:
     # The pair is encoded unambiguously: moving characters between source and id changes the key.
     assert dedup_key("ab", "c") != dedup_key("a", "bc")

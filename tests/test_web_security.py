@@ -180,6 +180,8 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/console/account/password"): STAFF,
     ("POST", "/console/account/strength"): STAFF,
     ("POST", "/console/account/sessions/end"): STAFF,
+    ("POST", "/console/account/key"): STAFF,  # one's own key, in place of the one in use
+    ("POST", "/console/account/key/revoke"): STAFF,
     ("GET", "/console/account/second-factor"): STAFF,  # and a halfway session whose role needs it set up
     ("POST", "/console/account/second-factor/start"): STAFF,
     ("POST", "/console/account/second-factor/confirm"): STAFF,
@@ -584,6 +586,8 @@ def probes(seeded: Seeded) -> dict[tuple[str, str], Probe]:
         ),
         ("POST", "/console/account/strength"): Probe("/console/account/strength", {"password": "lantern"}, ok=(200,)),
         ("POST", "/console/account/sessions/end"): Probe("/console/account/sessions/end", {"session": "0" * 16}),
+        ("POST", "/console/account/key"): Probe("/console/account/key", {}),
+        ("POST", "/console/account/key/revoke"): Probe("/console/account/key/revoke", {}),
         ("GET", "/console/account/second-factor"): Probe("/console/account/second-factor"),
         ("POST", "/console/account/second-factor/start"): Probe("/console/account/second-factor/start", {}),
         # Before /start has made a secret to confirm: 409; after it, a wrong code: 422.

@@ -563,15 +563,17 @@ def keys_list() -> None:
     finally:
         db.dispose()
     table = Table(show_header=True)
-    for column in ("id", "name", "scopes", "created", "revoked"):
+    for column in ("id", "name", "scopes", "created", "expires", "revoked"):
         table.add_column(column)
     for key in keys:
         revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
+        expires = key.expires_at.isoformat(timespec="seconds") if key.expires_at else ""
         table.add_row(
             key.id,
             key.name,
             ", ".join(sorted(key.scopes)),
             key.created_at.isoformat(timespec="seconds"),
+            expires,
             revoked,
         )
     console.print(table)
@@ -816,14 +818,15 @@ def staff_add(
     from amends.recover.audit import audit
     from amends.recover.staff import add_staff, create_staff_key
 
-    db = Database.from_settings(load_settings())
+    settings = load_settings()
+    db = Database.from_settings(settings)
     text = None
     try:
         with db.unit_of_work() as uow:
             member = add_staff(uow, staff_id, name=name, role=role, team=team, email=email, now=_now())
             audit(uow, SYSTEM, "staff.added", f"staff:{member.id}", at=_now(), role=member.role.value, via="cli")
             if key:
-                created, text = create_staff_key(uow, member.id, now=_now())
+                created, text = create_staff_key(uow, member.id, now=_now(), lifetime=settings.staff_key_lifetime)
                 audit(uow, SYSTEM, "staff.key_created", f"staff:{member.id}", at=_now(), key_id=created.id, via="cli")
             uow.commit()
     finally:
@@ -837,21 +840,28 @@ def staff_add(
 
 
 @staff_app.command("key")
-def staff_key(staff_id: Annotated[str, typer.Argument(help="The staff member's id.")]) -> None:
-    """Create an API key that acts as this staff member, with their role's rights; printed once."""
+def staff_key(
+    staff_id: Annotated[str, typer.Argument(help="The staff member's id.")],
+    renew: Annotated[bool, typer.Option(help="Revoke their key in use, if any, and make a new one.")] = False,
+) -> None:
+    """Create an API key that acts as this staff member, with their role's rights, for `staff_key_lifetime`;
+    printed once."""
     from amends.recover.actors import SYSTEM
     from amends.recover.audit import audit
-    from amends.recover.staff import create_staff_key
+    from amends.recover.staff import create_staff_key, renew_staff_key
 
-    db = Database.from_settings(load_settings())
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    make = renew_staff_key if renew else create_staff_key
     try:
         with db.unit_of_work() as uow:
-            key, text = create_staff_key(uow, staff_id, now=_now())
+            key, text = make(uow, staff_id, now=_now(), lifetime=settings.staff_key_lifetime)
             audit(uow, SYSTEM, "staff.key_created", f"staff:{staff_id}", at=_now(), key_id=key.id, via="cli")
             uow.commit()
     finally:
         db.dispose()
-    err_console.print(f"Created key {key.id} for {staff_id}. Keep it now; it will not be shown again:")
+    expires = f"{key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else "never"
+    err_console.print(f"Created key {key.id} for {staff_id}, until {expires}. Keep it now; it will not be shown again:")
     print(text)
 
 

@@ -403,6 +403,11 @@ class Settings(BaseSettings):
     console_session_lifetime: timedelta = Field(
         default=timedelta(hours=12), description="A console session ends this long after login, however busy."
     )
+    staff_key_lifetime: timedelta = Field(
+        default=timedelta(days=90),
+        description="A staff member's API key stops working this long after it is made (1 hour to 1 year); "
+        "integration keys do not expire.",
+    )
     console_login_rate_limit: str = Field(
         default="10/minute",
         description="Login attempts from one client address, and for one login name, e.g. '10/minute'.",
@@ -449,6 +454,7 @@ class Settings(BaseSettings):
         "feedback_request_ttl",
         "console_session_idle",
         "console_session_lifetime",
+        "staff_key_lifetime",
         "holdout_close_after",
         "holdout_horizon",
         "broker_retention",
@@ -459,6 +465,13 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value, zero=True) if isinstance(value, str) else value
+
+    @field_validator("staff_key_lifetime")
+    @classmethod
+    def _key_lifetime(cls, value: timedelta) -> timedelta:
+        if not timedelta(hours=1) <= value <= timedelta(days=366):
+            raise ValueError("1 hour to 1 year: a staff member's key is renewed at least once a year")
+        return value
 
     @field_validator("events_retention", "feedback_text_retention")
     @classmethod

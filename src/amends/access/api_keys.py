@@ -1,7 +1,8 @@
 """API keys: `amends_<id>_<secret>`. Only the id and a SHA-256 of the secret are stored.
 
 A key's secret is 256 random bits, so a fast hash is the right one (a slow password hash would add
-nothing but latency); comparison is constant-time. Revoked keys stay, for the record.
+nothing but latency); comparison is constant-time. Revoked keys stay, for the record. A key may expire
+(`expires_at`): a staff member's always does (recover/staff.py), an integration's when it is made so.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -62,14 +63,24 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None
     staff_id: str | None = None  # a staff member's own key: it acts as them, with their role's rights
+    expires_at: datetime | None = None  # refused from then on; None: until revoked
 
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
 
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
 
 def create_key(
-    uow: UnitOfWork, name: str, scopes: Iterable[Scope], *, now: datetime, staff_id: str | None = None
+    uow: UnitOfWork,
+    name: str,
+    scopes: Iterable[Scope],
+    *,
+    now: datetime,
+    staff_id: str | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; return it and the full key text, which is shown this once and never again.
 
@@ -83,6 +94,8 @@ def create_key(
         raise InvalidInput("scopes", "a key needs at least one scope")
     if staff_id is not None and chosen:
         raise InvalidInput("scopes", "a staff member's key has the rights of their role, not scopes of its own")
+    if expires_at is not None and expires_at <= now:
+        raise InvalidInput("expires_at", "must be in the future")
     if uow.execute(sa.select(_keys.c.id).where(_keys.c.name == name, _keys.c.revoked_at.is_(None))).first():
         raise Conflict(f"a key named {name!r} is in use; revoke it first")
     key_id = secrets.token_hex(6)
@@ -96,9 +109,10 @@ def create_key(
             created_at=now,
             revoked_at=None,
             staff_id=staff_id,
+            expires_at=expires_at,
         )
     )
-    return ApiKey(key_id, name, chosen, now, None, staff_id), f"{_PREFIX}_{key_id}_{secret}"
+    return ApiKey(key_id, name, chosen, now, None, staff_id, expires_at), f"{_PREFIX}_{key_id}_{secret}"
 
 
 def list_keys(uow: UnitOfWork) -> list[ApiKey]:
@@ -120,8 +134,9 @@ def revoke_key(uow: UnitOfWork, name_or_id: str, *, now: datetime) -> ApiKey:
     return replace(_from_row(row), revoked_at=now)
 
 
-def authenticate(uow: UnitOfWork, presented: str | None) -> ApiKey:
-    """The active key the caller presented; Unauthorized if it is missing, malformed, unknown or revoked."""
+def authenticate(uow: UnitOfWork, presented: str | None, *, now: datetime | None = None) -> ApiKey:
+    """The active key the caller presented; Unauthorized if it is missing, malformed, unknown, revoked or
+    expired."""
     if not presented:
         raise Unauthorized("an API key is required: send `Authorization: Bearer <key>`")
     match = _KEY.match(presented)
@@ -135,7 +150,10 @@ def authenticate(uow: UnitOfWork, presented: str | None) -> ApiKey:
         raise Unauthorized("the API key is not valid")
     if row.revoked_at is not None:
         raise Unauthorized("the API key has been revoked")
-    return _from_row(row)
+    key = _from_row(row)
+    if key.is_expired(now or datetime.now(UTC)):
+        raise Unauthorized(f"the API key expired at {key.expires_at:%Y-%m-%d %H:%M} UTC; make a new one")
+    return key
 
 
 def _digest(secret: str) -> str:
@@ -147,4 +165,4 @@ def _scopes(values: Iterable[str]) -> frozenset[Scope]:
 
 
 def _from_row(row: sa.Row[Any]) -> ApiKey:
-    return ApiKey(row.id, row.name, _scopes(row.scopes), row.created_at, row.revoked_at, row.staff_id)
+    return ApiKey(row.id, row.name, _scopes(row.scopes), row.created_at, row.revoked_at, row.staff_id, row.expires_at)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from amends.access import ApiKey, Scope, create_key
+from amends.access import ApiKey, Scope, create_key, list_keys, revoke_key
 from amends.access.passwords import hash_password, needs_rehash, rehash, verify_password
 from amends.access.sessions import end_sessions_of
 from amends.errors import Conflict, InvalidInput, NotFound
@@ -22,6 +22,7 @@ from amends.store import UnitOfWork, tables
 
 __all__ = [
     "ROLE_SCOPES",
+    "STAFF_KEY_LIFETIME",
     "StaffMember",
     "add_staff",
     "check_login",
@@ -29,7 +30,10 @@ __all__ = [
     "create_staff_key",
     "get_staff",
     "list_staff",
+    "renew_staff_key",
+    "revoke_staff_key",
     "set_password",
+    "staff_key_of",
     "update_staff",
 ]
 
@@ -223,10 +227,35 @@ def check_login(uow: UnitOfWork, login: str, password: str) -> StaffMember | Non
     return _from_row(row)
 
 
-def create_staff_key(uow: UnitOfWork, staff_id: str, *, now: datetime) -> tuple[ApiKey, str]:
-    """A new API key that acts as this staff member; the text is shown once."""
+STAFF_KEY_LIFETIME = timedelta(days=90)  # the default of the setting `staff_key_lifetime`
+
+
+def create_staff_key(
+    uow: UnitOfWork, staff_id: str, *, now: datetime, lifetime: timedelta = STAFF_KEY_LIFETIME
+) -> tuple[ApiKey, str]:
+    """A new API key that acts as this staff member, until `lifetime` from now; the text is shown once. A member
+    has one key in use at a time: Conflict while another is (revoke it first, or `renew_staff_key`)."""
     member = get_staff(uow, staff_id)
-    return create_key(uow, f"staff {member.id}", [], now=now, staff_id=member.id)
+    return create_key(uow, f"staff {member.id}", [], now=now, staff_id=member.id, expires_at=now + lifetime)
+
+
+def staff_key_of(uow: UnitOfWork, staff_id: str) -> ApiKey | None:
+    """The member's key in use (not revoked; perhaps expired), if they have one."""
+    return next((k for k in list_keys(uow) if k.staff_id == staff_id and not k.is_revoked), None)
+
+
+def revoke_staff_key(uow: UnitOfWork, staff_id: str, *, now: datetime) -> ApiKey | None:
+    """Revoke the member's key in use, if they have one; the key as revoked, or None."""
+    current = staff_key_of(uow, staff_id)
+    return None if current is None else revoke_key(uow, current.id, now=now)
+
+
+def renew_staff_key(
+    uow: UnitOfWork, staff_id: str, *, now: datetime, lifetime: timedelta = STAFF_KEY_LIFETIME
+) -> tuple[ApiKey, str]:
+    """Revoke the member's key in use, if any, and make a new one in its place."""
+    revoke_staff_key(uow, staff_id, now=now)
+    return create_staff_key(uow, staff_id, now=now, lifetime=lifetime)
 
 
 def _check_id(value: str) -> str:

@@ -115,6 +115,7 @@ api_keys = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
     Column("staff_id", String(100), nullable=True),  # a staff member's own key: it acts as them, with their role
+    Column("expires_at", UTCDateTime(), nullable=True),  # refused from then on; null: until revoked
 )
 # A name is unique among the keys still in use, so a revoked key's name can be given to its successor.
 Index(

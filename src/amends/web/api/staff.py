@@ -8,12 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from amends.errors import Forbidden
 from amends.recover import staff
 from amends.recover.actors import Actor
 from amends.recover.audit import audit, list_audit
 from amends.recover.roles import Role
 from amends.store import UnitOfWork
-from amends.web.deps import DB, Acting, in_transaction, reading
+from amends.web.deps import DB, Acting, AppSettings, in_transaction, reading
 from amends.web.errors import RECOVERY_ERRORS
 
 router = APIRouter(prefix="/v1/staff", tags=["staff"])
@@ -51,6 +52,7 @@ class StaffChange(BaseModel):
 class StaffKeyOut(BaseModel):
     key_id: str
     key: str = Field(description="Shown this once; only its hash is kept.")
+    expires_at: datetime = Field(description="When it stops working (the setting `staff_key_lifetime` from now).")
 
 
 def _admin(actor: Actor, doing: str) -> None:
@@ -99,15 +101,24 @@ async def patch_staff(staff_id: str, body: StaffChange, db: DB, actor: Acting) -
 
 
 @router.post("/{staff_id}/keys", response_model=StaffKeyOut, status_code=201, responses=RECOVERY_ERRORS)
-async def post_staff_key(staff_id: str, db: DB, actor: Acting) -> StaffKeyOut:
-    """A new API key that acts as this staff member (admins); shown once."""
+async def post_staff_key(staff_id: str, db: DB, actor: Acting, settings: AppSettings) -> StaffKeyOut:
+    """A new API key that acts as this staff member (admins); shown once. It expires after `staff_key_lifetime`.
+    A member of a role that signs in with a second step (`console_second_factor_roles`) makes their own key on the
+    console's account page, past that step: an API key cannot show it was made there."""
     _admin(actor, "creating a staff key")
 
     def run(uow: UnitOfWork) -> StaffKeyOut:
         now = datetime.now(UTC)
-        key, text = staff.create_staff_key(uow, staff_id, now=now)
+        member = staff.get_staff(uow, staff_id)
+        if member.role.value in settings.console_second_factor_roles:
+            raise Forbidden(
+                f"creating a staff key: {member.role.value}s sign in with a second step, so {member.id} makes their "
+                "own key on the console's account page"
+            )
+        key, text = staff.create_staff_key(uow, staff_id, now=now, lifetime=settings.staff_key_lifetime)
         audit(uow, actor, "staff.key_created", f"staff:{staff_id}", at=now, key_id=key.id)
-        return StaffKeyOut(key_id=key.id, key=text)
+        assert key.expires_at is not None  # a staff key always expires
+        return StaffKeyOut(key_id=key.id, key=text, expires_at=key.expires_at)
 
     return await in_transaction(db, run)
 

@@ -16,6 +16,7 @@ from amends.outreach.staff_notices import notify_account_change
 from amends.recover import account
 from amends.recover.audit import audit
 from amends.recover.second_factor import second_factor_of
+from amends.recover.staff import renew_staff_key, revoke_staff_key, staff_key_of
 from amends.store import UnitOfWork
 from amends.web.console._base import (
     ConsoleUser,
@@ -40,6 +41,7 @@ _DONE = {
     "ended": "That session has ended.",
     "gone": "That session had ended already.",
     "others": "Every other session of yours has ended.",
+    "key_revoked": "Your API key is revoked: requests with it are refused from now on.",
 }
 
 
@@ -49,21 +51,26 @@ def _address(user: ConsoleUser) -> str:
 
 async def _page(
     request: Request, user: ConsoleUser, *, notice: str | None = None, error: AmendsError | None = None,
-    code: int = 200,
+    code: int = 200, new_key: str | None = None,
 ) -> HTMLResponse:  # fmt: skip
-    idle = settings_of(request).console_session_idle
-    sessions, second = await reading(
+    settings = settings_of(request)
+    sessions, second, key = await reading(
         request,
         lambda uow: (
-            account.own_sessions(uow, user.actor, now=datetime.now(UTC), idle=idle),
+            account.own_sessions(uow, user.actor, now=datetime.now(UTC), idle=settings.console_session_idle),
             second_factor_of(uow, user.member.id),
+            staff_key_of(uow, user.member.id),
         ),
     )
-    return render(
+    response = render(
         request, "account.html", user, status=code, sessions=sessions, current=user.session.id,
         second_on=second.is_on, min_password=MIN_PASSWORD, max_password=MAX_PASSWORD, notice=notice,
-        error=str(error) if error is not None else None, field=getattr(error, "field", None),
+        error=str(error) if error is not None else None, field=getattr(error, "field", None), key=key,
+        key_expired=key is not None and key.is_expired(datetime.now(UTC)), new_key=new_key,
+        key_lifetime=settings.staff_key_lifetime.days,
     )  # fmt: skip
+    response.headers["Cache-Control"] = "no-store"  # a new key's text is on it, once
+    return response
 
 
 @router.get("", response_class=HTMLResponse)
@@ -148,3 +155,38 @@ async def end_session(request: Request, user: Signed) -> Response:
     except AmendsError as exc:
         return await _page(request, user, error=exc, code=status_of(exc))
     return redirect(f"/console/account?done={done}")
+
+
+@router.post("/key")
+async def make_key(request: Request, user: Signed) -> Response:
+    """Make one's own API key, in place of the one in use (revoked): it acts as its maker, with their role's rights,
+    until `staff_key_lifetime` from now. Its text is on the answer's page, this once. Made here, past the second step
+    when the person has one, it is the only way a role that needs that step gets a key (web/api/staff.py)."""
+    await form_of(request, user)
+    lifetime = settings_of(request).staff_key_lifetime
+
+    def run(uow: UnitOfWork) -> str:
+        now = datetime.now(UTC)
+        key, text = renew_staff_key(uow, user.member.id, now=now, lifetime=lifetime)
+        audit(uow, user.actor, "staff.key_created", f"staff:{user.member.id}", at=now, key_id=key.id, via="console")
+        return text
+
+    text = await writing(request, run)
+    return await _page(request, user, notice="Your new API key is below. Keep it now: it is not shown again.",
+                       new_key=text)  # fmt: skip
+
+
+@router.post("/key/revoke")
+async def revoke_own_key(request: Request, user: Signed) -> Response:
+    """Revoke one's own API key in use, if there is one."""
+    await form_of(request, user)
+
+    def run(uow: UnitOfWork) -> None:
+        now = datetime.now(UTC)
+        key = revoke_staff_key(uow, user.member.id, now=now)
+        if key is None:
+            return
+        audit(uow, user.actor, "staff.key_revoked", f"staff:{user.member.id}", at=now, key_id=key.id, via="console")
+
+    await writing(request, run)
+    return redirect("/console/account?done=key_revoked")
