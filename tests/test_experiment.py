@@ -117,6 +117,13 @@ def test_a_known_effect_is_estimated_with_an_interval_that_covers_it(db: Databas
     assert silent.treated.mean == 0.0  # everybody ordered again
     assert silent.verdict == Verdict.NO_DIFFERENCE
     assert silent.low <= 0 <= silent.high
+    assert round_.earliest == round_.units["failure_at"].min()
+    # What a cache keeps: the same results, without a row per unit.
+    kept = result.summary()
+    assert kept.rounds[0].units.is_empty()
+    assert kept.rounds[0].units.schema == round_.units.schema
+    assert kept.rounds[0].estimates == round_.estimates
+    assert (kept.rounds[0].treated, kept.rounds[0].earliest) == (600, round_.earliest)
 
 
 def test_before_the_horizon_is_over_there_is_no_verdict(db: Database) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -119,6 +119,7 @@ class Round:
     estimates: tuple[Estimate, ...]
     remedy_spend: float  # what recovery cost in remedies: treated minus held out per unit, times the treated
     retained: Estimate | None  # the spend outcome's estimate: its difference times the treated is what recovery kept
+    earliest: datetime  # the first failure of the round's units: the first window closes `within` after it
     units: pl.DataFrame = field(compare=False, repr=False)  # unit, customer_id, rule_id, failure_at, held_out
 
 
@@ -133,6 +134,12 @@ class Experiment:
     @property
     def empty(self) -> bool:
         return not self.rounds
+
+    def summary(self) -> Experiment:
+        """The same results without the rounds' per-unit frames: what a cache keeps, whose size then does not grow
+        with the number of customers drawn."""
+        rounds = tuple(replace(r, units=r.units.clear()) for r in self.rounds)
+        return replace(self, rounds=rounds)
 
 
 def analyse(
@@ -218,6 +225,7 @@ def analyse(
                 tuple(estimates),
                 round_spend,
                 retained,
+                group["failure_at"].min(),  # type: ignore[arg-type]  # a Datetime column's minimum
                 group.select("unit", "customer_id", "rule_id", "failure_at", "held_out"),
             )
         )

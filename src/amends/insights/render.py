@@ -210,10 +210,9 @@ def _uplift(report: Report) -> list[Section]:
 
 def _first_figures(round_: Round, outcomes: Sequence[Outcome]) -> str:
     """Said instead of a table of empty rows: when the first outcome can be measured."""
-    if round_.units.is_empty() or not outcomes:
+    if not outcomes:
         return "No outcome can be measured yet."
-    earliest: datetime = round_.units["failure_at"].min()  # type: ignore[assignment]  # a Datetime column
-    first = earliest + min(o.within for o in outcomes)
+    first = round_.earliest + min(o.within for o in outcomes)
     return (
         f"No outcome can be measured yet: every customer is still in their window. The first figures come from "
         f"{_day(first)}, when the first window closes."

@@ -168,7 +168,8 @@ def _compute(db: Database, weeks: int, currency: str, outcomes: tuple[Outcome, .
     now = datetime.now(UTC)
     with db.unit_of_work() as uow:
         board = dashboard(uow, weeks=weeks, now=now, currency=currency)
-        return board, analyse(uow, outcomes, as_of=now, horizon=horizon, by_rule=False)
+        # Kept until the next refresh: the results only, without the per-unit frames.
+        return board, analyse(uow, outcomes, as_of=now, horizon=horizon, by_rule=False).summary()
 
 
 async def _cached(request: Request, weeks: int) -> _Board:
