@@ -50,6 +50,8 @@ def test_holidays_and_daylight_saving_are_counted_right() -> None:
         ("Mon-Fri", "Europe/Berlin", (), "business_hours"),
         ("Mon-Xyz 09:00-17:00", "Europe/Berlin", (), "business_hours"),
         ("Mon-Fri 17:00-09:00", "Europe/Berlin", (), "business_hours"),
+        ("Mon-Fri 25:00-24:00", "Europe/Berlin", (), "business_hours"),
+        ("Mon-Fri 09:00-24:30", "Europe/Berlin", (), "business_hours"),
         ("Mon-Fri 09:00-17:00", "Mars/Olympus", (), "business_timezone"),
         ("Mon-Fri 09:00-17:00", "Europe/Berlin", ("25.12.2026",), "business_holidays"),
     ],
@@ -70,3 +72,15 @@ def test_a_weekend_shift_and_a_bad_sla() -> None:
     with pytest.raises(InvalidInput) as refused:
         ResponseSla.parse("soon", weekend)
     assert refused.value.field == "response_sla"
+
+
+def test_round_the_clock_runs_to_midnight_and_a_day_is_24_hours() -> None:
+    always = BusinessHours.parse("Mon-Sun 00:00-24:00", "Europe/Berlin")
+    assert always.day_length == timedelta(hours=24)
+    sla = ResponseSla.parse("4h", always)
+    late = datetime(2026, 11, 28, 22, 30, tzinfo=BERLIN)  # a Saturday night: past midnight into Sunday
+    assert sla.due(late) == datetime(2026, 11, 29, 2, 30, tzinfo=BERLIN)
+    assert ResponseSla.parse("1d", always).due(late) == late + timedelta(days=1)
+    evenings = BusinessHours.parse("Fri 18:00-24:00", "Europe/Berlin")
+    friday = datetime(2026, 11, 27, 23, 0, tzinfo=BERLIN)
+    assert ResponseSla.parse("2h", evenings).due(friday) == datetime(2026, 12, 4, 19, 0, tzinfo=BERLIN)

@@ -20,6 +20,7 @@ __all__ = ["BusinessHours", "ResponseSla"]
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"^\s*([A-Za-z]{3})\s*(?:-\s*([A-Za-z]{3}))?\s+(\S+)\s*$")
+_CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 _MAX_DAYS = 3660  # ten years of calendar: a schedule that never opens is refused long before
 
 
@@ -29,7 +30,7 @@ class BusinessHours:
 
     days: frozenset[int]
     opens: time
-    closes: time
+    closes: time | None  # None: at midnight, the end of the day (`24:00`)
     zone: ZoneInfo
     holidays: frozenset[date] = frozenset()
 
@@ -37,8 +38,8 @@ class BusinessHours:
     def parse(
         cls, text: str, zone: str, holidays: Iterable[str] = (), *, field: str = "business_hours"
     ) -> BusinessHours:
-        """`Mon-Fri 09:00-17:00` in `Europe/Berlin`, holidays as ISO dates. Raises InvalidInput naming `field`
-        (or `business_timezone`, `business_holidays`)."""
+        """`Mon-Fri 09:00-17:00` in `Europe/Berlin` (`Mon-Sun 00:00-24:00`: round the clock), holidays as ISO
+        dates. Raises InvalidInput naming `field` (or `business_timezone`, `business_holidays`)."""
         match = _HOURS.match(text)
         if match is None:
             raise InvalidInput(field, f"expected days and hours such as 'Mon-Fri 09:00-17:00', got {text!r}")
@@ -47,11 +48,18 @@ class BusinessHours:
             raise InvalidInput(field, f"days are Mon, Tue, Wed, Thu, Fri, Sat, Sun; got {text!r}")
         start, end = _DAYS.index(first), _DAYS.index(last)
         days = frozenset((start + n) % 7 for n in range((end - start) % 7 + 1))
-        try:
-            opens, closes = parse_time_span(span)
-        except ValueError as exc:
-            raise InvalidInput(field, str(exc)) from None
-        if closes <= opens:
+        closes: time | None
+        if span.endswith("-24:00"):  # open until midnight, the end of the day
+            clock = _CLOCK.fullmatch(span.removesuffix("-24:00"))
+            if clock is None:
+                raise InvalidInput(field, f"expected HH:MM-HH:MM such as 09:00-17:00 or 00:00-24:00, got {span!r}")
+            opens, closes = time(int(clock[1]), int(clock[2])), None
+        else:
+            try:
+                opens, closes = parse_time_span(span)
+            except ValueError as exc:
+                raise InvalidInput(field, str(exc)) from None
+        if closes is not None and closes <= opens:
             raise InvalidInput(field, "working hours must close after they open on the same day, e.g. 09:00-17:00")
         try:
             where = ZoneInfo(zone)
@@ -68,7 +76,12 @@ class BusinessHours:
     @property
     def day_length(self) -> timedelta:
         today = date(2000, 1, 3)
-        return datetime.combine(today, self.closes) - datetime.combine(today, self.opens)
+        return self._closing(today, None) - datetime.combine(today, self.opens)
+
+    def _closing(self, day: date, zone: ZoneInfo | None) -> datetime:
+        if self.closes is None:
+            return datetime.combine(day + timedelta(days=1), time(), zone)
+        return datetime.combine(day, self.closes, zone)
 
     def add(self, start: datetime, work: timedelta) -> datetime:
         """The moment `work` of business time after `start` (an aware datetime), in UTC."""
@@ -80,7 +93,7 @@ class BusinessHours:
         for _ in range(_MAX_DAYS):
             if day.weekday() in self.days and day not in self.holidays:
                 opens = datetime.combine(day, self.opens, self.zone)
-                closes = datetime.combine(day, self.closes, self.zone)
+                closes = self._closing(day, self.zone)
                 begin = max(opens, local)
                 if begin < closes:
                     available = closes - begin
