@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -186,6 +187,37 @@ def test_a_backup_of_an_older_schema_is_restored_and_brought_up_to_date(tmp_path
             assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
     finally:
         new.dispose()
+
+
+def test_a_restore_waits_for_no_one_it_refuses_while_a_worker_runs_on_the_database(tmp_path: Path) -> None:
+    """A running worker (or server) holds the old content in memory: restoring under it would be undone or mixed.
+    The restore refuses, names the reason and changes nothing; once the worker has stopped, it goes ahead."""
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    assert _cli("init", url=url, cwd=tmp_path).returncode == 0
+    db = Database(url)
+    try:
+        _add(db, 0, 10)
+        assert _cli("backup", str(tmp_path / "copy.db"), url=url, cwd=tmp_path).returncode == 0
+        _add(db, 10, 5)
+        env = {"AMENDS_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
+        worker = subprocess.Popen([sys.executable, "-m", "amends.cli", "worker"], env=env, cwd=tmp_path,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        try:
+            assert worker.stdout is not None
+            started = worker.stdout.readline()  # it says so once it runs
+            assert "amends worker" in started, started
+            refused = _cli("restore", str(tmp_path / "copy.db"), "--yes", url=url, cwd=tmp_path)
+            assert refused.returncode == 1
+            assert "a server or worker is running" in refused.stderr
+            assert _count(db, tables.events) == 15  # untouched
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=60)  # and its output pipe closed
+        done = _cli("restore", str(tmp_path / "copy.db"), "--yes", url=url, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert _count(db, tables.events) == 10
+    finally:
+        db.dispose()
 
 
 def test_what_is_not_a_whole_backup_is_refused_and_nothing_is_touched(tmp_path: Path) -> None:

@@ -634,3 +634,9 @@ def test_an_email_two_people_share_opens_neither_account(console: Console) -> No
         uow.commit()
     assert log_in(console.browser(), "ana@example.com", PASSWORD).status_code == 401
     assert log_in(console.browser(), "ana2", PASSWORD).status_code == 303
+    # The failure is audited against neither of them: the shared email names nobody, so it is kept as a hash.
+    with console.db.unit_of_work() as uow:
+        log = tables.audit_log
+        failed = uow.execute(sa.select(log.c.target).where(log.c.action == "console.login_failed")).scalars().all()
+    assert len(failed) == 1
+    assert failed[0].startswith("login:unknown:")

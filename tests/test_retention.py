@@ -165,14 +165,16 @@ def test_replies_complaints_and_answers_are_erased_after_their_time_with_the_sen
             assert complained.status_code == 201, complained.text
     keeper = Retention(db, events_for=None, texts_for=timedelta(days=60))
 
-    assert keeper.run(now).erased == {"feedback": 0, "replies": 0, "complaints": 1, "answers": 0}
+    assert keeper.run(now).erased == {"feedback": 0, "replies": 0, "complaints": 1, "answers": 0, "messages": 0}
     with db.unit_of_work() as uow:
         complaints = dict(uow.execute(sa.select(tables.complaints.c.external_id, tables.complaints.c.text)).all())
     assert complaints == {"k-1": ERASED, "k-2": "Complaint 2: call Zoë on 0161 496 0000."}
 
     later = keeper.run(now + timedelta(days=61))  # everything is past its time now
 
+    sent = later.erased.pop("messages")
     assert later.erased == {"feedback": 1, "replies": 1, "complaints": 1, "answers": 1}
+    assert sent >= 1  # the apology, and whatever else went out
     with db.unit_of_work() as uow:
         [reply] = uow.execute(sa.select(tables.inbound_replies)).all()
         notes = uow.execute(
@@ -196,7 +198,18 @@ def test_replies_complaints_and_answers_are_erased_after_their_time_with_the_sen
     assert f"email reply {reply.id}: {ERASED}" in set(notes)  # the thread still says a reply came
     assert answer == ERASED
     assert not any(written.values()), written
-    assert keeper.run(now + timedelta(days=61)).erased == {"feedback": 0, "replies": 0, "complaints": 0, "answers": 0}
+    with db.unit_of_work() as uow:
+        outbox = uow.execute(sa.select(tables.messages)).all()
+    assert keeper.run(now + timedelta(days=61)).erased == dict.fromkeys(
+        ("feedback", "replies", "complaints", "answers", "messages"), 0
+    )
+    # The outbox's copies of what went out are erased too, what the measures count of them stays; a message still
+    # waiting to go keeps what it will say.
+    gone = [m for m in outbox if m.status != "pending"]
+    assert len(gone) == sent
+    assert all((m.text, m.subject, m.recipient, m.html) == (ERASED, ERASED, ERASED, None) for m in gone)
+    assert all(m.kind and m.channel and m.customer_id == "C-1" for m in gone)
+    assert all(m.text != ERASED for m in outbox if m.status == "pending")
 
 
 def test_a_pass_that_fails_is_tried_again_a_period_later_not_at_every_tick(
@@ -217,3 +230,29 @@ def test_a_pass_that_fails_is_tried_again_a_period_later_not_at_every_tick(
     background.tick()  # the next second: not again
     background.tick()
     assert len(passes) == 1
+
+
+def test_a_card_not_posted_yet_keeps_its_text_and_address_whatever_its_age(db: Database) -> None:
+    """A hand-written card is copied from its message: until it is posted, the message is work, not a record."""
+    old = NOW - timedelta(days=90)
+    message = {"case_id": None, "customer_id": "C-1", "channel": "card", "kind": "apology", "subject": "Sorry",
+               "text": "Dear Zoë, we are sorry.", "html": None, "headers": {}, "status": "sent", "attempts": 1,
+               "not_before": old, "next_attempt_at": old, "created_at": old, "sent_at": old,
+               "recipient": "Zoë Example, 1 High Street, Leeds"}  # fmt: skip
+    with db.unit_of_work(writes=True) as uow:
+        for key, posted_at in (("card-waiting", None), ("card-posted", old + timedelta(days=2))):
+            [message_id] = uow.execute(
+                sa.insert(tables.messages).values(key=key, **message).returning(tables.messages.c.id)
+            ).scalars()
+            uow.execute(sa.insert(tables.card_tasks).values(
+                message_id=message_id, customer_id="C-1", created_at=old, posted_at=posted_at,
+                posted_by="ana" if posted_at else None,
+            ))  # fmt: skip
+        uow.commit()
+
+    done = Retention(db, events_for=None, texts_for=timedelta(days=60)).run(NOW)
+
+    assert done.erased["messages"] == 1
+    with db.unit_of_work() as uow:
+        kept = dict(uow.execute(sa.select(tables.messages.c.key, tables.messages.c.recipient)).all())
+    assert kept == {"card-waiting": "Zoë Example, 1 High Street, Leeds", "card-posted": ERASED}

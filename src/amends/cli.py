@@ -41,6 +41,7 @@ from amends.events import (
 )
 from amends.logs import configure_logging
 from amends.store import Database, head_revision, upgrade
+from amends.store.backup import running_on
 
 if TYPE_CHECKING:
     from amends.detect import RuleSetError
@@ -133,15 +134,16 @@ def _serve(settings: Settings) -> None:
         f"amends {amends.__version__} is serving at {settings.base_url}  (API docs: {settings.base_url}/docs)"
     )
     configure_logging(settings)
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,  # configure_logging's handler, masking secrets, for uvicorn's records too
-        access_log=False,  # the access line is amends' own, with the request id (web/request_ids.py)
-        proxy_headers=False,
-    )
+    with running_on(settings.database_url):  # `amends restore` refuses while this runs
+        uvicorn.run(
+            application,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            log_config=None,  # configure_logging's handler, masking secrets, for uvicorn's records too
+            access_log=False,  # the access line is amends' own, with the request id (web/request_ids.py)
+            proxy_headers=False,
+        )
 
 
 @app.command()
@@ -160,7 +162,9 @@ def worker() -> None:
     settings = load_settings()
     configure_logging(settings)
     db = Database.from_settings(settings)
+    running = contextlib.ExitStack()
     try:
+        running.enter_context(running_on(settings.database_url))  # `amends restore` refuses while this runs
         # In broker mode the partitions' detection is made by _broker_worker, even with detection off.
         detection = _detection(db, settings) if settings.broker_url is None else None
         recovery = _recovery(db, settings)
@@ -204,6 +208,7 @@ def worker() -> None:
             console.print(f"Stopped: {detected.opened:,} incident(s) opened, {detected.resolved_late:,} resolved late.")
     finally:
         db.dispose()
+        running.close()
 
 
 @app.command()

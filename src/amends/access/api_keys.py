@@ -115,9 +115,14 @@ def create_key(
     return ApiKey(key_id, name, chosen, now, None, staff_id, expires_at), f"{_PREFIX}_{key_id}_{secret}"
 
 
-def list_keys(uow: UnitOfWork) -> list[ApiKey]:
-    """Every key, newest first, revoked ones included."""
-    rows = uow.execute(sa.select(_keys).order_by(_keys.c.created_at.desc())).all()
+def list_keys(uow: UnitOfWork, *, staff_id: str | None = None, in_use: bool = False) -> list[ApiKey]:
+    """Every key, newest first, revoked ones included; or only a staff member's, or only those not revoked."""
+    query = sa.select(_keys).order_by(_keys.c.created_at.desc())
+    if staff_id is not None:
+        query = query.where(_keys.c.staff_id == staff_id)
+    if in_use:
+        query = query.where(_keys.c.revoked_at.is_(None))
+    rows = uow.execute(query).all()
     return [_from_row(row) for row in rows]
 
 

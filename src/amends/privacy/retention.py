@@ -1,6 +1,7 @@
 """How long personal data is kept: events older than `events_retention` are deleted, and what customers wrote
-(feedback, replies with their addresses and the excerpts on the case thread, complaints) and the answers to it are
-erased after `feedback_text_retention`, keeping the labels, ratings and counts the measures need. Runs in small
+(feedback, replies with their addresses and the excerpts on the case thread, complaints), the answers to it and the
+outbox's copies of what was sent to them (apologies, answers, requests, once sent, dead or cancelled) are erased
+after `feedback_text_retention`, keeping the labels, ratings, kinds and counts the measures need. Runs in small
 transactions, so the server and workers are never held up, from the background work once an hour or from
 `amends retention` (docs/security.md#privacy).
 """
@@ -44,7 +45,13 @@ _TEXTS: dict[str, tuple[sa.Table, sa.Column[datetime], dict[str, object]]] = {
                  "headers": [], "attachments": None}),
     "complaints": (t.complaints, t.complaints.c.received_at, {"text": ERASED}),
     "answers": (t.feedback_responses, t.feedback_responses.c.at, {"text": ERASED}),
+    "messages": (t.messages, t.messages.c.created_at,
+                 {"text": ERASED, "subject": ERASED, "recipient": ERASED, "html": None, "last_error": None}),
 }  # fmt: skip
+# Rows of a kind that stay whatever their age, being work, not a record: a message still waiting to go, and a card
+# not posted yet (its hand-written copy is made from the message's text and address).
+_UNPOSTED_CARD = sa.exists().where(t.card_tasks.c.message_id == t.messages.c.id, t.card_tasks.c.posted_at.is_(None))
+_STILL_WORK: dict[str, sa.ColumnElement[bool]] = {"messages": sa.or_(t.messages.c.status == "pending", _UNPOSTED_CARD)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,7 @@ class Retention:
             done.events = self._delete_events(now - self.events_for)
         if self.texts_for is not None:
             for kind, (table, at, values) in _TEXTS.items():
-                done.erased[kind] = self._erase(table, at, values, now - self.texts_for)
+                done.erased[kind] = self._erase(table, at, values, now - self.texts_for, _STILL_WORK.get(kind))
         return done
 
     def _delete_events(self, cutoff: datetime) -> int:
@@ -91,15 +98,19 @@ class Retention:
             if gone < _BATCH:
                 return total
 
-    def _erase(self, table: sa.Table, at: sa.Column[datetime], values: dict[str, object], cutoff: datetime) -> int:
+    def _erase(
+        self,
+        table: sa.Table,
+        at: sa.Column[datetime],
+        values: dict[str, object],
+        cutoff: datetime,
+        kept: sa.ColumnElement[bool] | None,
+    ) -> int:
         key, total = table.c.id, 0
+        past = sa.and_(at < cutoff, table.c.text != ERASED, *(() if kept is None else (sa.not_(kept),)))
         while True:
             with self.db.unit_of_work(writes=True) as uow:
-                due = list(
-                    uow.execute(
-                        sa.select(key).where(at < cutoff, table.c.text != ERASED).order_by(key).limit(_BATCH)
-                    ).scalars()
-                )
+                due = list(uow.execute(sa.select(key).where(past).order_by(key).limit(_BATCH)).scalars())
                 if due:
                     uow.execute(sa.update(table).where(key.in_(due)).values(**values))
                     if table is t.inbound_replies:

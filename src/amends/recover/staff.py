@@ -202,12 +202,13 @@ def _named_by(login: str) -> sa.ColumnElement[bool] | None:
 
 
 def staff_id_for_login(uow: UnitOfWork, login: str) -> str | None:
-    """The id of the staff member (active or not) whom `login` names, by id or email, as the login form takes it."""
+    """The id of the staff member (active or not) whom `login` names, by id or email, as the login form takes it;
+    None for an email two people share, which names neither (`check_login` opens neither account by it)."""
     login = login.strip()
     if (named := _named_by(login)) is None:
         return None
     ids = uow.execute(sa.select(_staff.c.id).where(named).order_by(_staff.c.id).limit(2)).scalars().all()
-    return login if login in ids else (ids[0] if ids else None)
+    return login if login in ids else (ids[0] if len(ids) == 1 else None)
 
 
 def check_login(uow: UnitOfWork, login: str, password: str) -> StaffMember | None:
@@ -241,7 +242,7 @@ def create_staff_key(
 
 def staff_key_of(uow: UnitOfWork, staff_id: str) -> ApiKey | None:
     """The member's key in use (not revoked; perhaps expired), if they have one."""
-    return next((k for k in list_keys(uow) if k.staff_id == staff_id and not k.is_revoked), None)
+    return next(iter(list_keys(uow, staff_id=staff_id, in_use=True)), None)
 
 
 def revoke_staff_key(uow: UnitOfWork, staff_id: str, *, now: datetime) -> ApiKey | None:

@@ -5,16 +5,21 @@ with its own tools, pg_dump and pg_restore (docs/operations.md#backups).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from amends.errors import InvalidInput
+import sqlalchemy as sa
+
+from amends.errors import Conflict, InvalidInput
 from amends.store.database import Database
 from amends.store.migrate import known_revisions
 
-__all__ = ["BackupInfo", "backup_sqlite", "check_backup", "restore_sqlite"]
+__all__ = ["BackupInfo", "backup_sqlite", "check_backup", "restore_sqlite", "running_on"]
 
 _PRIVATE = 0o600  # a backup holds customers' personal data: readable by its owner only
 
@@ -38,6 +43,29 @@ def _sqlite_path(db: Database) -> Path:
             "(docs/operations.md#backups)",
         )
     return Path(str(db.url.database))
+
+
+def _in_use_file(database: str) -> Path:
+    return Path(f"{database}.in-use")
+
+
+@contextmanager
+def running_on(database_url: str) -> Iterator[None]:
+    """Held by `amends serve` and `amends worker` while they run on an embedded database (a shared lock on the file
+    `<database>.in-use`, which the system releases when the process ends, however it ends): `restore_sqlite`
+    refuses while any process holds it, and a server started during a restore waits for it to finish. Nothing for
+    PostgreSQL, or a database in memory."""
+    url = sa.make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        yield
+        return
+    Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
+    handle = os.open(_in_use_file(str(url.database)), os.O_RDWR | os.O_CREAT, _PRIVATE)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(handle)
 
 
 def check_backup(path: Path) -> BackupInfo:
@@ -112,17 +140,27 @@ def _sync_folder(folder: Path) -> None:
 
 def restore_sqlite(source: Path, db: Database) -> BackupInfo:
     """Replace the database's content with a checked copy's, in one step of SQLite's backup API (nobody sees a
-    half-restored database). Stop the server and workers first: they hold the old content in memory. The caller
-    brings the schema up to date afterwards (a copy may be older than the code)."""
+    half-restored database). Conflict while a server or worker runs on it (`running_on`): they hold the old content
+    in memory. The caller brings the schema up to date afterwards (a copy may be older than the code)."""
     target = _sqlite_path(db)
     info = check_backup(source)
     db.create_sqlite_directory()
-    copy = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    in_use = os.open(_in_use_file(str(target)), os.O_RDWR | os.O_CREAT, _PRIVATE)
     try:
-        with db.engine.connect() as connection:
-            live = connection.connection.driver_connection
-            assert isinstance(live, sqlite3.Connection)
-            copy.backup(live)
+        try:
+            fcntl.flock(in_use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict(
+                f"a server or worker is running on {target}: stop it first (it holds the old content in memory)"
+            ) from None
+        copy = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        try:
+            with db.engine.connect() as connection:
+                live = connection.connection.driver_connection
+                assert isinstance(live, sqlite3.Connection)
+                copy.backup(live)
+        finally:
+            copy.close()
     finally:
-        copy.close()
+        os.close(in_use)  # and with it the lock
     return BackupInfo(target, target.stat().st_size, info.revision, info.events, info.cases)
