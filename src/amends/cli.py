@@ -26,6 +26,7 @@ from rich.table import Table
 
 import amends
 from amends.access import Scope, create_key, list_keys, revoke_key
+from amends.allocator import limit_arenas
 from amends.config import Settings, config_path, load_settings
 from amends.durations import format_duration
 from amends.errors import AmendsError, InvalidInput
@@ -124,6 +125,7 @@ def _serve(settings: Settings) -> None:
     from amends.detect import RuleSetError
     from amends.web import create_app
 
+    limit_arenas()  # before any thread starts
     settings.require_secret_key()
     try:
         application = create_app(settings)
@@ -159,6 +161,7 @@ def worker() -> None:
     from amends.outreach.service import Outreach
     from amends.privacy.retention import Retention
 
+    limit_arenas()  # before any thread starts
     settings = load_settings()
     configure_logging(settings)
     db = Database.from_settings(settings)
