@@ -120,12 +120,12 @@ def serve(
 
 
 def _serve(settings: Settings) -> None:
+    limit_arenas()  # before any thread starts: importing the web app starts native libraries' thread pools
     import uvicorn
 
     from amends.detect import RuleSetError
     from amends.web import create_app
 
-    limit_arenas()  # before any thread starts
     settings.require_secret_key()
     try:
         application = create_app(settings)
@@ -154,6 +154,7 @@ def worker() -> None:
     new incidents into cases, ask for feedback about new interactions (feedback_request_event_types) and deliver
     the messages that are due, every `detect_sweep_seconds`, until Ctrl-C or SIGTERM. Needed when `amends serve`
     does not do it itself; several workers share the outbox."""
+    limit_arenas()  # before any thread starts: importing the work starts native libraries' thread pools
     from amends.background import Background
     from amends.feedback.asking import Asking
     from amends.feedback.service import FeedbackDesk
@@ -161,7 +162,6 @@ def worker() -> None:
     from amends.outreach.service import Outreach
     from amends.privacy.retention import Retention
 
-    limit_arenas()  # before any thread starts
     settings = load_settings()
     configure_logging(settings)
     db = Database.from_settings(settings)
@@ -1291,6 +1291,7 @@ def demo(
     """Run a sample world of the three businesses through detection, recovery, outreach (to a file) and feedback
     with demo staff at work, in a database of its own (amends-demo.db, made anew), and serve the console with
     their logins."""
+    limit_arenas()  # it serves too: before any thread starts
     from amends.demo import build_demo, demo_settings
 
     settings = load_settings()
