@@ -61,14 +61,11 @@ def test_malloc_arena_max_in_the_environment_wins() -> None:
 def test_the_limit_holds_for_the_thread_pools_the_web_app_starts_when_it_comes_first() -> None:
     """Importing the web app starts native libraries' thread pools, each of which may take a heap; `amends serve`
     and `amends worker` therefore limit the heaps before importing anything of it."""
-    script = (
-        "from amends.allocator import heaps_in_use, limit_arenas\n{first}\nimport amends.web\nprint(heaps_in_use())"
-    )
+    script = "\n".join(
+        ("from amends.allocator import heaps_in_use, limit_arenas", "limit_arenas()", "import amends.web",
+         "print(heaps_in_use())")
+    )  # fmt: skip
     environment = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-
-    def heaps(first: str) -> int:
-        done = subprocess.run([sys.executable, "-c", script.format(first=first)], env=environment,
-                              capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
-        return int(done.stdout)
-
-    assert heaps("limit_arenas()") <= 2
+    done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                          timeout=120, check=True)  # fmt: skip
+    assert int(done.stdout) <= 2
