@@ -2,9 +2,9 @@
 
 glibc's malloc gives each thread that finds the allocator busy a heap (an arena) of its own, up to eight per core,
 and a heap keeps the most it has ever held. A server reads the database from a pool of threads, and SQLite's page
-cache and sorters allocate in whichever thread runs the query, so each of a dozen heaps grows to its own high-water
-mark: under load the server's memory rose by some 300 MiB more than it ever used at once (docs/benchmarks.md#load).
-Two heaps keep it flat at no measurable cost in speed.
+cache and sorters allocate in whichever thread runs the query, so each of a dozen heaps grew to its own high-water
+mark of 30-40 MiB, and the server's memory kept rising under load. With two heaps it levels off, and the load test
+ran no slower (docs/benchmarks.md#load).
 
 `MALLOC_ARENA_MAX` in the environment is glibc's own way to say the same and wins. On another C library (musl,
 macOS) there is nothing to do.
