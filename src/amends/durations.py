@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 
-__all__ = ["MAX_DURATION", "format_duration", "parse_duration", "parse_time_span"]
+__all__ = ["MAX_DURATION", "format_duration", "parse_clock", "parse_duration", "parse_time_span"]
 
 _UNITS = {
     "w": timedelta(weeks=1),
@@ -20,7 +20,17 @@ MAX_DURATION = timedelta(days=36_500)
 _MAX_SECONDS = int(MAX_DURATION.total_seconds())
 _PART = re.compile(r"(\d{1,6})([wdhms])")
 _WHOLE = re.compile(r"(?:\d{1,6}[wdhms])+")
-_SPAN = re.compile(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*")
+_CLOCK = r"([01]?\d|2[0-3]):([0-5]\d)"
+_SPAN = re.compile(rf"\s*{_CLOCK}\s*-\s*{_CLOCK}\s*")
+_ONE_CLOCK = re.compile(rf"\s*{_CLOCK}\s*")
+
+
+def parse_clock(text: str) -> time:
+    """`09:30` → 09:30, a time of day. Raises ValueError saying what was expected."""
+    match = _ONE_CLOCK.fullmatch(text)
+    if match is None:
+        raise ValueError(f"expected HH:MM such as 09:30, got {text!r}")
+    return time(int(match[1]), int(match[2]))
 
 
 def parse_time_span(text: str) -> tuple[time, time]:

@@ -27,7 +27,21 @@ __all__ = [
 
 
 class AmendsError(Exception):
-    """Base of every error amends raises on purpose."""
+    """Base of every error amends raises on purpose.
+
+    `shown` is what may be said to whoever made the request (an HTTP answer, a console page, a readiness probe):
+    the message itself, unless the message holds words for the log and the command line only (a driver's hosts,
+    users, tables and constraints) and a `shown` was given in its place."""
+
+    _shown: str | None = None
+
+    def __init__(self, *args: object, shown: str | None = None) -> None:
+        super().__init__(*args)
+        self._shown = shown
+
+    @property
+    def shown(self) -> str:
+        return str(self) if self._shown is None else self._shown
 
 
 class InvalidInput(AmendsError):
@@ -48,14 +62,7 @@ class NotFound(AmendsError):
 
 
 class Conflict(AmendsError):
-    """The request contradicts what is stored.
-
-    `shown` is what may be said to whoever made the request; the message itself may hold the driver's words (the
-    names of a constraint, a table, a column), for the log and the command line only."""
-
-    def __init__(self, message: str, *, shown: str | None = None) -> None:
-        super().__init__(message)
-        self.shown = message if shown is None else shown
+    """The request contradicts what is stored (a database constraint's words, when it is one, are not `shown`)."""
 
 
 class Forbidden(AmendsError):
@@ -67,11 +74,5 @@ class Unauthorized(AmendsError):
 
 
 class Unavailable(AmendsError):
-    """A service amends depends on cannot be reached; nothing was changed, and a retry may succeed.
-
-    `shown` is what may be said to whoever made the request (an HTTP answer, a readiness probe); the message itself
-    may hold the driver's own words (hosts, users, names of tables), for the log and the command line only."""
-
-    def __init__(self, message: str, *, shown: str | None = None) -> None:
-        super().__init__(message)
-        self.shown = message if shown is None else shown
+    """A service amends depends on cannot be reached; nothing was changed, and a retry may succeed. The driver's
+    words (hosts, users) stay out of what is `shown`."""

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from amends.durations import parse_duration, parse_time_span
+from amends.durations import parse_clock, parse_duration, parse_time_span
 from amends.errors import InvalidInput
 
 __all__ = ["BusinessHours", "ResponseSla"]
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"^\s*([A-Za-z]{3})\s*(?:-\s*([A-Za-z]{3}))?\s+(\S+)\s*$")
-_CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 _MAX_DAYS = 3660  # ten years of calendar: a schedule that never opens is refused long before
 
 
@@ -49,16 +48,13 @@ class BusinessHours:
         start, end = _DAYS.index(first), _DAYS.index(last)
         days = frozenset((start + n) % 7 for n in range((end - start) % 7 + 1))
         closes: time | None
-        if span.endswith("-24:00"):  # open until midnight, the end of the day
-            clock = _CLOCK.fullmatch(span.removesuffix("-24:00"))
-            if clock is None:
-                raise InvalidInput(field, f"expected HH:MM-HH:MM such as 09:00-17:00 or 00:00-24:00, got {span!r}")
-            opens, closes = time(int(clock[1]), int(clock[2])), None
-        else:
-            try:
+        try:
+            if span.endswith("-24:00"):  # open until midnight, the end of the day
+                opens, closes = parse_clock(span.removesuffix("-24:00")), None
+            else:
                 opens, closes = parse_time_span(span)
-            except ValueError as exc:
-                raise InvalidInput(field, str(exc)) from None
+        except ValueError as exc:
+            raise InvalidInput(field, str(exc)) from None
         if closes is not None and closes <= opens:
             raise InvalidInput(field, "working hours must close after they open on the same day, e.g. 09:00-17:00")
         try:

@@ -9,7 +9,7 @@ import fcntl
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +45,16 @@ def _sqlite_path(db: Database) -> Path:
     return Path(str(db.url.database))
 
 
-def _in_use_file(database: str) -> Path:
-    return Path(f"{database}.in-use")
+@contextmanager
+def _holding_in_use(database: str, operation: int) -> Iterator[None]:
+    """A lock on the file `<database>.in-use` (`flock`: shared or exclusive, perhaps not waiting), held until the
+    block ends or the process does, however it ends."""
+    handle = os.open(f"{database}.in-use", os.O_RDWR | os.O_CREAT, _PRIVATE)
+    try:
+        fcntl.flock(handle, operation)
+        yield
+    finally:
+        os.close(handle)  # and with it the lock
 
 
 @contextmanager
@@ -60,12 +68,8 @@ def running_on(database_url: str) -> Iterator[None]:
         yield
         return
     Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
-    handle = os.open(_in_use_file(str(url.database)), os.O_RDWR | os.O_CREAT, _PRIVATE)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_SH)
+    with _holding_in_use(str(url.database), fcntl.LOCK_SH):
         yield
-    finally:
-        os.close(handle)
 
 
 def check_backup(path: Path) -> BackupInfo:
@@ -145,22 +149,17 @@ def restore_sqlite(source: Path, db: Database) -> BackupInfo:
     target = _sqlite_path(db)
     info = check_backup(source)
     db.create_sqlite_directory()
-    in_use = os.open(_in_use_file(str(target)), os.O_RDWR | os.O_CREAT, _PRIVATE)
     try:
-        try:
-            fcntl.flock(in_use, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Conflict(
-                f"a server or worker is running on {target}: stop it first (it holds the old content in memory)"
-            ) from None
-        copy = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-        try:
-            with db.engine.connect() as connection:
-                live = connection.connection.driver_connection
-                assert isinstance(live, sqlite3.Connection)
-                copy.backup(live)
-        finally:
-            copy.close()
-    finally:
-        os.close(in_use)  # and with it the lock
+        with (
+            _holding_in_use(str(target), fcntl.LOCK_EX | fcntl.LOCK_NB),  # BlockingIOError: somebody holds it
+            closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as copy,
+            db.engine.connect() as connection,
+        ):
+            live = connection.connection.driver_connection
+            assert isinstance(live, sqlite3.Connection)
+            copy.backup(live)
+    except BlockingIOError:
+        raise Conflict(
+            f"a server or worker is running on {target}: stop it first (it holds the old content in memory)"
+        ) from None
     return BackupInfo(target, target.stat().st_size, info.revision, info.events, info.cases)

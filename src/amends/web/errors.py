@@ -90,7 +90,7 @@ async def _amends_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AmendsError)
     status = status_of(exc)
     reason = getattr(exc, "reason", str(exc))
-    if isinstance(exc, (Unavailable, Conflict)) and exc.shown != str(exc):
+    if exc.shown != str(exc):
         # The driver's words (hosts, users, constraints) go to the log, not to the caller; the access line with the
         # same request id has the path.
         log.warning("answered %d: %s", status, exc)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from amends.errors import Conflict, Forbidden, NotFound, Unavailable
+from amends.errors import AmendsError, Forbidden, NotFound
 from amends.web.console import (
     account,
     approvals,
@@ -69,10 +69,8 @@ async def error_page(request: Request, exc: Exception, status: int) -> Response:
         heading, message = "Not found", "There is nothing here, or nothing you may see."
     elif isinstance(exc, Forbidden):
         heading, message = "Not allowed", str(exc)
-    elif isinstance(exc, (Unavailable, Conflict)):  # the driver's own words stay in the log (web/errors.py logs them)
-        heading, message = "That did not work", exc.shown
-    else:
-        heading, message = "That did not work", str(exc)
+    else:  # never a driver's own words: they stay in the log (web/errors.py logs them)
+        heading, message = "That did not work", exc.shown if isinstance(exc, AmendsError) else str(exc)
     user = None  # the page is shown without the person's menu: the error may be about the session itself
     return render(request, "error.html", user, status=status, heading=heading, message=message)
 
